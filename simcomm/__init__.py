@@ -1,0 +1,48 @@
+"""simcomm: watch inter-process communication in microservices succeed and fail.
+
+    >>> import simcomm
+    >>> res = simcomm.run("mmc", seed=1, until=1000, servers=3, arrival_rate=2.0)
+    >>> res.summary()["availability"]
+    1.0
+
+``run`` returns a :class:`Result` (``summary()``, ``requests``, ``trace``,
+``pools``, ``messages``, ``events``).  ``scenarios()`` lists what can be
+run and ``describe(name)`` its parameters.  Build your own topology with
+:class:`World`, :class:`Instance`, :class:`OpenLoop` and friends from
+:mod:`simcomm.engine`.
+"""
+
+from simcomm.api import describe, prepare, run, scenarios
+from simcomm.engine import (
+    ClosedLoop,
+    Constant,
+    Crash,
+    ErrorRate,
+    Exponential,
+    Hang,
+    Instance,
+    Link,
+    LogNormal,
+    Message,
+    Node,
+    OpenLoop,
+    Outages,
+    RateSchedule,
+    Service,
+    ServiceError,
+    Slowdown,
+    Uniform,
+    World,
+    spike,
+)
+from simcomm.errors import ParamError
+from simcomm.result import Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClosedLoop", "Constant", "Crash", "ErrorRate", "Exponential", "Hang", "Instance", "Link",
+    "LogNormal", "Message", "Node", "OpenLoop", "Outages", "ParamError", "RateSchedule",
+    "Result", "Service", "ServiceError", "Slowdown", "Uniform", "World", "__version__",
+    "describe", "prepare", "run", "scenarios", "spike",
+]

@@ -1,0 +1,54 @@
+"""The top-level functions: run a scenario by name, list and describe them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from simcomm.engine.world import World
+from simcomm.errors import ParamError
+from simcomm.result import Result
+from simcomm.scenarios import base
+
+__all__ = ["describe", "prepare", "run", "scenarios"]
+
+
+def scenarios() -> list[str]:
+    """The names of the registered scenarios."""
+    return base.names()
+
+
+def prepare(scenario: str | base.Scenario, seed: int = 0, until: float | None = None,
+            **params: Any) -> tuple[base.Scenario, Any, float]:
+    """Check everything about a run before time zero: scenario, params, seed, until."""
+    sc = base.get(scenario)
+    p = base.make_params(sc, params)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ParamError("seed", seed, "a whole number >= 0")
+    until = sc.until if until is None else until
+    if (not isinstance(until, (int, float)) or isinstance(until, bool) or not until > 0
+            or math.isinf(until)):
+        raise ParamError("until", until, "a finite time in seconds > 0")
+    return sc, p, float(until)
+
+
+def run(scenario: str | base.Scenario, seed: int = 0, until: float | None = None, *,
+        trace: bool = True, **params: Any) -> Result:
+    """Run ``scenario`` with ``params`` (field=value) and return its Result.
+
+    ``until`` is the simulated time in seconds (the scenario's default if
+    omitted); ``trace=False`` records requests and pools' absence for
+    speed in long sweeps.  Every argument is checked before the run starts.
+    """
+    sc, p, until = prepare(scenario, seed, until, **params)
+    world = World(seed, trace=trace)
+    sc.build(world, p)
+    world.run(until)
+    return Result(world, sc, p)
+
+
+def describe(scenario: str | base.Scenario) -> list[dict[str, Any]]:
+    """One dict per field: name, type, default, allowed values, unit, help."""
+    sc = base.get(scenario)
+    return [{"field": f.name, "type": f.type.__name__, "default": f.default,
+             "allowed": f.allowed(), "unit": f.unit, "help": f.help} for f in sc.fields()]

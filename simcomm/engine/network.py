@@ -1,0 +1,224 @@
+"""The network every message crosses: latency, loss, bandwidth, partitions.
+
+A :class:`Network` knows the nodes of a world and a :class:`Link` for each
+ordered pair (a default one unless configured).  ``send`` decides a
+message's fate: dropped at once (partition, loss) or delivered after the
+link's latency plus its transmission time (size / bandwidth).  On arrival
+the destination may still refuse it (node down, queue full): the drop is
+recorded with that reason.  Nothing teleports, and every message ends in the
+ledger as delivered, dropped with a reason, or in flight.
+
+Zero latency with unlimited bandwidth delivers in the same instant without
+scheduling an event, which keeps the theory scenarios fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from simcomm.engine.messages import REPLY, Message
+from simcomm.engine.randomness import Constant, Distribution
+from simcomm.errors import ParamError
+
+if TYPE_CHECKING:
+    from simcomm.engine.nodes import Node
+    from simcomm.engine.world import World
+
+__all__ = ["Link", "Network"]
+
+
+@dataclass
+class Link:
+    """One direction of a connection between two nodes.
+
+    ``latency`` is the one-way propagation delay in seconds (a distribution),
+    ``loss`` the probability a message is lost, ``bandwidth`` bytes per
+    second (``None`` for unlimited).
+    """
+
+    latency: Distribution | None = None
+    loss: float = 0.0
+    bandwidth: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.latency is not None and not isinstance(self.latency, Distribution):
+            if isinstance(self.latency, (int, float)) and not isinstance(self.latency, bool):
+                if self.latency < 0 or math.isinf(self.latency):
+                    raise ParamError("latency", self.latency, "a number of seconds >= 0")
+                self.latency = Constant(float(self.latency)) if self.latency > 0 else None
+            else:
+                raise ParamError("latency", self.latency, "seconds >= 0 or a Distribution")
+        if isinstance(self.latency, Constant) and self.latency.value == 0:
+            self.latency = None
+        if not isinstance(self.loss, (int, float)) or not 0.0 <= self.loss <= 1.0:
+            raise ParamError("loss", self.loss, "a probability from 0 to 1")
+        if self.bandwidth is not None and not (
+            isinstance(self.bandwidth, (int, float)) and self.bandwidth > 0
+        ):
+            raise ParamError("bandwidth", self.bandwidth, "bytes per second > 0, or None")
+
+    @property
+    def instant(self) -> bool:
+        return self.latency is None and self.bandwidth is None
+
+
+class _LinkState:
+    """A link between one ordered pair, with its own random stream."""
+
+    __slots__ = ("bandwidth", "latency", "loss", "rng")
+
+    def __init__(self, link: Link, rng) -> None:
+        self.latency = link.latency
+        self.loss = link.loss
+        self.bandwidth = link.bandwidth
+        self.rng = rng
+
+
+class Network:
+    """Carries messages between the nodes of one world."""
+
+    def __init__(self, world: World, default: Link | None = None) -> None:
+        self.world = world
+        self.env = world.env
+        self.nodes: dict[str, Node] = {}
+        self.default = default or Link()
+        self._configured: dict[tuple[str, str], Link] = {}
+        self._links: dict[tuple[str, str], _LinkState] = {}
+        self._group: dict[str, int] | None = None  # node -> partition group
+        # the ledger's counters, kept apart from the trace so tests can
+        # check one against the other
+        self.sent = 0
+        self.delivered = 0
+        self.dropped: dict[str, int] = {}
+        self.in_flight = 0
+
+    # -- configuration -------------------------------------------------
+    def add(self, node: Node) -> None:
+        if node.name in self.nodes:
+            raise ParamError("name", node.name, "a node name not used before in this world")
+        self.nodes[node.name] = node
+
+    def link(self, a: str, b: str, *, latency: Distribution | float | None = None,
+             loss: float = 0.0, bandwidth: float | None = None,
+             symmetric: bool = True) -> Link:
+        """Configure the link from ``a`` to ``b`` (and back, if symmetric)."""
+        cfg = Link(latency=latency, loss=loss, bandwidth=bandwidth)
+        self._configured[(a, b)] = cfg
+        self._links.pop((a, b), None)
+        if symmetric:
+            self._configured[(b, a)] = cfg
+            self._links.pop((b, a), None)
+        return cfg
+
+    def set_default(self, link: Link) -> None:
+        """The link used between any pair not configured explicitly."""
+        self.default = link
+        self._links = {k: v for k, v in self._links.items() if k in self._configured}
+
+    def _state(self, source: str, dest: str) -> _LinkState:
+        state = self._links.get((source, dest))
+        if state is None:
+            cfg = self._configured.get((source, dest), self.default)
+            state = _LinkState(cfg, self.world.stream(f"link:{source}->{dest}"))
+            self._links[(source, dest)] = state
+        return state
+
+    # -- partitions ----------------------------------------------------
+    def cut(self, *groups: Iterable[str], at: float | None = None,
+            heal_at: float | None = None) -> None:
+        """Split the network: nodes in different groups cannot reach each other.
+
+        Nodes named in no group form one more group together.  With ``at``
+        the cut happens at that simulated time, else now; with ``heal_at``
+        it heals then.
+        """
+        sets = [frozenset(g) for g in groups]
+        if len(sets) < 1 or any(not g for g in sets):
+            raise ParamError("groups", [sorted(g) for g in sets], "one or more non-empty groups")
+        seen: set[str] = set()
+        for g in sets:
+            if seen & g:
+                raise ParamError("groups", sorted(seen & g), "each node in at most one group")
+            seen |= g
+        if heal_at is not None and at is not None and heal_at <= at:
+            raise ParamError("heal_at", heal_at, f"a time after the cut at {at}")
+
+        def do_cut() -> None:
+            mapping = {}
+            for i, g in enumerate(sets, start=1):
+                for name in g:
+                    mapping[name] = i
+            self._group = mapping
+            self.world.trace.event(self.env.now, "network", "partition",
+                                   " | ".join(",".join(sorted(g)) for g in sets))
+
+        self.world.at(at, do_cut)
+        if heal_at is not None:
+            self.world.at(heal_at, self.heal)
+
+    def heal(self) -> None:
+        """End any partition now."""
+        if self._group is not None:
+            self._group = None
+            self.world.trace.event(self.env.now, "network", "heal", "")
+
+    def can_reach(self, source: str, dest: str) -> bool:
+        group = self._group
+        return group is None or group.get(source, 0) == group.get(dest, 0)
+
+    # -- the hot path --------------------------------------------------
+    def send(self, msg: Message) -> None:
+        """Put ``msg`` on the wire from ``msg.source`` to ``msg.dest``."""
+        trace = self.world.trace
+        self.sent += 1
+        if trace.enabled:
+            trace.messages.append((self.env.now, "send", msg.id, msg.kind, msg.source,
+                                   msg.dest, msg.trace_id, msg.size, ""))
+        if self._group is not None and not self.can_reach(msg.source, msg.dest):
+            self._drop(msg, "partition")
+            return
+        state = self._links.get((msg.source, msg.dest)) or self._state(msg.source, msg.dest)
+        if state.loss and state.rng.random() < state.loss:
+            self._drop(msg, "loss")
+            return
+        self.in_flight += 1
+        if state.latency is None and state.bandwidth is None:
+            self._arrive(msg)
+            return
+        delay = 0.0 if state.latency is None else state.latency.sample(state.rng)
+        if state.bandwidth is not None:
+            delay += msg.size / state.bandwidth
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev, m=msg: self._arrive(m))
+
+    def _arrive(self, msg: Message) -> None:
+        self.in_flight -= 1
+        if self._group is not None and not self.can_reach(msg.source, msg.dest):
+            self._drop(msg, "partition")
+            return
+        node = self.nodes.get(msg.dest)
+        if node is None:
+            self._drop(msg, "no_such_node")
+            return
+        reason = node.accept(msg) if node.up else "node_down"
+        if reason:
+            self._drop(msg, reason)
+            if msg.reply_to is not None and msg.kind != REPLY:
+                node.refuse(msg, reason)
+            return
+        self.delivered += 1
+        trace = self.world.trace
+        if trace.enabled:
+            trace.messages.append((self.env.now, "deliver", msg.id, msg.kind, msg.source,
+                                   msg.dest, msg.trace_id, msg.size, ""))
+        node.receive(msg)
+
+    def _drop(self, msg: Message, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        trace = self.world.trace
+        if trace.enabled:
+            trace.messages.append((self.env.now, "drop", msg.id, msg.kind, msg.source,
+                                   msg.dest, msg.trace_id, msg.size, reason))

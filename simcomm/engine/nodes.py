@@ -1,0 +1,399 @@
+"""Nodes: anything with a network address.  Instances serve requests.
+
+:class:`Node` is the base: it can send messages, make requests and match
+replies to them by correlation id, and it can be up or down.  Clients,
+registries, brokers and gateways are all nodes.
+
+:class:`Instance` is one running copy of a service: a pool of N concurrent
+workers that take requests from a FIFO queue (bounded or not), run the
+service's *handler* for each and send the reply.  A handler is a generator
+function ``handler(ctx, request)`` that yields SimPy events -- usually
+``ctx.work()`` for CPU time and ``ctx.call(...)`` for calls to other
+services -- and returns the reply body, or raises :class:`ServiceError`.
+
+Faults an instance can suffer (see :mod:`simcomm.engine.faults`):
+
+* **crash** -- the process dies: queued and in-flight requests are lost and
+  their callers get a ``reset`` (the peer's TCP stack resets the
+  connections, as when a real process dies); while down, new requests are
+  refused (``refused``, like a closed port); it restarts after a repair
+  time with an empty queue.
+* **hang** -- the process accepts requests and never replies: each worker
+  that picks one up stays stuck on it.  When the hang ends (the process is
+  restarted by a watchdog) the stuck requests' connections are reset: their
+  callers get a ``reset`` reply, and the workers carry on.
+* **slowdown** -- every unit of work takes ``factor`` times longer.
+* **error rate** -- each request fails with that probability (an error
+  reply after the work is done).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import simpy
+from simpy.events import Event
+
+from simcomm.engine.formats import Format, get_format
+from simcomm.engine.messages import COMMAND, REPLY, Message
+from simcomm.engine.randomness import Constant, Distribution
+from simcomm.errors import ParamError
+
+if TYPE_CHECKING:
+    from simcomm.engine.world import World
+
+__all__ = ["Context", "Handler", "Instance", "Node", "Service", "ServiceError", "serve"]
+
+# what the caller sees when the network or the peer refuses a request
+_REFUSAL_STATUS = {"node_down": "refused", "rejected": "rejected"}
+
+
+class ServiceError(Exception):
+    """Raised by a handler to answer with an error reply (like HTTP 5xx)."""
+
+
+class Node:
+    """A network endpoint that can send, request and receive messages."""
+
+    def __init__(self, world: World, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ParamError("name", name, "a non-empty string")
+        self.world = world
+        self.env = world.env
+        self.name = name
+        self.up = True
+        self._network = world.network
+        self._pending: dict[int, Event] = {}
+        world.add(self)
+
+    # -- sending -------------------------------------------------------
+    def message(self, dest: str, body: Any = None, *, kind: str = COMMAND,
+                reply_to: str | None = None, correlation_id: int | None = None,
+                key: Any = None, trace_id: int | None = None, status: str = "ok",
+                format: Format | None = None, size: int | None = None) -> Message:
+        """A new message from this node with the next id."""
+        return Message(self.world.next_message_id(), kind, self.name, dest, self.env.now,
+                       body, correlation_id=correlation_id, reply_to=reply_to, key=key,
+                       trace_id=trace_id, status=status, format=format, size=size)
+
+    def send(self, msg: Message) -> None:
+        self._network.send(msg)
+
+    def request(self, dest: str, body: Any = None, *, kind: str = COMMAND,
+                key: Any = None, trace_id: int | None = None,
+                format: Format | None = None, size: int | None = None) -> Event:
+        """Send a request to ``dest``; the event fires with the reply Message.
+
+        The reply is matched by correlation id (the request's own id, which
+        the returned event carries as ``request_id``).  The event never
+        fires if no reply comes: wrap it with a policy to bound the wait.
+        """
+        msg = Message(self.world.next_message_id(), kind, self.name, dest, self.env.now,
+                      body, reply_to=self.name, key=key, trace_id=trace_id,
+                      format=format, size=size)
+        ev = Event(self.env)
+        ev.request_id = msg.id  # type: ignore[attr-defined]
+        self._pending[msg.id] = ev
+        self._network.send(msg)
+        return ev
+
+    def forget(self, request_id: int) -> None:
+        """Stop waiting for the reply to ``request_id`` (a late reply is an orphan)."""
+        self._pending.pop(request_id, None)
+
+    def reply(self, request: Message, body: Any = None, status: str = "ok",
+              format: Format | None = None) -> None:
+        """Answer ``request`` with a reply carrying its correlation id."""
+        self._network.send(Message(
+            self.world.next_message_id(), REPLY, self.name, request.reply_to,
+            self.env.now, body, correlation_id=request.id, trace_id=request.trace_id,
+            status=status, format=format))
+
+    # -- receiving -----------------------------------------------------
+    def accept(self, msg: Message) -> str | None:
+        """Admission check on arrival: a drop reason, or None to accept."""
+        return None
+
+    def receive(self, msg: Message) -> None:
+        """A message has been delivered to this node."""
+        if msg.kind == REPLY:
+            ev = self._pending.pop(msg.correlation_id, None)
+            if ev is None:
+                self.world.trace.event(self.env.now, self.name, "orphan_reply",
+                                       f"reply {msg.id} to request {msg.correlation_id}")
+            else:
+                ev.succeed(msg)
+        else:
+            self.handle(msg)
+
+    def handle(self, msg: Message) -> None:
+        """A request, command, event or document arrived (override)."""
+        self.world.trace.event(self.env.now, self.name, "unhandled", f"message {msg.id}")
+
+    def refuse(self, msg: Message, reason: str) -> None:
+        """Tell the caller its request never got in (closed port, full queue)."""
+        self.reply(msg, None, _REFUSAL_STATUS.get(reason, reason))
+
+
+Handler = Callable[["Context", Message], Generator[Event, Any, Any]]
+
+
+def serve(ctx: Context, request: Message) -> Generator[Event, Any, Any]:
+    """The default handler: one unit of work, then an empty reply."""
+    yield ctx.work()
+    return None
+
+
+class Context:
+    """What a handler sees while it serves one request.
+
+    CPU time for decoding and encoding messages is owed as ``debt`` and paid
+    with the next unit of work, call or reply, so that coding costs take no
+    extra simulation events of their own.
+    """
+
+    __slots__ = ("debt", "instance", "request")
+
+    def __init__(self, instance: Instance, request: Message, debt: float = 0.0) -> None:
+        self.instance = instance
+        self.request = request
+        self.debt = debt
+
+    @property
+    def env(self) -> simpy.Environment:
+        return self.instance.env
+
+    @property
+    def now(self) -> float:
+        return self.instance.env.now
+
+    def work(self, duration: float | None = None) -> Event:
+        """CPU time on this worker: a service-time draw, or ``duration``.
+
+        Either is stretched by the instance's current slowdown factor.
+        """
+        inst = self.instance
+        if duration is None:
+            duration = inst.service_time.sample(inst.rng)
+        debt, self.debt = self.debt, 0.0
+        return inst.env.timeout(duration * inst.slowdown + debt)
+
+    def call(self, dest: str, body: Any = None, *, kind: str = COMMAND,
+             key: Any = None) -> Generator[Event, Any, Message]:
+        """Call ``dest`` synchronously: ``reply = yield from ctx.call(...)``.
+
+        See :func:`simcomm.rpc.call`; the reply's ``status`` says how it
+        went (``ok``, ``error``, ``refused``, ``rejected``, ``reset``).
+        """
+        from simcomm.rpc.call import call
+
+        return (yield from call(self, dest, body, kind=kind, key=key))
+
+
+class Instance(Node):
+    """One instance of a service: ``workers`` concurrent workers and a queue.
+
+    ``queue_capacity`` bounds the requests waiting for a worker (``None``:
+    unbounded); a request that finds the queue full is rejected and its
+    caller gets a ``rejected`` reply at once.
+    """
+
+    def __init__(self, world: World, name: str, *, workers: int = 1,
+                 service_time: Distribution | float = 0.0,
+                 queue_capacity: int | None = None, handler: Handler = serve,
+                 format: Format | str | None = None, service: str | None = None) -> None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ParamError("workers", workers, "a whole number >= 1")
+        if queue_capacity is not None and (
+            not isinstance(queue_capacity, int) or queue_capacity < 0
+        ):
+            raise ParamError("queue_capacity", queue_capacity, "a whole number >= 0, or None")
+        if not isinstance(service_time, Distribution):
+            service_time = Constant(service_time)
+        super().__init__(world, name)
+        self.service = service or name
+        self.workers = workers
+        self.service_time = service_time
+        self.queue_capacity = queue_capacity
+        self.handler = handler
+        self.format = get_format(format) if format is not None else None
+        self.rng = world.stream(f"instance:{name}:service-time")
+        self._error_rng = world.stream(f"instance:{name}:errors")
+        self.queue: deque[Message] = deque()
+        self._idle: deque[Event] = deque()
+        self._current: dict[int, Message] = {}
+        self._procs: list[simpy.Process] = []
+        self.busy = 0
+        self.slowdown = 1.0
+        self.error_rate = 0.0
+        self.hung = False
+        self._unhang: Event | None = None
+        self._record = world.trace.pools.append if world.trace.enabled else None
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        self._procs = [self.env.process(self._worker(i)) for i in range(self.workers)]
+
+    def _log_pool(self) -> None:
+        if self._record is not None:
+            self._record((self.env.now, self.name, self.busy, len(self.queue)))
+
+    # -- arrival -------------------------------------------------------
+    def accept(self, msg: Message) -> str | None:
+        if (msg.kind != REPLY and self.queue_capacity is not None and not self._idle
+                and len(self.queue) >= self.queue_capacity):
+            return "rejected"
+        return None
+
+    def handle(self, msg: Message) -> None:
+        if self._idle:
+            self._idle.popleft().succeed(msg)
+        else:
+            self.queue.append(msg)
+            self._log_pool()
+
+    # -- the workers ---------------------------------------------------
+    def _worker(self, wid: int) -> Generator[Event, Any, None]:
+        env = self.env
+        queue = self.queue
+        idle = self._idle
+        current = self._current
+        try:
+            while True:
+                if queue:
+                    msg = queue.popleft()
+                else:
+                    ev = Event(env)
+                    idle.append(ev)
+                    msg = yield ev
+                self.busy += 1
+                self._log_pool()
+                current[wid] = msg
+                if self.hung:
+                    yield from self._stuck(msg)
+                else:
+                    fmt = self.format
+                    ctx = Context(self, msg)
+                    if fmt is not None and msg.format is not None:
+                        ctx.debt = fmt.decode_cost(msg.size) * self.slowdown
+                    status = "ok"
+                    try:
+                        body = yield from self.handler(ctx, msg)
+                    except ServiceError as exc:
+                        status, body = "error", str(exc)
+                    if self.error_rate and self._error_rng.random() < self.error_rate:
+                        status, body = "error", "injected error"
+                    if fmt is not None and body is not None:
+                        ctx.debt += fmt.encode_cost(fmt.size(body)) * self.slowdown
+                    if ctx.debt > 0:
+                        yield env.timeout(ctx.debt)
+                    if self.hung:
+                        yield from self._stuck(msg)
+                    else:
+                        self.reply(msg, body, status, fmt)
+                del current[wid]
+                self.busy -= 1
+                self._log_pool()
+        except simpy.Interrupt:
+            return
+
+    def _stuck(self, msg: Message) -> Generator[Event, Any, None]:
+        """Hold ``msg`` until the hang ends, then reset its connection.
+
+        A hang ends the way a real one does: the process is restarted (by a
+        watchdog or an operator), so the connections it held are reset and
+        the callers learn of it with a ``reset`` reply.
+        """
+        assert self._unhang is not None
+        yield self._unhang
+        self.world.trace.event(self.env.now, self.name, "abandoned",
+                               f"request {msg.id} held during a hang")
+        if msg.reply_to is not None:
+            self.reply(msg, None, "reset")
+
+    # -- faults --------------------------------------------------------
+    def crash(self, repair_after: float | None = None) -> None:
+        """Kill the process now; restart after ``repair_after`` seconds."""
+        if not self.up:
+            return
+        self.up = False
+        self.world.trace.event(self.env.now, self.name, "crash",
+                               f"restart after {repair_after}" if repair_after else "")
+        for proc in self._procs:
+            if proc.is_alive:
+                proc.interrupt("crash")
+        self._procs = []
+        lost = list(self._current.values()) + list(self.queue)
+        self.queue.clear()
+        self._idle.clear()
+        self._current.clear()
+        self._pending.clear()
+        self.busy = 0
+        if self.hung:
+            self.hung = False
+            self._unhang = None
+        self._log_pool()
+        for msg in lost:
+            if msg.reply_to is not None:
+                self.reply(msg, None, "reset")
+        if repair_after is not None:
+            self.world.at(self.env.now + repair_after, self.restart)
+
+    def restart(self) -> None:
+        """Start again with an empty queue and fresh workers."""
+        if self.up:
+            return
+        self.up = True
+        self.world.trace.event(self.env.now, self.name, "restart", "")
+        self._start_workers()
+
+    def hang(self) -> None:
+        """Stop replying (see the module docstring)."""
+        if self.hung or not self.up:
+            return
+        self.hung = True
+        self._unhang = Event(self.env)
+        self.world.trace.event(self.env.now, self.name, "hang", "")
+
+    def unhang(self) -> None:
+        """End a hang: stuck requests are reset and work resumes."""
+        if not self.hung:
+            return
+        self.hung = False
+        ev, self._unhang = self._unhang, None
+        self.world.trace.event(self.env.now, self.name, "unhang", "")
+        if ev is not None:
+            ev.succeed()
+
+    def slow_down(self, factor: float) -> None:
+        """Make every unit of work ``factor`` times longer (1 = normal)."""
+        if not factor > 0:
+            raise ParamError("factor", factor, "a number > 0")
+        self.slowdown = float(factor)
+        self.world.trace.event(self.env.now, self.name, "slowdown", f"x{factor:g}")
+
+    def set_error_rate(self, rate: float) -> None:
+        """Fail each request with probability ``rate``."""
+        if not 0.0 <= rate <= 1.0:
+            raise ParamError("error_rate", rate, "a probability from 0 to 1")
+        self.error_rate = float(rate)
+        self.world.trace.event(self.env.now, self.name, "error_rate", f"{rate:g}")
+
+
+class Service:
+    """A named service and its instances ``{name}-1`` ... ``{name}-N``."""
+
+    def __init__(self, world: World, name: str, *, instances: int = 1, **instance_args: Any):
+        if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
+            raise ParamError("instances", instances, "a whole number >= 1")
+        self.name = name
+        self.instances = [Instance(world, f"{name}-{i}", service=name, **instance_args)
+                          for i in range(1, instances + 1)]
+
+    def __getitem__(self, i: int) -> Instance:
+        return self.instances[i]
+
+    def __len__(self) -> int:
+        return len(self.instances)

@@ -1,0 +1,43 @@
+"""The event log of a run, kept as plain tuples and turned into tables late.
+
+Recording is a tuple append per event (principle 8): DataFrames are built
+only when a :class:`~simcomm.result.Result` is asked for one.
+
+Tables (column names are the DataFrame columns):
+
+* ``messages`` -- one row per message event: ``send``, ``deliver`` or
+  ``drop`` (with a reason such as ``loss``, ``partition``, ``node_down``,
+  ``rejected``).  Together they form the message ledger.
+* ``requests`` -- one row per finished client request.
+* ``pools`` -- each worker pool's busy count and queue length whenever one
+  of them changes.
+* ``events`` -- everything else worth seeing on a timeline: faults,
+  repairs, partitions, abandoned work, replies nobody waited for.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EVENT_COLUMNS", "MESSAGE_COLUMNS", "POOL_COLUMNS", "REQUEST_COLUMNS", "Trace"]
+
+MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
+                   "trace_id", "size", "reason")
+REQUEST_COLUMNS = ("request_id", "client", "target", "start", "end", "outcome")
+POOL_COLUMNS = ("time", "node", "busy", "queued")
+EVENT_COLUMNS = ("time", "node", "event", "detail")
+
+
+class Trace:
+    """Append-only lists of tuples; ``enabled=False`` keeps only requests."""
+
+    __slots__ = ("enabled", "events", "messages", "pools", "requests")
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.messages: list[tuple] = []
+        self.requests: list[tuple] = []
+        self.pools: list[tuple] = []
+        self.events: list[tuple] = []
+
+    def event(self, time: float, node: str, event: str, detail: str = "") -> None:
+        """Record a timeline event (always kept: they are few)."""
+        self.events.append((time, node, event, detail))

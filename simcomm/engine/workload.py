@@ -1,0 +1,194 @@
+"""Workloads: the users outside the system that send it requests.
+
+* :class:`OpenLoop` -- requests arrive as a Poisson process whatever the
+  system does (new users keep coming); the rate can follow a
+  :class:`RateSchedule`, e.g. a :func:`spike`.
+* :class:`ClosedLoop` -- a fixed population of users, each thinking, then
+  sending a request and waiting for its reply before thinking again.
+
+Both record one row per request in the trace: start, end and outcome
+(``ok``, ``error``, ``refused``, ``rejected``, ``reset`` from the reply, or
+``abandoned`` when the user's patience ran out first).  Requests still
+open when the run ends are reported as ``pending``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from simpy.events import Event
+
+from simcomm.engine.formats import Format, get_format
+from simcomm.engine.messages import Message
+from simcomm.engine.nodes import Node
+from simcomm.engine.randomness import Distribution
+from simcomm.errors import ParamError
+
+if TYPE_CHECKING:
+    from simcomm.engine.world import World
+
+__all__ = ["ClosedLoop", "OpenLoop", "RateSchedule", "spike"]
+
+
+class RateSchedule:
+    """A piecewise-constant arrival rate: ``[(from_time, rate), ...]``.
+
+    The first step must start at time 0.  Rates are requests per second
+    (0 allowed: nobody arrives).
+    """
+
+    def __init__(self, steps: Sequence[tuple[float, float]]) -> None:
+        steps = [(float(t), float(r)) for t, r in steps]
+        if not steps or steps[0][0] != 0.0:
+            raise ParamError("steps", steps, "a list of (time, rate) starting at time 0")
+        for (t0, _), (t1, _) in zip(steps, steps[1:]):
+            if t1 <= t0:
+                raise ParamError("steps", steps, "times in increasing order")
+        for _, r in steps:
+            if not r >= 0 or math.isinf(r):
+                raise ParamError("rate", r, "requests per second >= 0")
+        self.times = [t for t, _ in steps]
+        self.rates = [r for _, r in steps]
+
+    def rate_at(self, t: float) -> float:
+        return self.rates[bisect.bisect_right(self.times, t) - 1]
+
+    def next_change(self, t: float) -> float:
+        i = bisect.bisect_right(self.times, t)
+        return self.times[i] if i < len(self.times) else math.inf
+
+    def mean_rate(self, until: float) -> float:
+        """The average rate over ``[0, until]``."""
+        total = 0.0
+        for i, (t, r) in enumerate(zip(self.times, self.rates)):
+            end = self.times[i + 1] if i + 1 < len(self.times) else until
+            total += r * max(0.0, min(end, until) - t)
+        return total / until
+
+
+def spike(base: float, peak: float, start: float, duration: float) -> RateSchedule:
+    """``base`` requests/s, ``peak`` from ``start`` for ``duration`` s, then ``base``."""
+    return RateSchedule([(0.0, base), (start, peak), (start + duration, base)])
+
+
+class _Client(Node):
+    """A node that sends requests to ``target`` and records their outcome."""
+
+    def __init__(self, world: World, name: str, target: str, *, body: Any = None,
+                 patience: float | None = None, format: Format | str | None = None) -> None:
+        super().__init__(world, name)
+        self.format = get_format(format) if format is not None else None
+        if patience is not None and not (isinstance(patience, (int, float)) and patience > 0):
+            raise ParamError("patience", patience, "seconds > 0, or None to wait forever")
+        self.target = target
+        self.body = body
+        self.patience = patience
+        self.open: dict[int, float] = {}  # request id -> start time
+
+    def _issue(self) -> Event:
+        """Send one request; the returned event fires when it is finished."""
+        rid = self.world.next_request_id()
+        self.open[rid] = self.env.now
+        ev = self.request(self.target, self.body, trace_id=rid, format=self.format)
+        done = Event(self.env)
+        ev.callbacks.append(lambda e: self._finish(rid, e.value.status, done))
+        if self.patience is not None:
+            timer = self.env.timeout(self.patience)
+            timer.callbacks.append(lambda _e: self._give_up(rid, ev.request_id, done))
+        return done
+
+    def _finish(self, rid: int, outcome: str, done: Event) -> None:
+        start = self.open.pop(rid, None)
+        if start is None:
+            return  # already abandoned
+        self.world.trace.requests.append((rid, self.name, self.target, start, self.env.now,
+                                          outcome))
+        done.succeed(outcome)
+
+    def _give_up(self, rid: int, request_id: int, done: Event) -> None:
+        if rid in self.open:
+            self.forget(request_id)
+            self._finish(rid, "abandoned", done)
+
+    def pending(self) -> list[tuple]:
+        """Rows for the requests still open (outcome ``pending``, no end)."""
+        return [(rid, self.name, self.target, start, math.nan, "pending")
+                for rid, start in self.open.items()]
+
+
+class OpenLoop(_Client):
+    """Poisson arrivals at ``rate`` requests/s (a number or a RateSchedule)."""
+
+    def __init__(self, world: World, name: str, target: str, rate: float | RateSchedule, *,
+                 body: Any = None, patience: float | None = None,
+                 format: Format | str | None = None) -> None:
+        if not isinstance(rate, RateSchedule):
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+                raise ParamError("rate", rate, "requests per second > 0")
+            rate = RateSchedule([(0.0, rate)])
+        super().__init__(world, name, target, body=body, patience=patience, format=format)
+        self.schedule = rate
+        self._rng = world.stream(f"client:{name}:arrivals")
+        self.env.process(self._arrivals())
+
+    def _arrivals(self) -> Generator[Event, Any, None]:
+        env = self.env
+        rng = self._rng
+        sched = self.schedule
+        if len(sched.rates) == 1:  # the common case, kept tight
+            rate = sched.rates[0]
+            timeout = env.timeout
+            issue = self._issue_fast
+            while True:
+                yield timeout(rng.expovariate(rate))
+                issue()
+        while True:
+            rate = sched.rate_at(env.now)
+            change = sched.next_change(env.now)
+            gap = rng.expovariate(rate) if rate > 0 else math.inf
+            if env.now + gap >= change:
+                # memoryless: restart the draw at the rate change
+                yield env.timeout(change - env.now)
+                continue
+            yield env.timeout(gap)
+            self._issue()
+
+    def _issue_fast(self) -> None:
+        """``_issue`` without the completion event nobody waits for."""
+        if self.patience is not None:
+            self._issue()
+            return
+        rid = self.world.next_request_id()
+        self.open[rid] = self.env.now
+        ev = self.request(self.target, self.body, trace_id=rid, format=self.format)
+        ev.callbacks.append(lambda e: self._record(rid, e.value))
+
+    def _record(self, rid: int, reply: Message) -> None:
+        start = self.open.pop(rid)
+        self.world.trace.requests.append((rid, self.name, self.target, start, self.env.now,
+                                          reply.status))
+
+
+class ClosedLoop(_Client):
+    """``users`` users, each: think (``think_time``), request, wait, repeat."""
+
+    def __init__(self, world: World, name: str, target: str, users: int,
+                 think_time: Distribution, *, body: Any = None,
+                 patience: float | None = None, format: Format | str | None = None) -> None:
+        if not isinstance(users, int) or isinstance(users, bool) or users < 1:
+            raise ParamError("users", users, "a whole number >= 1")
+        if not isinstance(think_time, Distribution):
+            raise ParamError("think_time", think_time, "a Distribution (seconds)")
+        super().__init__(world, name, target, body=body, patience=patience, format=format)
+        self.users = users
+        self.think_time = think_time
+        for u in range(users):
+            self.env.process(self._user(world.stream(f"client:{name}:user{u}")))
+
+    def _user(self, rng) -> Generator[Event, Any, None]:
+        while True:
+            yield self.env.timeout(self.think_time.sample(rng))
+            yield self._issue()

@@ -1,0 +1,17 @@
+"""The ready-made scenarios, registered by name on import."""
+
+from simcomm.scenarios import chain, mmc  # noqa: F401  (registration)
+from simcomm.scenarios.base import (
+    FieldSpec,
+    Scenario,
+    fields,
+    get,
+    make_params,
+    names,
+    param,
+    parse_value,
+    register,
+)
+
+__all__ = ["FieldSpec", "Scenario", "fields", "get", "make_params", "names", "param",
+           "parse_value", "register"]

@@ -1,0 +1,190 @@
+"""What a scenario is: a Params dataclass, a build function, default views.
+
+Every field of a scenario's ``Params`` carries its allowed range (or
+choices), its unit and a help text in the dataclass field metadata; the one
+definition drives validation, the CLI's ``--set``, the widget controls and
+the sweeps.  Use :func:`param` to declare a field::
+
+    @dataclass(frozen=True)
+    class Params:
+        arrival_rate: float = param(0.8, range=(0.01, 1000), unit="req/s",
+                                    help="mean rate of new requests")
+
+:func:`make_params` checks every value (type, range, choices, then the
+scenario's own cross-field check) and raises a
+:class:`~simcomm.errors.ParamError` naming the field before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from simcomm.engine.world import World
+from simcomm.errors import ParamError
+
+__all__ = [
+    "FieldSpec", "Scenario", "fields", "get", "make_params", "names", "param",
+    "parse_value", "register",
+]
+
+
+def param(default: Any, *, help: str, unit: str = "", range: tuple[float, float] | None = None,
+          choices: tuple[str, ...] | None = None, step: float | None = None,
+          label: str | None = None) -> Any:
+    """A Params field with its range or choices, unit and help text."""
+    meta = {"help": help, "unit": unit, "range": range, "choices": choices, "step": step,
+            "label": label}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Everything a UI or a validator needs to know about one field."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    unit: str
+    range: tuple[float, float] | None
+    choices: tuple[str, ...] | None
+    step: float | None
+    label: str
+
+    def allowed(self) -> str:
+        """What values are allowed, in words."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.type is bool:
+            return "true or false"
+        kind = "a whole number" if self.type is int else "a number"
+        if self.range:
+            lo, hi = self.range
+            return f"{kind} from {lo:g} to {hi:g}" + (f" {self.unit}" if self.unit else "")
+        return kind
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to the field's type, or a ParamError."""
+        t = self.type
+        if t is bool:
+            if not isinstance(value, bool):
+                raise ParamError(self.name, value, self.allowed())
+            return value
+        if t is int:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParamError(self.name, value, self.allowed())
+        elif t is float:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ParamError(self.name, value, self.allowed())
+            value = float(value)
+            if math.isnan(value):
+                raise ParamError(self.name, value, self.allowed())
+        elif t is str and not isinstance(value, str):
+            raise ParamError(self.name, value, self.allowed())
+        if self.choices is not None and value not in self.choices:
+            raise ParamError(self.name, value, self.allowed())
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            raise ParamError(self.name, value, self.allowed())
+        return value
+
+
+def fields(params_cls: type) -> list[FieldSpec]:
+    """The FieldSpecs of a Params dataclass, in declaration order."""
+    hints = typing.get_type_hints(params_cls)
+    specs = []
+    for f in dataclasses.fields(params_cls):
+        m = f.metadata
+        specs.append(FieldSpec(
+            name=f.name, type=hints[f.name], default=f.default, help=m.get("help", ""),
+            unit=m.get("unit", ""), range=m.get("range"), choices=m.get("choices"),
+            step=m.get("step"), label=m.get("label") or f.name.replace("_", " "),
+        ))
+    return specs
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A registered scenario."""
+
+    name: str
+    title: str
+    description: str
+    params: type
+    build: Callable[[World, Any], None]
+    views: tuple[str, ...]
+    until: float
+    check: Callable[[Any], None] | None = None
+
+    def fields(self) -> list[FieldSpec]:
+        return fields(self.params)
+
+    def defaults(self) -> Any:
+        return self.params()
+
+
+_REGISTRY: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    """Make ``scenario`` available by name (to run, the CLI and the widgets)."""
+    _REGISTRY[scenario.name] = scenario
+    return scenario
+
+
+def names() -> list[str]:
+    """The names of the registered scenarios, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str | Scenario) -> Scenario:
+    """The scenario called ``name``; a ParamError lists the known ones."""
+    if isinstance(name, Scenario):
+        return name
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ParamError("scenario", name, "one of " + ", ".join(names())) from None
+
+
+def make_params(scenario: Scenario, values: Mapping[str, Any] | None = None) -> Any:
+    """A validated Params instance: defaults overridden by ``values``."""
+    values = dict(values or {})
+    specs = {s.name: s for s in scenario.fields()}
+    for key in values:
+        if key not in specs:
+            raise ParamError(key, values[key],
+                             f"not a field of {scenario.name}; fields: {', '.join(specs)}")
+    checked = {k: specs[k].check(v) for k, v in values.items()}
+    params = scenario.params(**checked)
+    for spec in specs.values():  # defaults must hold too
+        spec.check(getattr(params, spec.name))
+    if scenario.check is not None:
+        scenario.check(params)
+    return params
+
+
+def parse_value(spec: FieldSpec, text: str) -> Any:
+    """Turn command-line text into the field's type (then ``check`` it)."""
+    t = spec.type
+    try:
+        if t is bool:
+            low = text.strip().lower()
+            if low in ("true", "yes", "on", "1"):
+                return True
+            if low in ("false", "no", "off", "0"):
+                return False
+            raise ValueError(text)
+        if t is int:
+            return int(text)
+        if t is float:
+            return float(text)
+        return text
+    except ValueError:
+        raise ParamError(spec.name, text, spec.allowed()) from None
