@@ -10,7 +10,7 @@ from simcomm.errors import ParamError
 from simcomm.result import Result
 from simcomm.scenarios import base
 
-__all__ = ["describe", "prepare", "run", "scenarios"]
+__all__ = ["compare", "describe", "explore", "playback", "prepare", "run", "scenarios"]
 
 
 def scenarios() -> list[str]:
@@ -52,3 +52,25 @@ def describe(scenario: str | base.Scenario) -> list[dict[str, Any]]:
     sc = base.get(scenario)
     return [{"field": f.name, "type": f.type.__name__, "default": f.default,
              "allowed": f.allowed(), "unit": f.unit, "help": f.help} for f in sc.fields()]
+
+
+def explore(scenario: str | base.Scenario, **kwargs: Any) -> Any:
+    """The widget dashboard for ``scenario`` (see :func:`simcomm.widgets.explore`)."""
+    from simcomm.widgets import explore as _explore
+
+    return _explore(scenario, **kwargs)
+
+
+def compare(scenario: str | base.Scenario, a: dict[str, Any], b: dict[str, Any],
+            **kwargs: Any) -> Any:
+    """Two settings side by side (see :func:`simcomm.widgets.compare`)."""
+    from simcomm.widgets import compare as _compare
+
+    return _compare(scenario, a=a, b=b, **kwargs)
+
+
+def playback(result: Any, **kwargs: Any) -> Any:
+    """Step through a run's simulated time (see :func:`simcomm.widgets.playback`)."""
+    from simcomm.widgets import playback as _playback
+
+    return _playback(result, **kwargs)

@@ -15,6 +15,7 @@ open when the run ends are reported as ``pending``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,7 @@ class RateSchedule:
         steps = [(float(t), float(r)) for t, r in steps]
         if not steps or steps[0][0] != 0.0:
             raise ParamError("steps", steps, "a list of (time, rate) starting at time 0")
-        for (t0, _), (t1, _) in zip(steps, steps[1:]):
+        for (t0, _), (t1, _) in itertools.pairwise(steps):
             if t1 <= t0:
                 raise ParamError("steps", steps, "times in increasing order")
         for _, r in steps:
@@ -63,7 +64,7 @@ class RateSchedule:
     def mean_rate(self, until: float) -> float:
         """The average rate over ``[0, until]``."""
         total = 0.0
-        for i, (t, r) in enumerate(zip(self.times, self.rates)):
+        for i, (t, r) in enumerate(zip(self.times, self.rates, strict=True)):
             end = self.times[i + 1] if i + 1 < len(self.times) else until
             total += r * max(0.0, min(end, until) - t)
         return total / until
