@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# JupyterLab refuses to run as root unless told; on a normal account no flag is added.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: venv
-	$(BIN)/jupyter lab notebooks/00-tour.ipynb
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00-tour.ipynb
 
 lint: venv
-	$(BIN)/ruff check simcomm tests benchmarks
+	$(BIN)/ruff check simcomm tests benchmarks docs
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --nbmake tests notebooks

@@ -131,5 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _entry() -> int:
+    """Console entry point: like main, but quiet when the reader goes away
+    (``simcomm describe chain | head``)."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # stdout's reader closed early; point stdout at devnull so the
+        # interpreter's final flush does not raise again
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_entry())

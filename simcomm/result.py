@@ -72,6 +72,7 @@ class Result:
 
         df = pd.DataFrame(self.world.trace.messages, columns=list(MESSAGE_COLUMNS))
         df["trace_id"] = df["trace_id"].astype("Int64")
+        df["correlation_id"] = df["correlation_id"].astype("Int64")
         return df
 
     @cached_property

@@ -28,8 +28,9 @@ you have measured.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from simcomm.errors import ParamError
@@ -150,7 +151,6 @@ def _avro_size(v: Any) -> int:
     raise TypeError(f"cannot size a {type(v).__name__} as Avro")
 
 
-_SIZE_CACHE: dict[str, dict[int, tuple[Any, int]]] = {}
 _SIZERS = {"json": _json_size, "xml": None, "protobuf": _proto_size, "avro": _avro_size}
 
 
@@ -158,8 +158,11 @@ _SIZERS = {"json": _json_size, "xml": None, "protobuf": _proto_size, "avro": _av
 class Format:
     """A wire format: its size model and its coding cost in seconds per byte.
 
-    ``envelope`` bytes are added to every message (XML declaration and root
-    element; Avro's single-object header; nothing for JSON and Protobuf).
+    ``name`` picks the size model (``json``, ``xml``, ``protobuf`` or
+    ``avro``); a codec you have measured is a Format with that model and
+    your own costs.  ``envelope`` bytes are added to every message (XML
+    declaration and root element; Avro's single-object header; nothing for
+    JSON and Protobuf).
     """
 
     name: str
@@ -167,6 +170,19 @@ class Format:
     decode_per_byte: float
     envelope: int = 0
     text: bool = True
+    # sizes of the bodies seen lately, by object identity (see ``size``)
+    _cache: dict[int, tuple[Any, int]] = field(default_factory=dict, init=False,
+                                               repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in _SIZERS:
+            raise ParamError("name", self.name, "the size model to use: one of "
+                             + ", ".join(_SIZERS))
+        for name in ("encode_per_byte", "decode_per_byte", "envelope"):
+            v = getattr(self, name)
+            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0
+                    or math.isinf(v)):
+                raise ParamError(name, v, "a finite number >= 0")
 
     def size(self, body: Any) -> int:
         """Bytes on the wire for ``body`` in this format.
@@ -175,7 +191,7 @@ class Format:
         computed once and remembered, since the same payload is usually
         forwarded hop after hop.
         """
-        cache = _SIZE_CACHE.setdefault(self.name, {})
+        cache = self._cache
         hit = cache.get(id(body))
         if hit is not None and hit[0] is body:
             return hit[1]

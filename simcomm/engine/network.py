@@ -3,7 +3,11 @@
 A :class:`Network` knows the nodes of a world and a :class:`Link` for each
 ordered pair (a default one unless configured).  ``send`` decides a
 message's fate: dropped at once (partition, loss) or delivered after the
-link's latency plus its transmission time (size / bandwidth).  On arrival
+link's latency plus its transmission time.  A link with a bandwidth sends
+one message at a time, first come first served: a message waits until the
+link has finished transmitting the ones before it, then takes size /
+bandwidth seconds to go out (so a busy link limits throughput, as a real
+one does).  On arrival
 the destination may still refuse it (node down, queue full): the drop is
 recorded with that reason.  Nothing teleports, and every message ends in the
 ledger as delivered, dropped with a reason, or in flight.
@@ -68,13 +72,14 @@ class Link:
 class _LinkState:
     """A link between one ordered pair, with its own random stream."""
 
-    __slots__ = ("bandwidth", "latency", "loss", "rng")
+    __slots__ = ("bandwidth", "busy_until", "latency", "loss", "rng")
 
     def __init__(self, link: Link, rng) -> None:
         self.latency = link.latency
         self.loss = link.loss
         self.bandwidth = link.bandwidth
         self.rng = rng
+        self.busy_until = 0.0  # when the link finishes transmitting its backlog
 
 
 class Network:
@@ -176,7 +181,7 @@ class Network:
         self.sent += 1
         if trace.enabled:
             trace.messages.append((self.env.now, "send", msg.id, msg.kind, msg.source,
-                                   msg.dest, msg.trace_id, msg.size, ""))
+                                   msg.dest, msg.trace_id, msg.size, "", msg.correlation_id))
         if self._group is not None and not self.can_reach(msg.source, msg.dest):
             self._drop(msg, "partition")
             return
@@ -190,7 +195,10 @@ class Network:
             return
         delay = 0.0 if state.latency is None else state.latency.sample(state.rng)
         if state.bandwidth is not None:
-            delay += msg.size / state.bandwidth
+            now = self.env.now
+            done = max(now, state.busy_until) + msg.size / state.bandwidth
+            state.busy_until = done
+            delay += done - now
         ev = self.env.timeout(delay)
         ev.callbacks.append(lambda _ev, m=msg: self._arrive(m))
 
@@ -213,7 +221,7 @@ class Network:
         trace = self.world.trace
         if trace.enabled:
             trace.messages.append((self.env.now, "deliver", msg.id, msg.kind, msg.source,
-                                   msg.dest, msg.trace_id, msg.size, ""))
+                                   msg.dest, msg.trace_id, msg.size, "", msg.correlation_id))
         node.receive(msg)
 
     def _drop(self, msg: Message, reason: str) -> None:
@@ -221,4 +229,4 @@ class Network:
         trace = self.world.trace
         if trace.enabled:
             trace.messages.append((self.env.now, "drop", msg.id, msg.kind, msg.source,
-                                   msg.dest, msg.trace_id, msg.size, reason))
+                                   msg.dest, msg.trace_id, msg.size, reason, msg.correlation_id))

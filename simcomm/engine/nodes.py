@@ -212,17 +212,18 @@ class Instance(Node):
             raise ParamError("queue_capacity", queue_capacity, "a whole number >= 0, or None")
         if not isinstance(service_time, Distribution):
             service_time = Constant(service_time)
-        super().__init__(world, name)
+        fmt = get_format(format) if format is not None else None
+        super().__init__(world, name)  # registers the node: check everything first
         self.service = service or name
         self.workers = workers
         self.service_time = service_time
         self.queue_capacity = queue_capacity
         self.handler = handler
-        self.format = get_format(format) if format is not None else None
+        self.format = fmt
         self.rng = world.stream(f"instance:{name}:service-time")
         self._error_rng = world.stream(f"instance:{name}:errors")
         self.queue: deque[Message] = deque()
-        self._idle: deque[Event] = deque()
+        self._idle: deque[tuple[int, Event]] = deque()  # (worker id, wake-up event)
         self._current: dict[int, Message] = {}
         self._procs: list[simpy.Process] = []
         self.busy = 0
@@ -249,7 +250,11 @@ class Instance(Node):
 
     def handle(self, msg: Message) -> None:
         if self._idle:
-            self._idle.popleft().succeed(msg)
+            # the worker owns the request from the hand-over on, so that a
+            # crash before it resumes still resets the caller's connection
+            wid, ev = self._idle.popleft()
+            self._current[wid] = msg
+            ev.succeed(msg)
         else:
             self.queue.append(msg)
             self._log_pool()
@@ -260,14 +265,16 @@ class Instance(Node):
         queue = self.queue
         idle = self._idle
         current = self._current
+        ev: Event | None = None  # the wake-up event while idle
         try:
             while True:
                 if queue:
                     msg = queue.popleft()
                 else:
                     ev = Event(env)
-                    idle.append(ev)
+                    idle.append((wid, ev))
                     msg = yield ev
+                    ev = None
                 self.busy += 1
                 self._log_pool()
                 current[wid] = msg
@@ -297,6 +304,10 @@ class Instance(Node):
                 self.busy -= 1
                 self._log_pool()
         except simpy.Interrupt:
+            # killed while idle: take the wake-up call out of the idle list
+            # (a crash before the worker first ran clears the list too early)
+            if ev is not None and (wid, ev) in idle:
+                idle.remove((wid, ev))
             return
 
     def _stuck(self, msg: Message) -> Generator[Event, Any, None]:

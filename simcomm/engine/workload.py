@@ -72,7 +72,15 @@ class RateSchedule:
 
 def spike(base: float, peak: float, start: float, duration: float) -> RateSchedule:
     """``base`` requests/s, ``peak`` from ``start`` for ``duration`` s, then ``base``."""
-    return RateSchedule([(0.0, base), (start, peak), (start + duration, base)])
+    for name, value, ok, allowed in (
+        ("start", start, lambda v: v >= 0, "a time in seconds >= 0"),
+        ("duration", duration, lambda v: v > 0, "seconds > 0"),
+    ):
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value)
+                or math.isinf(value)):
+            raise ParamError(name, value, allowed)
+    steps = [(0.0, base)] if start > 0 else []
+    return RateSchedule([*steps, (start, peak), (start + duration, base)])
 
 
 class _Client(Node):
@@ -80,10 +88,11 @@ class _Client(Node):
 
     def __init__(self, world: World, name: str, target: str, *, body: Any = None,
                  patience: float | None = None, format: Format | str | None = None) -> None:
-        super().__init__(world, name)
-        self.format = get_format(format) if format is not None else None
+        fmt = get_format(format) if format is not None else None
         if patience is not None and not (isinstance(patience, (int, float)) and patience > 0):
             raise ParamError("patience", patience, "seconds > 0, or None to wait forever")
+        super().__init__(world, name)  # registers the node: check everything first
+        self.format = fmt
         self.target = target
         self.body = body
         self.patience = patience
