@@ -1,0 +1,170 @@
+"""Tables and arrays the figures share, computed once per Result and cached.
+
+A dashboard redraws several figures of the same run on every slider move
+(and the playback widget redraws the topology at many times), so anything
+derived from a run's tables is cached here, keyed weakly by the Result:
+it goes away with the Result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from simcomm.result import Result
+
+__all__ = [
+    "cached", "clients", "cumulative", "fault_intervals", "instances", "nice_step", "pool_arrays",
+    "step_integral", "step_means", "step_value",
+]
+
+_CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
+
+
+def cached(res: Result, key: str, make: Any) -> Any:
+    """``make()`` computed once per Result and ``key``."""
+    store = _CACHE.setdefault(res, {})
+    if key not in store:
+        store[key] = make()
+    return store[key]
+
+
+def instances(res: Result) -> list[str]:
+    """Service instances (nodes with a worker pool) in the order they were added.
+
+    Scenarios add them in call order (gateway first), so this is also the
+    order a learner reads the chain in.
+    """
+    from simcomm.engine.nodes import Instance
+
+    return [n for n, node in res.world.nodes.items() if isinstance(node, Instance)]
+
+
+def clients(res: Result) -> list[str]:
+    """The workload nodes (users) of the run."""
+    from simcomm.engine.workload import _Client
+
+    return [n for n, node in res.world.nodes.items() if isinstance(node, _Client)]
+
+
+# -- faults -----------------------------------------------------------------
+_FAULT_EVENTS = ("crash", "restart", "hang", "unhang", "partition", "heal", "slowdown",
+                 "error_rate")
+
+
+def _fault_intervals(res: Result) -> pd.DataFrame:
+    ev = res.events
+    ev = ev[ev["event"].isin(_FAULT_EVENTS)]
+    rows: list[tuple[str, str, float, float, str]] = []
+    open_: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def close(node: str, kind: str, t: float) -> None:
+        started = open_.pop((node, kind), None)
+        if started is not None:
+            rows.append((node, kind, started[0], t, started[1]))
+
+    for t, node, event, detail in ev.itertuples(index=False, name=None):
+        if event == "crash":
+            close(node, "hung", t)  # a crash ends a hang
+            open_.setdefault((node, "down"), (t, detail))
+        elif event == "restart":
+            close(node, "down", t)
+        elif event == "hang":
+            open_.setdefault((node, "hung"), (t, detail))
+        elif event == "unhang":
+            close(node, "hung", t)
+        elif event == "partition":
+            close(node, "partition", t)  # a new cut replaces the old one
+            open_[(node, "partition")] = (t, detail)
+        elif event == "heal":
+            close(node, "partition", t)
+        elif event == "slowdown":
+            close(node, "slow", t)
+            if detail not in ("x1", "x1.0"):
+                open_[(node, "slow")] = (t, detail)
+        elif event == "error_rate":
+            close(node, "errors", t)
+            if detail not in ("0", "0.0"):
+                open_[(node, "errors")] = (t, detail)
+    for (node, kind) in list(open_):
+        close(node, kind, res.until)
+    df = pd.DataFrame(rows, columns=["node", "kind", "start", "end", "detail"])
+    return df.sort_values(["start", "node"], kind="stable").reset_index(drop=True)
+
+
+def fault_intervals(res: Result) -> pd.DataFrame:
+    """One row per fault period: ``node, kind, start, end, detail``.
+
+    ``kind`` is ``down`` (crash to restart), ``hung`` (hang to unhang, or to
+    a crash), ``partition`` (cut to heal; node ``network``), ``slow``
+    (a slowdown factor other than 1) or ``errors`` (an injected error
+    rate).  A period still open when the run ended ends at ``until``.
+    """
+    return cached(res, "fault_intervals", lambda: _fault_intervals(res))
+
+
+# -- worker pools -----------------------------------------------------------
+def _pool_arrays(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    pools = res.pools
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    if pools.empty:
+        return out
+    t = pools["time"].to_numpy(dtype=float)
+    busy = pools["busy"].to_numpy(dtype=float)
+    queued = pools["queued"].to_numpy(dtype=float)
+    for node, idx in pools.groupby("node", sort=False).indices.items():
+        out[str(node)] = (t[idx], busy[idx], queued[idx])
+    return out
+
+
+def pool_arrays(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per instance: ``(time, busy, queued)`` arrays of its step functions."""
+    return cached(res, "pool_arrays", lambda: _pool_arrays(res))
+
+
+def step_value(t: np.ndarray, v: np.ndarray, at: np.ndarray | float) -> np.ndarray:
+    """The value of the step function ``(t, v)`` at ``at`` (0 before the first step)."""
+    idx = np.searchsorted(t, at, side="right") - 1
+    return np.where(idx >= 0, v[np.clip(idx, 0, None)], 0.0)
+
+
+def cumulative(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Area under the step function from its first change up to each change."""
+    return np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
+
+
+def step_integral(t: np.ndarray, v: np.ndarray, cum: np.ndarray,
+                  at: np.ndarray) -> np.ndarray:
+    """Area under the step function from time 0 to each time in ``at``."""
+    idx = np.searchsorted(t, at, side="right") - 1
+    safe = np.clip(idx, 0, None)
+    area = cum[safe] + v[safe] * (at - t[safe])
+    return np.where(idx >= 0, area, 0.0)
+
+
+def step_means(t: np.ndarray, v: np.ndarray, edges: np.ndarray,
+               cum: np.ndarray | None = None) -> np.ndarray:
+    """Time-weighted mean of the step function in each bin between ``edges``."""
+    if t.size == 0:
+        return np.zeros(len(edges) - 1)
+    if cum is None:
+        cum = cumulative(t, v)
+    area = step_integral(t, v, cum, np.asarray(edges, dtype=float))
+    return np.diff(area) / np.diff(edges)
+
+
+def nice_step(x: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is >= ``x``."""
+    if not x > 0 or math.isinf(x):
+        return 1.0
+    exp = math.floor(math.log10(x))
+    for m in (1, 2, 5, 10):
+        step = m * 10.0**exp
+        if step >= x * (1 - 1e-9):
+            return float(step)
+    return float(10.0 ** (exp + 1))  # pragma: no cover

@@ -1,0 +1,406 @@
+"""The system as a graph: who calls whom, how busy and how healthy each node is.
+
+:func:`topology_state` computes the numbers at one moment (cheap: the
+per-run arrays are built once and cached); :func:`topology` draws them.
+Calling :func:`topology` again with the same ``ax`` and Result only updates
+colours, widths and labels of the existing artists, so the playback widget
+can scrub through time without rebuilding the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, to_hex
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch
+
+from simcomm.errors import ParamError
+from simcomm.result import FAILURES
+from simcomm.viz import data
+from simcomm.viz.style import (
+    FAIL_CMAP,
+    HEALTH_COLORS,
+    INK,
+    LOAD_CMAP,
+    figure_for,
+    root_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from simcomm.result import Result
+
+__all__ = ["call_graph", "topology", "topology_state"]
+
+_MARKER_SIZE = 30.0  # points
+
+
+# -- the per-run data -----------------------------------------------------------
+@dataclass
+class _Model:
+    graph: nx.DiGraph
+    pos: dict[str, tuple[float, float]]
+    edges: list[tuple[str, str]]
+    calls: dict[tuple[str, str], np.ndarray]      # send times, sorted
+    settle: dict[tuple[str, str], np.ndarray]     # when each call's fate was known, sorted
+    failed_cum: dict[tuple[str, str], np.ndarray]  # failures among the first k settled
+    pools: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    faults: pd.DataFrame
+    until: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _layers(g: nx.DiGraph, first: list[str]) -> dict[str, int]:
+    """Left-to-right layers: the longest call path from a source (clients first)."""
+    connected = [n for n in g if g.degree(n) > 0]
+    sub = g.subgraph(connected)
+    layer: dict[str, int] = {}
+    if nx.is_directed_acyclic_graph(sub):
+        for n in nx.topological_sort(sub):
+            preds = list(sub.predecessors(n))
+            layer[n] = max((layer[p] + 1 for p in preds), default=0)
+    else:  # cycles (e.g. request/reply both ways): breadth-first from the sources
+        sources = [n for n in connected if sub.in_degree(n) == 0] or first[:1] or connected[:1]
+        dist: dict[str, int] = {}
+        for s in sources:
+            for n, d in nx.single_source_shortest_path_length(sub, s).items():
+                dist[n] = min(d, dist.get(n, d))
+        top = max(dist.values(), default=-1)
+        layer = {n: dist.get(n, top + 1) for n in connected}
+    last = max(layer.values(), default=-1) + 1
+    for n in g:  # nodes nobody called and who called nobody: a column of their own
+        layer.setdefault(n, last)
+    return layer
+
+
+def _positions(g: nx.DiGraph, layer: dict[str, int]) -> dict[str, tuple[float, float]]:
+    columns: dict[int, list[str]] = {}
+    for n in g:  # insertion order = the order the scenario built them
+        columns.setdefault(layer[n], []).append(n)
+    pos = {}
+    for x, col in columns.items():
+        k = len(col)
+        for i, n in enumerate(col):
+            pos[n] = (float(x), (k - 1) / 2.0 - i)
+    return pos
+
+
+def _model(res: Result) -> _Model:
+    from simcomm.engine.nodes import Instance
+
+    inst = set(data.instances(res))
+    cl = data.clients(res)
+    g = nx.DiGraph()
+    for name, node in res.world.nodes.items():
+        kind = "instance" if name in inst else ("client" if name in cl else "node")
+        g.add_node(name, kind=kind,
+                   workers=node.workers if isinstance(node, Instance) else None)
+    msgs = res.messages
+    req = msgs[msgs["kind"] != "reply"] if len(msgs) else msgs
+    calls: dict[tuple[str, str], np.ndarray] = {}
+    settle: dict[tuple[str, str], np.ndarray] = {}
+    failed_cum: dict[tuple[str, str], np.ndarray] = {}
+    if len(req):
+        rq = res.requests
+        done = rq[rq["outcome"] != "pending"]
+        end = pd.Series(done["end"].to_numpy(dtype=float), index=done["request_id"].to_numpy())
+        bad = pd.Series(done["outcome"].isin(FAILURES).to_numpy(),
+                        index=done["request_id"].to_numpy())
+        sent = req["sent"].to_numpy(dtype=float)
+        trace = req["trace_id"]
+        req_end = trace.map(end).to_numpy(dtype=float, na_value=np.inf)
+        req_end = np.where(np.isnan(req_end), np.inf, req_end)
+        req_bad = trace.map(bad).fillna(False).to_numpy(dtype=bool)
+        dropped = req["fate"].to_numpy() == "dropped"
+        drop_t = np.where(dropped, req["ended"].to_numpy(dtype=float), np.inf)
+        settled_at = np.minimum(req_end, drop_t)
+        failed = dropped | req_bad
+        for (s, d), idx in req.groupby(["source", "dest"], sort=False).indices.items():
+            key = (str(s), str(d))
+            calls[key] = np.sort(sent[idx], kind="stable")
+            order = np.argsort(settled_at[idx], kind="stable")
+            settle[key] = settled_at[idx][order]
+            failed_cum[key] = np.concatenate(([0], np.cumsum(failed[idx][order])))
+            g.add_edge(*key, calls=len(idx))
+    layer = _layers(g, cl)
+    pools = {}
+    for name, (t, busy, queued) in data.pool_arrays(res).items():
+        pools[name] = (t, busy, queued, data.cumulative(t, busy))
+    faults = data.fault_intervals(res)
+    faults = faults[faults["kind"].isin(("down", "hung"))]
+    edges = sorted(g.edges, key=lambda e: (layer[e[0]], layer[e[1]], e))
+    return _Model(g, _positions(g, layer), edges, calls, settle, failed_cum, pools, faults,
+                  res.until)
+
+
+def _get_model(res: Result) -> _Model:
+    return data.cached(res, "topology", lambda: _model(res))
+
+
+def call_graph(res: Result) -> nx.DiGraph:
+    """Every node of the run, with an edge from each caller to each callee.
+
+    Node attributes: ``kind`` (client / instance / node), ``workers`` and
+    ``pos`` (the layered left-to-right layout the figure uses); edge
+    attribute ``calls`` (requests sent over the whole run).  A copy: change
+    it freely.
+    """
+    model = _get_model(res)
+    g = model.graph.copy()
+    nx.set_node_attributes(g, model.pos, "pos")
+    return g
+
+
+def _default_window(until: float) -> float:
+    return data.nice_step(until / 24.0)
+
+
+def topology_state(res: Result, at: float | None = None,
+                   window: float | None = None) -> dict[str, Any]:
+    """The state of every node and call edge at time ``at`` (default: the end).
+
+    Returns ``{"time", "window", "nodes", "edges"}``:
+
+    * ``nodes`` -- DataFrame indexed by node name: ``kind``, ``workers``,
+      ``busy`` and ``queued`` at ``at``, ``utilisation`` (mean fraction of
+      busy workers over the ``window`` seconds before ``at``; NaN for
+      nodes without workers), ``health`` (``up`` / ``down`` / ``hung``),
+      and the layout position ``x``, ``y``.
+    * ``edges`` -- DataFrame with one row per caller -> callee: ``calls``
+      sent in the window, ``rate`` (calls per second), ``settled`` (calls
+      whose fate became known in the window: the message was dropped, or
+      the user request it served ended), ``failed`` (of those, the ones
+      dropped or serving a request that failed) and ``error_rate``
+      (failed / settled, NaN if none settled).  The trace records no reply
+      status, so a call counts as failed when its user request failed.
+
+    ``window`` defaults to a round number near 1/24 of the run.  Cheap
+    after the first call for a Result (arrays are cached), so widgets may
+    call it for many times.
+    """
+    model = _get_model(res)
+    at = model.until if at is None else float(at)
+    if not 0.0 <= at <= model.until or math.isnan(at):
+        raise ParamError("at", at, f"a time from 0 to {model.until:g} s")
+    window = _default_window(model.until) if window is None else window
+    if not (isinstance(window, (int, float)) and window > 0):
+        raise ParamError("window", window, "seconds > 0")
+    lo = max(0.0, at - window)
+    span = at - lo
+    rows = []
+    for name, attrs in model.graph.nodes(data=True):
+        workers = attrs["workers"]
+        busy = queued = util = math.nan
+        arr = model.pools.get(name)
+        if workers:
+            busy = queued = 0.0
+            util = 0.0
+            if arr is not None:
+                t, b, q, cum = arr
+                busy = float(data.step_value(t, b, at))
+                queued = float(data.step_value(t, q, at))
+                if span > 0:
+                    area = data.step_integral(t, b, cum, np.array([lo, at]))
+                    util = float(area[1] - area[0]) / span / workers
+                else:
+                    util = busy / workers
+        x, y = model.pos[name]
+        rows.append((name, attrs["kind"], workers, busy, queued, util, "up", x, y))
+    nodes = pd.DataFrame(rows, columns=["node", "kind", "workers", "busy", "queued",
+                                        "utilisation", "health", "x", "y"]).set_index("node")
+    f = model.faults
+    if len(f):
+        now = f[(f["start"] <= at) & (f["end"] > at)]
+        for kind in ("hung", "down"):  # down wins over hung
+            hit = now.loc[now["kind"] == kind, "node"]
+            nodes.loc[nodes.index.isin(hit), "health"] = kind
+    erows = []
+    for key in model.edges:
+        i0, i1 = np.searchsorted(model.calls[key], [lo, at], side="right")
+        n = int(i1 - i0)
+        j0, j1 = np.searchsorted(model.settle[key], [lo, at], side="right")
+        settled = int(j1 - j0)
+        cum = model.failed_cum[key]
+        failed = int(cum[j1] - cum[j0])
+        rate = n / span if span > 0 else 0.0
+        erows.append((key[0], key[1], n, rate, settled, failed,
+                      failed / settled if settled else math.nan))
+    edges = pd.DataFrame(erows, columns=["source", "dest", "calls", "rate", "settled",
+                                         "failed", "error_rate"])
+    return {"time": at, "window": window, "nodes": nodes, "edges": edges}
+
+
+# -- drawing ---------------------------------------------------------------------
+@dataclass
+class _Drawing:
+    res_id: int
+    color_by: str
+    nodes: dict[str, Line2D]
+    labels: dict[str, Text]
+    edges: dict[tuple[str, str], FancyArrowPatch]
+    edge_labels: dict[tuple[str, str], Text]
+    title: Text
+
+
+#: Where a drawing's artists are kept: on its own Axes (a WeakKeyDictionary
+#: would never let go, since the artists refer back to their Axes).
+_ATTR = "_simcomm_topology"
+
+
+def _node_style(row: Any, color_by: str) -> tuple[str, str, str]:
+    """(face colour, ring colour, label text) of one node."""
+    if row.kind == "client":
+        return HEALTH_COLORS["client"], "#777777", "client"
+    health = row.health
+    if color_by == "health":
+        face = HEALTH_COLORS.get(health, HEALTH_COLORS["up"])
+    else:
+        u = 0.0 if math.isnan(row.utilisation) else row.utilisation
+        face = to_hex(LOAD_CMAP(min(max(u, 0.0), 1.0)))
+    ring = HEALTH_COLORS[health] if health != "up" else "#555555"
+    if health != "up":
+        text = health.upper()
+    elif row.workers:
+        text = f"{100 * row.utilisation:.0f} % busy"
+        if row.queued:
+            text += f" · {row.queued:.0f} queued"
+    else:
+        text = ""
+    return face, ring, text
+
+
+def _edge_style(row: Any, max_rate: float) -> tuple[float, str, str]:
+    width = 0.8 + 5.0 * (row.rate / max_rate if max_rate > 0 else 0.0)
+    er = 0.0 if math.isnan(row.error_rate) else row.error_rate
+    color = to_hex(FAIL_CMAP(er))
+    label = f"{row.rate:.3g} req/s"
+    if row.failed:
+        label += f"\n{100 * er:.0f} % failed"
+    return width, color, label
+
+
+def _title(state: dict[str, Any]) -> str:
+    return (f"Topology at t = {state['time']:.4g} s  (calls and failures in the last "
+            f"{state['window']:g} s)")
+
+
+def _update(d: _Drawing, state: dict[str, Any]) -> None:
+    for row in state["nodes"].itertuples():
+        face, ring, text = _node_style(row, d.color_by)
+        line = d.nodes[row.Index]
+        line.set_markerfacecolor(face)
+        line.set_markeredgecolor(ring)
+        d.labels[row.Index].set_text(f"{row.Index}\n{text}" if text else row.Index)
+    edges = state["edges"]
+    max_rate = float(edges["rate"].max()) if len(edges) else 0.0
+    for row in edges.itertuples():
+        width, color, label = _edge_style(row, max_rate)
+        patch = d.edges[(row.source, row.dest)]
+        patch.set_linewidth(width)
+        patch.set_color(color)
+        d.edge_labels[(row.source, row.dest)].set_text(label)
+    d.title.set_text(_title(state))
+
+
+def topology(res: Result, at: float | None = None, color_by: str = "utilisation",
+             ax: Axes | None = None, *, window: float | None = None,
+             colorbar: bool = True) -> Figure:
+    """The nodes and who calls whom, coloured by load or health at time ``at``.
+
+    What the learner sees: the call graph laid out left to right (users,
+    then the gateway, then each service it calls), one circle per service
+    instance and a grey square per client.  With ``color_by="utilisation"``
+    a node is white when idle and darkens through orange to deep red as its
+    workers fill up (mean over the ``window`` before ``at``); with
+    ``color_by="health"`` it is green when up, orange when hung, vermillion
+    when down.  Either way a down or hung node gets a coloured ring and the
+    word DOWN / HUNG under its name.  Arrow width is the call rate in the
+    window and arrow colour runs from grey to vermillion with the share of
+    those calls that failed, each labelled in req/s.
+
+    Calling it again with the same ``ax`` and Result only updates colours,
+    widths and labels (fast: made for scrubbing through time).  See
+    :func:`topology_state` for the numbers.
+    """
+    if color_by not in ("utilisation", "health"):
+        raise ParamError("color_by", color_by, "'utilisation' or 'health'")
+    state = topology_state(res, at, window)
+    if ax is not None:
+        d = getattr(ax, _ATTR, None)
+        if (d is not None and d.res_id == id(res) and d.color_by == color_by
+                and all(line.axes is ax for line in d.nodes.values())
+                and all(p.axes is ax for p in d.edges.values())):
+            _update(d, state)
+            return root_figure(ax)
+    model = _get_model(res)
+    n_cols = 1 + max((x for x, _ in model.pos.values()), default=0)
+    n_rows = 1 + max((abs(y) * 2 for _, y in model.pos.values()), default=0)
+    width = max(5.5, 1.75 * n_cols + 1.4)
+    height = max(2.7, 1.2 * n_rows + 1.5)
+    fig, ax, owned = figure_for(ax, width, height, margins=(0.2, 1.1, 0.45, 0.35))
+    has_pair = {(u, v) for u, v in model.edges if model.graph.has_edge(v, u)}
+    edges: dict[tuple[str, str], FancyArrowPatch] = {}
+    edge_labels: dict[tuple[str, str], Text] = {}
+    shrink = _MARKER_SIZE / 2 + 3
+    for u, v in model.edges:
+        (x0, y0), (x1, y1) = model.pos[u], model.pos[v]
+        rad = 0.18 if (u, v) in has_pair else 0.0
+        patch = FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=14,
+                                shrinkA=shrink, shrinkB=shrink,
+                                connectionstyle=f"arc3,rad={rad}", zorder=1,
+                                gid=f"edge:{u}->{v}")
+        ax.add_artist(patch)  # not add_patch: limits are set below, and it is faster
+        edges[(u, v)] = patch
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        edge_labels[(u, v)] = ax.text(mx, my + 0.07 + (0.15 if rad else 0.0), "",
+                                      fontsize=7.5, ha="center", va="bottom", color=INK,
+                                      zorder=4)
+    nodes: dict[str, Line2D] = {}
+    labels: dict[str, Text] = {}
+    for name, attrs in model.graph.nodes(data=True):
+        x, y = model.pos[name]
+        marker = "s" if attrs["kind"] == "client" else "o"
+        (line,) = ax.plot([x], [y], linestyle="none", marker=marker,
+                          markersize=_MARKER_SIZE * (0.8 if marker == "s" else 1.0),
+                          markeredgewidth=3.0, zorder=3, gid=f"node:{name}")
+        nodes[name] = line
+        labels[name] = ax.text(x, y - 0.24, name, fontsize=8, ha="center", va="top",
+                               color=INK, zorder=4)
+    title = ax.set_title("", loc="left", fontsize=11, y=1.0)
+    d = _Drawing(id(res), color_by, nodes, labels, edges, edge_labels, title)
+    _update(d, state)
+    ys = [y for _, y in model.pos.values()] or [0.0]
+    ax.set_xlim(-0.6, n_cols - 0.4)
+    ax.set_ylim(min(ys) - 0.62, max(ys) + 0.38)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel("calls flow left to right; arrow width = call rate, "
+                  "colour = share failed", fontsize=8, color=INK)
+    if color_by == "utilisation":
+        if owned and colorbar:
+            sm = ScalarMappable(norm=Normalize(0, 1), cmap=LOAD_CMAP)
+            cax = fig.add_axes((1 - 0.85 / width, 0.45 / height, 0.12 / width,
+                                1 - 1.0 / height))
+            cb = fig.colorbar(sm, cax=cax)
+            cb.set_label("utilisation (busy / workers)", fontsize=8)
+            cb.ax.tick_params(labelsize=7)
+    else:
+        handles = [Line2D([], [], linestyle="none", marker="o", markersize=9,
+                          markerfacecolor=HEALTH_COLORS[k], markeredgecolor="#555555",
+                          label=k) for k in ("up", "hung", "down")]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                  fontsize=8, frameon=False, title="health", title_fontsize=8)
+    setattr(ax, _ATTR, d)
+    return fig

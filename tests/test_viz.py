@@ -1,0 +1,341 @@
+"""simcomm.viz: every figure is a bare Figure with the artists it promises."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch
+
+import simcomm
+from simcomm import viz
+from simcomm.analysis import theory
+from simcomm.engine import Instance, OpenLoop, World
+from simcomm.errors import ParamError
+from simcomm.result import Result
+
+CHAIN_NODES = ["users", "api-gateway-1", "order-1", "payment-1", "kitchen-1"]
+
+
+# -- runs shared by the tests -------------------------------------------------------
+@pytest.fixture(scope="module")
+def chain() -> Result:
+    return simcomm.run("chain", seed=0)
+
+
+@pytest.fixture(scope="module")
+def hang() -> Result:
+    return simcomm.run("chain", seed=0, until=80, last_service_hangs=True, hang_at=20,
+                       hang_duration=30, service_availability=1.0)
+
+
+@pytest.fixture(scope="module")
+def mmc3() -> Result:
+    return simcomm.run("mmc", seed=1, until=3000, servers=3, arrival_rate=2.0)
+
+
+@pytest.fixture(scope="module")
+def lossy() -> Result:
+    """A world whose link loses a third of the messages, both ways."""
+    w = World(seed=3)
+    Instance(w, "server-1", workers=2, service_time=0.05)
+    OpenLoop(w, "users", "server-1", 4.0, patience=1.0)
+    w.network.link("users", "server-1", latency=0.01, loss=0.3)
+    w.run(30)
+    return Result(w)
+
+
+def _by_gid(fig: Figure, prefix: str, kind: type = object) -> list:
+    return [a for ax in fig.axes for a in ax.get_children()
+            if isinstance(a, kind) and (a.get_gid() or "").startswith(prefix)]
+
+
+def _labelled(ax) -> None:
+    assert ax.get_xlabel() and ax.get_ylabel()
+
+
+# -- packaging and global state -----------------------------------------------------
+def test_import_simcomm_does_not_import_matplotlib():
+    code = "import simcomm, sys; assert 'matplotlib' not in sys.modules, 'matplotlib'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_viz_does_not_import_pyplot():
+    code = ("import simcomm.viz, sys; "
+            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_pyplot_figures_and_no_rcparams_change(chain, mmc3, lossy):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    rc = dict(matplotlib.rcParams)
+    figs = [viz.view(name, chain) for name in chain.scenario.views]
+    figs += [viz.view(name, mmc3) for name in mmc3.scenario.views]
+    figs += [viz.sequence_diagram(lossy), viz.topology(chain, color_by="health")]
+    assert all(isinstance(f, Figure) for f in figs)
+    assert plt.get_fignums() == before
+    assert dict(matplotlib.rcParams) == rc
+    for f in figs:
+        viz.close(f)
+        assert not f.axes
+
+
+# -- the registry -------------------------------------------------------------------
+def test_views_cover_every_scenario_view():
+    for name in simcomm.scenarios():
+        sc = simcomm.api.base.get(name)
+        assert set(sc.views) <= set(viz.VIEWS), name
+
+
+def test_unknown_view_is_a_clear_error(chain):
+    with pytest.raises(ParamError) as err:
+        viz.view("latency_over_tim", chain)
+    msg = str(err.value)
+    assert "latency_over_tim" in msg and "latency_over_time" in msg and "topology" in msg
+
+
+# -- time series --------------------------------------------------------------------
+def test_latency_over_time(chain):
+    fig = viz.latency_over_time(chain)
+    (ax,) = fig.axes
+    _labelled(ax)
+    assert "latency" in ax.get_title(loc="left").lower()
+    rq = chain.requests
+    ok = _by_gid(fig, "outcome:ok", Line2D)[0]
+    assert len(ok.get_xdata()) == int((rq["outcome"] == "ok").sum())
+    assert {"p50", "p99"} <= {a.get_gid() for a in ax.patches}
+    assert ax.get_legend() is not None
+
+
+def test_latency_shades_faults_and_goes_log_for_a_hang(hang):
+    fig = viz.latency_over_time(hang)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    (band,) = _by_gid(fig, "fault:hung", PolyCollection)
+    (verts,) = band.get_paths()[0].vertices[None]  # one hang: one rectangle
+    assert verts[:, 0].min() == pytest.approx(20.0)
+    assert verts[:, 0].max() == pytest.approx(50.0)
+    intervals = viz.fault_intervals(hang)
+    assert intervals[["node", "kind"]].values.tolist() == [["kitchen-1", "hung"]]
+
+
+def test_latency_into_given_axes(chain):
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert viz.latency_over_time(chain, ax=ax) is fig
+    assert fig.axes == [ax]
+
+
+def test_outcomes_over_time(hang):
+    fig = viz.outcomes_over_time(hang, bin=5)
+    (ax,) = fig.axes
+    _labelled(ax)
+    assert "req/s" in ax.get_ylabel()
+    rates = viz.outcome_rates(hang, bin=5)
+    # by start time, every request is in exactly one bin and one outcome
+    assert (rates.to_numpy() * 5).sum() == pytest.approx(len(hang.requests))
+    assert {"ok", "abandoned"} <= set(rates.columns)
+    gids = {a.get_gid() for a in ax.collections}
+    assert {f"outcome:{o}" for o in rates.columns} <= gids
+    with pytest.raises(ParamError):
+        viz.outcomes_over_time(hang, bin=0)
+
+
+def test_pool_usage_one_row_per_instance(chain, hang):
+    fig = viz.pool_usage(chain)
+    inst = [n for n in CHAIN_NODES if n != "users"]
+    assert len(fig.axes) == len(inst)
+    for ax, name in zip(fig.axes, inst, strict=True):
+        assert name in ax.get_title(loc="left")
+        assert ax.get_ylabel()
+        (pool,) = [ln for ln in ax.get_lines() if ln.get_gid() == "pool_size"]
+        assert pool.get_ydata()[0] == chain.world.nodes[name].workers
+    assert fig.axes[-1].get_xlabel() == "time (s)"
+    fig = viz.pool_usage(hang, nodes=["kitchen-1"])
+    assert len(fig.axes) == 1
+    assert _by_gid(fig, "fault:hung", PolyCollection)
+    with pytest.raises(ParamError):
+        viz.pool_usage(chain, nodes=["nope-1"])
+    own = Figure()
+    ax = own.add_subplot()
+    assert viz.pool_usage(chain, nodes=["order-1"], ax=ax) is own and own.axes == [ax]
+
+
+# -- sequence diagram -----------------------------------------------------------------
+def _messages_of_first(res: Result, n: int):
+    ids = res.requests["request_id"].head(n)
+    m = res.messages
+    return m[m["trace_id"].isin(ids)]
+
+
+def test_sequence_diagram_one_arrow_per_message(chain):
+    fig = viz.sequence_diagram(chain, first=5)
+    (ax,) = fig.axes
+    arrows = _by_gid(fig, "message:", FancyArrowPatch)
+    msgs = _messages_of_first(chain, 5)
+    assert sorted(int(a.get_gid().split(":")[1]) for a in arrows) == sorted(msgs["message_id"])
+    assert len(arrows) == len(msgs) == 5 * 8  # 4 hops there, 4 back
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == CHAIN_NODES  # lifelines in call order
+    replies = [a for a in arrows if a.get_linestyle() == "--"]
+    assert len(replies) == (msgs["kind"] == "reply").sum()
+    assert ax.get_ylabel() and ax.get_title(loc="left")
+
+
+def test_sequence_diagram_marks_each_drop(lossy):
+    first = 12
+    msgs = _messages_of_first(lossy, first)
+    dropped = msgs[msgs["fate"] == "dropped"]
+    assert len(dropped) >= 2  # the fixture is lossy enough to show some
+    fig = viz.sequence_diagram(lossy, first=first)
+    assert len(_by_gid(fig, "message:", FancyArrowPatch)) == len(msgs)
+    (drops,) = _by_gid(fig, "drops", Line2D)
+    assert len(drops.get_xdata()) == len(dropped)
+    assert sorted(drops.get_ydata()) == pytest.approx(sorted(dropped["ended"]))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum("loss" in t for t in texts) == len(dropped)
+
+
+def test_sequence_diagram_compresses_a_hang(hang):
+    fig = viz.sequence_diagram(hang, first=3, since=19.9)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "function"  # quiet gaps shortened
+    assert any("later" in t.get_text() for t in ax.texts)
+    with pytest.raises(ParamError):
+        viz.sequence_diagram(hang, first=0)
+
+
+# -- topology -------------------------------------------------------------------------
+def test_topology_nodes_and_edges(chain):
+    fig = viz.topology(chain)
+    ax = fig.axes[0]
+    nodes = _by_gid(fig, "node:", Line2D)
+    assert sorted(n.get_gid()[5:] for n in nodes) == sorted(chain.world.nodes)
+    edges = {a.get_gid() for a in _by_gid(fig, "edge:", FancyArrowPatch)}
+    assert edges == {f"edge:{u}->{v}" for u, v in itertools.pairwise(CHAIN_NODES)}
+    assert ax.get_title(loc="left").startswith("Topology")
+    g = viz.call_graph(chain)
+    assert set(g.edges) == {(u, v) for u, v in itertools.pairwise(CHAIN_NODES)}
+    xs = [g.nodes[n]["pos"][0] for n in CHAIN_NODES]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # layered left to right
+
+
+def test_topology_state_and_cheap_redraw(hang):
+    st = viz.topology_state(hang, at=35, window=5)
+    nodes, edges = st["nodes"], st["edges"]
+    assert nodes.loc["kitchen-1", "health"] == "hung"
+    assert nodes.loc["order-1", "health"] == "up"
+    assert nodes.loc["payment-1", "utilisation"] == pytest.approx(1.0)  # stuck waiting
+    assert math.isnan(nodes.loc["users", "utilisation"])
+    e = edges.set_index(["source", "dest"])
+    assert e.loc[("users", "api-gateway-1"), "rate"] > 5
+    assert e.loc[("payment-1", "kitchen-1"), "calls"] == 0  # nothing gets through
+    assert viz.topology_state(hang, at=70)["nodes"].loc["kitchen-1", "health"] == "up"
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    viz.topology(hang, at=10, ax=ax)
+    n_children = len(ax.get_children())
+    node = next(a for a in ax.lines if a.get_gid() == "node:payment-1")
+    calm = node.get_markerfacecolor()
+    assert viz.topology(hang, at=40, ax=ax) is fig
+    assert len(ax.get_children()) == n_children  # updated in place, nothing added
+    assert node.get_markerfacecolor() != calm
+    with pytest.raises(ParamError):
+        viz.topology_state(hang, at=1e9)
+
+
+# -- theory ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("dist", "servers"), [("exponential", 3), ("constant", 1),
+                                                ("constant", 3)])
+def test_theory_curve_matches_the_formulas(dist, servers):
+    df = viz.theory_curve(servers, 2.0, dist, [0.2, 0.5, 0.8])
+    for rho, w, wq in zip(df["utilisation"], df["response"], df["wait"], strict=True):
+        lam = rho * servers * 2.0
+        if dist == "exponential":
+            expected = theory.mmc(lam, 2.0, servers).wait
+        elif servers == 1:
+            expected = theory.md1(lam, 2.0).wait
+        else:  # Allen-Cunneen
+            expected = theory.mmc(lam, 2.0, servers).wait * (1 + 0) / 2
+        assert wq == pytest.approx(expected)
+        assert w == pytest.approx(expected + 0.5)
+    assert ("approximation" in df.attrs["model"]) == (dist == "constant" and servers > 1)
+
+
+def test_theory_vs_simulation(mmc3, chain):
+    fig = viz.theory_vs_simulation(mmc3)
+    (ax,) = fig.axes
+    _labelled(ax)
+    (curve,) = [ln for ln in ax.get_lines() if ln.get_gid() == "theory_response"]
+    rho, w = curve.get_xdata(), curve.get_ydata()
+    for i in (0, 100, 250):
+        assert w[i] == pytest.approx(theory.mmc(rho[i] * 3.0, 1.0, 3).response)
+    (wait,) = [ln for ln in ax.get_lines() if ln.get_gid() == "theory_wait"]
+    assert wait.get_ydata()[250] == pytest.approx(theory.mmc(rho[250] * 3.0, 1.0, 3).wait)
+    assert "M/M/3" in curve.get_label()
+    sim = [c for c in ax.containers if c.get_label().startswith("simulation")]
+    assert len(sim) == 1
+    x, y = sim[0].lines[0].get_data()
+    assert x[0] == pytest.approx(2.0 / 3.0, abs=0.03)
+    assert y[0] == pytest.approx(theory.mmc(2.0, 1.0, 3).response, rel=0.1)
+    with pytest.raises(ParamError, match="mmc"):
+        viz.theory_vs_simulation(chain)
+
+
+def test_theory_sweep_small():
+    df = viz.theory_sweep(servers=2, service_rate=1.0, utilisations=(0.3, 0.6), until=800)
+    assert list(df.columns) == ["utilisation", "arrival_rate", "sim_mean", "sim_se",
+                                "theory", "requests"]
+    assert df["theory"].tolist() == pytest.approx(
+        [theory.mmc(lam, 1.0, 2).response for lam in (0.6, 1.2)])
+    assert np.all(np.abs(df["sim_mean"] - df["theory"]) < 0.5)
+    fig = viz.theory_sweep_figure(df)
+    sim = [c for c in fig.axes[0].containers if c.get_label().startswith("simulation")]
+    assert len(sim[0].lines[0].get_xdata()) == 2
+
+
+# -- display in Jupyter -----------------------------------------------------------------
+def test_enable_inline_registers_a_png_formatter(monkeypatch):
+    from IPython.core.formatters import DisplayFormatter
+
+    from simcomm.viz import display
+
+    assert display.enable_inline() is False  # not in a kernel: nothing to do
+    shell = SimpleNamespace(display_formatter=DisplayFormatter(), kernel=object())
+    monkeypatch.setattr(display, "_shell", lambda: shell)
+    fig = Figure(figsize=(2, 1))
+    fig.add_subplot().plot([0, 1])
+    assert "image/png" not in shell.display_formatter.format(fig)[0]
+    assert display.enable_inline() is True
+    assert "image/png" in shell.display_formatter.format(fig)[0]
+
+
+def test_a_figure_displays_inline_in_a_real_kernel():
+    """The end-to-end check: a notebook cell ending in a viz Figure gives a PNG,
+    with no pyplot import anywhere."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import simcomm\nfrom simcomm import viz\n"
+                                  "res = simcomm.run('mmc', until=50)\n"
+                                  "viz.latency_over_time(res)"),
+        nbformat.v4.new_code_cell("import sys\n'matplotlib.pyplot' in sys.modules"),
+    ]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    first, second = (c.outputs for c in nb.cells)
+    assert any("image/png" in o.get("data", {}) for o in first)
+    assert second[0]["data"]["text/plain"] == "False"
