@@ -1,6 +1,6 @@
 """The ready-made scenarios, registered by name on import."""
 
-from simcomm.scenarios import chain, mmc  # noqa: F401  (registration)
+from simcomm.scenarios import chain, formats, mmc  # noqa: F401  (registration)
 from simcomm.scenarios.base import (
     FieldSpec,
     Scenario,

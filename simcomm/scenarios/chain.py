@@ -148,7 +148,10 @@ def build(world: World, p: Params) -> None:
 SCENARIO = register(Scenario(
     name="chain",
     title="API gateway and a chain of synchronous calls",
-    description=" ".join(__doc__.strip().split("\n\n")[1].split()),
+    description=("Users call an API gateway, which calls order, which calls payment, and so "
+                 "on, each waiting for the next one's reply. Latency adds up along the chain "
+                 "and availability multiplies; the fault knobs act on the last service so "
+                 "you can watch a failure travel back to the users."),
     params=Params,
     build=build,
     views=("latency_over_time", "outcomes_over_time", "pool_usage", "topology"),

@@ -56,7 +56,10 @@ def build(world: World, p: Params) -> None:
 SCENARIO = register(Scenario(
     name="mmc",
     title="M/M/c queue: one service, c workers",
-    description=__doc__.strip().split("\n\n")[1].replace("\n", " "),
+    description=("Users send requests as a Poisson process; one instance with c workers "
+                 "serves them from an unbounded FIFO queue with exponential (M/M/c), "
+                 "constant (M/D/c) or log-normal service times. The network is instant by "
+                 "default, so results can be held against queueing theory."),
     params=Params,
     build=build,
     views=("latency_over_time", "pool_usage", "theory_vs_simulation"),

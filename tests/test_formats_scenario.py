@@ -1,0 +1,210 @@
+"""The ``formats`` scenario and its format table."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import simcomm
+from simcomm.engine.formats import FORMATS
+from simcomm.scenarios import formats as fs
+
+
+def _run(**params):
+    return simcomm.run("formats", seed=3, **params)
+
+
+def test_registered_and_described():
+    assert "formats" in simcomm.scenarios()
+    fields = {d["field"]: d for d in simcomm.describe("formats")}
+    for name in ("request_rate", "message_format", "order_lines", "bandwidth_mbps",
+                 "network_latency", "gateway_workers", "service_workers", "service_time"):
+        assert name in fields
+        assert fields[name]["help"]
+    assert fields["order_lines"]["default"] >= 1
+    assert "1 to 2000" in fields["order_lines"]["allowed"]
+    assert fields["bandwidth_mbps"]["unit"] == "Mbit/s"
+
+
+def test_default_run_is_quick_enough_for_a_dashboard():
+    simcomm.run("formats")  # warm up imports
+    t0 = time.perf_counter()
+    res = simcomm.run("formats", seed=1)
+    elapsed = time.perf_counter() - t0
+    s = res.summary()
+    assert s["completed"] > 500
+    assert s["failed"] == 0
+    assert elapsed < 1.0  # about 0.1 s here; generous for a loaded CI machine
+
+
+def test_ledger_balances():
+    res = _run(message_format="xml", order_lines=500)
+    assert res.ledger()["balanced"]
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_bytes_on_the_wire_match_the_size_model(fmt):
+    lines = 37
+    res = _run(message_format=fmt, order_lines=lines, until=5.0)
+    tr = res.trace
+    sends = tr[tr["event"] == "send"]
+    body = fs.order(lines)
+    want_request = FORMATS[fmt].size(body)
+    want_reply = FORMATS[fmt].size(fs.order_reply(body))
+    requests = sends[sends["kind"] != "reply"]
+    replies = sends[sends["kind"] == "reply"]
+    assert len(requests) > 0 and len(replies) > 0
+    assert set(requests["size"]) == {want_request}
+    assert set(replies["size"]) == {want_reply}
+    # and the table shows the same number
+    table = fs.format_table(lines).set_index("format")
+    assert table.loc[fmt, "bytes"] == want_request
+
+
+def test_sizes_order_as_the_encodings_say():
+    t = fs.format_table(2000).set_index("format")["bytes"]
+    assert t["xml"] > t["json"] > t["protobuf"] > t["avro"]
+    # names travel in JSON, not in the binary formats: at least twice the size
+    assert t["json"] > 2 * t["protobuf"]
+
+
+def test_format_table_columns_and_costs():
+    df = fs.format_table(100, bandwidth_mbps=8)
+    assert list(df["format"]) == list(FORMATS)
+    assert {"bytes", "vs_json", "encode_s", "decode_s", "cpu_s", "transmit_s"} <= set(df)
+    row = df.set_index("format").loc["json"]
+    assert row["vs_json"] == 1.0
+    fmt = FORMATS["json"]
+    assert row["cpu_s"] == pytest.approx(fmt.encode_cost(row["bytes"])
+                                         + fmt.decode_cost(row["bytes"]))
+    # 8 Mbit/s is 1 byte per microsecond
+    assert row["transmit_s"] == pytest.approx(row["bytes"] * 1e-6)
+    # any body works, and a subset of formats
+    small = fs.format_table({"a": 1}, formats=["protobuf", "avro"])
+    assert list(small["format"]) == ["protobuf", "avro"]
+    assert "vs_json" not in small
+
+
+def test_order_payload_is_deterministic_and_sized_by_lines():
+    assert fs.order(5) == fs.order(5)
+    assert len(fs.order(1)["lineItems"]) == 1
+    assert len(fs.order(2000)["lineItems"]) == 2000
+    with pytest.raises(simcomm.ParamError, match="order_lines"):
+        fs.order(0)
+
+
+def test_xml_is_slower_than_protobuf_with_a_large_payload():
+    common = dict(order_lines=2000, request_rate=50.0, until=30.0)
+    xml = _run(message_format="xml", **common).summary()
+    proto = _run(message_format="protobuf", **common).summary()
+    assert xml["mean_latency"] > 1.5 * proto["mean_latency"]
+
+
+def test_latency_grows_with_payload_and_shrinks_with_bandwidth():
+    small = _run(order_lines=10, until=20.0).summary()["mean_latency"]
+    large = _run(order_lines=2000, until=20.0).summary()["mean_latency"]
+    assert large > small
+    slow = _run(order_lines=2000, bandwidth_mbps=10.0, until=20.0).summary()["mean_latency"]
+    fast = _run(order_lines=2000, bandwidth_mbps=10_000.0, until=20.0).summary()["mean_latency"]
+    # 4 hops of ~146 kB at 10 Mbit/s is ~0.47 s of transmission alone
+    assert slow > fast + 0.4
+
+
+def test_codec_cpu_lowers_the_saturation_point():
+    # 4 service workers, 10 ms business logic + ~10 ms XML coding of 2000 lines:
+    # about 200 orders/s for XML, about 390 for protobuf.  At 300 orders/s XML
+    # falls behind and protobuf keeps up.
+    common = dict(order_lines=2000, request_rate=300.0, until=15.0,
+                  bandwidth_mbps=10_000.0, gateway_workers=200)
+    xml = _run(message_format="xml", **common)
+    proto = _run(message_format="protobuf", **common)
+    assert proto.summary()["throughput"] > 1.3 * xml.summary()["throughput"]
+    assert xml.utilisation()[fs.SERVICE] > 0.95
+    assert proto.utilisation()[fs.SERVICE] < 0.9
+
+
+def test_same_seed_same_run():
+    a = _run(message_format="avro", until=10.0)
+    b = _run(message_format="avro", until=10.0)
+    assert a.fingerprint() == b.fingerprint()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("message_format", "yaml"),
+    ("order_lines", 0),
+    ("order_lines", 2001),
+    ("order_lines", 2.5),
+    ("bandwidth_mbps", 0.5),
+    ("bandwidth_mbps", 20_000.0),
+    ("request_rate", -1.0),
+    ("network_latency", "fast"),
+    ("service_workers", 0),
+])
+def test_bad_params_name_the_field(field, value):
+    with pytest.raises(simcomm.ParamError) as info:
+        simcomm.run("formats", **{field: value})
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_format_table_rejects_bad_input():
+    with pytest.raises(simcomm.ParamError, match="message_format"):
+        fs.format_table(10, formats=["yaml"])
+    with pytest.raises(simcomm.ParamError, match="bandwidth_mbps"):
+        fs.format_table(10, bandwidth_mbps=0)
+    with pytest.raises(simcomm.ParamError, match="order_lines"):
+        fs.format_table(5000)
+
+
+def test_format_sweep_rows_and_attrs():
+    df = fs.format_sweep("request_rate", [20.0, 40.0], formats=["json", "avro"],
+                         until=5.0, order_lines=50)
+    assert list(df["format"]) == ["json", "json", "avro", "avro"]
+    assert list(df["request_rate"]) == [20.0, 40.0, 20.0, 40.0]
+    assert {"mean_latency", "p95", "throughput", "offered", "pending", "gateway_busy",
+            "service_busy"} <= set(df)
+    assert df.attrs["field"] == "request_rate"
+    assert df.attrs["params"] == {"order_lines": 50}
+    # same seed for every run: doubling the rate roughly doubles the offered load
+    json_rows = df[df["format"] == "json"]
+    assert json_rows["offered"].iloc[1] > 1.5 * json_rows["offered"].iloc[0]
+    assert ((df["service_busy"] > 0) & (df["service_busy"] <= 1)).all()
+
+
+def test_format_sweep_checks_everything_before_running(monkeypatch):
+    import simcomm.api
+
+    calls = []
+    monkeypatch.setattr(simcomm.api, "run", lambda *a, **k: calls.append(a))
+    with pytest.raises(simcomm.ParamError) as info:
+        fs.format_sweep("bandwidth_mbps", [100.0, 0.5])
+    assert info.value.field == "bandwidth_mbps"
+    with pytest.raises(simcomm.ParamError, match="message_format"):
+        fs.format_sweep("request_rate", [10.0], message_format="xml")
+    with pytest.raises(simcomm.ParamError, match="nonsense"):
+        fs.format_sweep("nonsense", [1])
+    with pytest.raises(simcomm.ParamError, match="request_rate"):
+        fs.format_sweep("request_rate", [])
+    assert calls == []
+
+
+def test_viz_formats_figures():
+    from simcomm.viz.formats import FORMAT_COLORS, formats_comparison, formats_sweep_figure
+
+    fig = formats_comparison(fs.format_table(100, bandwidth_mbps=100))
+    assert len(fig.axes) == 3
+    bars = [p for p in fig.axes[0].patches]
+    assert [b.get_facecolor()[:3] for b in bars] == [
+        tuple(int(FORMAT_COLORS[f][i:i + 2], 16) / 255 for i in (1, 3, 5)) for f in FORMATS]
+    assert len(formats_comparison(fs.format_table(100)).axes) == 2
+    df = fs.format_sweep("request_rate", [20.0, 40.0], formats=["json", "xml"], until=5.0)
+    fig = formats_sweep_figure(df)
+    assert len(fig.axes) == 2
+    gids = {line.get_gid() for ax in fig.axes for line in ax.get_lines()}
+    assert {"mean_latency:json", "throughput:xml", "offered"} <= gids
+    assert len(formats_sweep_figure(df, panels="service_busy").axes) == 1
+    with pytest.raises(simcomm.ParamError, match="df"):
+        formats_sweep_figure(df, panels=("no_such_column",))
+    with pytest.raises(simcomm.ParamError, match="df"):
+        formats_comparison(df)
