@@ -27,6 +27,7 @@ from simcomm.errors import ParamError
 from simcomm.viz import style
 from simcomm.viz.data import fault_intervals
 from simcomm.viz.display import enable_inline
+from simcomm.viz.formats import formats_comparison, formats_sweep_figure
 from simcomm.viz.sequence import sequence_diagram
 from simcomm.viz.style import OKABE_ITO, OUTCOME_COLORS, OUTCOMES
 from simcomm.viz.theory import (
@@ -51,7 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "call_graph", "close", "enable_inline",
-    "fault_bands", "fault_intervals", "latency_over_time", "outcome_rates",
+    "fault_bands", "fault_intervals", "formats_comparison", "formats_sweep_figure",
+    "latency_over_time", "outcome_rates",
     "outcomes_over_time", "pool_usage", "sequence_diagram", "style", "theory_curve",
     "theory_sweep", "theory_sweep_figure", "theory_vs_simulation", "topology",
     "topology_state", "view",
