@@ -37,8 +37,9 @@ def run(scenario: str | base.Scenario, seed: int = 0, until: float | None = None
     """Run ``scenario`` with ``params`` (field=value) and return its Result.
 
     ``until`` is the simulated time in seconds (the scenario's default if
-    omitted); ``trace=False`` records requests and pools' absence for
-    speed in long sweeps.  Every argument is checked before the run starts.
+    omitted); ``trace=False`` records only the request table and the
+    timeline events (no message or pool rows), for speed in long sweeps.
+    Every argument is checked before the run starts.
     """
     sc, p, until = prepare(scenario, seed, until, **params)
     world = World(seed, trace=trace)

@@ -60,8 +60,7 @@ def erlang_c(c: int, offered_load: float) -> float:
     ``offered_load`` is ``a = lam / mu`` in Erlangs; requires ``a < c``.
     Computed from the Erlang B recursion, which is stable for large c.
     """
-    if not isinstance(c, int) or c < 1:
-        raise ParamError("servers", c, "a whole number >= 1")
+    _servers(c)
     a = offered_load
     if a >= c:
         return 1.0
@@ -72,9 +71,15 @@ def erlang_c(c: int, offered_load: float) -> float:
     return b / (1.0 - rho + rho * b)
 
 
+def _servers(c: int) -> None:
+    if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+        raise ParamError("servers", c, "a whole number >= 1")
+
+
 def mmc(lam: float, mu: float, c: int) -> QueueMetrics:
     """M/M/c: Poisson arrivals, exponential service, c servers, FIFO."""
     _rates(lam, mu)
+    _servers(c)
     a = lam / mu
     rho = a / c
     if rho >= 1:
@@ -92,6 +97,11 @@ def mm1(lam: float, mu: float) -> QueueMetrics:
 def mg1(lam: float, mean_service: float, scv: float) -> QueueMetrics:
     """M/G/1 by Pollaczek-Khinchine; ``scv`` is the squared coefficient of
     variation of service time (1 exponential, 0 constant)."""
+    if (not isinstance(mean_service, (int, float)) or not mean_service > 0
+            or math.isinf(mean_service)):
+        raise ParamError("mean_service", mean_service, "a finite time in seconds > 0")
+    if not isinstance(scv, (int, float)) or not scv >= 0 or math.isinf(scv):
+        raise ParamError("scv", scv, "a finite number >= 0")
     _rates(lam, 1.0 / mean_service)
     rho = lam * mean_service
     if rho >= 1:
