@@ -395,3 +395,15 @@ def test_ledger_detects_an_unbalanced_trace():
     assert not Result(w).ledger()["balanced"]
     w.network.delivered += 1  # and counters that disagree
     assert not Result(w).ledger()["balanced"]
+
+
+def test_healing_an_earlier_cut_leaves_a_later_cut_in_force():
+    w = World(0)
+    a, b = Sink(w, "a"), Sink(w, "b")
+    w.network.cut(["a"], ["b"], at=1.0, heal_at=5.0)
+    w.network.cut(["a"], ["b"], at=3.0, heal_at=8.0)
+    send_at(w, a, "b", 6.0)  # after the first cut's heal, inside the second cut
+    send_at(w, a, "b", 9.0)  # after both
+    w.run(10)
+    assert [round(t, 9) for t, _ in b.got] == [9.0]
+    assert w.network.dropped == {"partition": 1}

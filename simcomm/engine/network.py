@@ -151,18 +151,20 @@ class Network:
         if heal_at is not None and at is not None and heal_at <= at:
             raise ParamError("heal_at", heal_at, f"a time after the cut at {at}")
 
+        this_cut: dict[str, int] = {}
+
         def do_cut() -> None:
-            mapping = {}
             for i, g in enumerate(sets, start=1):
                 for name in g:
-                    mapping[name] = i
-            self._group = mapping
+                    this_cut[name] = i
+            self._group = this_cut
             self.world.trace.event(self.env.now, "network", "partition",
                                    " | ".join(",".join(sorted(g)) for g in sets))
 
         self.world.at(at, do_cut)
         if heal_at is not None:
-            self.world.at(heal_at, self.heal)
+            # heal only this cut: a later cut that replaced it stays in force
+            self.world.at(heal_at, lambda: self.heal() if self._group is this_cut else None)
 
     def heal(self) -> None:
         """End any partition now."""

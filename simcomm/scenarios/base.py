@@ -182,7 +182,10 @@ def parse_value(spec: FieldSpec, text: str) -> Any:
                 return False
             raise ValueError(text)
         if t is int:
-            return int(text)
+            value = float(text)
+            if not value.is_integer():
+                raise ValueError(text)
+            return int(value)
         if t is float:
             return float(text)
         return text
