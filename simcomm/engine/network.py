@@ -183,7 +183,8 @@ class Network:
         self.sent += 1
         if trace.enabled:
             trace.messages.append((self.env.now, "send", msg.id, msg.kind, msg.source,
-                                   msg.dest, msg.trace_id, msg.size, "", msg.correlation_id))
+                                   msg.dest, msg.trace_id, msg.size, "", msg.correlation_id,
+                                   msg.status))
         if self._group is not None and not self.can_reach(msg.source, msg.dest):
             self._drop(msg, "partition")
             return
@@ -223,7 +224,8 @@ class Network:
         trace = self.world.trace
         if trace.enabled:
             trace.messages.append((self.env.now, "deliver", msg.id, msg.kind, msg.source,
-                                   msg.dest, msg.trace_id, msg.size, "", msg.correlation_id))
+                                   msg.dest, msg.trace_id, msg.size, "", msg.correlation_id,
+                                   msg.status))
         node.receive(msg)
 
     def _drop(self, msg: Message, reason: str) -> None:
@@ -231,4 +233,5 @@ class Network:
         trace = self.world.trace
         if trace.enabled:
             trace.messages.append((self.env.now, "drop", msg.id, msg.kind, msg.source,
-                                   msg.dest, msg.trace_id, msg.size, reason, msg.correlation_id))
+                                   msg.dest, msg.trace_id, msg.size, reason, msg.correlation_id,
+                                   msg.status))

@@ -8,7 +8,9 @@ Tables (column names are the DataFrame columns):
 * ``messages`` -- one row per message event: ``send``, ``deliver`` or
   ``drop`` (with a reason such as ``loss``, ``partition``, ``node_down``,
   ``rejected``).  Together they form the message ledger.  A reply's
-  ``correlation_id`` is the ``message_id`` of the request it answers.
+  ``correlation_id`` is the ``message_id`` of the request it answers, and
+  its ``status`` says how the call went (``ok``, ``error``, ``refused``,
+  ``rejected``, ``reset``); other messages have status ``ok``.
 * ``requests`` -- one row per finished client request.
 * ``pools`` -- each worker pool's busy count and queue length whenever one
   of them changes.
@@ -21,7 +23,7 @@ from __future__ import annotations
 __all__ = ["EVENT_COLUMNS", "MESSAGE_COLUMNS", "POOL_COLUMNS", "REQUEST_COLUMNS", "Trace"]
 
 MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
-                   "trace_id", "size", "reason", "correlation_id")
+                   "trace_id", "size", "reason", "correlation_id", "status")
 REQUEST_COLUMNS = ("request_id", "client", "target", "start", "end", "outcome")
 POOL_COLUMNS = ("time", "node", "busy", "queued")
 EVENT_COLUMNS = ("time", "node", "event", "detail")

@@ -22,7 +22,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
 from simcomm.errors import ParamError
-from simcomm.result import FAILURES
 from simcomm.viz import data
 from simcomm.viz.style import (
     FAIL_CMAP,
@@ -111,20 +110,24 @@ def _model(res: Result) -> _Model:
     settle: dict[tuple[str, str], np.ndarray] = {}
     failed_cum: dict[tuple[str, str], np.ndarray] = {}
     if len(req):
-        rq = res.requests
-        done = rq[rq["outcome"] != "pending"]
-        end = pd.Series(done["end"].to_numpy(dtype=float), index=done["request_id"].to_numpy())
-        bad = pd.Series(done["outcome"].isin(FAILURES).to_numpy(),
-                        index=done["request_id"].to_numpy())
+        # a call settles when its reply arrives (failed unless its status is
+        # ok) or when the request or the reply is dropped on the way (failed)
+        tr = res.trace
+        rep = tr[(tr["kind"] == "reply") & (tr["event"] != "send")]
+        rep = rep.drop_duplicates("correlation_id", keep="last")
+        rep_t = pd.Series(rep["time"].to_numpy(dtype=float),
+                          index=rep["correlation_id"].to_numpy(dtype=np.int64))
+        rep_bad = pd.Series(((rep["event"] == "drop") | (rep["status"] != "ok")).to_numpy(),
+                            index=rep_t.index)
+        ids = req["message_id"]
         sent = req["sent"].to_numpy(dtype=float)
-        trace = req["trace_id"]
-        req_end = trace.map(end).to_numpy(dtype=float, na_value=np.inf)
-        req_end = np.where(np.isnan(req_end), np.inf, req_end)
-        req_bad = trace.map(bad).fillna(False).to_numpy(dtype=bool)
+        reply_at = ids.map(rep_t).to_numpy(dtype=float, na_value=np.inf)
+        reply_at = np.where(np.isnan(reply_at), np.inf, reply_at)
+        reply_bad = ids.map(rep_bad).fillna(False).to_numpy(dtype=bool)
         dropped = req["fate"].to_numpy() == "dropped"
         drop_t = np.where(dropped, req["ended"].to_numpy(dtype=float), np.inf)
-        settled_at = np.minimum(req_end, drop_t)
-        failed = dropped | req_bad
+        settled_at = np.minimum(reply_at, drop_t)
+        failed = dropped | (reply_bad & np.isfinite(reply_at))
         for (s, d), idx in req.groupby(["source", "dest"], sort=False).indices.items():
             key = (str(s), str(d))
             calls[key] = np.sort(sent[idx], kind="stable")
@@ -178,11 +181,11 @@ def topology_state(res: Result, at: float | None = None,
       and the layout position ``x``, ``y``.
     * ``edges`` -- DataFrame with one row per caller -> callee: ``calls``
       sent in the window, ``rate`` (calls per second), ``settled`` (calls
-      whose fate became known in the window: the message was dropped, or
-      the user request it served ended), ``failed`` (of those, the ones
-      dropped or serving a request that failed) and ``error_rate``
-      (failed / settled, NaN if none settled).  The trace records no reply
-      status, so a call counts as failed when its user request failed.
+      whose fate became known in the window: the reply arrived, or the
+      request or its reply was dropped), ``failed`` (of those, the ones
+      dropped or answered with a status other than ``ok``) and
+      ``error_rate`` (failed / settled, NaN if none settled).  Replies are
+      matched to calls by correlation id.
 
     ``window`` defaults to a round number near 1/24 of the run.  Cheap
     after the first call for a Result (arrays are cached), so widgets may
