@@ -1,0 +1,240 @@
+"""Figures to PNG bytes, summary tables to HTML, and shared axis limits.
+
+The dashboards show figures as ``ipywidgets.Image`` values (PNG bytes)
+rather than through an ``Output`` widget: replacing an image's bytes is one
+comm message, never accumulates outputs, and needs no matplotlib backend in
+the kernel.  Every figure is closed as soon as it is rendered, so a
+dashboard that re-runs a hundred times holds no figures at all.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from simcomm.errors import ParamError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from simcomm.result import Result
+
+__all__ = [
+    "DPI", "KEY_NUMBERS", "axes_limits", "check_views", "close_figure", "diff_html",
+    "draw_view", "fmt", "png_bytes", "summary_html", "unify_limits",
+]
+
+#: Resolution of the PNGs the dashboards show.  Matplotlib's default (100)
+#: makes a 9x4 inch figure 900x400 px, wider than a dashboard column; 72 dpi
+#: is sharp enough on screen and renders in about half the time.
+DPI = 72
+
+#: The summary numbers a dashboard shows, with their label and unit.
+KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
+    ("requests", "requests", ""),
+    ("completed", "completed", ""),
+    ("failed", "failed", ""),
+    ("availability", "availability", ""),
+    ("throughput", "throughput", "req/s"),
+    ("mean_latency", "mean latency", "s"),
+    ("p50", "p50", "s"),
+    ("p95", "p95", "s"),
+    ("p99", "p99", "s"),
+)
+
+
+def check_views(names: Iterable[str] | str | None, default: Sequence[str]) -> tuple[str, ...]:
+    """The view names to draw: ``names`` or the scenario's ``default``, all known to viz.
+
+    Checked before anything runs (principle 6), so a typo in ``views=``
+    fails with the list of known views instead of an empty dashboard.
+    """
+    from simcomm import viz
+
+    chosen = tuple(default) if names is None else (
+        (names,) if isinstance(names, str) else tuple(names))
+    known = getattr(viz, "VIEWS", None)
+    if known is not None:
+        for name in chosen:
+            if name not in known:
+                raise ParamError("views", name, "names from " + ", ".join(sorted(known)))
+    return chosen
+
+
+def draw_view(name: str, res: Result, **kwargs: Any) -> Figure:
+    """The figure of view ``name`` for ``res`` (see :func:`simcomm.viz.view`)."""
+    from simcomm import viz
+
+    return viz.view(name, res, **kwargs)
+
+
+def close_figure(fig: Figure) -> None:
+    """Release ``fig`` once rendered.
+
+    viz builds bare Figures that pyplot does not know: dropping the last
+    reference is all it takes (the cyclic garbage collector frees them),
+    and clearing one first costs 5-20 ms per figure for nothing.  A figure
+    pyplot does manage (a view drawn with pyplot) is closed through
+    :func:`simcomm.viz.close`, so pyplot lets go of it too.
+    """
+    if getattr(fig.canvas, "manager", None) is not None:
+        from simcomm import viz
+
+        viz.close(fig)
+
+
+def png_bytes(fig: Figure, dpi: float = DPI, *, close: bool = True) -> bytes:
+    """``fig`` rendered as PNG bytes (and closed unless ``close=False``)."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        if close:
+            close_figure(fig)
+    return buf.getvalue()
+
+
+def fmt(key: str, value: Any) -> str:
+    """A summary number as text: counts whole, fractions as %, times in s."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if key == "availability":
+        return f"{100 * value:.2f} %"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+_TABLE_STYLE = ("border-collapse:collapse;font-size:12px;margin:2px 0;"
+                "font-variant-numeric:tabular-nums")
+_CELL = "padding:1px 8px;border-bottom:1px solid #e5e5e5;"
+
+
+def summary_html(summary: Mapping[str, Any]) -> str:
+    """The key summary numbers as small label-over-value cells that wrap to fit."""
+    cells = []
+    for key, label, unit in KEY_NUMBERS:
+        if key not in summary:
+            continue
+        unit_html = f" <span style='color:#888'>({html.escape(unit)})</span>" if unit else ""
+        cells.append(
+            "<div style='padding:2px 10px 2px 0;min-width:5.5em'>"
+            f"<div style='color:#555;font-size:11px;white-space:nowrap'>"
+            f"{html.escape(label)}{unit_html}</div>"
+            f"<div class='simcomm-number' data-key='{key}' style='font-size:14px;"
+            f"font-weight:600;font-variant-numeric:tabular-nums'>{fmt(key, summary[key])}"
+            "</div></div>")
+    return ("<div class='simcomm-summary' style='display:flex;flex-wrap:wrap;"
+            "border-bottom:1px solid #e5e5e5;margin:2px 0 4px 0'>" + "".join(cells) + "</div>")
+
+
+def difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float]:
+    """``b - a`` for each key number both summaries have."""
+    out: dict[str, float] = {}
+    for key, _, _ in KEY_NUMBERS:
+        if key in a and key in b:
+            out[key] = float(b[key]) - float(a[key])
+    return out
+
+
+def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str] = ("A", "B")
+              ) -> str:
+    """Key numbers of A and B and their difference B − A (and B/A − 1)."""
+    rows = []
+    for key, label, unit in KEY_NUMBERS:
+        if key not in a or key not in b:
+            continue
+        va, vb = float(a[key]), float(b[key])
+        delta = vb - va
+        if key == "availability":
+            d = "–" if math.isnan(delta) else f"{100 * delta:+.2f} pp"
+        elif isinstance(a[key], int) and isinstance(b[key], int):
+            d = f"{int(delta):+,}"
+        else:
+            d = "–" if math.isnan(delta) else f"{delta:+.4g}"
+        rel = (f"{100 * (vb / va - 1):+.1f} %" if va and not math.isnan(va)
+               and not math.isnan(vb) and key != "availability" else "")
+        colour = ""
+        better_up = key in ("completed", "availability", "throughput")
+        worse_up = key in ("failed", "mean_latency", "p50", "p95", "p99")
+        if delta and not math.isnan(delta) and (better_up or worse_up):
+            good = (delta > 0) == better_up
+            colour = "color:#009E73;" if good else "color:#D55E00;"
+        unit_html = f" <span style='color:#888'>({html.escape(unit)})</span>" if unit else ""
+        rows.append(
+            f"<tr><td style='{_CELL}'>{html.escape(label)}{unit_html}</td>"
+            f"<td style='{_CELL}text-align:right'>{fmt(key, a[key])}</td>"
+            f"<td style='{_CELL}text-align:right'>{fmt(key, b[key])}</td>"
+            f"<td style='{_CELL}text-align:right;{colour}'>{d}</td>"
+            f"<td style='{_CELL}text-align:right;{colour}'>{rel}</td></tr>")
+    na, nb = (html.escape(n) for n in names)
+    head = "".join(f"<th style='{_CELL}text-align:right'>{h}</th>"
+                   for h in (na, nb, f"{nb} − {na}", "change"))
+    return (f"<table class='simcomm-difference' style='{_TABLE_STYLE}'>"
+            f"<tr><th style='{_CELL}text-align:left'>metric</th>{head}</tr>"
+            + "".join(rows) + "</table>")
+
+
+# -- shared axis scales -------------------------------------------------------
+def _plot_axes(fig: Figure) -> list[Axes]:
+    """The axes of ``fig`` that show data on scales (not colorbars, not hidden)."""
+    return [ax for ax in fig.axes
+            if ax.axison and getattr(ax, "_colorbar", None) is None
+            and ax.get_label() != "<colorbar>"]
+
+
+def axes_limits(fig: Figure) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """``(xlim, ylim)`` of each data axes of ``fig``, in order."""
+    return [(tuple(map(float, ax.get_xlim())), tuple(map(float, ax.get_ylim())))  # type: ignore[misc]
+            for ax in _plot_axes(fig)]
+
+
+def _union(lims: Sequence[tuple[float, float]], log: bool) -> tuple[float, float]:
+    """The smallest interval holding every one of ``lims`` (positive if ``log``),
+    inverted if the first one is (a time axis running downwards stays so)."""
+    values = [v for lim in lims for v in lim if math.isfinite(v) and (not log or v > 0)]
+    lo, hi = min(values), max(values)
+    return (hi, lo) if lims[0][0] > lims[0][1] else (lo, hi)
+
+
+def unify_limits(figs: Sequence[Figure]) -> None:
+    """Give corresponding axes of ``figs`` the same scale and limits (their union).
+
+    Two sides of a comparison are only comparable at a glance when a
+    latency of 1 s is the same height on both.  Axes correspond by position:
+    the k-th data axes of each figure (views draw per-instance panels in
+    the order the instances were added, so the gateway pairs with the
+    gateway even when one side has more services; the extra panels keep
+    their own limits).  If one side chose a log scale (viz does for
+    latencies spanning decades), all sides get it.
+    """
+    groups = [_plot_axes(f) for f in figs]
+    if len(groups) < 2:
+        return
+    for axes in zip(*groups, strict=False):
+        for which in ("x", "y"):
+            get_scale, set_scale = f"get_{which}scale", f"set_{which}scale"
+            get_lim, set_lim = f"get_{which}lim", f"set_{which}lim"
+            scales = {getattr(ax, get_scale)() for ax in axes}
+            if not scales <= {"linear", "log"}:
+                continue  # symlog, logit, categorical units...: leave them alone
+            log = "log" in scales
+            lims = [getattr(ax, get_lim)() for ax in axes]
+            if any(not all(map(math.isfinite, lim)) for lim in lims):
+                continue
+            if log and not any(v > 0 for lim in lims for v in lim):
+                continue
+            if log:  # a linear side's lower limit is often 0: use its smallest datum
+                lims += [tuple(getattr(ax.dataLim, f"interval{which}")) for ax in axes
+                         if getattr(ax, get_scale)() != "log"]
+            union = _union(lims, log)
+            for ax in axes:
+                if log and getattr(ax, get_scale)() != "log":
+                    getattr(ax, set_scale)("log")
+                getattr(ax, set_lim)(union)
