@@ -154,6 +154,6 @@ SCENARIO = register(Scenario(
                  "you can watch a failure travel back to the users."),
     params=Params,
     build=build,
-    views=("latency_over_time", "outcomes_over_time", "pool_usage", "topology"),
-    until=120.0,
+    views=("latency_over_time", "outcomes_over_time", "pool_usage"),
+    until=100.0,
 ))

@@ -404,8 +404,9 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
         ax.set_ylabel("requests")
         util = utilisation.get(name, 0.0) if t.size else 0.0
         qmax = int(queued.max()) if queued.size else 0
-        set_titles(ax, f"{name} · {workers} workers",
-                   f"mean busy {100 * util:.1f} % · longest queue {qmax}", size=9)
+        # one title per row, not two: every text costs milliseconds per redraw
+        set_titles(ax, f"{name} · {workers} workers · mean busy {100 * util:.1f} % · "
+                   f"longest queue {qmax}", size=9)
         if i == 0:
             _legend(ax)
         else:  # later rows: only their own fault bands need a key
