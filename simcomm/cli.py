@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="set a parameter; repeat for several")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("--out", type=Path, default=None,
-                   help="also write the summary, request table (CSV) and figures (PNG) here")
+                   help="also write the summary, request table (CSV) and figures (PNG: the "
+                        "scenario's views, its topology and a sequence diagram) here")
     return p
 
 
@@ -89,7 +90,9 @@ def _write_report(out: Path, res: Any) -> list[Path]:
     res.requests.to_csv(written[1], index=False)
     from simcomm import viz
 
-    for name in res.scenario.views:
+    # a report has no redraw budget: add the pictures a dashboard leaves out
+    names = dict.fromkeys((*res.scenario.views, "topology", "sequence_diagram"))
+    for name in names:
         fig = viz.view(name, res)
         path = out / f"{name}.png"
         fig.savefig(path, dpi=110)

@@ -104,7 +104,7 @@ def test_run_out_writes_the_report(capsys, tmp_path):
     assert len(rows) == summary["requests"]
     assert list(rows[0]) == ["request_id", "client", "target", "start", "end", "outcome",
                              "latency", "hops"]
-    for view in get("mmc").views:
+    for view in (*get("mmc").views, "topology", "sequence_diagram"):
         png = out / f"{view}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", view
         assert f"wrote {png}" in captured.err
