@@ -407,3 +407,14 @@ def test_healing_an_earlier_cut_leaves_a_later_cut_in_force():
     w.run(10)
     assert [round(t, 9) for t, _ in b.got] == [9.0]
     assert w.network.dropped == {"partition": 1}
+
+
+def test_messages_carry_their_sent_and_delivered_times():
+    w = World(0)
+    a, b = Sink(w, "a"), Sink(w, "b")
+    w.network.link("a", "b", latency=0.25)
+    box = send_at(w, a, "b", 2.0)
+    w.run(5)
+    msg = box[0]
+    assert (msg.created, msg.sent, msg.delivered) == (2.0, 2.0, 2.25)
+    assert b.got == [(2.25, msg)]

@@ -36,7 +36,9 @@ class Message:
     * ``key`` -- the shard / partition key, if any.
     * ``trace_id`` -- the id of the client request this message serves.
     * ``status`` -- on a reply: ``ok``, ``error``, ``refused``, ``reset``.
-    * ``created`` -- simulated time the message was made.
+    * ``created``, ``sent``, ``delivered`` -- simulated times the message was
+      made, put on the wire and handed to its destination (``None`` until
+      then).
     * ``body``, ``format`` -- the payload and its wire format.
     """
 
@@ -45,12 +47,14 @@ class Message:
         "body",
         "correlation_id",
         "created",
+        "delivered",
         "dest",
         "format",
         "id",
         "key",
         "kind",
         "reply_to",
+        "sent",
         "source",
         "status",
         "trace_id",
@@ -86,6 +90,8 @@ class Message:
         self.status = status
         self.format = format
         self._size = size
+        self.sent: float | None = None
+        self.delivered: float | None = None
 
     @property
     def size(self) -> int:

@@ -181,6 +181,7 @@ class Network:
         """Put ``msg`` on the wire from ``msg.source`` to ``msg.dest``."""
         trace = self.world.trace
         self.sent += 1
+        msg.sent = self.env.now
         if trace.enabled:
             trace.messages.append((self.env.now, "send", msg.id, msg.kind, msg.source,
                                    msg.dest, msg.trace_id, msg.size, "", msg.correlation_id,
@@ -221,6 +222,7 @@ class Network:
                 node.refuse(msg, reason)
             return
         self.delivered += 1
+        msg.delivered = self.env.now
         trace = self.world.trace
         if trace.enabled:
             trace.messages.append((self.env.now, "deliver", msg.id, msg.kind, msg.source,

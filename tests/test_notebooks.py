@@ -1,0 +1,53 @@
+"""The course notebooks keep the house rules (nbmake executes them separately).
+
+Committed without outputs, with a Python 3 kernelspec (or JupyterLab's
+"Select Kernel" dialog blocks a learner and the browser test), opening with
+"What you will see" and closing with questions to think about; cells call
+the package instead of defining functions of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_the_course_has_its_notebooks():
+    names = [p.name for p in NOTEBOOKS]
+    for expected in ("00-tour.ipynb", "01-sync-request-response.ipynb",
+                     "02-message-formats.ipynb"):
+        assert expected in names
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
+def notebook(request) -> dict:
+    return json.loads(request.param.read_text())
+
+
+def test_committed_without_outputs(notebook):
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == []
+            assert cell["execution_count"] is None
+
+
+def test_has_a_python3_kernelspec(notebook):
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_opens_with_what_you_will_see_and_ends_with_questions(notebook):
+    markdown = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown"]
+    assert "what you will see" in "\n".join(markdown[:2]).lower()
+    assert "questions to think about" in markdown[-1].lower()
+    assert notebook["cells"][-1]["cell_type"] == "markdown"
+
+
+def test_logic_lives_in_the_package(notebook):
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            source = "".join(cell["source"])
+            assert "def " not in source and "class " not in source, source[:80]
