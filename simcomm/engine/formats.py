@@ -12,7 +12,9 @@ format's real encoding rules field by field:
 * **Protocol Buffers** (proto3 wire format): per field a varint tag
   (1 byte for field numbers below 16), ints as varints, doubles in 8 bytes,
   strings and nested messages length-prefixed; repeated numbers packed.
-  Names never travel: they live in the ``.proto`` schema.
+  Names never travel: they live in the ``.proto`` schema.  Fields are
+  modelled with explicit presence (proto3 ``optional``): ``None`` is left
+  out, a value that is set -- even 0 or "" -- is sent.
 * **Avro** (binary encoding): no tags at all, fields in schema order; ints
   and longs as zig-zag varints, doubles in 8 bytes, strings length-prefixed,
   arrays as counted blocks ending in a zero.
