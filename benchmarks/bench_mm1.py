@@ -54,13 +54,10 @@ def bare_simpy(n: int, seed: int) -> tuple[int, float]:
 
 
 def with_simcomm(n: int, seed: int) -> tuple[int, float]:
-    world = simcomm.World(seed, trace=True)
     sc, params, until = simcomm.prepare("mmc", seed=seed, until=n / ARRIVAL_RATE,
                                         arrival_rate=ARRIVAL_RATE, service_rate=SERVICE_RATE,
                                         servers=1)
-    sc.build(world, params)
-    world.run(until)
-    rows = world.trace.requests
+    rows = simcomm.simulate(sc, params, seed, until).world.trace.requests
     return len(rows), sum(r[4] - r[3] for r in rows) / len(rows)
 
 

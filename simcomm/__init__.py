@@ -12,7 +12,16 @@ run and ``describe(name)`` its parameters.  Build your own topology with
 :mod:`simcomm.engine`.
 """
 
-from simcomm.api import compare, describe, explore, playback, prepare, run, scenarios
+from simcomm.api import (
+    compare,
+    describe,
+    explore,
+    playback,
+    prepare,
+    run,
+    scenarios,
+    simulate,
+)
 from simcomm.engine import (
     ClosedLoop,
     Constant,
@@ -44,5 +53,6 @@ __all__ = [
     "ClosedLoop", "Constant", "Crash", "ErrorRate", "Exponential", "Hang", "Instance", "Link",
     "LogNormal", "Message", "Node", "OpenLoop", "Outages", "ParamError", "RateSchedule",
     "Result", "Service", "ServiceError", "Slowdown", "Uniform", "World", "__version__",
-    "compare", "describe", "explore", "playback", "prepare", "run", "scenarios", "spike",
+    "compare", "describe", "explore", "playback", "prepare", "run", "scenarios", "simulate",
+    "spike",
 ]

@@ -293,3 +293,18 @@ def test_batch_means_standard_error():
     assert se == pytest.approx(2.0 / math.sqrt(20_000), rel=0.5)
     with pytest.raises(ValueError):
         batch_means(np.ones(10))
+
+
+def test_mgc_is_exact_where_a_closed_form_exists_and_allen_cunneen_elsewhere():
+    from simcomm.analysis import mgc, mgc_is_exact
+
+    assert mgc(2.4, 1.0, 3, 1.0) == mmc(2.4, 1.0, 3)
+    assert mgc(0.8, 1.0, 1, 0.0) == md1(0.8, 1.0)
+    assert mgc_is_exact(3, 1.0) and mgc_is_exact(1, 0.3) and not mgc_is_exact(3, 0.0)
+    # M/D/3: half of M/M/3's queue wait; the response adds the mean service time
+    approx = mgc(2.4, 1.0, 3, 0.0)
+    assert approx.wait == pytest.approx(mmc(2.4, 1.0, 3).wait / 2)
+    assert approx.response == pytest.approx(approx.wait + 1.0)
+    with pytest.raises(ParamError) as info:
+        mgc(1.0, 1.0, 2, -0.5)
+    assert info.value.field == "scv"

@@ -1,7 +1,15 @@
 """Metrics from traces and queueing theory to compare them with."""
 
 from simcomm.analysis import theory
-from simcomm.analysis.metrics import batch_means, percentile, time_average, time_series_on_grid
+from simcomm.analysis.metrics import (
+    batch_means,
+    cumulative,
+    percentile,
+    step_integral,
+    step_means,
+    step_value,
+    time_average,
+)
 from simcomm.analysis.theory import (
     QueueMetrics,
     chain_availability,
@@ -9,11 +17,29 @@ from simcomm.analysis.theory import (
     little_l,
     md1,
     mg1,
+    mgc,
+    mgc_is_exact,
     mm1,
     mmc,
 )
 
 __all__ = [
-    "QueueMetrics", "batch_means", "chain_availability", "erlang_c", "little_l", "md1",
-    "mg1", "mm1", "mmc", "percentile", "theory", "time_average", "time_series_on_grid",
+    "QueueMetrics",
+    "batch_means",
+    "chain_availability",
+    "cumulative",
+    "erlang_c",
+    "little_l",
+    "md1",
+    "mg1",
+    "mgc",
+    "mgc_is_exact",
+    "mm1",
+    "mmc",
+    "percentile",
+    "step_integral",
+    "step_means",
+    "step_value",
+    "theory",
+    "time_average",
 ]

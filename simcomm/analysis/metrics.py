@@ -7,13 +7,50 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["batch_means", "percentile", "time_average", "time_series_on_grid"]
+__all__ = ["batch_means", "cumulative", "percentile", "step_integral", "step_means",
+           "step_value", "time_average"]
 
 
 def percentile(values: pd.Series | np.ndarray, q: float) -> float:
     """The q-th percentile (0-100), NaN for no values."""
     arr = np.asarray(values, dtype=float)
     return float(np.percentile(arr, q)) if arr.size else math.nan
+
+
+def step_value(t: np.ndarray, v: np.ndarray, at: np.ndarray | float) -> np.ndarray:
+    """The value of the step function ``(t, v)`` at ``at`` (0 before the first step).
+
+    A pool's busy count or queue length is such a function: ``v[i]`` holds
+    from ``t[i]`` until the next change.
+    """
+    idx = np.searchsorted(t, at, side="right") - 1
+    return np.where(idx >= 0, v[np.clip(idx, 0, None)], 0.0)
+
+
+def cumulative(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Area under the step function from its first change up to each change."""
+    return np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
+
+
+def step_integral(t: np.ndarray, v: np.ndarray, cum: np.ndarray,
+                  at: np.ndarray) -> np.ndarray:
+    """Area under the step function from time 0 to each time in ``at``
+    (``cum`` is :func:`cumulative` of the same function, computed once)."""
+    idx = np.searchsorted(t, at, side="right") - 1
+    safe = np.clip(idx, 0, None)
+    area = cum[safe] + v[safe] * (at - t[safe])
+    return np.where(idx >= 0, area, 0.0)
+
+
+def step_means(t: np.ndarray, v: np.ndarray, edges: np.ndarray,
+               cum: np.ndarray | None = None) -> np.ndarray:
+    """Time-weighted mean of the step function in each bin between ``edges``."""
+    if t.size == 0:
+        return np.zeros(len(edges) - 1)
+    if cum is None:
+        cum = cumulative(t, v)
+    area = step_integral(t, v, cum, np.asarray(edges, dtype=float))
+    return np.diff(area) / np.diff(edges)
 
 
 def time_average(pools: pd.DataFrame, node: str, column: str, start: float,
@@ -23,26 +60,9 @@ def time_average(pools: pd.DataFrame, node: str, column: str, start: float,
     df = pools[pools["node"] == node]
     if df.empty or end <= start:
         return 0.0
-    t = df["time"].to_numpy()
+    t = df["time"].to_numpy(dtype=float)
     v = df[column].to_numpy(dtype=float)
-    # the value in force at `start` is the last one recorded at or before it
-    i0 = np.searchsorted(t, start, side="right") - 1
-    times = np.concatenate(([start], t[(t > start) & (t < end)], [end]))
-    vals = np.concatenate(([v[i0] if i0 >= 0 else 0.0], v[(t > start) & (t < end)]))
-    return float(np.sum(vals * np.diff(times)) / (end - start))
-
-
-def time_series_on_grid(pools: pd.DataFrame, node: str, column: str,
-                        grid: np.ndarray) -> np.ndarray:
-    """The step function's value at each time of ``grid`` (last change wins)."""
-    df = pools[pools["node"] == node]
-    if df.empty:
-        return np.zeros(len(grid))
-    t = df["time"].to_numpy()
-    v = df[column].to_numpy(dtype=float)
-    idx = np.searchsorted(t, grid, side="right") - 1
-    out = np.where(idx >= 0, v[np.clip(idx, 0, None)], 0.0)
-    return out
+    return float(step_means(t, v, np.array([start, end], dtype=float))[0])
 
 
 def batch_means(values: np.ndarray | pd.Series, batches: int = 20) -> tuple[float, float]:

@@ -8,7 +8,8 @@ boundary.
 
 References: Kleinrock, *Queueing Systems* vol. 1 (M/M/1, M/M/c with the
 Erlang C formula, M/G/1 by Pollaczek-Khinchine, of which M/D/1 is the case
-with zero service-time variance); Little (1961) for ``L = lambda W``.
+with zero service-time variance); Allen (1990) for the Allen-Cunneen
+approximation of M/G/c; Little (1961) for ``L = lambda W``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import asdict, dataclass
 from simcomm.errors import ParamError
 
 __all__ = [
-    "QueueMetrics", "chain_availability", "erlang_c", "little_l", "md1", "mg1", "mm1", "mmc",
+    "QueueMetrics", "chain_availability", "erlang_c", "little_l", "md1", "mg1", "mgc",
+    "mgc_is_exact", "mm1", "mmc",
 ]
 
 
@@ -115,6 +117,34 @@ def md1(lam: float, mu: float) -> QueueMetrics:
     """M/D/1: constant service 1/mu; its queue wait is half of M/M/1's."""
     _rates(lam, mu)
     return mg1(lam, 1.0 / mu, 0.0)
+
+
+def mgc(lam: float, mean_service: float, c: int, scv: float) -> QueueMetrics:
+    """M/G/c: Poisson arrivals, service with squared coefficient of variation ``scv``.
+
+    Exact where a closed form exists -- ``scv == 1`` is M/M/c (Erlang C) and
+    ``c == 1`` is M/G/1 (Pollaczek-Khinchine) -- and otherwise the
+    Allen-Cunneen approximation ``Wq ~ Wq(M/M/c) * (1 + scv) / 2`` (Poisson
+    arrivals: the arrivals' SCV is 1).  :func:`mgc_is_exact` says which.
+    """
+    if not isinstance(scv, (int, float)) or not scv >= 0 or math.isinf(scv):
+        raise ParamError("scv", scv, "a finite number >= 0")
+    if (not isinstance(mean_service, (int, float)) or not mean_service > 0
+            or math.isinf(mean_service)):
+        raise ParamError("mean_service", mean_service, "a finite time in seconds > 0")
+    if c == 1:
+        return mg1(lam, mean_service, scv)
+    base = mmc(lam, 1.0 / mean_service, c)
+    if scv == 1 or math.isinf(base.wait):
+        return base
+    wq = base.wait * (1.0 + scv) / 2.0
+    return QueueMetrics(base.utilisation, wq, wq + mean_service, lam * wq,
+                        lam * (wq + mean_service), base.p_wait)
+
+
+def mgc_is_exact(c: int, scv: float) -> bool:
+    """Whether :func:`mgc` is exact (True) or the Allen-Cunneen approximation."""
+    return c == 1 or scv == 1
 
 
 def little_l(arrival_rate: float, mean_time_in_system: float) -> float:

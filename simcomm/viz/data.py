@@ -18,10 +18,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from simcomm.result import Result
 
-__all__ = [
-    "cached", "clients", "cumulative", "fault_intervals", "instances", "nice_step", "pool_arrays",
-    "step_integral", "step_means", "step_value",
-]
+__all__ = ["cached", "clients", "fault_intervals", "instances", "nice_step", "pool_arrays"]
 
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -125,37 +122,6 @@ def _pool_arrays(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
 def pool_arrays(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per instance: ``(time, busy, queued)`` arrays of its step functions."""
     return cached(res, "pool_arrays", lambda: _pool_arrays(res))
-
-
-def step_value(t: np.ndarray, v: np.ndarray, at: np.ndarray | float) -> np.ndarray:
-    """The value of the step function ``(t, v)`` at ``at`` (0 before the first step)."""
-    idx = np.searchsorted(t, at, side="right") - 1
-    return np.where(idx >= 0, v[np.clip(idx, 0, None)], 0.0)
-
-
-def cumulative(t: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Area under the step function from its first change up to each change."""
-    return np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
-
-
-def step_integral(t: np.ndarray, v: np.ndarray, cum: np.ndarray,
-                  at: np.ndarray) -> np.ndarray:
-    """Area under the step function from time 0 to each time in ``at``."""
-    idx = np.searchsorted(t, at, side="right") - 1
-    safe = np.clip(idx, 0, None)
-    area = cum[safe] + v[safe] * (at - t[safe])
-    return np.where(idx >= 0, area, 0.0)
-
-
-def step_means(t: np.ndarray, v: np.ndarray, edges: np.ndarray,
-               cum: np.ndarray | None = None) -> np.ndarray:
-    """Time-weighted mean of the step function in each bin between ``edges``."""
-    if t.size == 0:
-        return np.zeros(len(edges) - 1)
-    if cum is None:
-        cum = cumulative(t, v)
-    area = step_integral(t, v, cum, np.asarray(edges, dtype=float))
-    return np.diff(area) / np.diff(edges)
 
 
 def nice_step(x: float) -> float:

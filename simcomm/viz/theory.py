@@ -39,22 +39,20 @@ _DISTRIBUTIONS = ("exponential", "constant", "lognormal")
 
 
 def _model(servers: int, distribution: str, sigma: float) -> tuple[str, float, bool]:
-    """(legend label, service SCV, exact?) of the theory used."""
+    """(legend label, service SCV, exact?) of the theory used (see :func:`qt.mgc`)."""
+    if distribution not in _DISTRIBUTIONS:
+        raise ParamError("service_distribution", distribution,
+                         "one of " + ", ".join(_DISTRIBUTIONS))
+    scv = {"exponential": 1.0, "constant": 0.0}.get(distribution, math.exp(sigma**2) - 1.0)
     c = servers
-    if distribution == "exponential":
-        return f"M/M/{c} theory (Erlang C, exact)", 1.0, True
-    if distribution == "constant":
-        if c == 1:
-            return "M/D/1 theory (Pollaczek–Khinchine, exact)", 0.0, True
-        return (f"M/D/{c} ≈ Allen–Cunneen: Wq(M/M/{c})·(1+0)/2 (approximation)", 0.0,
-                False)
-    if distribution == "lognormal":
-        scv = math.exp(sigma**2) - 1.0
-        if c == 1:
-            return f"M/G/1 theory (Pollaczek–Khinchine, SCV {scv:.2f}, exact)", scv, True
-        return (f"M/G/{c} ≈ Allen–Cunneen: Wq(M/M/{c})·(1+{scv:.2f})/2 (approximation)",
-                scv, False)
-    raise ParamError("service_distribution", distribution, "one of " + ", ".join(_DISTRIBUTIONS))
+    kendall = {"exponential": "M", "constant": "D"}.get(distribution, "G")
+    exact = qt.mgc_is_exact(c, scv)
+    if exact:
+        how = ("Erlang C" if scv == 1 else "Pollaczek–Khinchine"
+               + (f", SCV {scv:.2f}" if kendall == "G" else ""))
+        return f"M/{kendall}/{c} theory ({how}, exact)", scv, True
+    return (f"M/{kendall}/{c} ≈ Allen–Cunneen: Wq(M/M/{c})·(1+{scv:.2g})/2 (approximation)",
+            scv, False)
 
 
 def theory_curve(servers: int, service_rate: float, service_distribution: str = "exponential",
@@ -78,18 +76,8 @@ def theory_curve(servers: int, service_rate: float, service_distribution: str = 
     if np.any(~(rho > 0)):
         raise ParamError("utilisations", list(rho[~(rho > 0)]), "fractions > 0")
     lam = rho * servers * service_rate
-    waits = []
-    for lam_i in lam:
-        if service_distribution == "constant" and servers == 1:
-            wq = qt.md1(lam_i, service_rate).wait
-        elif service_distribution == "lognormal" and servers == 1:
-            wq = qt.mg1(lam_i, 1.0 / service_rate, scv).wait
-        else:
-            wq = qt.mmc(lam_i, service_rate, servers).wait
-            if service_distribution != "exponential":
-                wq = wq * (1.0 + scv) / 2.0
-        waits.append(wq)
-    wait = np.asarray(waits, dtype=float)
+    wait = np.array([qt.mgc(lam_i, 1.0 / service_rate, servers, scv).wait for lam_i in lam],
+                    dtype=float)
     df = pd.DataFrame({"utilisation": rho, "arrival_rate": lam, "wait": wait,
                        "response": wait + 1.0 / service_rate + 2.0 * network_latency})
     df.attrs.update(model=label, exact=exact, servers=servers, service_rate=service_rate,

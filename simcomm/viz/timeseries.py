@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from simcomm.analysis import metrics
 from simcomm.errors import ParamError
 from simcomm.viz import data
 from simcomm.viz.style import (
@@ -310,7 +311,7 @@ def _steps(t: np.ndarray, v: np.ndarray, until: float, max_points: int
     grid of ``max_points`` bins when it changes more often than that."""
     if t.size > max_points:
         edges = np.linspace(0.0, until, max_points + 1)
-        means = data.step_means(t, v, edges)
+        means = metrics.step_means(t, v, edges)
         return edges, np.append(means, means[-1]), True
     x = np.concatenate(([0.0], t, [until]))
     y = np.concatenate(([0.0], v, [v[-1] if v.size else 0.0]))

@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
+from simcomm.analysis import metrics
 from simcomm.errors import ParamError
 from simcomm.viz import data
 from simcomm.viz.style import (
@@ -138,7 +139,7 @@ def _model(res: Result) -> _Model:
     layer = _layers(g, cl)
     pools = {}
     for name, (t, busy, queued) in data.pool_arrays(res).items():
-        pools[name] = (t, busy, queued, data.cumulative(t, busy))
+        pools[name] = (t, busy, queued, metrics.cumulative(t, busy))
     faults = data.fault_intervals(res)
     faults = faults[faults["kind"].isin(("down", "hung"))]
     edges = sorted(g.edges, key=lambda e: (layer[e[0]], layer[e[1]], e))
@@ -210,10 +211,10 @@ def topology_state(res: Result, at: float | None = None,
             util = 0.0
             if arr is not None:
                 t, b, q, cum = arr
-                busy = float(data.step_value(t, b, at))
-                queued = float(data.step_value(t, q, at))
+                busy = float(metrics.step_value(t, b, at))
+                queued = float(metrics.step_value(t, q, at))
                 if span > 0:
-                    area = data.step_integral(t, b, cum, np.array([lo, at]))
+                    area = metrics.step_integral(t, b, cum, np.array([lo, at]))
                     util = float(area[1] - area[0]) / span / workers
                 else:
                     util = busy / workers

@@ -15,11 +15,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from simcomm.api import prepare
+from simcomm.api import prepare, simulate
 from simcomm.result import Result
 from simcomm.scenarios import base
 from simcomm.widgets import _render
-from simcomm.widgets._run import simulate
 
 __all__ = ["Comparison", "compare"]
 

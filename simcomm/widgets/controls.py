@@ -15,6 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from simcomm.scenarios.base import FieldSpec
+from simcomm.viz.data import nice_step
 
 __all__ = ["DESCRIPTION_WIDTH", "control_for", "decimals", "default_step", "seed_control",
            "until_control"]
@@ -37,12 +38,7 @@ def default_step(lo: float, hi: float) -> float:
     span = hi - lo
     if not span > 0 or math.isinf(span):
         return 0.1
-    raw = span / 500
-    exp = math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if m * 10.0**exp >= raw * (1 - 1e-9):
-            return float(m * 10.0**exp)
-    return float(10.0 ** (exp + 1))  # pragma: no cover
+    return nice_step(span / 500)
 
 
 def decimals(step: float) -> int:

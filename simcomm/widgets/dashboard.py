@@ -29,12 +29,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from simcomm.api import prepare
+from simcomm.api import prepare, simulate
 from simcomm.errors import ParamError
 from simcomm.result import Result
 from simcomm.scenarios import base
 from simcomm.widgets import _render
-from simcomm.widgets._run import simulate
 from simcomm.widgets.controls import control_for, seed_control, until_control
 
 __all__ = ["Dashboard", "explore"]
