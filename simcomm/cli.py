@@ -112,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "describe":
             sc = base.get(args.scenario)
             print(f"{sc.name}: {sc.title}\n{sc.description}\n")
-            rows = [(f.name, f"{f.type.__name__}, default {f.default!r}; {f.allowed()}. "
-                     f"{f.help}") for f in sc.fields()]
+            rows = [(f["field"], f"{f['type']}, default {f['default']!r}; {f['allowed']}. "
+                     f"{f['help']}") for f in api.describe(sc)]
             print(_table(rows))
             return 0
         sc = base.get(args.scenario)

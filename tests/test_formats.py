@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from simcomm.engine import FORMATS, Format, get_format
 from simcomm.errors import ParamError
-from simcomm.scenarios.chain import _order_body
+from simcomm.scenarios.payloads import order
 
 JSON, XML, PROTO, AVRO = (FORMATS[n] for n in ("json", "xml", "protobuf", "avro"))
 
@@ -173,7 +173,7 @@ def test_json_size_never_exceeds_the_real_utf8_encoding(body):
 
 @pytest.mark.parametrize("body", [
     {}, [], None, True, False, 0, -7, 3.5, 1e-07, 1e300, "", "a b",
-    {"a": [1, 2.5, None, True, {"b": []}]}, _order_body(),
+    {"a": [1, 2.5, None, True, {"b": []}]}, order(2),
 ])
 def test_json_examples(body):
     assert JSON.size(body) == len(compact_json(body))
@@ -281,7 +281,7 @@ def test_avro_size_is_the_length_of_the_binary_encoding(body):
 # -- comparing formats ------------------------------------------------------------------
 
 def test_typical_record_xml_is_biggest_then_json_then_binary():
-    body = _order_body()
+    body = order(2)
     sizes = {name: fmt.size(body) for name, fmt in FORMATS.items()}
     assert sizes["xml"] > sizes["json"] > max(sizes["avro"], sizes["protobuf"])
     # names travel in text formats, not in binary ones: at least 2x here

@@ -327,3 +327,12 @@ def test_playback_runs_a_scenario_by_name() -> None:
     with pytest.raises(ParamError, match="steps"):
         playback(pb.result, steps=0)
     pb.close()
+
+
+def test_playback_refuses_a_bad_colouring_before_running_the_scenario(monkeypatch) -> None:
+    pb_module = sys.modules["simcomm.widgets.playback"]  # the module, not the function
+    ran = []
+    monkeypatch.setattr(pb_module, "run", lambda *a, **k: ran.append(a))
+    with pytest.raises(ParamError) as info:
+        playback("chain", color_by="rainbow")
+    assert info.value.field == "color_by" and not ran

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from simpy.events import Event
 
 from simcomm.engine.formats import Format, get_format
-from simcomm.engine.messages import Message
 from simcomm.engine.nodes import Node
 from simcomm.engine.randomness import Distribution
 from simcomm.errors import ParamError
@@ -98,27 +97,30 @@ class _Client(Node):
         self.patience = patience
         self.open: dict[int, float] = {}  # request id -> start time
 
-    def _issue(self) -> Event:
-        """Send one request; the returned event fires when it is finished."""
+    def _issue(self, wait: bool = True) -> Event | None:
+        """Send one request.  With ``wait``, return an event that fires when it
+        has finished (a closed-loop user waits on it); open-loop arrivals
+        don't wait, and skip making the event."""
         rid = self.world.next_request_id()
         self.open[rid] = self.env.now
         ev = self.request(self.target, self.body, trace_id=rid, format=self.format)
-        done = Event(self.env)
+        done = Event(self.env) if wait else None
         ev.callbacks.append(lambda e: self._finish(rid, e.value.status, done))
         if self.patience is not None:
             timer = self.env.timeout(self.patience)
             timer.callbacks.append(lambda _e: self._give_up(rid, ev.request_id, done))
         return done
 
-    def _finish(self, rid: int, outcome: str, done: Event) -> None:
+    def _finish(self, rid: int, outcome: str, done: Event | None) -> None:
         start = self.open.pop(rid, None)
         if start is None:
             return  # already abandoned
         self.world.trace.requests.append((rid, self.name, self.target, start, self.env.now,
                                           outcome))
-        done.succeed(outcome)
+        if done is not None:
+            done.succeed(outcome)
 
-    def _give_up(self, rid: int, request_id: int, done: Event) -> None:
+    def _give_up(self, rid: int, request_id: int, done: Event | None) -> None:
         if rid in self.open:
             self.forget(request_id)
             self._finish(rid, "abandoned", done)
@@ -151,10 +153,10 @@ class OpenLoop(_Client):
         if len(sched.rates) == 1:  # the common case, kept tight
             rate = sched.rates[0]
             timeout = env.timeout
-            issue = self._issue_fast
+            issue = self._issue
             while True:
                 yield timeout(rng.expovariate(rate))
-                issue()
+                issue(False)
         while True:
             rate = sched.rate_at(env.now)
             change = sched.next_change(env.now)
@@ -164,22 +166,7 @@ class OpenLoop(_Client):
                 yield env.timeout(change - env.now)
                 continue
             yield env.timeout(gap)
-            self._issue()
-
-    def _issue_fast(self) -> None:
-        """``_issue`` without the completion event nobody waits for."""
-        if self.patience is not None:
-            self._issue()
-            return
-        rid = self.world.next_request_id()
-        self.open[rid] = self.env.now
-        ev = self.request(self.target, self.body, trace_id=rid, format=self.format)
-        ev.callbacks.append(lambda e: self._record(rid, e.value))
-
-    def _record(self, rid: int, reply: Message) -> None:
-        start = self.open.pop(rid)
-        self.world.trace.requests.append((rid, self.name, self.target, start, self.env.now,
-                                          reply.status))
+            self._issue(False)
 
 
 class ClosedLoop(_Client):

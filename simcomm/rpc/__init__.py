@@ -6,5 +6,6 @@ bulkhead, circuit breaker, retry, fallback) will wrap it.
 """
 
 from simcomm.rpc.call import OUTCOMES, call
+from simcomm.rpc.handlers import answer, forward
 
-__all__ = ["OUTCOMES", "call"]
+__all__ = ["OUTCOMES", "answer", "call", "forward"]

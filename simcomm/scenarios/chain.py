@@ -17,23 +17,27 @@ stay stuck waiting, which is how one hung service exhausts its callers.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
 
 from simcomm.engine.faults import ErrorRate, Hang, Outages, Slowdown, install
 from simcomm.engine.formats import FORMATS
 from simcomm.engine.network import Link
-from simcomm.engine.nodes import Context, Instance, ServiceError
+from simcomm.engine.nodes import Instance
 from simcomm.engine.randomness import distribution
 from simcomm.engine.workload import OpenLoop
 from simcomm.engine.world import World
+from simcomm.rpc.handlers import answer, forward
 from simcomm.scenarios.base import Scenario, param, register
+from simcomm.scenarios.payloads import order
 
 #: Service names along the chain, after the FTGO application of the book.
 SERVICE_NAMES = ("order", "payment", "kitchen", "delivery", "accounting", "notification")
 GATEWAY = "api-gateway-1"
 USERS = "users"
+
+
+#: What the last service of the chain answers.
+_DONE = {"status": "APPROVED", "orderId": 123456789}
 
 
 def instance_name(service: str) -> str:
@@ -89,32 +93,6 @@ class Params:
         help="how long a user waits for an answer before giving up")
 
 
-def _order_body() -> dict[str, Any]:
-    """A typical FTGO order: the payload every hop carries."""
-    return {
-        "orderId": 123456789, "consumerId": 4711, "restaurantId": 42,
-        "deliveryAddress": {"street": "1 Main Street", "city": "Oakland", "zip": "94611"},
-        "lineItems": [{"menuItemId": "m-1001", "quantity": 2, "price": 12.5},
-                      {"menuItemId": "m-2002", "quantity": 1, "price": 8.25}],
-        "paymentToken": "tok_visa_4242424242424242",
-    }
-
-
-def _forwarder(next_hop: str | None):
-    """A handler that does its work, then (if any) calls ``next_hop``."""
-
-    def handler(ctx: Context, request) -> Generator[Any, Any, Any]:
-        yield ctx.work()
-        if next_hop is None:
-            return {"status": "APPROVED", "orderId": 123456789}
-        reply = yield from ctx.call(next_hop, request.body)
-        if reply.status != "ok":
-            raise ServiceError(f"{next_hop}: {reply.status}")
-        return reply.body
-
-    return handler
-
-
 def build(world: World, p: Params) -> None:
     world.network.set_default(Link(latency=distribution("exponential", p.network_latency)
                                    if p.network_latency > 0 else None))
@@ -124,12 +102,13 @@ def build(world: World, p: Params) -> None:
     Instance(world, GATEWAY, workers=p.gateway_workers, service="api-gateway", format=fmt,
              service_time=distribution(shape, p.service_time / 10,
                                        field_name="service_time_distribution"),
-             handler=_forwarder(instance_name(services[0])))
+             handler=forward(instance_name(services[0])))
     for i, name in enumerate(services):
-        nxt = instance_name(services[i + 1]) if i + 1 < len(services) else None
+        is_last = i + 1 == len(services)
+        handler = answer(_DONE) if is_last else forward(instance_name(services[i + 1]))
         Instance(world, instance_name(name), workers=p.service_workers, service=name,
                  format=fmt, service_time=distribution(shape, p.service_time),
-                 handler=_forwarder(nxt))
+                 handler=handler)
         if p.service_availability < 1:
             Outages(world, instance_name(name), p.service_availability, p.mean_time_to_repair)
     last = instance_name(services[-1])
@@ -141,7 +120,7 @@ def build(world: World, p: Params) -> None:
     if p.last_service_slowdown != 1:
         faults.append(Slowdown(last, 0.0, None, factor=p.last_service_slowdown))
     install(world, faults)
-    OpenLoop(world, USERS, GATEWAY, p.request_rate, body=_order_body(),
+    OpenLoop(world, USERS, GATEWAY, p.request_rate, body=order(2),
              patience=p.user_patience, format=fmt)
 
 

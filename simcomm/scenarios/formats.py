@@ -23,18 +23,20 @@ parameter (load, bandwidth, order size).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from simcomm.engine.formats import FORMATS, Format, get_format
 from simcomm.engine.network import Link
-from simcomm.engine.nodes import Context, Instance, ServiceError
+from simcomm.engine.nodes import Instance
 from simcomm.engine.randomness import distribution
 from simcomm.engine.workload import OpenLoop
 from simcomm.engine.world import World
 from simcomm.errors import ParamError
+from simcomm.rpc.handlers import answer, forward
 from simcomm.scenarios.base import Scenario, param, register
+from simcomm.scenarios.payloads import MAX_LINES, order, order_reply
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,13 +47,6 @@ __all__ = ["GATEWAY", "SERVICE", "USERS", "Params", "format_sweep", "format_tabl
 GATEWAY = "api-gateway-1"
 SERVICE = "order-1"
 USERS = "users"
-
-#: Most order lines allowed (the ``order_lines`` range).
-MAX_LINES = 2000
-
-_MENU = ("Chicken Vindaloo", "Lamb Rogan Josh", "Palak Paneer", "Garlic Naan",
-         "Mango Lassi", "Vegetable Samosa", "Chana Masala", "Basmati Rice")
-
 
 @dataclass(frozen=True)
 class Params:
@@ -81,31 +76,6 @@ class Params:
         0.01, range=(0.001, 1.0), unit="s", step=0.001,
         help="mean business-logic CPU time per order in the service, without "
              "coding (the gateway: a tenth of it); exponential")
-
-
-def order(lines: int = 500) -> dict[str, Any]:
-    """An FTGO-style order with ``lines`` line items (the request body).
-
-    Deterministic: the same ``lines`` gives an equal order.  Each line item
-    has a menu item id, a dish name, a quantity and a price.
-    """
-    if (not isinstance(lines, int) or isinstance(lines, bool)
-            or not 1 <= lines <= MAX_LINES):
-        raise ParamError("order_lines", lines, f"a whole number from 1 to {MAX_LINES}")
-    return {
-        "orderId": 123456789, "consumerId": 4711, "restaurantId": 42,
-        "deliveryAddress": {"street": "1 Main Street", "city": "Oakland", "zip": "94611"},
-        "lineItems": [{"menuItemId": f"m-{1000 + i}", "name": _MENU[i % len(_MENU)],
-                       "quantity": 1 + i % 3, "price": round(4.5 + (i * 37 % 200) / 10, 2)}
-                      for i in range(lines)],
-        "paymentToken": "tok_visa_4242424242424242",
-    }
-
-
-def order_reply(body: dict[str, Any]) -> dict[str, Any]:
-    """The order service's reply: the order as stored, with its state."""
-    return {"orderId": body["orderId"], "state": "APPROVED",
-            **{k: v for k, v in body.items() if k != "orderId"}}
 
 
 def format_table(payload: Any = 500, formats: Iterable[str | Format] | None = None, *,
@@ -194,22 +164,6 @@ def format_sweep(field: str, values: Iterable[Any],
     return df
 
 
-def _gateway(ctx: Context, request) -> Generator[Any, Any, Any]:
-    yield ctx.work()
-    reply = yield from ctx.call(SERVICE, request.body)
-    if reply.status != "ok":
-        raise ServiceError(f"{SERVICE}: {reply.status}")
-    return reply.body
-
-
-def _order_service(reply_body: dict[str, Any]):
-    def handler(ctx: Context, request) -> Generator[Any, Any, Any]:
-        yield ctx.work()
-        return reply_body
-
-    return handler
-
-
 def build(world: World, p: Params) -> None:
     world.network.set_default(Link(
         latency=distribution("exponential", p.network_latency) if p.network_latency > 0
@@ -219,10 +173,10 @@ def build(world: World, p: Params) -> None:
     body = order(p.order_lines)
     Instance(world, GATEWAY, workers=p.gateway_workers, service="api-gateway", format=fmt,
              service_time=distribution("exponential", p.service_time / 10),
-             handler=_gateway)
+             handler=forward(SERVICE))
     Instance(world, SERVICE, workers=p.service_workers, service="order", format=fmt,
              service_time=distribution("exponential", p.service_time),
-             handler=_order_service(order_reply(body)))
+             handler=answer(order_reply(body)))
     OpenLoop(world, USERS, GATEWAY, p.request_rate, body=body, format=fmt)
 
 

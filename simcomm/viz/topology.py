@@ -316,6 +316,16 @@ def _update(d: _Drawing, state: dict[str, Any]) -> None:
     d.title.set_text(_title(state))
 
 
+#: What ``topology`` can colour its nodes by.
+COLOR_BY = ("utilisation", "health")
+
+
+def check_color_by(color_by: str) -> None:
+    """Raise ParamError unless ``color_by`` is one of :data:`COLOR_BY`."""
+    if color_by not in COLOR_BY:
+        raise ParamError("color_by", color_by, "one of " + ", ".join(COLOR_BY))
+
+
 def topology(res: Result, at: float | None = None, color_by: str = "utilisation",
              ax: Axes | None = None, *, window: float | None = None,
              colorbar: bool = True) -> Figure:
@@ -336,8 +346,7 @@ def topology(res: Result, at: float | None = None, color_by: str = "utilisation"
     widths and labels (fast: made for scrubbing through time).  See
     :func:`topology_state` for the numbers.
     """
-    if color_by not in ("utilisation", "health"):
-        raise ParamError("color_by", color_by, "'utilisation' or 'health'")
+    check_color_by(color_by)
     state = topology_state(res, at, window)
     if ax is not None:
         d = getattr(ax, _ATTR, None)

@@ -203,7 +203,7 @@ class Playback(widgets.VBox):
         self.redraws += 1
 
     def close(self) -> None:
-        """Close the widgets and let the figure go (also called by ``__del__``).
+        """Close the widgets and let the figure go.
 
         The figure is a bare matplotlib Figure that nothing else refers to,
         so dropping it is enough (clearing it could fail at interpreter exit).
@@ -227,6 +227,9 @@ def playback(result_or_scenario: Result | str | base.Scenario, *, steps: int = 6
     ``color_by`` is ``"utilisation"`` (how full each node's workers are:
     watch a hang fill its callers) or ``"health"`` (up / hung / down).
     """
+    from simcomm.viz.topology import check_color_by
+
+    check_color_by(color_by)  # before a scenario is run for nothing
     if isinstance(result_or_scenario, Result):
         extra = dict(params, **({} if until is None else {"until": until}))
         if extra:

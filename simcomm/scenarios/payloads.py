@@ -1,0 +1,40 @@
+"""The payloads the scenarios send: orders from the book's FTGO application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simcomm.errors import ParamError
+
+__all__ = ["MAX_LINES", "order", "order_reply"]
+
+#: Most line items an order may have.
+MAX_LINES = 2000
+
+_MENU = ("Chicken Vindaloo", "Lamb Rogan Josh", "Palak Paneer", "Garlic Naan",
+         "Mango Lassi", "Vegetable Samosa", "Chana Masala", "Basmati Rice")
+
+
+def order(lines: int = 500) -> dict[str, Any]:
+    """An FTGO-style order with ``lines`` line items (a request body).
+
+    Deterministic: the same ``lines`` gives an equal order.  Each line item
+    has a menu item id, a dish name, a quantity and a price.
+    """
+    if (not isinstance(lines, int) or isinstance(lines, bool)
+            or not 1 <= lines <= MAX_LINES):
+        raise ParamError("order_lines", lines, f"a whole number from 1 to {MAX_LINES}")
+    return {
+        "orderId": 123456789, "consumerId": 4711, "restaurantId": 42,
+        "deliveryAddress": {"street": "1 Main Street", "city": "Oakland", "zip": "94611"},
+        "lineItems": [{"menuItemId": f"m-{1000 + i}", "name": _MENU[i % len(_MENU)],
+                       "quantity": 1 + i % 3, "price": round(4.5 + (i * 37 % 200) / 10, 2)}
+                      for i in range(lines)],
+        "paymentToken": "tok_visa_4242424242424242",
+    }
+
+
+def order_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """The order service's reply: the order as stored, with its state."""
+    return {"orderId": body["orderId"], "state": "APPROVED",
+            **{k: v for k, v in body.items() if k != "orderId"}}
