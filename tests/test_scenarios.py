@@ -87,7 +87,7 @@ def test_every_bound_of_every_range_is_accepted_and_just_outside_is_not(name):
     ("mmc", {"servers": 0}, "servers"),
     ("mmc", {"servers": -3}, "servers"),
     ("mmc", {"service_distribution": "pareto"}, "service_distribution"),
-    ("mmc", {"service_distribution": "Exponential"}, "service_distribution"),
+    ("mmc", {"service_distribution": "exponentiall"}, "service_distribution"),
     ("mmc", {"serverz": 3}, "serverz"),
     ("mmc", {"servers": "3"}, "servers"),
     ("mmc", {"servers": 2.5}, "servers"),
@@ -119,6 +119,42 @@ def test_unknown_field_lists_the_fields():
     with pytest.raises(ParamError) as info:
         make_params(get("mmc"), {"server": 2})
     assert "servers" in info.value.allowed and "arrival_rate" in info.value.allowed
+
+
+@pytest.mark.parametrize(("call", "meant"), [
+    (lambda: get("mcc"), "mmc"),
+    (lambda: get("Chain"), "chain"),
+    (lambda: make_params(get("mmc"), {"servr": 3}), "servers"),
+    (lambda: make_params(get("mmc"), {"arival_rate": 1.0}), "arrival_rate"),
+    (lambda: make_params(get("chain"), {"message_format": "jsn"}), "json"),
+    (lambda: make_params(get("mmc"), {"service_distribution": "Lognormall"}), "lognormal"),
+])
+def test_a_near_miss_says_did_you_mean(call, meant):
+    """A mistyped scenario, field or choice names the one meant, before the list."""
+    with pytest.raises(ParamError) as info:
+        call()
+    assert f"did you mean {meant!r}? " in info.value.allowed
+    assert info.value.allowed.index("did you mean") < info.value.allowed.index(",")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: get("zzzz"), lambda: get(None),
+    lambda: make_params(get("mmc"), {"qwxy": 3}),
+    lambda: make_params(get("chain"), {"message_format": "yaml"}),
+    lambda: make_params(get("chain"), {"message_format": 3}),
+])
+def test_a_far_miss_only_lists_what_is_allowed(call):
+    with pytest.raises(ParamError) as info:
+        call()
+    assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["JSON", "Json", "json"])
+def test_choices_ignore_case(text):
+    """``JSON`` means json, from Python as from the command line."""
+    assert make_params(get("chain"), {"message_format": text}).message_format == "json"
+    res = simcomm.run("chain", seed=1, until=1.0, message_format=text)
+    assert res.params.message_format == "json"
 
 
 def test_whole_floats_are_accepted_for_int_fields_and_ints_for_float_fields():

@@ -18,9 +18,10 @@ scenario's own cross-field check) and raises a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from simcomm.engine.world import World
 from simcomm.errors import ParamError
 
 __all__ = [
-    "FieldSpec", "Scenario", "fields", "get", "make_params", "names", "param",
+    "FieldSpec", "Scenario", "did_you_mean", "fields", "get", "make_params", "names", "param",
     "parse_value", "register",
 ]
 
@@ -89,10 +90,29 @@ class FieldSpec:
         elif t is str and not isinstance(value, str):
             raise ParamError(self.name, value, self.allowed())
         if self.choices is not None and value not in self.choices:
-            raise ParamError(self.name, value, self.allowed())
+            # choices match whatever the case (JSON -> json); a near miss is named
+            folded = {c.casefold(): c for c in self.choices}
+            value_cf = value.casefold() if isinstance(value, str) else None
+            if value_cf not in folded:
+                raise ParamError(self.name, value,
+                                 did_you_mean(value, self.choices) + self.allowed())
+            value = folded[value_cf]
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             raise ParamError(self.name, value, self.allowed())
         return value
+
+
+def did_you_mean(word: object, options: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` naming the option closest to ``word``, or ``""``.
+
+    A mistyped scenario, field or choice then says what was meant, in the
+    Python API as on the command line (difflib's ratio, case ignored).
+    """
+    if not isinstance(word, str):
+        return ""
+    by_fold = {o.casefold(): o for o in options}
+    close = difflib.get_close_matches(word.casefold(), list(by_fold), n=1)
+    return f"did you mean {by_fold[close[0]]!r}? " if close else ""
 
 
 def fields(params_cls: type) -> list[FieldSpec]:
@@ -150,7 +170,8 @@ def get(name: str | Scenario) -> Scenario:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ParamError("scenario", name, "one of " + ", ".join(names())) from None
+        raise ParamError("scenario", name,
+                         did_you_mean(name, names()) + "one of " + ", ".join(names())) from None
 
 
 def make_params(scenario: Scenario, values: Mapping[str, Any] | None = None) -> Any:
@@ -160,7 +181,8 @@ def make_params(scenario: Scenario, values: Mapping[str, Any] | None = None) -> 
     for key in values:
         if key not in specs:
             raise ParamError(key, values[key],
-                             f"not a field of {scenario.name}; fields: {', '.join(specs)}")
+                             f"not a field of {scenario.name}; {did_you_mean(key, specs)}"
+                             f"fields: {', '.join(specs)}")
     checked = {k: specs[k].check(v) for k, v in values.items()}
     params = scenario.params(**checked)
     for spec in specs.values():  # defaults must hold too
