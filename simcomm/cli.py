@@ -4,9 +4,13 @@
     simcomm describe chain
     simcomm run mmc --seed 1 --until 10000 --set servers=3 --json
     simcomm run chain --out report/
+    python -m simcomm run mmc --until 1e6 --no-trace
 
-A wrong scenario, field or value prints one line naming it and what is
-allowed, and exits with status 2 before anything runs.
+Every mistake a user can make on the command line -- a wrong scenario,
+field or value, a mistyped command, an ``--out`` that is a file or cannot
+be written -- prints one line naming it and what is allowed (with "did you
+mean ..." for a near miss) and exits with status 2 before anything runs.  Ctrl-C ends a run with one
+``simcomm: interrupted`` line and status 130.
 """
 
 from __future__ import annotations
@@ -14,57 +18,142 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from simcomm import api
+from simcomm import __version__, api
 from simcomm.errors import ParamError
 from simcomm.scenarios import base
 
 __all__ = ["main"]
 
+#: The sub-commands, in the order ``--help`` lists them.
+COMMANDS = ("list", "describe", "run")
+
+#: Exit status of a run ended by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+#: Help for the two run settings that are not scenario fields (``describe``
+#: lists them beside the fields).
+SEED_HELP = "root random seed: the same seed and parameters give the same run"
+UNTIL_HELP = "simulated seconds to run"
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    """argparse with one-line errors ("simcomm: error: ...", exit 2).
+
+    An unrecognised option is answered with the closest known one.
+    """
+
+    known_options: tuple[str, ...] = ()
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            words = message[len(prefix):].split()
+            hint = base.did_you_mean(words[0], self.known_options) if words else ""
+            message = f"{message}; {hint.strip()}" if hint else message
         self.exit(2, f"simcomm: error: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _seed(text: str) -> int:
+    """``--seed``: a whole number (``3.0`` and ``1e3`` too); its sign is checked by the run."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():  # nan and inf are not whole either
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(value)
+
+
+def _seconds(text: str) -> float:
+    """``--until``: a number of seconds; the run checks it is finite and > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if math.isinf(value) and "inf" not in text.lower():  # 1e400 overflowed to inf
+        raise argparse.ArgumentTypeError(f"{text!r} is too large: a finite time in seconds > 0")
+    return value
+
+
+def _parser() -> _Parser:
     p = _Parser(prog="simcomm", description="Simulate inter-process communication "
-                "in microservices: run a scenario, print its summary.")
-    sub = p.add_subparsers(dest="command", required=True)
+                "in microservices: run a scenario, print its summary.",
+                epilog="Run 'simcomm describe SCENARIO' for its parameters.")
+    p.add_argument("--version", action="version", version=f"simcomm {__version__}")
+    sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     sub.add_parser("list", help="list the scenarios")
     d = sub.add_parser("describe", help="show a scenario's parameters")
     d.add_argument("scenario")
     r = sub.add_parser("run", help="run a scenario and print its summary")
     r.add_argument("scenario")
-    r.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
-    r.add_argument("--until", type=float, default=None,
-                   help="simulated seconds to run (default: the scenario's)")
+    r.add_argument("--seed", type=_seed, default=0, help=f"{SEED_HELP} (default 0)")
+    r.add_argument("--until", type=_seconds, default=None, metavar="SECONDS",
+                   help=f"{UNTIL_HELP} (default: the scenario's; see describe)")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                   help="set a parameter; repeat for several")
+                   help="set a parameter; repeat for several (choices ignore case)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
-    r.add_argument("--out", type=Path, default=None,
+    r.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="also write the summary, request table (CSV) and figures (PNG: the "
-                        "scenario's views, its topology and a sequence diagram) here")
+                        "scenario's views, its topology and a sequence diagram) into DIR, "
+                        "created if new; in an existing directory these files are "
+                        "overwritten. Refused before the run if DIR is a file or cannot "
+                        "be written")
+    r.add_argument("--no-trace", dest="trace", action="store_false",
+                   help="record only requests and timeline events, not every message: "
+                        "faster and smaller for long runs (a report then has no sequence "
+                        "diagram)")
+    options = [o for parser in (p, d, r) for a in parser._actions for o in a.option_strings]
+    p.known_options = tuple(dict.fromkeys(options))
     return p
 
 
 def _parse_sets(scenario: base.Scenario, sets: Sequence[str]) -> dict[str, Any]:
+    """``--set`` items as field values; an unknown field is left for
+    :func:`~simcomm.scenarios.base.make_params` to refuse (with its did-you-mean)."""
     specs = {f.name: f for f in scenario.fields()}
     values: dict[str, Any] = {}
     for item in sets:
         name, sep, text = item.partition("=")
-        name = name.strip()
-        if not sep:
+        name, text = name.strip(), text.strip()
+        if not sep or not name:
             raise ParamError("--set", item, "FIELD=VALUE, e.g. --set servers=3")
-        if name not in specs:
-            raise ParamError(name, text, f"not a field of {scenario.name}; "
-                             f"fields: {', '.join(specs)}")
-        values[name] = base.parse_value(specs[name], text)
+        values[name] = base.parse_value(specs[name], text) if name in specs else text
     return values
+
+
+def _check_out(out: Path) -> bool:
+    """Refuse an ``--out`` that is a file or cannot be written, before the run.
+
+    Returns whether the directory is new (to be created after the run, so a
+    refused or interrupted run leaves nothing behind).
+    """
+    if out.is_dir():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise ParamError("--out", str(out), "a directory you can write to")
+        return False
+    if out.exists() or out.is_symlink():
+        raise ParamError("--out", str(out), "a directory (new, or existing: its report "
+                         "files are overwritten), not an existing file")
+    ancestor = out.absolute().parent
+    while not ancestor.exists():  # ends at the root, which exists
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ParamError("--out", str(out), f"a directory that can be created; {ancestor} "
+                         "is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ParamError("--out", str(out), f"a directory that can be created; {ancestor} "
+                         "is not writable")
+    return True
 
 
 def _fmt(v: Any) -> str:
@@ -83,8 +172,10 @@ def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
             for k, v in summary.items()}
 
 
-def _write_report(out: Path, res: Any) -> list[Path]:
+def _write_report(out: Path, res: Any, new: bool) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    if new:  # a folder the CLI made is nobody's source: keep it out of git
+        (out / ".gitignore").write_text("# written by simcomm run --out\n*\n")
     written = [out / "summary.json", out / "requests.csv"]
     written[0].write_text(json.dumps(_json_safe(res.summary()), indent=2) + "\n")
     res.requests.to_csv(written[1], index=False)
@@ -92,6 +183,8 @@ def _write_report(out: Path, res: Any) -> list[Path]:
 
     # a report has no redraw budget: add the pictures a dashboard leaves out
     names = dict.fromkeys((*res.scenario.views, "topology", "sequence_diagram"))
+    if not res.world.trace.enabled:  # it draws the traced messages
+        names.pop("sequence_diagram")
     for name in names:
         fig = viz.view(name, res)
         path = out / f"{name}.png"
@@ -101,9 +194,44 @@ def _write_report(out: Path, res: Any) -> list[Path]:
     return written
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _run(args: argparse.Namespace) -> int:
+    sc = base.get(args.scenario)
+    params = _parse_sets(sc, args.sets)
+    new_out = _check_out(args.out) if args.out is not None else False
+    res = api.run(sc, seed=args.seed, until=args.until, trace=args.trace, **params)
+    summary = res.summary()
+    if args.json:
+        print(json.dumps(_json_safe(summary)))
+    else:
+        print(f"{sc.name} seed={args.seed} until={res.until:g}s")
+        print(_table([(k, _fmt(v)) for k, v in summary.items()]))
+    if args.out is not None:
+        try:
+            written = _write_report(args.out, res, new_out)
+        except OSError as exc:
+            print(f"simcomm: error: cannot write the report to {args.out}: "
+                  f"{_one_line(exc.strerror or exc)}", file=sys.stderr)
+            return 2
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Entry point; returns the exit status (argparse exits by itself on bad syntax)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv:  # a newcomer typing just `simcomm` gets the help, not an error
+        parser.print_help()
+        return 0
+    if not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        parser.error(f"no command {argv[0]!r}; {base.did_you_mean(argv[0], COMMANDS)}"
+                     f"commands: {', '.join(COMMANDS)}")
+    args = parser.parse_args(argv)
     try:
         if args.command == "list":
             for name in api.scenarios():
@@ -114,24 +242,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{sc.name}: {sc.title}\n{sc.description}\n")
             rows = [(f["field"], f"{f['type']}, default {f['default']!r}; {f['allowed']}. "
                      f"{f['help']}") for f in api.describe(sc)]
+            rows += [("seed", f"int, default 0; a whole number >= 0. {SEED_HELP} (--seed)"),
+                     ("until", f"float, default {sc.until:g} s; a time in seconds > 0. "
+                      f"{UNTIL_HELP} (--until)")]
             print(_table(rows))
             return 0
-        sc = base.get(args.scenario)
-        params = _parse_sets(sc, args.sets)
-        res = api.run(sc, seed=args.seed, until=args.until, **params)
-    except ParamError as exc:
-        print(f"simcomm: error: {exc}", file=sys.stderr)
+        return _run(args)
+    except ParamError as exc:  # RunTooLarge is one too
+        print(f"simcomm: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    summary = res.summary()
-    if args.json:
-        print(json.dumps(_json_safe(summary)))
-    else:
-        print(f"{sc.name} seed={args.seed} until={res.until:g}s")
-        print(_table([(k, _fmt(v)) for k, v in summary.items()]))
-    if args.out is not None:
-        for path in _write_report(args.out, res):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0
+    except KeyboardInterrupt:
+        print("simcomm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _entry() -> int:
@@ -142,8 +264,6 @@ def _entry() -> int:
     except BrokenPipeError:
         # stdout's reader closed early; point stdout at devnull so the
         # interpreter's final flush does not raise again
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

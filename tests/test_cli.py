@@ -1,21 +1,24 @@
-"""The ``simcomm`` command (simcomm.cli)."""
+"""The ``simcomm`` command (simcomm.cli and ``python -m simcomm``)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import simcomm
+from simcomm import api, cli
 from simcomm.cli import main
 from simcomm.scenarios import get
 
 SUMMARY_KEYS = {"requests", "completed", "failed", "mean_latency", "p50", "p95", "p99",
                 "throughput", "availability"}
-
 
 def run_cli(argv: list[str]) -> int:
     """Exit status of ``simcomm argv``, whether main returns it or argparse exits."""
@@ -34,7 +37,45 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
-# -- list and describe ---------------------------------------------------------------------
+@pytest.fixture
+def no_world(monkeypatch):
+    """Fail the test if a World is built: bad input must be refused before time zero."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a World was built for bad input")
+
+    monkeypatch.setattr(api, "World", forbidden)
+
+
+@pytest.fixture
+def run_calls(monkeypatch):
+    """The keyword arguments of every ``api.run`` the CLI makes (the run still happens)."""
+    calls: list[dict] = []
+    real = api.run
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "run", spy)
+    return calls
+
+
+# -- help, version, list and describe ------------------------------------------------------
+
+def test_no_arguments_prints_help_and_exits_0(capsys):
+    assert run_cli([]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("usage: simcomm")
+    for command in cli.COMMANDS:
+        assert command in out.out
+    assert out.err == ""
+
+
+def test_version(capsys):
+    assert run_cli(["--version"]) == 0
+    assert capsys.readouterr().out == f"simcomm {simcomm.__version__}\n"
+
 
 def test_list(capsys):
     assert main(["list"]) == 0
@@ -50,9 +91,18 @@ def test_describe(capsys, name):
     out = capsys.readouterr().out
     sc = get(name)
     assert out.startswith(f"{name}: {sc.title}")
+    rows = {line.split()[0]: line for line in out.split("\n\n", 2)[-1].splitlines()}
     for spec in sc.fields():
-        assert spec.name in out
-        assert spec.allowed() in out
+        assert spec.allowed() in rows[spec.name]
+
+
+@pytest.mark.parametrize("name", simcomm.scenarios())
+def test_describe_lists_seed_and_until_with_the_scenarios_duration(capsys, name):
+    """seed and until are not fields but every run has them: describe shows their defaults."""
+    assert main(["describe", name]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert "default 0;" in rows["seed"] and "--seed" in rows["seed"]
+    assert f"default {get(name).until:g} s;" in rows["until"] and "--until" in rows["until"]
 
 
 # -- run -----------------------------------------------------------------------------------
@@ -76,6 +126,20 @@ def test_run_with_seed_until_and_several_sets(capsys):
     assert summary == pytest.approx(expected)
 
 
+def test_choices_ignore_case(capsys):
+    """``--set message_format=JSON`` is json (the same run, not an error)."""
+    assert main(["run", "chain", "--until", "5", "--set", "message_format=JSON", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == pytest.approx(
+        simcomm.run("chain", until=5, message_format="json").summary())
+
+
+def test_a_whole_float_seed_is_a_seed(capsys):
+    assert main(["run", "mmc", "--seed", "3.0", "--until", "50", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == pytest.approx(simcomm.run("mmc", seed=3, until=50).summary())
+
+
 def test_run_json_has_null_for_nan(capsys):
     assert main(["run", "mmc", "--until", "0.001", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -85,12 +149,60 @@ def test_run_json_has_null_for_nan(capsys):
 
 def test_run_table(capsys):
     assert main(["run", "chain", "--until", "20", "--set", "depth=2"]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "chain seed=0 until=20s"
-    keys = [line.split()[0] for line in lines[1:]]
-    assert SUMMARY_KEYS.issubset(keys)
+    assert SUMMARY_KEYS.issubset(line.split()[0] for line in lines[1:])
 
+
+def test_no_trace_runs_without_the_message_trace(capsys, run_calls):
+    assert main(["run", "mmc", "--until", "200", "--no-trace", "--json"]) == 0
+    assert run_calls[0]["trace"] is False
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == pytest.approx(simcomm.run("mmc", until=200, trace=False).summary())
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "run", interrupted)
+    assert main(["run", "mmc", "--until", "1e7"]) == 130
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.splitlines() == ["simcomm: interrupted"]
+
+
+CHILD = """\
+import sys
+from simcomm.cli import main
+print("ready", flush=True)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_in_a_real_run_ends_it_with_one_line():
+    """SIGINT to a process in the middle of a long run: one line, exit 130, no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "run", "mmc", "--until", "1e7", "--no-trace"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(1.5)  # well into the run: it takes minutes
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("simcomm: interrupted"), err
+
+
+# -- --out ---------------------------------------------------------------------------------
 
 def test_run_out_writes_the_report(capsys, tmp_path):
     out = tmp_path / "report"
@@ -108,6 +220,62 @@ def test_run_out_writes_the_report(capsys, tmp_path):
         png = out / f"{view}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", view
         assert f"wrote {png}" in captured.err
+    # a folder the command made is kept out of git
+    assert (out / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_run_out_into_an_existing_directory_overwrites_its_report(capsys, tmp_path):
+    (tmp_path / "summary.json").write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["run", "mmc", "--until", "50", "--json", "--out", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    # someone else's folder (maybe a git work tree) gets no .gitignore
+    assert not (tmp_path / ".gitignore").exists()
+
+
+def test_run_out_without_a_trace_leaves_out_the_sequence_diagram(capsys, tmp_path):
+    assert main(["run", "mmc", "--until", "50", "--no-trace", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "topology.png").exists()
+    assert not (tmp_path / "sequence_diagram.png").exists()
+
+
+def test_out_that_is_an_existing_file_is_refused_before_the_run(capsys, tmp_path, no_world):
+    report = tmp_path / "report.txt"
+    report.write_text("keep me")
+    assert run_cli(["run", "mmc", "--out", str(report)]) == 2
+    line = one_error_line(capsys)
+    assert "--out" in line and str(report) in line and "existing file" in line
+    assert report.read_text() == "keep me"
+
+
+def test_out_under_a_file_is_refused_before_the_run(capsys, tmp_path, no_world):
+    """A path below a regular file cannot be made (not even by root)."""
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "sub" / "report"
+    assert run_cli(["run", "mmc", "--out", str(target)]) == 2
+    line = one_error_line(capsys)
+    assert str(target) in line and "a-file is a file" in line
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_out_where_one_cannot_write_is_refused_before_the_run(capsys, tmp_path, monkeypatch,
+                                                              no_world, exists):
+    # tests run as root, who may write anywhere: pretend the permission is missing
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    target = tmp_path if exists else tmp_path / "new"
+    assert run_cli(["run", "mmc", "--out", str(target)]) == 2
+    line = one_error_line(capsys)
+    assert "--out" in line and ("not writable" in line or "can write" in line)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_refused_run_creates_no_out_directory(capsys, tmp_path, no_world):
+    target = tmp_path / "report"
+    assert run_cli(["run", "mmc", "--set", "servers=0", "--out", str(target)]) == 2
+    one_error_line(capsys)
+    assert not target.exists()
 
 
 # -- errors: one line, exit 2, before anything runs ------------------------------------------
@@ -115,30 +283,39 @@ def test_run_out_writes_the_report(capsys, tmp_path):
 @pytest.mark.parametrize(("argv", "names"), [
     (["run", "nosuch"], ["scenario", "nosuch", "mmc"]),
     (["describe", "nosuch"], ["scenario", "nosuch"]),
-    (["run", "mmc", "--set", "serverz=3"], ["serverz", "servers"]),
+    (["run", "mcc"], ["scenario", "'mcc'", "did you mean 'mmc'?"]),
+    (["describe", "chian"], ["did you mean 'chain'?"]),
+    (["run", "mmc", "--set", "serverz=3"], ["serverz", "did you mean 'servers'?"]),
+    (["run", "mmc", "--set", "servr=3"], ["servr", "did you mean 'servers'?", "arrival_rate"]),
     (["run", "mmc", "--set", "servers=abc"], ["servers", "abc", "whole number"]),
     (["run", "mmc", "--set", "servers=0"], ["servers", "0", "from 1 to 64"]),
     (["run", "mmc", "--set", "servers=2.5"], ["servers", "2.5"]),
     (["run", "mmc", "--set", "arrival_rate=-1"], ["arrival_rate", "-1"]),
     (["run", "mmc", "--set", "service_distribution=pareto"], ["service_distribution",
                                                               "pareto", "exponential"]),
+    (["run", "chain", "--set", "message_format=jsn"], ["message_format", "jsn",
+                                                       "did you mean 'json'?"]),
+    (["run", "chain", "--set", "depth=0"], ["depth", "0"]),
     (["run", "chain", "--set", "last_service_hangs=maybe"], ["last_service_hangs", "maybe"]),
     (["run", "mmc", "--set", "servers"], ["--set", "FIELD=VALUE"]),
+    (["run", "mmc", "--set", "x"], ["--set", "'x'", "FIELD=VALUE"]),
+    (["run", "mmc", "--set", "=3"], ["--set", "FIELD=VALUE"]),
     (["run", "mmc", "--until", "-1"], ["until", "-1"]),
-    (["run", "mmc", "--seed", "-1"], ["seed", "-1"]),
+    (["run", "mmc", "--until", "0"], ["until", "0", "> 0"]),
+    (["run", "mmc", "--until", "1e400"], ["--until", "1e400", "too large"]),
+    (["run", "mmc", "--until", "inf"], ["until", "inf"]),
+    (["run", "mmc", "--until", "nan"], ["until", "nan"]),
     (["run", "mmc", "--until", "abc"], ["--until", "abc"]),
-    (["run", "mmc", "--seed", "x"], ["--seed", "x"]),
+    (["run", "mmc", "--seed", "-1"], ["seed", "-1"]),
+    (["run", "mmc", "--seed", "x"], ["--seed", "'x'", "whole number"]),
+    (["run", "mmc", "--seed", "1.5"], ["--seed", "1.5"]),
     (["run", "mmc", "--colour"], ["--colour"]),
-    (["frobnicate"], ["frobnicate"]),
-    ([], ["command"]),
+    (["run", "mmc", "--sed", "3"], ["--sed", "did you mean '--seed'?"]),
+    (["run"], ["scenario"]),
+    (["rn", "mmc"], ["'rn'", "did you mean 'run'?", "list, describe, run"]),
+    (["frobnicate"], ["frobnicate", "list, describe, run"]),
 ])
-def test_errors_are_one_line_and_exit_2(capsys, monkeypatch, argv, names):
-    from simcomm import api
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a World was built for bad input")
-
-    monkeypatch.setattr(api, "World", forbidden)
+def test_errors_are_one_line_and_exit_2(capsys, no_world, argv, names):
     assert run_cli(argv) == 2
     line = one_error_line(capsys)
     for name in names:
@@ -147,10 +324,13 @@ def test_errors_are_one_line_and_exit_2(capsys, monkeypatch, argv, names):
 
 # -- the installed command -----------------------------------------------------------------
 
-def test_command_line_process():
-    proc = subprocess.run(
-        [sys.executable, "-m", "simcomm.cli", "run", "mmc", "--set", "servers=3", "--json"],
-        capture_output=True, text=True, timeout=120)
+def python_m_simcomm(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "simcomm", *argv], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "100"})
+
+
+def test_python_m_simcomm_runs():
+    proc = python_m_simcomm("run", "mmc", "--set", "servers=3", "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert SUMMARY_KEYS.issubset(summary)
@@ -158,10 +338,23 @@ def test_command_line_process():
     assert summary == pytest.approx(simcomm.run("mmc", servers=3).summary())
 
 
-def test_command_line_process_error():
-    proc = subprocess.run(
-        [sys.executable, "-m", "simcomm.cli", "run", "mmc", "--set", "servers=0"],
-        capture_output=True, text=True, timeout=120)
+def test_python_m_simcomm_without_arguments_prints_help():
+    proc = python_m_simcomm()
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: simcomm") and proc.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [("run", "nosuch"), ("run", "mmc", "--set", "servers=0"),
+                                  ("run", "mmc", "--until", "1e400")])
+def test_python_m_simcomm_error_is_one_line(argv):
+    proc = python_m_simcomm(*argv)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "servers" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("simcomm: error: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_old_module_path_still_works():
+    proc = subprocess.run([sys.executable, "-m", "simcomm.cli", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == f"simcomm {simcomm.__version__}\n"
