@@ -149,7 +149,7 @@ def test_bad_params_name_the_field(field, value):
 
 
 def test_format_table_rejects_bad_input():
-    with pytest.raises(simcomm.ParamError, match="message_format"):
+    with pytest.raises(simcomm.ParamError, match="formats='yaml'"):
         fs.format_table(10, formats=["yaml"])
     with pytest.raises(simcomm.ParamError, match="bandwidth_mbps"):
         fs.format_table(10, bandwidth_mbps=0)
@@ -208,3 +208,160 @@ def test_viz_formats_figures():
         formats_sweep_figure(df, panels=("no_such_column",))
     with pytest.raises(simcomm.ParamError, match="df"):
         formats_comparison(df)
+
+
+# -- the format list and the bandwidth are checked, not guessed at ------------
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: fs.format_table(10, **kw),
+    lambda **kw: fs.format_ceilings(10, **kw),
+    lambda **kw: fs.format_sweep("request_rate", [10.0], until=1.0, **kw),
+], ids=["format_table", "format_ceilings", "format_sweep"])
+@pytest.mark.parametrize("formats", [[], (), "json", "protobuf", b"json"])
+def test_an_empty_list_or_a_string_of_formats_is_refused(make, formats, monkeypatch):
+    """An empty list used to crash (UnboundLocalError, KeyError) and a string
+    was read as a list of letters; both are a ParamError naming ``formats``."""
+    import simcomm.api
+
+    monkeypatch.setattr(simcomm.api, "run", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(simcomm.ParamError) as info:
+        make(formats=formats)
+    assert info.value.field == "formats"
+    assert "list" in info.value.allowed
+
+
+def test_one_format_in_a_list_is_fine():
+    assert list(fs.format_table(10, formats=["xml"])["format"]) == ["xml"]
+    assert list(fs.format_ceilings(10, formats=("avro",))["format"]) == ["avro"]
+    with pytest.raises(simcomm.ParamError, match="formats='yaml'"):
+        fs.format_table(10, formats=["json", "yaml"])
+
+
+@pytest.mark.parametrize("bandwidth", [True, False, float("inf"), float("-inf"),
+                                       float("nan"), 10**400, 0, -5.0, "100", [100]])
+def test_format_table_bandwidth_must_be_a_finite_positive_number(bandwidth):
+    with pytest.raises(simcomm.ParamError) as info:
+        fs.format_table(10, bandwidth_mbps=bandwidth)
+    assert info.value.field == "bandwidth_mbps"
+
+
+@pytest.mark.parametrize("bandwidth", [True, float("inf"), float("nan"), 0.5, "100"])
+def test_format_ceilings_and_sweep_check_bandwidth_like_the_scenario(bandwidth):
+    with pytest.raises(simcomm.ParamError) as info:
+        fs.format_ceilings(10, bandwidth)
+    assert info.value.field == "bandwidth_mbps"
+    with pytest.raises(simcomm.ParamError) as info:
+        fs.format_sweep("request_rate", [10.0], bandwidth_mbps=bandwidth, until=1.0)
+    assert info.value.field == "bandwidth_mbps"
+
+
+def test_numpy_numbers_work_as_order_lines_and_bandwidth():
+    np = pytest.importorskip("numpy")
+    table = fs.format_table(np.int64(20), bandwidth_mbps=np.float64(8.0))
+    assert table.equals(fs.format_table(20, bandwidth_mbps=8.0))
+    assert fs.order(np.int64(3)) == fs.order(3)
+
+
+def test_format_sweep_refuses_the_swept_field_as_a_setting_and_a_string_of_values():
+    with pytest.raises(simcomm.ParamError) as info:
+        fs.format_sweep("request_rate", [10.0], request_rate=20.0)
+    assert info.value.field == "request_rate"
+    with pytest.raises(simcomm.ParamError) as info:
+        fs.format_sweep("order_lines", "123")
+    assert info.value.field == "order_lines"
+
+
+# -- the ceilings: what a link and a pool of workers can carry -----------------
+
+def test_link_ceiling_is_bandwidth_over_the_bytes_of_the_bigger_message():
+    """Each link direction carries one message per order; the reply (the order
+    plus its state) is the bigger one, so it fills its links first."""
+    df = fs.format_ceilings(2000, 100.0).set_index("format")
+    for name, fmt in FORMATS.items():
+        body = fs.order(2000)
+        request, reply = fmt.size(body), fmt.size(fs.order_reply(body))
+        row = df.loc[name]
+        assert reply > request
+        assert (row["request_bytes"], row["reply_bytes"]) == (request, reply)
+        assert row["link_ceiling"] == pytest.approx(100e6 / 8 / reply)
+    # twice the bandwidth, twice the link ceiling; the CPU does not care
+    fast = fs.format_ceilings(2000, 200.0).set_index("format")
+    assert (fast["link_ceiling"] / df["link_ceiling"]).to_numpy() == pytest.approx(2.0)
+    assert (fast["cpu_ceiling"] == df["cpu_ceiling"]).all()
+
+
+def test_cpu_ceiling_is_workers_over_cpu_per_order_on_the_busiest_pool():
+    df = fs.format_ceilings(2000, 100.0, service_workers=4, service_time=0.01)
+    row = df.set_index("format").loc["xml"]
+    xml = FORMATS["xml"]
+    request, reply = row["request_bytes"], row["reply_bytes"]
+    service = xml.decode_cost(request) + 0.01 + xml.encode_cost(reply)
+    gateway = (0.001 + xml.decode_cost(request) + xml.encode_cost(request)
+               + xml.decode_cost(reply) + xml.encode_cost(reply))
+    assert row["service_cpu_s"] == pytest.approx(service)
+    assert row["gateway_cpu_s"] == pytest.approx(gateway)
+    assert row["cpu_pool"] == fs.SERVICE
+    assert row["cpu_ceiling"] == pytest.approx(4 / service)
+    assert row["cpu_ceiling"] == pytest.approx(200, rel=0.01)  # 4 workers, ~20 ms each
+    # double the workers, double the ceiling
+    more = fs.format_ceilings(2000, 100.0, ["xml"], service_workers=8).iloc[0]
+    assert more["cpu_ceiling"] == pytest.approx(2 * row["cpu_ceiling"])
+
+
+def test_the_lowest_ceiling_binds_and_the_crossover_is_where_link_meets_cpu():
+    slow = fs.format_ceilings(2000, 100.0).set_index("format")
+    fast = fs.format_ceilings(2000, 10_000.0).set_index("format")
+    assert (slow["binds"] == "link").all() and (fast["binds"] == "cpu").all()
+    assert (slow["ceiling"] == slow["link_ceiling"]).all()
+    assert (fast["ceiling"] == fast["cpu_ceiling"]).all()
+    for name in FORMATS:
+        cross = slow.loc[name, "crossover_mbps"]
+        at = fs.format_ceilings(2000, cross, [name]).iloc[0]
+        assert at["link_ceiling"] == pytest.approx(at["cpu_ceiling"])
+        assert fs.format_ceilings(2000, 0.9 * cross, [name]).iloc[0]["binds"] == "link"
+        assert fs.format_ceilings(2000, 1.1 * cross, [name]).iloc[0]["binds"] == "cpu"
+
+
+def test_few_gateway_workers_are_held_by_the_call_and_bind_first():
+    row = fs.format_ceilings(2000, 10_000.0, ["json"], gateway_workers=4).iloc[0]
+    assert row["binds"] == "gateway workers"
+    assert row["ceiling"] == pytest.approx(4 / row["hold_s"])
+    assert row["hold_s"] > row["gateway_cpu_s"] + row["service_cpu_s"]
+
+
+def test_format_ceilings_checks_its_settings_like_the_scenario():
+    for field, value in [("order_lines", 0), ("service_workers", 0), ("gateway_workers", 2.5),
+                         ("service_time", -1.0), ("network_latency", "x")]:
+        with pytest.raises(simcomm.ParamError) as info:
+            fs.format_ceilings(**{field: value})
+        assert info.value.field == field
+
+
+def test_capacity_is_the_binding_ceiling_of_the_chosen_format():
+    p = fs.Params(message_format="protobuf", order_lines=2000, bandwidth_mbps=100.0)
+    want = fs.format_ceilings(2000, 100.0, ["protobuf"]).iloc[0]["ceiling"]
+    assert fs.capacity(p) == pytest.approx(want)
+    if hasattr(fs.SCENARIO, "capacity"):
+        assert fs.SCENARIO.capacity is fs.capacity
+
+
+def _steady_throughput(res, warmup):
+    """Completed requests per second after ``warmup`` s (the empty start excluded)."""
+    r = res.requests
+    done = r[(r["outcome"] == "ok") & (r["end"] >= warmup)]
+    return len(done) / (res.until - warmup)
+
+
+@pytest.mark.parametrize("bandwidth, kwargs, rel", [
+    # the link: transmission times are fixed, so the flat throughput is tight
+    (100.0, {}, 0.01),
+    # the order service's CPU: exponential service times, ~3000 orders in 15 s
+    (10_000.0, {}, 0.05),
+    # the gateway's workers, held by each call
+    (10_000.0, {"gateway_workers": 4}, 0.05),
+])
+def test_an_overloaded_run_flattens_at_the_predicted_ceiling(bandwidth, kwargs, rel):
+    row = fs.format_ceilings(2000, bandwidth, ["xml"], **kwargs).iloc[0]
+    res = _run(message_format="xml", order_lines=2000, bandwidth_mbps=bandwidth,
+               request_rate=1.5 * row["ceiling"], until=20.0, **kwargs)
+    assert _steady_throughput(res, 5.0) == pytest.approx(row["ceiling"], rel=rel)

@@ -17,16 +17,22 @@ A link transmits one message at a time, so a message may first wait for
 the ones ahead of it: a link near its capacity adds queueing delay and caps
 throughput, as a real one does.  :func:`format_table` tabulates the bytes and CPU
 time of one order in every format without running anything;
+:func:`format_ceilings` predicts, also without running anything, the most
+orders per second each format can carry -- limited by the links or by the
+workers' CPU, whichever is lower -- and it is the scenario's ``capacity``;
 :func:`format_sweep` runs the scenario for every format across values of one
 parameter (load, bandwidth, order size).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from simcomm._checks import as_real, is_whole
 from simcomm.engine.formats import FORMATS, Format, get_format
 from simcomm.engine.network import Link
 from simcomm.engine.nodes import Instance
@@ -35,14 +41,14 @@ from simcomm.engine.workload import OpenLoop
 from simcomm.engine.world import World
 from simcomm.errors import ParamError
 from simcomm.rpc.handlers import answer, forward
-from simcomm.scenarios.base import Scenario, param, register
+from simcomm.scenarios.base import Scenario, fields, param, register
 from simcomm.scenarios.payloads import MAX_LINES, order, order_reply
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GATEWAY", "SERVICE", "USERS", "Params", "format_sweep", "format_table", "order",
-           "order_reply"]
+__all__ = ["GATEWAY", "SERVICE", "USERS", "Params", "capacity", "format_ceilings",
+           "format_sweep", "format_table", "order", "order_reply"]
 
 GATEWAY = "api-gateway-1"
 SERVICE = "order-1"
@@ -78,12 +84,40 @@ class Params:
              "coding (the gateway: a tenth of it); exponential")
 
 
+def _format_list(formats: Iterable[str | Format] | None) -> list[Format]:
+    """The formats to tabulate or sweep, checked: a non-empty list of names or Formats.
+
+    A single string is refused rather than read as a list of letters
+    (``"json"`` would otherwise be the formats ``j``, ``s``, ``o``, ``n``).
+    """
+    if formats is None:
+        return list(FORMATS.values())
+    allowed = "a non-empty list of formats, e.g. ['json', 'protobuf'] (from " \
+              + ", ".join(FORMATS) + "), or None for all"
+    if isinstance(formats, (str, bytes, Format)) or not isinstance(formats, Iterable):
+        raise ParamError("formats", formats, allowed)
+    fmts = [get_format(f, "formats") for f in formats]
+    if not fmts:
+        raise ParamError("formats", formats, allowed)
+    return fmts
+
+
+def _bandwidth(value: Any, allowed: str = "a finite number of Mbit/s > 0") -> float:
+    """``value`` as Mbit/s: a real number (not a bool), finite and > 0."""
+    bw = as_real(value)
+    if bw is None or not 0 < bw < math.inf:
+        raise ParamError("bandwidth_mbps", value, allowed)
+    return bw
+
+
 def format_table(payload: Any = 500, formats: Iterable[str | Format] | None = None, *,
                  bandwidth_mbps: float | None = None) -> pd.DataFrame:
     """Bytes on the wire and CPU seconds per message, one row per format.
 
     ``payload`` is a message body, or a whole number of order lines (see
-    :func:`order`).  Columns: ``format``, ``bytes``, ``vs_json`` (size
+    :func:`order`).  ``formats`` is a list of format names or
+    :class:`~simcomm.engine.formats.Format` objects (default: all four).
+    Columns: ``format``, ``bytes``, ``vs_json`` (size
     relative to JSON, if JSON is among the formats), ``encode_s``,
     ``decode_s``, ``cpu_s`` (encode + decode: what one message costs its
     sender and receiver together) and, with ``bandwidth_mbps``, ``transmit_s``
@@ -92,13 +126,10 @@ def format_table(payload: Any = 500, formats: Iterable[str | Format] | None = No
     """
     import pandas as pd
 
-    body = order(payload) if isinstance(payload, int) and not isinstance(payload, bool) \
-        else payload
-    if bandwidth_mbps is not None and not (
-        isinstance(bandwidth_mbps, (int, float)) and bandwidth_mbps > 0
-    ):
-        raise ParamError("bandwidth_mbps", bandwidth_mbps, "Mbit/s > 0, or None")
-    fmts = [get_format(f) for f in (formats if formats is not None else FORMATS)]
+    if bandwidth_mbps is not None:
+        bandwidth_mbps = _bandwidth(bandwidth_mbps, "a finite number of Mbit/s > 0, or None")
+    fmts = _format_list(formats)
+    body = order(int(payload)) if is_whole(payload) else payload
     rows = []
     for fmt in fmts:
         n = fmt.size(body)
@@ -113,10 +144,108 @@ def format_table(payload: Any = 500, formats: Iterable[str | Format] | None = No
         json_bytes = df.loc[df["format"] == "json", "bytes"].iloc[0]
         df.insert(2, "vs_json", df["bytes"] / json_bytes)
     if bandwidth_mbps is not None:
-        df.attrs["bandwidth_mbps"] = float(bandwidth_mbps)
-    if isinstance(payload, int) and not isinstance(payload, bool):
+        df.attrs["bandwidth_mbps"] = bandwidth_mbps
+    if is_whole(payload):
         df.attrs["payload"] = f"an order of {payload} line item{'s' if payload != 1 else ''}"
     return df
+
+
+@functools.lru_cache(maxsize=256)
+def _order_bytes(fmt: Format, lines: int) -> tuple[int, int]:
+    """Bytes of one order request and of its reply in ``fmt`` (sizing 2000
+    lines takes milliseconds, and a dashboard asks on every run)."""
+    body = order(lines)
+    return fmt.size(body), fmt.size(order_reply(body))
+
+
+def _ceiling_row(fmt: Format, p: Params) -> dict[str, Any]:
+    """The three ceilings of one format under ``p`` (see :func:`format_ceilings`)."""
+    request, reply = _order_bytes(fmt, p.order_lines)
+    bandwidth = p.bandwidth_mbps * 1e6 / 8  # bytes/s
+    # each link direction carries one message per order: the request on the way
+    # in (users -> gateway -> order), the reply on the way out; the bigger one
+    # fills its links first
+    link_bytes = max(request, reply)
+    link = bandwidth / link_bytes
+    service_cpu = (fmt.decode_cost(request) + p.service_time + fmt.encode_cost(reply))
+    gateway_cpu = (fmt.decode_cost(request) + p.service_time / 10 + fmt.encode_cost(request)
+                   + fmt.decode_cost(reply) + fmt.encode_cost(reply))
+    pools = {SERVICE: p.service_workers / service_cpu,
+             GATEWAY: p.gateway_workers / gateway_cpu}
+    cpu_pool = min(pools, key=pools.__getitem__)
+    cpu = pools[cpu_pool]
+    # a gateway worker is held for its own CPU and the whole call: the request
+    # and the reply crossing their links, two latencies and the service's CPU
+    hold = gateway_cpu + (request + reply) / bandwidth + 2 * p.network_latency + service_cpu
+    held = p.gateway_workers / hold
+    bounds = {"link": link, "cpu": cpu, "gateway workers": held}
+    binds = min(bounds, key=bounds.__getitem__)
+    return {"format": fmt.name, "request_bytes": request, "reply_bytes": reply,
+            "link_bytes": link_bytes, "link_ceiling": link,
+            "service_cpu_s": service_cpu, "gateway_cpu_s": gateway_cpu,
+            "cpu_ceiling": cpu, "cpu_pool": cpu_pool,
+            "hold_s": hold, "hold_ceiling": held,
+            "ceiling": bounds[binds], "binds": binds,
+            "crossover_mbps": cpu * link_bytes * 8 / 1e6}
+
+
+def format_ceilings(order_lines: int = 500, bandwidth_mbps: float = 100.0,
+                    formats: Iterable[str | Format] | None = None, *,
+                    service_workers: int = 4, gateway_workers: int = 20,
+                    service_time: float = 0.01, network_latency: float = 0.001,
+                    ) -> pd.DataFrame:
+    """The most orders per second each format can carry, predicted without a run.
+
+    Two resources can run out, and the lower ceiling binds:
+
+    * **the link** -- every link direction carries one message per order
+      (users -> gateway -> order service carry the request, the way back
+      the reply) and sends one message at a time, so no direction can pass
+      more than ``bandwidth / bytes`` orders per second.  The reply is the
+      bigger message (the stored order gains its state), so
+      ``link_ceiling = bandwidth / reply bytes``.
+    * **the CPU** -- a pool of ``workers`` can finish at most
+      ``workers / (CPU seconds per order)`` orders per second.  The order
+      service pays its business logic (``service_time``), decoding the request
+      and encoding the reply; the gateway a tenth of ``service_time`` and four
+      codings.  ``cpu_ceiling`` is the lower of the two pools (``cpu_pool``
+      names it).
+
+    A third bound matters only when the gateway has few workers: each gateway
+    worker is *held* while it waits for the order service (thread per
+    request), at least ``hold_s`` per order -- its CPU, the request and reply
+    crossing their links, two mean latencies and the service's CPU -- so
+    ``hold_ceiling = gateway_workers / hold_s``.
+
+    Columns: ``format``, ``request_bytes``, ``reply_bytes``, ``link_bytes``,
+    ``link_ceiling``, ``service_cpu_s``, ``gateway_cpu_s``, ``cpu_ceiling``,
+    ``cpu_pool``, ``hold_s``, ``hold_ceiling``, ``ceiling`` (the lowest),
+    ``binds`` (``"link"``, ``"cpu"`` or ``"gateway workers"``) and
+    ``crossover_mbps``: the bandwidth at which the link ceiling meets the CPU
+    ceiling (below it the link binds, above it the CPU).  Ceilings are in
+    orders per second; the parameters mean what the ``formats`` scenario's
+    fields mean and are checked against the same ranges.  A run offered more
+    than ``ceiling`` orders per second falls behind: its throughput flattens
+    there and a backlog grows.  Long simulated runs land within about 1 % of
+    these numbers, except right at the crossover, where the two queues
+    interact and a run reaches about 96 % of it.
+    """
+    import pandas as pd
+
+    specs = {f.name: f for f in fields(Params)}
+    given = {"order_lines": order_lines, "bandwidth_mbps": bandwidth_mbps,
+             "service_workers": service_workers, "gateway_workers": gateway_workers,
+             "service_time": service_time, "network_latency": network_latency}
+    p = Params(**{name: specs[name].check(v) for name, v in given.items()})
+    df = pd.DataFrame([_ceiling_row(fmt, p) for fmt in _format_list(formats)])
+    df.attrs.update(given)
+    return df
+
+
+def capacity(p: Params) -> float:
+    """Orders per second the scenario can carry with ``p``: the binding ceiling
+    of :func:`format_ceilings` for ``p.message_format``."""
+    return float(_ceiling_row(FORMATS[p.message_format], p)["ceiling"])
 
 
 def format_sweep(field: str, values: Iterable[Any],
@@ -125,7 +254,8 @@ def format_sweep(field: str, values: Iterable[Any],
     """Run the scenario for every format at every value of ``field``.
 
     ``field`` is one of the scenario's parameters (say ``request_rate`` or
-    ``bandwidth_mbps``), ``params`` fix the others.  Every run uses the same
+    ``bandwidth_mbps``), ``params`` fix the others.  ``formats`` is a list of
+    format names (default: all four).  Every run uses the same
     ``seed`` (common random numbers: the formats see the same arrivals).
     One row per run: ``format``, the ``field`` value, ``mean_latency``,
     ``p95`` (s, of ok requests), ``throughput`` (completed per second),
@@ -139,16 +269,22 @@ def format_sweep(field: str, values: Iterable[Any],
 
     from simcomm.api import prepare, run
 
-    fmts = list(formats) if formats is not None else list(FORMATS)
+    fmts = [f.name for f in _format_list(formats)]
     if "message_format" in params or field == "message_format":
         raise ParamError("message_format", params.get("message_format", field),
                          "set by the sweep: choose them with formats=")
+    if field in params:
+        raise ParamError(field, params[field],
+                         "swept: give its values in the list, not also as a setting")
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ParamError(field, values, "a list of values to sweep over")
     values = list(values)
     if not values:
         raise ParamError(field, values, "at least one value to sweep over")
     for fmt in fmts:  # check everything before time zero
         for v in values:
-            prepare(SCENARIO, seed, until, message_format=fmt, **{field: v}, **params)
+            _, _, checked_until = prepare(SCENARIO, seed, until, message_format=fmt,
+                                          **{field: v}, **params)
     rows = []
     for fmt in fmts:
         for v in values:
@@ -160,7 +296,7 @@ def format_sweep(field: str, values: Iterable[Any],
                          "offered": s["requests"] / res.until, "pending": s["pending"],
                          "gateway_busy": busy[GATEWAY], "service_busy": busy[SERVICE]})
     df = pd.DataFrame(rows)
-    df.attrs.update({"field": field, "seed": seed, "until": res.until, "params": params})
+    df.attrs.update({"field": field, "seed": seed, "until": checked_until, "params": params})
     return df
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simcomm._checks import is_whole
 from simcomm.errors import ParamError
 
 __all__ = ["MAX_LINES", "order", "order_reply"]
@@ -19,11 +20,12 @@ def order(lines: int = 500) -> dict[str, Any]:
     """An FTGO-style order with ``lines`` line items (a request body).
 
     Deterministic: the same ``lines`` gives an equal order.  Each line item
-    has a menu item id, a dish name, a quantity and a price.
+    has a menu item id, a dish name, a quantity and a price.  Any whole
+    number type will do (``numpy.int64`` from ``np.arange`` too).
     """
-    if (not isinstance(lines, int) or isinstance(lines, bool)
-            or not 1 <= lines <= MAX_LINES):
+    if not is_whole(lines) or not 1 <= lines <= MAX_LINES:
         raise ParamError("order_lines", lines, f"a whole number from 1 to {MAX_LINES}")
+    lines = int(lines)
     return {
         "orderId": 123456789, "consumerId": 4711, "restaurantId": 42,
         "deliveryAddress": {"street": "1 Main Street", "city": "Oakland", "zip": "94611"},
