@@ -146,30 +146,76 @@ def test_outcomes_over_time(hang):
     # by start time, every request is in exactly one bin and one outcome
     assert (rates.to_numpy() * 5).sum() == pytest.approx(len(hang.requests))
     assert {"ok", "abandoned"} <= set(rates.columns)
-    gids = {a.get_gid() for a in ax.collections}
+    gids = {a.get_gid() for a in ax.patches}
     assert {f"outcome:{o}" for o in rates.columns} <= gids
     with pytest.raises(ParamError):
         viz.outcomes_over_time(hang, bin=0)
 
 
+def _pool_rows(fig: Figure) -> list:
+    """The rows of a pool figure (each has a twin for its queue, labelled "queue")."""
+    return [ax for ax in fig.axes if ax.get_label() != "queue"]
+
+
 def test_pool_usage_one_row_per_instance(chain, hang):
     fig = viz.pool_usage(chain)
     inst = [n for n in CHAIN_NODES if n != "users"]
-    assert len(fig.axes) == len(inst)
-    for ax, name in zip(fig.axes, inst, strict=True):
+    assert len(_pool_rows(fig)) == len(inst)
+    for ax, name in zip(_pool_rows(fig), inst, strict=True):
         assert name in ax.get_title(loc="left")
         assert ax.get_ylabel()
         (pool,) = [ln for ln in ax.get_lines() if ln.get_gid() == "pool_size"]
         assert pool.get_ydata()[0] == chain.world.nodes[name].workers
-    assert fig.axes[-1].get_xlabel() == "time (s)"
+    assert _pool_rows(fig)[-1].get_xlabel() == "time (s)"
     fig = viz.pool_usage(hang, nodes=["kitchen-1"])
-    assert len(fig.axes) == 1
+    assert len(_pool_rows(fig)) == 1
     assert _by_gid(fig, "fault:hung", PolyCollection)
     with pytest.raises(ParamError):
         viz.pool_usage(chain, nodes=["nope-1"])
     own = Figure()
     ax = own.add_subplot()
-    assert viz.pool_usage(chain, nodes=["order-1"], ax=ax) is own and own.axes == [ax]
+    assert viz.pool_usage(chain, nodes=["order-1"], ax=ax) is own and _pool_rows(own) == [ax]
+
+
+def test_a_long_queue_has_its_own_scale_and_does_not_flatten_the_workers():
+    """The hung chain's gateway queues ~300 requests on 10 workers: the busy
+    workers keep the left scale (0 .. a bit over the pool), the queue gets the
+    twin's right-hand scale, stretched to hold it."""
+    res = simcomm.run("chain", seed=1, until=100, last_service_hangs=True)
+    fig = viz.pool_usage(res, nodes=["api-gateway-1", "kitchen-1"])
+    gateway = _pool_rows(fig)[0]
+    queue_axes = [ax for ax in fig.axes if ax.get_label() == "queue"]
+    assert len(queue_axes) == 2 and queue_axes[0].get_shared_x_axes().joined(
+        queue_axes[0], gateway)
+    longest = int(res.pools.query("node == 'api-gateway-1'")["queued"].max())
+    assert longest > 200
+    assert gateway.get_ylim()[1] == pytest.approx(1.15 * 10 + 0.3)  # workers keep their scale
+    assert queue_axes[0].get_ylim()[1] >= longest
+    (queue,) = [p for p in queue_axes[0].patches if p.get_gid() == "queued"]
+    assert queue.get_data().values.max() == pytest.approx(longest, rel=0.02)  # bin means
+    # a short queue (none here) reads on the same scale as the workers
+    assert queue_axes[1].get_ylim() == pytest.approx(_pool_rows(fig)[1].get_ylim())
+
+
+def test_queue_and_hang_band_have_clearly_different_named_colours():
+    from matplotlib.colors import to_hex, to_rgb
+
+    res = simcomm.run("chain", seed=1, until=100, last_service_hangs=True)
+    fig = viz.pool_usage(res, nodes=["kitchen-1"])
+    (queue,) = _by_gid(fig, "queued")
+    bands = _by_gid(fig, "fault:hung", PolyCollection)
+    assert bands
+    queue_colour = to_hex(queue.get_edgecolor())
+    band_colour = to_hex(bands[0].get_facecolor()[0], keep_alpha=False)
+    assert viz.style.color_name(queue_colour) == "vermillion"
+    assert viz.style.color_name(band_colour) == "yellow"
+    assert viz.style.color_name(viz.style.POOL_COLORS["busy"]) == "blue"
+    # far apart in colour, not neighbours like orange and yellow
+    dist = np.linalg.norm(np.subtract(to_rgb(queue_colour), to_rgb(band_colour)))
+    assert dist > 0.5
+    # the docstring uses the same words, for notebooks to cite
+    doc = viz.pool_usage.__doc__
+    assert all(w in doc for w in ("blue area", "vermillion line", "yellow", "grey"))
 
 
 # -- sequence diagram -----------------------------------------------------------------

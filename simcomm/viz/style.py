@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
-    "FAIL_CMAP", "FAULT_COLORS", "FAULT_LABELS", "GREY", "HEALTH_COLORS", "INK", "LOAD_CMAP",
-    "OKABE_ITO",
-    "OUTCOMES", "OUTCOME_COLORS", "PERCENTILE_STYLES", "figure_for", "new_figure",
-    "outcome_color", "root_figure", "set_titles", "style_axes", "wrap_label",
+    "COLOR_NAMES", "FAIL_CMAP", "FAULT_COLORS", "FAULT_LABELS", "GREY", "HEALTH_COLORS", "INK",
+    "LOAD_CMAP", "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "PERCENTILE_STYLES", "POOL_COLORS",
+    "color_name", "figure_for", "new_figure", "opaque", "outcome_color", "root_figure",
+    "set_titles", "style_axes", "wrap_label",
 ]
 
 #: Okabe & Ito's colour-blind-safe palette.
@@ -42,6 +42,13 @@ OKABE_ITO: dict[str, str] = {
 #: Text, axes and neutral lines.
 INK = "#333333"
 GREY = "#999999"
+
+#: The words prose should use for each colour (notebooks cite these, and a
+#: test can check a sentence against a figure with :func:`color_name`).
+COLOR_NAMES: dict[str, str] = {
+    **{v: k.replace("_", " ") for k, v in OKABE_ITO.items()},
+    INK: "black", GREY: "grey", "#7F7F7F": "grey",
+}
 
 #: Every request outcome, in the order figures stack and list them.
 OUTCOMES: tuple[str, ...] = ("ok", "error", "refused", "rejected", "reset", "abandoned",
@@ -71,6 +78,17 @@ FAULT_LABELS: dict[str, str] = {
     "slow": "slowed down", "errors": "injected errors",
 }
 
+#: Worker pool figure: busy workers (a blue area on the left scale), the
+#: queue (a vermillion line on its own right-hand scale: a queue of 300 must
+#: not flatten ten busy workers) and the pool size (a dashed black line).
+#: Vermillion is far from the yellow of a hang band and the grey of a crash
+#: band, so the queue and the faults cannot be confused.
+POOL_COLORS: dict[str, str] = {
+    "busy": OKABE_ITO["blue"],
+    "queued": OKABE_ITO["vermillion"],
+    "pool_size": INK,
+}
+
 #: Node health in the topology.
 HEALTH_COLORS: dict[str, str] = {
     "up": OKABE_ITO["bluish_green"],
@@ -98,6 +116,26 @@ FAIL_CMAP = LinearSegmentedColormap.from_list(
 def outcome_color(outcome: str) -> str:
     """The fixed colour of a request outcome (grey for an unknown one)."""
     return OUTCOME_COLORS.get(outcome, GREY)
+
+
+def color_name(color: str) -> str:
+    """The plain name of one of simcomm's colours ("vermillion"), else the colour itself."""
+    from matplotlib.colors import to_hex
+
+    try:
+        key = to_hex(color).upper()
+    except ValueError:
+        return color
+    return next((n for c, n in COLOR_NAMES.items() if c.upper() == key), color)
+
+
+def opaque(color: str, alpha: float) -> str:
+    """``color`` at ``alpha`` over white, as an opaque colour: looks the same as the
+    translucent one, but nothing drawn behind it shows through and tints it."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    r, g, b = to_rgb(color)
+    return to_hex((1 - alpha + alpha * r, 1 - alpha + alpha * g, 1 - alpha + alpha * b))
 
 
 def new_figure(width: float = 9.0, height: float = 4.0, *,

@@ -3,6 +3,10 @@
 All three shade the periods in which something was broken (a crashed or
 hung instance, a network partition), so a learner sees the cause and its
 effect on one time axis.
+
+Each draws through a :class:`simcomm.viz.reuse.Keeper`: called again with
+the axes it drew on before (as a dashboard does after every run), it
+updates its artists' data instead of building new ones.
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ from matplotlib.transforms import blended_transform_factory
 
 from simcomm.analysis import metrics
 from simcomm.errors import ParamError
-from simcomm.viz import data
+from simcomm.viz import data, reuse
 from simcomm.viz.style import (
     FAULT_COLORS,
     FAULT_LABELS,
     INK,
-    OKABE_ITO,
     OUTCOMES,
     PERCENTILE_STYLES,
+    POOL_COLORS,
     figure_for,
     new_figure,
+    opaque,
     outcome_color,
     root_figure,
     set_titles,
@@ -50,37 +55,53 @@ __all__ = ["binned_percentiles", "fault_bands", "latency_over_time", "outcome_ra
 DEFAULT_BANDS = ("down", "hung", "partition")
 
 
-def _legend(ax: Axes, only_gid: str | None = None, **kwargs: Any) -> None:
-    """A legend outside the axes, to the right, so it never hides data."""
-    handles, labels = ax.get_legend_handles_labels()
-    labels = [wrap_label(label) for label in labels]
+def _legend(ax: Axes, only_gid: str | None = None, handles: list[Any] | None = None,
+            x: float = 1.01, wrap: int = 34, **kwargs: Any) -> None:
+    """A legend outside the axes, to the right (from ``x``, a fraction of the axes'
+    width), so it never hides data.
+
+    ``handles`` adds artists drawn elsewhere (a twin axes) after those of ``ax``.
+    With nothing to list, an earlier legend is removed.
+    """
+    own, labels = ax.get_legend_handles_labels()
+    for h in handles or []:
+        own.append(h)
+        labels.append(h.get_label())
+    keep = range(len(own))
     if only_gid is not None:
-        keep = [i for i, h in enumerate(handles) if (h.get_gid() or "").startswith(only_gid)]
-        handles, labels = [handles[i] for i in keep], [labels[i] for i in keep]
-    if handles:
-        leg = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                        borderaxespad=0.0, fontsize=8, frameon=False, **kwargs)
+        keep = [i for i, h in enumerate(own) if (h.get_gid() or "").startswith(only_gid)]
+    chosen = [own[i] for i in keep]
+    if chosen:
+        leg = ax.legend(chosen, [wrap_label(labels[i], wrap) for i in keep], loc="upper left",
+                        bbox_to_anchor=(x, 1.0), borderaxespad=0.0, fontsize=8,
+                        frameon=False, **kwargs)
         for h in getattr(leg, "legend_handles", getattr(leg, "legendHandles", [])):
             if isinstance(h, Line2D):  # faint points, but a legend to read at a glance
                 h.set_alpha(1.0)
+    elif ax.get_legend() is not None:
+        ax.get_legend().remove()
 
 
 def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
                 kinds: Sequence[str] = DEFAULT_BANDS, *, label: bool = True,
                 annotate: bool = True, ymin: float = 0.0, ymax: float = 1.0,
-                zorder: float = 0.5) -> list[PolyCollection]:
+                zorder: float = 0.5, alpha: float | None = None,
+                key: str = "fault") -> list[PolyCollection]:
     """Shade the fault periods of ``nodes`` (all if None) on ``ax``'s time axis.
 
     One translucent band per period, one artist (and legend entry) per kind
-    of fault; network partitions are shown whatever ``nodes`` is.  With
-    ``annotate`` the node's name is written at the top of each band (when
-    there are few enough to stay legible).  ``ymin``/``ymax`` (fractions
-    of the axes' height) draw them as a strip instead, e.g. above opaque
-    areas.
+    of fault: grey while down, yellow while hung, sky blue for a network
+    partition (:data:`~simcomm.viz.style.FAULT_COLORS`); network partitions
+    are shown whatever ``nodes`` is.  With ``annotate`` the node's name is
+    written at the top of each band (when there are few enough to stay
+    legible).  ``ymin``/``ymax`` (fractions of the axes' height) draw them
+    as a strip instead, e.g. above opaque areas; ``alpha`` overrides the
+    translucency.  Inside a figure function's drawing pass the bands join
+    its :class:`~simcomm.viz.reuse.Keeper` under ``key``, so a redraw
+    updates them.
     """
+    k = reuse.active(ax) or reuse.Keeper(ax, "fault_bands")  # alone: drawn once
     iv = data.fault_intervals(res)
-    if iv.empty:
-        return []
     iv = iv[iv["kind"].isin(kinds)]
     if nodes is not None:
         iv = iv[iv["node"].isin([*nodes, "network"])]
@@ -98,18 +119,16 @@ def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
         verts = np.stack([np.column_stack([s, lo]), np.column_stack([s, hi]),
                           np.column_stack([e, hi]), np.column_stack([e, lo])], axis=1)
         who = ", ".join(dict.fromkeys(sub["node"]))
-        coll = PolyCollection(verts, transform=trans, facecolor=FAULT_COLORS[kind],
-                              alpha=0.45 if kind == "hung" else 0.25, edgecolor="none",
-                              zorder=zorder,
-                              label=f"{FAULT_LABELS[kind]}: {who}" if label else None)
-        coll.set_gid(f"fault:{kind}")
-        ax.add_collection(coll, autolim=False)
+        coll = k.polys(f"{key}:{kind}", verts, transform=trans, facecolor=FAULT_COLORS[kind],
+                       alpha=alpha if alpha is not None else (0.45 if kind == "hung" else 0.25),
+                       edgecolor="none", zorder=zorder, gid=f"fault:{kind}",
+                       label=f"{FAULT_LABELS[kind]}: {who}" if label else None)
         out.append(coll)
     if annotate and nodes is None and len(iv) <= 12:
-        for node, start in zip(iv["node"], iv["start"], strict=True):
-            ax.text(start, ymax - 0.02, f" {node}", transform=trans, rotation=90, va="top",
-                    ha="left", fontsize=7, color=INK, alpha=0.8, clip_on=True,
-                    zorder=zorder)
+        for i, (node, start) in enumerate(zip(iv["node"], iv["start"], strict=True)):
+            k.text(f"{key}_name:{i}", start, ymax - 0.02, f" {node}", transform=trans,
+                   rotation=90, va="top", ha="left", fontsize=7, color=INK, alpha=0.8,
+                   clip_on=True, zorder=zorder)
     return out
 
 
@@ -149,10 +168,14 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     up with its cause.  The y axis turns logarithmic when the slowest
     request took 50 times the median or more (``log`` forces it either
     way).  Pending requests (no end yet) are counted in the legend, not
-    drawn.
+    drawn.  Drawing again on the same ``ax`` updates it in place.
     """
+    if window is not None and not (isinstance(window, (int, float)) and window > 0):
+        raise ParamError("window", window, "a bin width in seconds > 0, or None")
     fig, ax, _ = figure_for(ax, 9.0, 4.0, margins=(0.75, 2.35, 0.4, 0.55))
-    style_axes(ax)
+    k = reuse.keeper(ax, "latency_over_time")
+    if k.fresh:
+        style_axes(ax)
     rq = res.requests
     done = rq[rq["outcome"] != "pending"]
     if outcomes is not None:
@@ -167,51 +190,47 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     lat_plot = np.maximum(lat, positive.min()) if log and positive.size else lat
     alpha = 0.5 if len(lat) < 500 else (0.35 if len(lat) < 5000 else 0.2)
     counts = pd.Series(outcome).value_counts()
-    for name in OUTCOMES:
-        n = int(counts.get(name, 0))
-        if not n:
-            continue
+    names = [o for o in OUTCOMES if counts.get(o, 0)]
+    names += [str(o) for o in counts.index if o not in OUTCOMES]  # custom nodes' outcomes
+    for name in names:
         mask = outcome == name
-        ax.plot(start[mask], lat_plot[mask], linestyle="none", marker="o", markersize=2.6,
-                markeredgewidth=0, alpha=alpha, color=outcome_color(name),
-                label=f"{name} ({n})", gid=f"outcome:{name}", zorder=2.5)
-    for name, n in counts.items():  # outcomes simcomm does not know (custom nodes)
-        if name not in OUTCOMES:
-            mask = outcome == name
-            ax.plot(start[mask], lat_plot[mask], linestyle="none", marker="o",
-                    markersize=2.6, markeredgewidth=0, alpha=alpha,
-                    color=outcome_color(str(name)), label=f"{name} ({n})")
+        k.line(f"outcome:{name}", start[mask], lat_plot[mask], linestyle="none", marker="o",
+               markersize=2.6, markeredgewidth=0, alpha=alpha, color=outcome_color(name),
+               label=f"{name} ({int(counts[name])})", zorder=2.5)
     n_pending = int((rq["outcome"] == "pending").sum())
     if n_pending:
-        ax.plot([], [], linestyle="none", marker="o", markersize=2.6,
-                color=outcome_color("pending"), label=f"pending ({n_pending}, not drawn)")
+        k.line("pending", [], [], linestyle="none", marker="o", markersize=2.6,
+               color=outcome_color("pending"), label=f"pending ({n_pending}, not drawn)")
+    top = float(lat_plot.max()) if lat_plot.size else 1.0
     if len(lat) >= 10 and percentiles:
         if window is None:
             rate = len(lat) / res.until
             window = data.nice_step(min(max(res.until / 60.0, 30.0 / rate),
                                         res.until / 4.0))
-        elif not (isinstance(window, (int, float)) and window > 0):
-            raise ParamError("window", window, "a bin width in seconds > 0, or None")
         edges = np.arange(0.0, res.until + window, window)
         binned = binned_percentiles(start, lat_plot, edges, percentiles)
         for q, values in binned.items():
             style = PERCENTILE_STYLES.get(q, {"color": INK, "linestyle": ":",
                                              "linewidth": 1.4})
-            ax.stairs(values, edges, baseline=None, label=f"p{q:g} per {window:g} s",
-                      gid=f"p{q:g}", zorder=2, **style)
+            k.stairs(f"p{q:g}", values, edges, baseline=None, fill=False,
+                     label=f"p{q:g} per {window:g} s", zorder=2, **style)
     if faults:
         fault_bands(ax, res)
-    if log:
-        ax.set_yscale("log")
+    scale = "log" if log else "linear"
+    if ax.get_yscale() != scale:
+        ax.set_yscale(scale)
+    if log and positive.size:
+        ax.set_ylim(float(positive.min()) / 1.5, top * 1.5)
     else:
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.05 * top if top > 0 else 1.0)
     ax.set_xlim(0, res.until)
     ax.set_xlabel("request start time (s)")
     ax.set_ylabel("latency (s)" + (", log scale" if log else ""))
     s = res.summary()
     set_titles(ax, "Request latency over time",
                f"p50 {s['p50']:.3g} s · p99 {s['p99']:.3g} s of ok requests · "
-               f"availability {100 * s['availability']:.1f} %" if s["requests"] else None)
+               f"availability {100 * s['availability']:.1f} %" if s["requests"] else "")
+    k.finish()
     _legend(ax, markerscale=2.5)
     return fig
 
@@ -271,24 +290,26 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
     the top, naming the node) lasts.
     ``bin`` is the bin width in seconds (default: a round number near
     1/60 of the run); ``stacked=False`` draws one line per outcome instead.
+    Drawing again on the same ``ax`` updates it in place.
     """
+    df = outcome_rates(res, bin, by)  # checks bin and by before anything is drawn
     fig, ax, _ = figure_for(ax, 9.0, 3.6, margins=(0.75, 2.35, 0.4, 0.55))
-    style_axes(ax)
-    df = outcome_rates(res, bin, by)
+    k = reuse.keeper(ax, "outcomes_over_time")
+    if k.fresh:
+        style_axes(ax)
     edges = np.append(df.index.to_numpy(dtype=float), res.until)
-    base = np.zeros(len(df) + 1)
+    base = np.zeros(len(df))
     for name in df.columns:
         rate = df[name].to_numpy()
-        y = np.append(rate, rate[-1] if len(rate) else 0.0)
         color = outcome_color(name)
         if stacked:
-            ax.fill_between(edges, base, base + y, step="post", color=color, alpha=0.85,
-                            linewidth=0, label=name, gid=f"outcome:{name}")
-            base = base + y
+            k.stairs(f"outcome:{name}", base + rate, edges, baseline=base, fill=True,
+                     facecolor=color, edgecolor="none", alpha=0.85, linewidth=0, label=name)
+            base = base + rate
         else:
-            ax.step(edges, y, where="post", color=color, linewidth=1.6, label=name,
-                    gid=f"outcome:{name}")
-    top = float(base.max()) if stacked else float(df.to_numpy().max(initial=0.0))
+            k.stairs(f"outcome:{name}", rate, edges, baseline=None, fill=False, color=color,
+                     linewidth=1.6, label=name)
+    top = float(base.max(initial=0.0)) if stacked else float(df.to_numpy().max(initial=0.0))
     if faults:  # a strip above the (opaque) areas, where bands stay visible
         ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)
         fault_bands(ax, res, ymin=0.0 if not stacked else 0.78, zorder=3 if stacked else 0.5)
@@ -300,6 +321,7 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
     set_titles(ax, "What happened to the requests",
                f"rates per {df.attrs['bin']:g} s bin, by {by} time"
                + (", stacked" if stacked else ""))
+    k.finish()
     _legend(ax)
     return fig
 
@@ -307,25 +329,43 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
 # -- worker pools -----------------------------------------------------------
 def _steps(t: np.ndarray, v: np.ndarray, until: float, max_points: int
            ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """A step function as plottable (x, y) from 0 to ``until``; averaged on a
-    grid of ``max_points`` bins when it changes more often than that."""
+    """A step function as ``(edges, values)`` from 0 to ``until`` (``values[i]``
+    holds on ``[edges[i], edges[i+1])``); time-weighted means on a grid of
+    ``max_points`` bins when it changes more often than that."""
     if t.size > max_points:
         edges = np.linspace(0.0, until, max_points + 1)
-        means = metrics.step_means(t, v, edges)
-        return edges, np.append(means, means[-1]), True
-    x = np.concatenate(([0.0], t, [until]))
-    y = np.concatenate(([0.0], v, [v[-1] if v.size else 0.0]))
-    return x, y, False
+        return edges, metrics.step_means(t, v, edges), True
+    return np.concatenate(([0.0], t, [until])), np.concatenate(([0.0], v)), False
 
 
 def _pool_ticks(workers: int, ymax: float) -> list[float]:
-    """A few round y ticks, always including the pool size."""
+    """A few round y ticks up to ``ymax``, always including the pool size."""
     ticks = [float(v) for v in MaxNLocator(3, integer=True, steps=[1, 2, 5, 10])
              .tick_values(0, ymax) if 0 <= v <= ymax]
-    near = 0.12 * ymax
-    if workers <= near:  # a queue dwarfs the pool: the dashed line says it all
-        return ticks
+    near = 0.15 * ymax
     return sorted({0.0, *[v for v in ticks if abs(v - workers) > near], float(workers)})
+
+
+#: Marks figures ``pool_usage`` made itself: given their axes again, it also
+#: updates the figure's title.
+_OWNER = "_simcomm_owner"
+
+
+def _queue_axes(ax: Axes, k: reuse.Keeper) -> Axes:
+    """The twin axes (shared time, own right-hand scale) for ``ax``'s queue."""
+    twin = getattr(k, "twin", None)
+    if twin is None or twin.figure is None:
+        twin = ax.twinx()
+        twin.set_label("queue")
+        for side in ("top", "left"):
+            twin.spines[side].set_visible(False)
+        twin.spines["right"].set_color(POOL_COLORS["queued"])
+        twin.tick_params(axis="y", colors=POOL_COLORS["queued"], labelsize=8)
+        twin.yaxis.set_major_locator(MaxNLocator(3, integer=True, steps=[1, 2, 5, 10]))
+        twin.set_zorder(ax.get_zorder() + 0.1)  # its line above the busy area...
+        twin.patch.set_visible(False)  # ...without hiding it
+        k.twin = twin  # type: ignore[attr-defined]
+    return twin
 
 
 def pool_usage(res: Result, nodes: Sequence[str] | None = None,
@@ -334,16 +374,23 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
     """Busy workers and queued requests of each service instance over time.
 
     What the learner sees: one row per instance (in call order: gateway
-    first), sharing the time axis.  The blue area is the number of busy
-    workers, the orange area stacked on it the requests waiting in the
-    queue, and the dashed line the pool size: when blue reaches the line the
-    pool is exhausted and orange starts to grow -- demand above capacity.
-    Shaded bands show when that instance was down or hung.  An instance
-    whose pool changed more than ``max_points`` times is drawn as
+    first), sharing the time axis.  The **blue area** is the number of busy
+    workers, read on the left scale, and the **dashed black line** the
+    pool size: when blue reaches the line the pool is exhausted.  The
+    **vermillion line** is the number of requests waiting in the queue,
+    read on its own **right-hand scale** (vermillion ticks): it equals the
+    left scale while the queue is shorter than the pool, and stretches when
+    the queue outgrows it, so a queue of 300 never flattens ten busy
+    workers.  A **yellow** band (with a yellow strip along the top) shows
+    when that instance was hung, a **grey** one when it was down.  An
+    instance whose pool changed more than ``max_points`` times is drawn as
     time-weighted means over ``max_points`` bins (about one per pixel; the
     title says so), which reads better than thousands of one-request
     spikes and draws faster.  ``axes`` draws into the caller's axes, one
-    per instance (``ax=`` is the same for a single instance).
+    per instance (``ax=`` is the same for a single instance); given the
+    axes of a figure it drew before, it updates that figure in place.
+    The colours are :data:`~simcomm.viz.style.POOL_COLORS` and
+    :data:`~simcomm.viz.style.FAULT_COLORS`.
     """
     from simcomm.engine.nodes import Instance
 
@@ -360,61 +407,83 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
         raise ParamError("nodes", [], "at least one service instance (this run has none)")
     if axes is None:
         axes = ax
+    height = 1.0 + 1.4 * len(nodes)
     if axes is None:
-        height = 1.0 + 1.4 * len(nodes)
-        fig = new_figure(9.0, height, margins=(0.75, 2.35, 0.7, 0.55), hspace=0.4)
-        axs = list(fig.subplots(len(nodes), 1, sharex=True, squeeze=False)[:, 0])
-        owned = True
+        fig = new_figure(9.0, height, margins=(0.6, 2.3, 0.7, 0.55), hspace=0.45)
+        grid = fig.add_gridspec(len(nodes), 1)
+        axs = []
+        for i in range(len(nodes)):  # each row, then its queue's twin: fig.axes pairs them
+            axs.append(fig.add_subplot(grid[i, 0], sharex=axs[0] if axs else None))
+            _queue_axes(axs[-1], reuse.keeper(axs[-1], "pool_usage"))
+            axs[-1].tick_params(axis="x", labelbottom=i == len(nodes) - 1)
+        setattr(fig, _OWNER, "pool_usage")
     else:
         axs = [axes] if not isinstance(axes, Sequence) else list(axes)
         if len(axs) != len(nodes):
             raise ParamError("axes", f"{len(axs)} axes", f"one per instance: {len(nodes)}")
         fig = root_figure(axs[0])
-        owned = False
+    owned = getattr(fig, _OWNER, None) == "pool_usage"
     arrays = data.pool_arrays(res)
     empty = (np.zeros(0), np.zeros(0), np.zeros(0))
     averaged = False
-    utilisation = res.utilisation() if arrays else {}
-    busy_color, queue_color = OKABE_ITO["blue"], OKABE_ITO["orange"]
+    utilisation = res.utilisation()
+    busy_face = opaque(POOL_COLORS["busy"], 0.7)  # opaque: a fault band cannot tint it
     for i, (ax, name) in enumerate(zip(axs, nodes, strict=True)):
-        style_axes(ax)
+        k = reuse.keeper(ax, "pool_usage")
+        if k.fresh:
+            style_axes(ax)
+        twin = _queue_axes(ax, k)
         node = res.world.nodes[name]
         workers = node.workers if isinstance(node, Instance) else 1
         t, busy, queued = arrays.get(name, empty)
         if not t.size:
-            ax.text(0.5, 0.5, "no pool changes recorded"
-                    + ("" if res.world.trace.enabled else " (run with trace=True)"),
-                    transform=ax.transAxes, ha="center", va="center", fontsize=8, color=INK)
-        xb, yb, avg = _steps(t, busy, res.until, max_points)
-        xq, yq, _ = _steps(t, busy + queued, res.until, max_points)
+            k.text("empty", 0.5, 0.5, "no pool changes recorded"
+                   + ("" if res.world.trace.enabled else " (run with trace=True)"),
+                   transform=ax.transAxes, ha="center", va="center", fontsize=8, color=INK)
+        eb, vb, avg = _steps(t, busy, res.until, max_points)
+        eq, vq, _ = _steps(t, queued, res.until, max_points)
         averaged |= avg
-        ax.fill_between(xb, 0, yb, step="post", color=busy_color, alpha=0.7, linewidth=0,
-                        label="busy workers", gid="busy")
-        ax.fill_between(xq, yb, yq, step="post",
-                        color=queue_color, alpha=0.7, linewidth=0,
-                        label="queued requests", gid="queued")
-        ax.axhline(workers, color=INK, linestyle="--", linewidth=1.0,
-                   label="pool size (workers)", gid="pool_size")
-        if faults:
-            fault_bands(ax, res, nodes=[name], label=True, annotate=False)
-        top = max(float(workers), float(yq.max()) if yq.size else 0.0)
-        ymax = top * 1.12 + 0.5
+        k.stairs("busy", vb, eb, baseline=0.0, fill=True, facecolor=busy_face,
+                 edgecolor="none", linewidth=0, label="busy workers (left)", zorder=1)
+        k.line("pool_size", [0.0, 1.0], [workers, workers], transform=ax.get_yaxis_transform(),
+               color=POOL_COLORS["pool_size"], linestyle="--", linewidth=1.0,
+               label="pool size (workers)", zorder=2)
+        if faults:  # faint behind the data, and a strip along the top always in sight
+            fault_bands(ax, res, nodes=[name], label=False, annotate=False, zorder=0.5,
+                        alpha=0.3)
+            fault_bands(ax, res, nodes=[name], label=True, annotate=False, ymin=0.9,
+                        zorder=3, alpha=0.9, key="fault_strip")
+        qk = reuse.keeper(twin, "pool_usage_queue")
+        queue = qk.stairs("queued", vq, eq, baseline=None, fill=False,
+                          edgecolor=POOL_COLORS["queued"], linewidth=1.5,
+                          label="queued requests (right)", zorder=2)
+        qk.finish()
+        qmax = float(vq.max(initial=0.0))
+        ymax = 1.15 * workers + 0.3
         ax.set_ylim(0, ymax)
         ax.yaxis.set_major_locator(FixedLocator(_pool_ticks(workers, ymax)))
+        twin.set_ylim(0, max(ymax, 1.12 * qmax))
         ax.set_xlim(0, res.until)
-        ax.set_ylabel("requests")
-        util = utilisation.get(name, 0.0) if t.size else 0.0
-        qmax = int(queued.max()) if queued.size else 0
+        ax.set_ylabel("busy", color=POOL_COLORS["busy"], fontsize=9)
+        twin.set_ylabel("queued", color=POOL_COLORS["queued"], fontsize=9, rotation=-90,
+                        va="bottom")
+        util = utilisation.get(name, 0.0)
+        qlong = int(queued.max()) if queued.size else 0
         # one title per row, not two: every text costs milliseconds per redraw
         set_titles(ax, f"{name} · {workers} workers · mean busy {100 * util:.1f} % · "
-                   f"longest queue {qmax}", size=9)
+                   f"longest queue {qlong}", size=9)
+        k.finish()
+        x = 1.0 + 0.55 / (ax.get_position().width * fig.get_figwidth())  # past the right scale
         if i == 0:
-            _legend(ax)
+            _legend(ax, handles=[queue], x=x, wrap=22)
         else:  # later rows: only their own fault bands need a key
-            _legend(ax, only_gid="fault:")
+            _legend(ax, only_gid="fault:", x=x, wrap=22)
+    for ax in axs[:-1]:
+        ax.set_xlabel("")
     axs[-1].set_xlabel("time (s)")
     if owned:
-        fig.suptitle("Worker pools: busy workers and queue over time"
-                     + (f" (means per {res.until / max_points:.2g} s)" if averaged else ""),
-                     fontsize=11, x=0.08 / 9.0, y=1 - 0.1 / height, ha="left", va="top")
+        fig.suptitle("Worker pools: busy workers (blue, left scale) and queue (vermillion, "
+                     "right scale)"
+                     + (f"; means per {res.until / max_points:.2g} s" if averaged else ""),
+                     fontsize=10.5, x=0.08 / 9.0, y=1 - 0.1 / height, ha="left", va="top")
     return fig
