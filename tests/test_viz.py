@@ -262,6 +262,81 @@ def test_sequence_diagram_compresses_a_hang(hang):
         viz.sequence_diagram(hang, first=0)
 
 
+def _overlaps(texts, fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts whose drawn boxes overlap."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts
+             if t.get_visible() and t.get_text().strip()]
+    return [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes, 2)
+            if ba.overlaps(bb)]
+
+
+@pytest.mark.parametrize("case", ["chain", "hang", "lossy"])
+def test_sequence_labels_never_overlap(case, chain, lossy):
+    """Requests sent a moment apart would put their numbers on top of each other;
+    the diagram spreads them apart (in display space, after the scale is known)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    res, kw = {"chain": (chain, {}), "lossy": (lossy, {"first": 12}),
+               "hang": (simcomm.run("chain", seed=1, last_service_hangs=True),
+                        {"first": 6, "since": 39.5})}[case]
+    fig = viz.sequence_diagram(res, **kw)
+    FigureCanvasAgg(fig)
+    (ax,) = fig.axes
+    numbers = [t for t in ax.texts if (t.get_gid() or "").startswith("number:")]
+    assert len(numbers) == kw.get("first", 10)
+    assert _overlaps(ax.texts, fig) == []
+    # and some did need spreading: at least two requests closer than a line apart
+    wanted = sorted(float(res.requests.set_index("request_id").loc[int(t.get_text()), "start"])
+                    for t in numbers)
+    assert min(np.diff(wanted)) < 0.02 * (wanted[-1] - wanted[0]) or case == "lossy"
+
+
+def test_sequence_replies_are_numbered_like_their_requests(chain):
+    fig = viz.sequence_diagram(chain, first=4)
+    (ax,) = fig.axes
+    texts = {t.get_gid(): t for t in ax.texts}
+    for rid, end in chain.requests.head(4)[["request_id", "end"]].itertuples(index=False):
+        assert texts[f"number:{rid}"].get_text() == str(rid)
+        reply = texts[f"outcome:{rid}"]
+        assert reply.get_text() == f"{rid}'"
+        assert reply.get_position()[1] == pytest.approx(end, abs=0.05)  # near its arrow
+
+
+def test_sequence_says_how_a_request_without_a_reply_ended(hang):
+    res = simcomm.run("chain", seed=1, last_service_hangs=True)
+    fig = viz.sequence_diagram(res, first=6, since=39.5)
+    words = [t.get_text() for t in fig.axes[0].texts]
+    gave_up = [w for w in words if w.endswith("gave up")]
+    assert gave_up and all("'" not in w for w in gave_up)  # no reply: no prime
+    assert any(w.endswith("' too late") for w in words)  # the reply after giving up
+
+
+def test_sequence_legend_lists_only_what_is_drawn(chain, lossy):
+    fig = viz.sequence_diagram(chain, first=3)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["request ended ok", "request (solid)", "reply (dashed)",
+                      "node working on it"]
+    fig = viz.sequence_diagram(lossy, first=12, activations=False, color_by="request")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert not any(lab.startswith("request ended") for lab in labels)  # colours are ids
+    assert "node working on it" not in labels
+    assert any(lab.startswith("dropped message (") for lab in labels)
+
+
+def test_sequence_drawn_again_updates_in_place(chain):
+    fig = Figure()
+    ax = fig.add_subplot()
+    viz.sequence_diagram(chain, first=3, ax=ax)
+    arrows = _by_gid(fig, "message:", FancyArrowPatch)
+    n = len(ax.get_children())
+    viz.sequence_diagram(chain, first=3, ax=ax)
+    assert len(ax.get_children()) == n
+    assert _by_gid(fig, "message:", FancyArrowPatch) == arrows  # the same objects
+    viz.sequence_diagram(chain, first=2, ax=ax)  # fewer requests: the rest is removed
+    assert len(_by_gid(fig, "message:", FancyArrowPatch)) == 2 * 8
+
+
 # -- topology -------------------------------------------------------------------------
 def test_topology_nodes_and_edges(chain):
     fig = viz.topology(chain)

@@ -135,10 +135,14 @@ class Keeper:
               **props: Any) -> FancyArrowPatch:
         """A FancyArrowPatch from ``start`` to ``end``."""
         arrow, new = self._get(key, lambda: FancyArrowPatch(start, end, **props))
+        props = dict(props)
         if new:
             self.ax.add_artist(arrow)  # not add_patch: limits are set by the figure
         else:
             arrow.set_positions(start, end)  # type: ignore[attr-defined]
+            for name in ("shrinkA", "shrinkB"):  # constructor-only: plain attributes
+                if name in props:
+                    setattr(arrow, name, props.pop(name))
             arrow.set(**props)
         arrow.set_gid(props.get("gid", key))
         return arrow  # type: ignore[return-value]
