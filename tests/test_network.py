@@ -193,6 +193,52 @@ def test_bandwidth_alone_without_latency():
     assert [t for t, _ in b.got] == [0.5]
 
 
+@pytest.mark.parametrize("trace", [True, False])
+def test_a_link_adds_up_its_transmission_seconds_and_clamps_at_the_end(trace):
+    """1000 B/s: 500 B at t=1 (1-1.5), then 3 x 500 B at t=2, back to back
+    (2-2.5, 2.5-3, 3-3.5).  By t=3 the link was busy 0.5 + 1.0 s: the last
+    message's transmission lies after the end and is clamped off."""
+    w = World(0, trace=trace)
+    a, _b, _c = Sink(w, "a"), Sink(w, "b"), Sink(w, "c")
+    w.network.link("a", "b", latency=0.1, bandwidth=1000.0, symmetric=False)
+    w.network.link("a", "c", bandwidth=1000.0)  # configured, never used
+    send_at(w, a, "b", 1.0, size=500)
+    for _ in range(3):
+        send_at(w, a, "b", 2.0, size=500)
+    send_at(w, a, "c", 2.0, size=0)  # carried no bytes: no busy time
+    w.run(3.0)
+    assert w.network.link_busy_seconds(3.0) == {("a", "b"): 1.5}
+    assert w.network.link_busy_seconds(4.0) == {("a", "b"): 2.0}  # all of it by t=4
+    assert Result(w).link_utilisation() == {"a → b": 0.5}
+    with pytest.raises(ParamError) as info:
+        w.network.link_busy_seconds(2.0)
+    assert info.value.field == "until"
+
+
+def test_links_without_a_bandwidth_have_no_busy_time():
+    w = World(0)
+    a, _b = Sink(w, "a"), Sink(w, "b")
+    w.network.link("a", "b", latency=0.1)
+    send_at(w, a, "b", 1.0, size=10_000)
+    w.run(5)
+    assert w.network.link_busy_seconds(5) == {}
+    assert Result(w).link_utilisation() == {}
+
+
+def test_reconfiguring_a_link_keeps_the_busy_time_it_had():
+    """100 B/s: 100 B at t=0 (0-1), the link is reconfigured at t=2 to
+    200 B/s, then 100 B at t=3 (3-3.5): 1.5 s busy in all."""
+    w = World(0)
+    a, b = Sink(w, "a"), Sink(w, "b")
+    w.network.link("a", "b", bandwidth=100.0)
+    send_at(w, a, "b", 0.0, size=100)
+    w.at(2.0, lambda: w.network.link("a", "b", bandwidth=200.0))
+    send_at(w, a, "b", 3.0, size=100)
+    w.run(10)
+    assert [t for t, _ in b.got] == [1.0, 3.5]
+    assert w.network.link_busy_seconds(10) == {("a", "b"): 1.5}
+
+
 # -- partitions ----------------------------------------------------------------------------
 
 def test_partition_cuts_at_a_time_and_heals_at_a_time():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simcomm.engine import (
     FORMATS,
@@ -270,6 +272,152 @@ def test_a_crash_ends_a_hang():
     w.run(20)
     assert cli.statuses() == ["reset", "ok"]
     assert cli.ends() == [3, 7]
+
+
+def events_of(w: World, node: str = "srv") -> list[list]:
+    """The node's timeline: [time, event, detail] rows in the order recorded."""
+    ev = Result(w).events
+    return ev[ev["node"] == node][["time", "event", "detail"]].values.tolist()
+
+
+def test_a_crash_during_a_hang_ends_it_with_an_unhang_event_first():
+    """The timeline shows hang, unhang (ended by crash), crash, restart -- and the
+    hang's own scheduled end, after the restart, records nothing."""
+    w = World(0)
+    Instance(w, "srv", service_time=Constant(1.0))
+    cli = Caller(w)
+    install(w, [Hang("srv", at=1, duration=10), Crash("srv", at=3, duration=2)])
+    cli.ask("srv", 2.0)  # stuck in the hang, reset by the crash
+    cli.ask("srv", 6.0)  # after the restart: served normally, not stuck
+    w.run(20)
+    assert cli.statuses() == ["reset", "ok"]
+    assert cli.ends() == [3, 7]
+    assert events_of(w) == [[1, "hang", ""], [3, "unhang", "ended by crash"],
+                            [3, "crash", "restart after 2"], [5, "restart", ""]]
+    # the request was reset once (by the crash), not abandoned again at t=11
+    assert "abandoned" not in set(Result(w).events["event"])
+    balanced(w)
+
+
+def test_a_hang_that_starts_while_the_instance_is_down_does_not_happen():
+    """It is recorded as hang_skipped, and its end (t=12) cannot cut short a
+    later hang (t=7 to 26)."""
+    w = World(0)
+    Instance(w, "srv", service_time=Constant(1.0))
+    cli = Caller(w)
+    install(w, [Crash("srv", at=1, duration=4), Hang("srv", at=2, duration=10),
+                Hang("srv", at=7, duration=19)])
+    cli.ask("srv", 5.5)  # up and not hung: served
+    cli.ask("srv", 8.0)  # stuck in the second hang until it ends at 26
+    w.run(40)
+    assert cli.statuses() == ["ok", "reset"]
+    assert cli.ends() == [6.5, 26]
+    assert events_of(w) == [[1, "crash", "restart after 4"],
+                            [2, "hang_skipped", "instance down"], [5, "restart", ""],
+                            [7, "hang", ""], [26, "unhang", ""],
+                            [26, "abandoned", "request 3 held during a hang"]]
+
+
+def test_a_hang_while_hung_is_skipped_and_the_first_runs_to_its_own_end():
+    w = World(0)
+    Instance(w, "srv", service_time=Constant(1.0))
+    cli = Caller(w)
+    install(w, [Hang("srv", at=1, duration=20), Hang("srv", at=5, duration=2)])
+    cli.ask("srv", 2.0)
+    w.run(40)
+    assert cli.ends() == [21]  # not 7, when the skipped hang would have ended
+    assert [r[:2] for r in events_of(w)] == [[1, "hang"], [5, "hang_skipped"],
+                                             [21, "unhang"], [21, "abandoned"]]
+    assert events_of(w)[1][2] == "already hung"
+
+
+def test_a_crash_while_down_is_recorded_and_schedules_no_restart():
+    w = World(0)
+    Instance(w, "srv", service_time=Constant(1.0))
+    install(w, [Crash("srv", at=1, duration=10), Crash("srv", at=2, duration=1)])
+    w.run(20)
+    assert events_of(w) == [[1, "crash", "restart after 10"],
+                            [2, "crash_skipped", "instance down"], [11, "restart", ""]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["crash", "hang"]),
+                          st.integers(0, 30), st.one_of(st.none(), st.integers(0, 15))),
+                max_size=8))
+def test_the_timeline_never_shows_a_state_the_instance_was_not_in(faults):
+    """Random overlapping crashes and hangs: replaying the events table as a
+    state machine (up/down x hung/not) never meets an impossible step, and
+    a request is only ever stuck while a hang is on."""
+    w = World(0)
+    Instance(w, "srv", workers=2, service_time=Constant(1.0))
+    cli = Caller(w)
+    for t in range(0, 40, 3):
+        cli.ask("srv", t + 0.5)
+    install(w, [Crash("srv", at, d) if kind == "crash" else Hang("srv", at, d)
+                for kind, at, d in faults])
+    w.run(60)
+    up, hung = True, False
+    for _t, event, _detail in events_of(w):
+        if event == "crash":
+            assert up and not hung  # a hang is closed before the crash
+            up = False
+        elif event == "restart":
+            assert not up
+            up = True
+        elif event == "hang":
+            assert up and not hung
+            hung = True
+        elif event == "unhang":
+            assert up and hung
+            hung = False
+        elif event == "crash_skipped":
+            assert not up
+        elif event == "hang_skipped":
+            assert not up or hung
+        elif event == "abandoned":
+            assert up  # stuck requests are reset by the end of a hang, not after a crash
+    assert hung == w.nodes["srv"].hung and up == w.nodes["srv"].up
+    balanced(w)
+
+
+# -- busy-time integral ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("trace", [True, False])
+def test_busy_seconds_is_the_integral_of_busy_workers(trace):
+    """Two workers, 2 s per request, requests at 0, 0, 1 and 10, and one at 19
+    still in service at the end: busy 2 + 2 + 2 (the one queued at 1 runs
+    2-4) + 2 + 1 = 9 worker-seconds by t=20, whether traced or not."""
+    w = World(0, trace=trace)
+    srv = Instance(w, "srv", workers=2, service_time=Constant(2.0))
+    cli = Caller(w)
+    for t in (0.0, 0.0, 1.0, 10.0, 19.0):
+        cli.ask("srv", t)
+    w.run(20)
+    assert srv.busy_seconds(20) == 9.0
+    # past the present the current count (1 busy) is assumed to hold: no future
+    assert srv.busy_seconds(25) == 14.0
+    assert Result(w).utilisation() == {"srv": 9.0 / 40}
+    with pytest.raises(ParamError) as info:
+        srv.busy_seconds(19.5)  # before the present: no history is kept
+    assert info.value.field == "until"
+
+
+def test_a_crash_ends_every_busy_stretch_and_a_hang_keeps_workers_busy():
+    """Busy 0-1.5 (crash), down to 3, then a request at 4 that hangs until 10:
+    1.5 + 6 = 7.5 worker-seconds; the trace's step integral agrees."""
+    from simcomm.analysis.metrics import time_average
+
+    w = World(0)
+    srv = Instance(w, "srv", service_time=Constant(2.0))
+    cli = Caller(w)
+    cli.ask("srv", 0.0)
+    install(w, [Crash("srv", at=1.5, duration=1.5), Hang("srv", at=3.5, duration=6.5)])
+    cli.ask("srv", 4.0)
+    w.run(12)
+    assert cli.statuses() == ["reset", "reset"]
+    assert srv.busy_seconds(12) == 7.5
+    res = Result(w)
+    assert time_average(res.pools, "srv", "busy", 0, 12) * 12 == pytest.approx(7.5)
 
 
 # -- slowdown, error rate ------------------------------------------------------------------

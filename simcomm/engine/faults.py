@@ -18,6 +18,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from simcomm._checks import as_real
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
@@ -27,12 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["Crash", "ErrorRate", "Fault", "Hang", "Outages", "Slowdown", "install"]
 
 
-def _check_time(field: str, value: float | None, *, allow_none: bool = False) -> None:
+def _check_time(field: str, value: float | None, *, allow_none: bool = False) -> float | None:
+    """``value`` as a plain float (any real number, numpy's too), or a ParamError."""
     if value is None and allow_none:
-        return
-    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0
-            or math.isinf(value)):
+        return None
+    time = as_real(value)
+    if time is None or not time >= 0 or math.isinf(time):
         raise ParamError(field, value, "a finite time in seconds >= 0")
+    return time
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,17 @@ class Fault:
     duration: float | None = None
 
     def __post_init__(self) -> None:
-        _check_time("at", self.at)
-        _check_time("duration", self.duration, allow_none=True)
+        object.__setattr__(self, "at", _check_time("at", self.at))
+        object.__setattr__(self, "duration",
+                           _check_time("duration", self.duration, allow_none=True))
 
-    def start(self, inst: Instance) -> None:
+    def start(self, inst: Instance) -> Any:
+        """Make the fault happen; what it returns is handed to :meth:`end`."""
         raise NotImplementedError
 
-    def end(self, inst: Instance) -> None:
+    def end(self, inst: Instance, token: Any = None) -> None:
+        """Undo the fault ``duration`` s after it started (``token``: what
+        :meth:`start` returned)."""
         raise NotImplementedError
 
 
@@ -61,19 +68,25 @@ class Crash(Fault):
     def start(self, inst: Instance) -> None:
         inst.crash(repair_after=self.duration)
 
-    def end(self, inst: Instance) -> None:  # the restart is scheduled by crash()
-        pass
+    def end(self, inst: Instance, token: Any = None) -> None:
+        pass  # the restart is scheduled by crash()
 
 
 @dataclass(frozen=True)
 class Hang(Fault):
-    """The instance stops replying from ``at`` for ``duration`` s (forever if None)."""
+    """The instance stops replying from ``at`` for ``duration`` s (forever if None).
 
-    def start(self, inst: Instance) -> None:
-        inst.hang()
+    A hang that starts while the instance is down does not happen (recorded
+    as ``hang_skipped``), and its end then does nothing; a crash during the
+    hang ends it (see :mod:`simcomm.engine.nodes`).
+    """
 
-    def end(self, inst: Instance) -> None:
-        inst.unhang()
+    def start(self, inst: Instance) -> Any:
+        return inst.hang()
+
+    def end(self, inst: Instance, token: Any = None) -> None:
+        if token is not None:  # None: the hang never started
+            inst.unhang(token)
 
 
 @dataclass(frozen=True)
@@ -84,13 +97,15 @@ class Slowdown(Fault):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.factor, (int, float)) or not self.factor > 0:
+        factor = as_real(self.factor)
+        if factor is None or not factor > 0 or math.isinf(factor):
             raise ParamError("factor", self.factor, "a number > 0")
+        object.__setattr__(self, "factor", factor)
 
     def start(self, inst: Instance) -> None:
         inst.slow_down(self.factor)
 
-    def end(self, inst: Instance) -> None:
+    def end(self, inst: Instance, token: Any = None) -> None:
         inst.slow_down(1.0)
 
 
@@ -102,13 +117,15 @@ class ErrorRate(Fault):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.rate, (int, float)) or not 0 <= self.rate <= 1:
+        rate = as_real(self.rate)
+        if rate is None or not 0 <= rate <= 1:
             raise ParamError("rate", self.rate, "a probability from 0 to 1")
+        object.__setattr__(self, "rate", rate)
 
     def start(self, inst: Instance) -> None:
         inst.set_error_rate(self.rate)
 
-    def end(self, inst: Instance) -> None:
+    def end(self, inst: Instance, token: Any = None) -> None:
         inst.set_error_rate(0.0)
 
 
@@ -126,9 +143,11 @@ def install(world: World, faults: Iterable[Fault]) -> None:
     """Schedule every fault in ``faults`` (all checked before any is scheduled)."""
     planned = [(f, _instance(world, f.node)) for f in faults]
     for fault, inst in planned:
-        world.at(fault.at, lambda f=fault, i=inst: f.start(i))
+        token: list[Any] = []  # what start() returned, for end()
+        world.at(fault.at, lambda f=fault, i=inst, t=token: t.append(f.start(i)))
         if fault.duration is not None and not isinstance(fault, Crash):
-            world.at(fault.at + fault.duration, lambda f=fault, i=inst: f.end(i))
+            world.at(fault.at + fault.duration,
+                     lambda f=fault, i=inst, t=token: f.end(i, t[0] if t else None))
 
 
 class Outages:
@@ -141,11 +160,12 @@ class Outages:
 
     def __init__(self, world: World, node: str, availability: float,
                  mean_time_to_repair: float) -> None:
-        if (not isinstance(availability, (int, float)) or isinstance(availability, bool)
-                or not 0 < availability <= 1):
+        fraction, mttr = as_real(availability), as_real(mean_time_to_repair)
+        if fraction is None or not 0 < fraction <= 1:
             raise ParamError("availability", availability, "a fraction in (0, 1]")
-        if not isinstance(mean_time_to_repair, (int, float)) or not mean_time_to_repair > 0:
+        if mttr is None or not mttr > 0 or math.isinf(mttr):
             raise ParamError("mean_time_to_repair", mean_time_to_repair, "seconds > 0")
+        availability, mean_time_to_repair = fraction, mttr
         self.instance = _instance(world, node)
         self.availability = float(availability)
         self.mttr = float(mean_time_to_repair)

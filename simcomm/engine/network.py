@@ -7,7 +7,9 @@ link's latency plus its transmission time.  A link with a bandwidth sends
 one message at a time, first come first served: a message waits until the
 link has finished transmitting the ones before it, then takes size /
 bandwidth seconds to go out (so a busy link limits throughput, as a real
-one does).  On arrival
+one does).  Such a link adds up its transmission seconds as it goes, so its
+utilisation is known with or without a trace
+(:meth:`Network.link_busy_seconds`).  On arrival
 the destination may still refuse it (node down, queue full): the drop is
 recorded with that reason.  Nothing teleports, and every message ends in the
 ledger as delivered, dropped with a reason, or in flight.
@@ -23,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcomm._checks import as_real, is_real
 from simcomm.engine.messages import REPLY, Message
 from simcomm.engine.randomness import Constant, Distribution
 from simcomm.errors import ParamError
@@ -49,20 +52,25 @@ class Link:
 
     def __post_init__(self) -> None:
         if self.latency is not None and not isinstance(self.latency, Distribution):
-            if isinstance(self.latency, (int, float)) and not isinstance(self.latency, bool):
-                if self.latency < 0 or math.isinf(self.latency):
+            if is_real(self.latency):
+                delay = as_real(self.latency)
+                if not delay >= 0 or math.isinf(delay):  # type: ignore[operator]
                     raise ParamError("latency", self.latency, "a number of seconds >= 0")
-                self.latency = Constant(float(self.latency)) if self.latency > 0 else None
+                self.latency = Constant(delay) if delay > 0 else None  # type: ignore[operator]
             else:
                 raise ParamError("latency", self.latency, "seconds >= 0 or a Distribution")
         if isinstance(self.latency, Constant) and self.latency.value == 0:
             self.latency = None
-        if not isinstance(self.loss, (int, float)) or not 0.0 <= self.loss <= 1.0:
+        loss = as_real(self.loss)
+        if loss is None or not 0.0 <= loss <= 1.0:
             raise ParamError("loss", self.loss, "a probability from 0 to 1")
-        if self.bandwidth is not None and not (
-            isinstance(self.bandwidth, (int, float)) and self.bandwidth > 0
-        ):
-            raise ParamError("bandwidth", self.bandwidth, "bytes per second > 0, or None")
+        self.loss = loss
+        if self.bandwidth is not None:
+            rate = as_real(self.bandwidth)
+            if rate is None or not rate > 0 or math.isinf(rate):
+                raise ParamError("bandwidth", self.bandwidth,
+                                 "bytes per second > 0 (finite), or None")
+            self.bandwidth = rate
 
     @property
     def instant(self) -> bool:
@@ -72,7 +80,7 @@ class Link:
 class _LinkState:
     """A link between one ordered pair, with its own random stream."""
 
-    __slots__ = ("bandwidth", "busy_until", "latency", "loss", "rng")
+    __slots__ = ("bandwidth", "busy_until", "latency", "loss", "rng", "tx_seconds")
 
     def __init__(self, link: Link, rng) -> None:
         self.latency = link.latency
@@ -80,6 +88,7 @@ class _LinkState:
         self.bandwidth = link.bandwidth
         self.rng = rng
         self.busy_until = 0.0  # when the link finishes transmitting its backlog
+        self.tx_seconds = 0.0  # transmission time of every message it took, queued or not
 
 
 class Network:
@@ -92,6 +101,9 @@ class Network:
         self.default = default or Link()
         self._configured: dict[tuple[str, str], Link] = {}
         self._links: dict[tuple[str, str], _LinkState] = {}
+        # (pair, tx_seconds, busy_until) of link states replaced by a new
+        # configuration, so that their busy time still counts
+        self._retired: list[tuple[tuple[str, str], float, float]] = []
         self._group: dict[str, int] | None = None  # node -> partition group
         # the ledger's counters, kept apart from the trace so tests can
         # check one against the other
@@ -112,16 +124,23 @@ class Network:
         """Configure the link from ``a`` to ``b`` (and back, if symmetric)."""
         cfg = Link(latency=latency, loss=loss, bandwidth=bandwidth)
         self._configured[(a, b)] = cfg
-        self._links.pop((a, b), None)
+        self._retire((a, b))
         if symmetric:
             self._configured[(b, a)] = cfg
-            self._links.pop((b, a), None)
+            self._retire((b, a))
         return cfg
 
     def set_default(self, link: Link) -> None:
         """The link used between any pair not configured explicitly."""
         self.default = link
-        self._links = {k: v for k, v in self._links.items() if k in self._configured}
+        for key in [k for k in self._links if k not in self._configured]:
+            self._retire(key)
+
+    def _retire(self, key: tuple[str, str]) -> None:
+        """Forget a pair's link state (its configuration changed), keeping its busy time."""
+        state = self._links.pop(key, None)
+        if state is not None and state.tx_seconds:
+            self._retired.append((key, state.tx_seconds, state.busy_until))
 
     def _state(self, source: str, dest: str) -> _LinkState:
         state = self._links.get((source, dest))
@@ -130,6 +149,25 @@ class Network:
             state = _LinkState(cfg, self.world.stream(f"link:{source}->{dest}"))
             self._links[(source, dest)] = state
         return state
+
+    def link_busy_seconds(self, until: float) -> dict[tuple[str, str], float]:
+        """Seconds each link with a bandwidth spent transmitting in ``[0, until]``.
+
+        Keyed ``(source, dest)``; only links with a bandwidth that took a
+        message are listed.  A link transmits its backlog back to back, so
+        the part of the total that lies after ``until`` is exactly
+        ``busy_until - until`` (messages still queued or going out at the end
+        are clamped off).  ``until`` must not be before the present
+        (``world.now``), as in :meth:`Instance.busy_seconds`.
+        """
+        if not until >= self.env.now:
+            raise ParamError("until", until, f"a time >= now ({self.env.now:g})")
+        out: dict[tuple[str, str], float] = {}
+        segments = [(k, s.tx_seconds, s.busy_until) for k, s in self._links.items()
+                    if s.bandwidth is not None and s.tx_seconds]
+        for key, seconds, busy_until in self._retired + segments:
+            out[key] = out.get(key, 0.0) + seconds - max(0.0, busy_until - until)
+        return out
 
     # -- partitions ----------------------------------------------------
     def cut(self, *groups: Iterable[str], at: float | None = None,
@@ -200,7 +238,9 @@ class Network:
         delay = 0.0 if state.latency is None else state.latency.sample(state.rng)
         if state.bandwidth is not None:
             now = self.env.now
-            done = max(now, state.busy_until) + msg.size / state.bandwidth
+            tx = msg.size / state.bandwidth
+            state.tx_seconds += tx
+            done = max(now, state.busy_until) + tx
             state.busy_until = done
             delay += done - now
         ev = self.env.timeout(delay)

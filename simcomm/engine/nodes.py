@@ -25,6 +25,27 @@ Faults an instance can suffer (see :mod:`simcomm.engine.faults`):
 * **slowdown** -- every unit of work takes ``factor`` times longer.
 * **error rate** -- each request fails with that probability (an error
   reply after the work is done).
+
+When faults overlap, the events table (``Result.events``) never shows a
+state the instance was not in:
+
+* a **hang that starts while the instance is down does not happen** (there
+  is no process to hang); it is recorded as ``hang_skipped`` with detail
+  ``instance down``, and its scheduled end does nothing -- in particular it
+  cannot end a later hang;
+* a **crash during a hang ends the hang**: an ``unhang`` event (detail
+  ``ended by crash``) comes just before the ``crash`` event, and the
+  instance restarts healthy; the hang's scheduled end then does nothing;
+* a hang that starts while the instance already hangs is recorded as
+  ``hang_skipped`` (detail ``already hung``): the first hang goes on until
+  its own end;
+* a crash while the instance is already down is recorded as
+  ``crash_skipped`` (detail ``instance down``) and schedules no restart.
+
+Every instance keeps the integral of its busy-worker count over time
+(:meth:`Instance.busy_seconds`), so its utilisation is exact whether or not
+the run was traced.  Workers that hold a request during a hang count as
+busy: they are taken, even though they do no work.
 """
 
 from __future__ import annotations
@@ -36,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 from simpy.events import Event
 
+from simcomm._checks import is_whole
 from simcomm.engine.formats import Format, get_format
 from simcomm.engine.messages import COMMAND, REPLY, Message
 from simcomm.engine.randomness import Constant, Distribution
@@ -204,12 +226,12 @@ class Instance(Node):
                  service_time: Distribution | float = 0.0,
                  queue_capacity: int | None = None, handler: Handler = serve,
                  format: Format | str | None = None, service: str | None = None) -> None:
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        if not is_whole(workers) or workers < 1:
             raise ParamError("workers", workers, "a whole number >= 1")
-        if queue_capacity is not None and (
-            not isinstance(queue_capacity, int) or queue_capacity < 0
-        ):
+        workers = int(workers)
+        if queue_capacity is not None and (not is_whole(queue_capacity) or queue_capacity < 0):
             raise ParamError("queue_capacity", queue_capacity, "a whole number >= 0, or None")
+        queue_capacity = None if queue_capacity is None else int(queue_capacity)
         if not isinstance(service_time, Distribution):
             service_time = Constant(service_time)
         fmt = get_format(format) if format is not None else None
@@ -227,6 +249,10 @@ class Instance(Node):
         self._current: dict[int, Message] = {}
         self._procs: list[simpy.Process] = []
         self.busy = 0
+        # sum of the end times minus the start times of every busy stretch
+        # of every worker: with ``busy`` it gives the busy-time integral in
+        # one float operation per change (see busy_seconds)
+        self._busy_area = 0.0
         self.slowdown = 1.0
         self.error_rate = 0.0
         self.hung = False
@@ -240,6 +266,20 @@ class Instance(Node):
     def _log_pool(self) -> None:
         if self._record is not None:
             self._record((self.env.now, self.name, self.busy, len(self.queue)))
+
+    def busy_seconds(self, until: float) -> float:
+        """Worker-seconds spent busy from time 0 to ``until``.
+
+        The integral of the busy-worker count, kept as the run goes (a
+        worker's stretch adds its end time and subtracts its start time), so
+        it is exact with ``trace=False`` too.  Divided by ``workers * until``
+        it is the instance's utilisation.  ``until`` must not be before the
+        present (``world.now``): the integral is kept for the run so far,
+        not as a history; a later time assumes the present count holds.
+        """
+        if not until >= self.env.now:
+            raise ParamError("until", until, f"a time >= now ({self.env.now:g})")
+        return self._busy_area + self.busy * until
 
     # -- arrival -------------------------------------------------------
     def accept(self, msg: Message) -> str | None:
@@ -275,6 +315,7 @@ class Instance(Node):
                     idle.append((wid, ev))
                     msg = yield ev
                     ev = None
+                self._busy_area -= env.now
                 self.busy += 1
                 self._log_pool()
                 current[wid] = msg
@@ -301,6 +342,7 @@ class Instance(Node):
                     else:
                         self.reply(msg, body, status, fmt)
                 del current[wid]
+                self._busy_area += env.now
                 self.busy -= 1
                 self._log_pool()
         except simpy.Interrupt:
@@ -326,12 +368,25 @@ class Instance(Node):
 
     # -- faults --------------------------------------------------------
     def crash(self, repair_after: float | None = None) -> None:
-        """Kill the process now; restart after ``repair_after`` seconds."""
+        """Kill the process now; restart after ``repair_after`` seconds.
+
+        A crash during a hang ends the hang first (an ``unhang`` event,
+        ``ended by crash``); a crash while already down is recorded as
+        ``crash_skipped`` and changes nothing (see the module docstring).
+        """
+        trace = self.world.trace
         if not self.up:
+            trace.event(self.env.now, self.name, "crash_skipped", "instance down")
             return
+        if self.hung:
+            # the stuck workers die with the process below: they are not
+            # woken, so nobody is reset twice
+            self.hung = False
+            self._unhang = None
+            trace.event(self.env.now, self.name, "unhang", "ended by crash")
         self.up = False
-        self.world.trace.event(self.env.now, self.name, "crash",
-                               f"restart after {repair_after}" if repair_after else "")
+        trace.event(self.env.now, self.name, "crash",
+                    f"restart after {repair_after:g}" if repair_after is not None else "")
         for proc in self._procs:
             if proc.is_alive:
                 proc.interrupt("crash")
@@ -341,10 +396,8 @@ class Instance(Node):
         self._idle.clear()
         self._current.clear()
         self._pending.clear()
+        self._busy_area += self.busy * self.env.now  # every busy stretch ends now
         self.busy = 0
-        if self.hung:
-            self.hung = False
-            self._unhang = None
         self._log_pool()
         for msg in lost:
             if msg.reply_to is not None:
@@ -360,17 +413,30 @@ class Instance(Node):
         self.world.trace.event(self.env.now, self.name, "restart", "")
         self._start_workers()
 
-    def hang(self) -> None:
-        """Stop replying (see the module docstring)."""
-        if self.hung or not self.up:
-            return
+    def hang(self) -> Event | None:
+        """Stop replying (see the module docstring).
+
+        Returns a token for :meth:`unhang`, or ``None`` when the hang does
+        not happen because the instance is down or already hangs (recorded
+        as ``hang_skipped``).
+        """
+        if not self.up or self.hung:
+            self.world.trace.event(self.env.now, self.name, "hang_skipped",
+                                   "instance down" if not self.up else "already hung")
+            return None
         self.hung = True
         self._unhang = Event(self.env)
         self.world.trace.event(self.env.now, self.name, "hang", "")
+        return self._unhang
 
-    def unhang(self) -> None:
-        """End a hang: stuck requests are reset and work resumes."""
-        if not self.hung:
+    def unhang(self, token: Event | None = None) -> None:
+        """End a hang: stuck requests are reset and work resumes.
+
+        With ``token`` (what :meth:`hang` returned) only that hang ends: a
+        hang that was skipped, or already ended by a crash, cannot end a
+        later one.  Without it, whatever hang is on ends.
+        """
+        if not self.hung or (token is not None and token is not self._unhang):
             return
         self.hung = False
         ev, self._unhang = self._unhang, None
@@ -397,8 +463,9 @@ class Service:
     """A named service and its instances ``{name}-1`` ... ``{name}-N``."""
 
     def __init__(self, world: World, name: str, *, instances: int = 1, **instance_args: Any):
-        if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
+        if not is_whole(instances) or instances < 1:
             raise ParamError("instances", instances, "a whole number >= 1")
+        instances = int(instances)
         self.name = name
         self.instances = [Instance(world, f"{name}-{i}", service=name, **instance_args)
                           for i in range(1, instances + 1)]
