@@ -377,6 +377,51 @@ def test_topology_state_and_cheap_redraw(hang):
         viz.topology_state(hang, at=1e9)
 
 
+@pytest.mark.parametrize("depth", [1, 3, 4, 6])
+def test_topology_text_is_readable_at_notebook_width(depth):
+    """At most 9 in wide (a notebook column shows ~650 px without shrinking much),
+    text of 8 pt or more, and no two texts on top of each other -- even in the
+    longest chain, with a hang's long "busy · queued" labels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    res = simcomm.run("chain", seed=1, until=60, depth=depth, last_service_hangs=True,
+                      hang_at=20)
+    for at in (10.0, 45.0):
+        fig = viz.topology(res, at=at)
+        FigureCanvasAgg(fig)
+        assert fig.get_figwidth() <= 9.0
+        ax = fig.axes[0]
+        texts = [t for t in ax.texts if t.get_text()]
+        assert all(t.get_fontsize() >= 8 for t in texts)
+        assert _overlaps([*texts, ax.title, ax._left_title], fig) == []
+        # and nothing pokes out of the figure
+        box = fig.bbox
+        renderer = fig.canvas.get_renderer()
+        for t in fig.findobj(Text):
+            if t.get_visible() and t.get_text():
+                e = t.get_window_extent(renderer)
+                assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1, t.get_text()
+
+
+def test_topology_of_another_run_updates_the_same_artists(chain):
+    other = simcomm.run("chain", seed=5)
+    fig = viz.topology(chain)
+    ax = fig.axes[0]
+    node = next(a for a in ax.lines if a.get_gid() == "node:order-1")
+    n = len(ax.get_children())
+    assert viz.topology(other, ax=ax) is fig
+    assert len(ax.get_children()) == n and node in ax.lines
+    label = next(t for t in ax.texts if t.get_gid() == "label:order-1").get_text()
+    busy = viz.topology_state(other)["nodes"].loc["order-1", "utilisation"]
+    assert f"{100 * busy:.0f} % busy" in label
+    deeper = simcomm.run("chain", seed=5, depth=4, until=20)  # other nodes: drawn afresh
+    viz.topology(deeper, ax=ax)
+    assert node not in ax.lines
+    assert sorted(a.get_gid() for a in ax.lines) == sorted(
+        f"node:{n}" for n in deeper.world.nodes)
+
+
 # -- theory ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("dist", "servers"), [("exponential", 3), ("constant", 1),
                                                 ("constant", 3)])

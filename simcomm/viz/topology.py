@@ -247,13 +247,26 @@ def topology_state(res: Result, at: float | None = None,
 # -- drawing ---------------------------------------------------------------------
 @dataclass
 class _Drawing:
-    res_id: int
+    layout: tuple[Any, ...]
     color_by: str
     nodes: dict[str, Line2D]
     labels: dict[str, Text]
     edges: dict[tuple[str, str], FancyArrowPatch]
     edge_labels: dict[tuple[str, str], Text]
     title: Text
+
+    def remove(self) -> None:
+        """Take every artist of this drawing off its axes."""
+        for group in (self.nodes, self.labels, self.edges, self.edge_labels):
+            for artist in group.values():
+                if artist.axes is not None:
+                    artist.remove()
+
+
+def _layout_key(model: _Model) -> tuple[Any, ...]:
+    """What a drawing's artists depend on: the nodes, the edges and where they sit.
+    Two runs with the same key are drawn by updating the same artists."""
+    return (tuple(model.graph.nodes), tuple(model.edges), tuple(sorted(model.pos.items())))
 
 
 #: Where a drawing's artists are kept: on its own Axes (a WeakKeyDictionary
@@ -291,6 +304,15 @@ def _edge_style(row: Any, max_rate: float) -> tuple[float, str, str]:
     if row.failed:
         label += f"\n{100 * er:.0f} % failed"
     return width, color, label
+
+
+#: Node names and their state, edge rates: text sizes (points) that stay
+#: readable when the figure is shown at a notebook's width (about 650 px).
+NODE_FONT = 9.0
+EDGE_FONT = 8.0
+#: The widest a topology figure gets (inches): a wider one is shrunk to fit a
+#: notebook column, and its text with it.
+MAX_WIDTH = 9.0
 
 
 def _title(state: dict[str, Any]) -> str:
@@ -342,24 +364,37 @@ def topology(res: Result, at: float | None = None, color_by: str = "utilisation"
     window and arrow colour runs from grey to vermillion with the share of
     those calls that failed, each labelled in req/s.
 
-    Calling it again with the same ``ax`` and Result only updates colours,
-    widths and labels (fast: made for scrubbing through time).  See
+    The figure is at most :data:`MAX_WIDTH` inches wide with text of
+    :data:`NODE_FONT` / :data:`EDGE_FONT` points, so it stays readable at a
+    notebook's width; in a long chain, where neighbouring names would
+    touch, every other name goes above its node instead of below.
+
+    Calling it again with the same ``ax`` and a Result with the same nodes
+    and calls (the same Result at another time, or another run of the same
+    scenario) only updates colours, widths and labels (fast: made for
+    scrubbing through time and for dashboards).  See
     :func:`topology_state` for the numbers.
     """
     check_color_by(color_by)
     state = topology_state(res, at, window)
+    model = _get_model(res)
+    layout = _layout_key(model)
     if ax is not None:
         d = getattr(ax, _ATTR, None)
-        if (d is not None and d.res_id == id(res) and d.color_by == color_by
-                and all(line.axes is ax for line in d.nodes.values())
-                and all(p.axes is ax for p in d.edges.values())):
-            _update(d, state)
-            return root_figure(ax)
-    model = _get_model(res)
+        if d is not None:
+            if (d.layout == layout and d.color_by == color_by
+                    and all(line.axes is ax for line in d.nodes.values())
+                    and all(p.axes is ax for p in d.edges.values())):
+                _update(d, state)
+                return root_figure(ax)
+            d.remove()  # another system on these axes: draw it afresh
     n_cols = 1 + max((x for x, _ in model.pos.values()), default=0)
     n_rows = 1 + max((abs(y) * 2 for _, y in model.pos.values()), default=0)
-    width = max(5.5, 1.75 * n_cols + 1.4)
-    height = max(2.7, 1.2 * n_rows + 1.5)
+    width = min(MAX_WIDTH, max(5.5, 1.75 * n_cols + 1.4))
+    # a chain too long for its names side by side: alternate them above and below
+    per_column = (width - 1.3) / (n_cols + 0.2)
+    alternate = n_rows == 1 and per_column < 1.4
+    height = max(2.7, 1.2 * n_rows + 1.5) + (0.6 if alternate else 0.0)
     fig, ax, owned = figure_for(ax, width, height, margins=(0.2, 1.1, 0.45, 0.35))
     has_pair = {(u, v) for u, v in model.edges if model.graph.has_edge(v, u)}
     edges: dict[tuple[str, str], FancyArrowPatch] = {}
@@ -375,9 +410,12 @@ def topology(res: Result, at: float | None = None, color_by: str = "utilisation"
         ax.add_artist(patch)  # not add_patch: limits are set below, and it is faster
         edges[(u, v)] = patch
         mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        edge_labels[(u, v)] = ax.text(mx, my + 0.07 + (0.15 if rad else 0.0), "",
-                                      fontsize=7.5, ha="center", va="bottom", color=INK,
-                                      zorder=4)
+        below = alternate and int(x0) % 2 == 1  # neighbours' rates on opposite sides
+        edge_labels[(u, v)] = ax.text(mx, my - 0.07 if below else my + 0.07 + (
+                                          0.15 if rad else 0.0), "",
+                                      fontsize=EDGE_FONT, ha="center",
+                                      va="top" if below else "bottom",
+                                      color=INK, zorder=4, gid=f"edge_label:{u}->{v}")
     nodes: dict[str, Line2D] = {}
     labels: dict[str, Text] = {}
     for name, attrs in model.graph.nodes(data=True):
@@ -387,33 +425,35 @@ def topology(res: Result, at: float | None = None, color_by: str = "utilisation"
                           markersize=_MARKER_SIZE * (0.8 if marker == "s" else 1.0),
                           markeredgewidth=3.0, zorder=3, gid=f"node:{name}")
         nodes[name] = line
-        labels[name] = ax.text(x, y - 0.24, name, fontsize=8, ha="center", va="top",
-                               color=INK, zorder=4)
+        above = alternate and int(x) % 2 == 1
+        labels[name] = ax.text(x, y + 0.24 if above else y - 0.24, name, fontsize=NODE_FONT,
+                               ha="center", va="bottom" if above else "top", color=INK,
+                               zorder=4, gid=f"label:{name}")
     title = ax.set_title("", loc="left", fontsize=11, y=1.0)
-    d = _Drawing(id(res), color_by, nodes, labels, edges, edge_labels, title)
+    d = _Drawing(layout, color_by, nodes, labels, edges, edge_labels, title)
     _update(d, state)
     ys = [y for _, y in model.pos.values()] or [0.0]
     ax.set_xlim(-0.6, n_cols - 0.4)
-    ax.set_ylim(min(ys) - 0.62, max(ys) + 0.38)
+    ax.set_ylim(min(ys) - 0.62, max(ys) + (0.62 if alternate else 0.38))
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_xlabel("calls flow left to right; arrow width = call rate, "
-                  "colour = share failed", fontsize=8, color=INK)
+                  "colour = share failed", fontsize=EDGE_FONT, color=INK)
     if color_by == "utilisation":
         if owned and colorbar:
             sm = ScalarMappable(norm=Normalize(0, 1), cmap=LOAD_CMAP)
             cax = fig.add_axes((1 - 0.85 / width, 0.45 / height, 0.12 / width,
                                 1 - 1.0 / height))
             cb = fig.colorbar(sm, cax=cax)
-            cb.set_label("utilisation (busy / workers)", fontsize=8)
-            cb.ax.tick_params(labelsize=7)
+            cb.set_label("utilisation (busy / workers)", fontsize=EDGE_FONT)
+            cb.ax.tick_params(labelsize=EDGE_FONT)
     else:
         handles = [Line2D([], [], linestyle="none", marker="o", markersize=9,
                           markerfacecolor=HEALTH_COLORS[k], markeredgecolor="#555555",
                           label=k) for k in ("up", "hung", "down")]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0),
-                  fontsize=8, frameon=False, title="health", title_fontsize=8)
+                  fontsize=EDGE_FONT, frameon=False, title="health", title_fontsize=EDGE_FONT)
     setattr(ax, _ATTR, d)
     return fig
