@@ -11,7 +11,13 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["as_real", "is_real", "is_whole"]
+__all__ = ["as_real", "is_flag", "is_real", "is_whole"]
+
+
+def is_flag(value: object) -> bool:
+    """A bool, or numpy's ``bool_`` (what ``array > 0`` holds) -- not 0, 1 or "false"."""
+    return isinstance(value, bool) or (type(value).__module__ == "numpy"
+                                       and type(value).__name__ in ("bool_", "bool"))
 
 
 def is_whole(value: object) -> bool:

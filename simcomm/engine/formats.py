@@ -35,9 +35,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from simcomm._checks import as_real, is_real, is_whole
 from simcomm.errors import ParamError
 
 __all__ = ["FORMATS", "Format", "get_format"]
+
+
+def _plain(v: Any) -> int | float:
+    """A number as the plain int or float it stands for (numpy's too)."""
+    return int(v) if is_whole(v) else float(v)
 
 
 def _varint_len(n: int) -> int:
@@ -63,7 +69,7 @@ def _json_size(v: Any) -> int:
     if isinstance(v, int):
         return len(str(v))
     if isinstance(v, float):
-        return len(repr(v))
+        return len(repr(float(v)))  # numpy's float64 is a float; its repr is not JSON
     if isinstance(v, str):
         return len(v.encode()) + 2
     if isinstance(v, Mapping):
@@ -74,6 +80,8 @@ def _json_size(v: Any) -> int:
         if not v:
             return 2
         return 1 + sum(_json_size(x) + 1 for x in v)
+    if is_real(v):  # a numpy number travels as the plain number it stands for
+        return _json_size(_plain(v))
     raise TypeError(f"cannot size a {type(v).__name__} as JSON")
 
 
@@ -83,13 +91,15 @@ def _xml_text(v: Any) -> int:
     if isinstance(v, bool):
         return 4 if v else 5
     if isinstance(v, (int, float)):
-        return len(str(v))
+        return len(str(_plain(v)))
     if isinstance(v, str):
         return len(v.encode())
     if isinstance(v, Mapping):
         return sum(_xml_element(str(k), x) for k, x in v.items())
     if isinstance(v, (list, tuple)):
         return sum(_xml_element("item", x) for x in v)
+    if is_real(v):
+        return _xml_text(_plain(v))
     raise TypeError(f"cannot size a {type(v).__name__} as XML")
 
 
@@ -115,10 +125,12 @@ def _proto_value(field_no: int, v: Any) -> int:
         n = _proto_message(v)
         return tag + _varint_len(n) + n
     if isinstance(v, (list, tuple)):
-        if v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-            n = sum(8 if isinstance(x, float) else _varint_len(x) for x in v)
+        if v and all(is_real(x) for x in v):
+            n = sum(_varint_len(int(x)) if is_whole(x) else 8 for x in v)
             return tag + _varint_len(n) + n  # packed repeated scalars
         return sum(_proto_value(field_no, x) for x in v)
+    if is_real(v):
+        return _proto_value(field_no, _plain(v))
     raise TypeError(f"cannot size a {type(v).__name__} as Protobuf")
 
 
@@ -150,6 +162,8 @@ def _avro_size(v: Any) -> int:
         if not v:
             return 1
         return _zigzag_len(len(v)) + sum(_avro_size(x) for x in v) + 1
+    if is_real(v):
+        return _avro_size(_plain(v))
     raise TypeError(f"cannot size a {type(v).__name__} as Avro")
 
 
@@ -182,9 +196,14 @@ class Format:
                              + ", ".join(_SIZERS))
         for name in ("encode_per_byte", "decode_per_byte", "envelope"):
             v = getattr(self, name)
-            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0
-                    or math.isinf(v)):
+            number = as_real(v)
+            if number is None or not number >= 0 or math.isinf(number):
                 raise ParamError(name, v, "a finite number >= 0")
+            if name == "envelope":
+                if not number.is_integer():
+                    raise ParamError(name, v, "a whole number of bytes >= 0")
+                number = int(number)
+            object.__setattr__(self, name, number)
 
     def size(self, body: Any) -> int:
         """Bytes on the wire for ``body`` in this format.

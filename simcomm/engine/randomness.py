@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from simcomm._checks import as_real, is_whole
 from simcomm.errors import ParamError
 
 __all__ = [
@@ -33,13 +34,19 @@ __all__ = [
 ]
 
 
+#: The largest root seed: seeds are whole numbers from 0 to 2**64 - 1 (numpy's
+#: unsigned 64-bit range), so any seed a sweep draws fits and its name stays short.
+MAX_SEED = 2**64 - 1
+SEED_ALLOWED = "a whole number from 0 to 2**64 - 1"
+
+
 class Streams:
     """A family of independent ``random.Random`` streams keyed by name."""
 
     def __init__(self, seed: int) -> None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ParamError("seed", seed, "a whole number >= 0")
-        self.seed = seed
+        if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
+            raise ParamError("seed", seed, SEED_ALLOWED)
+        self.seed = int(seed)
         self._streams: dict[str, random.Random] = {}
 
     def __call__(self, name: str) -> random.Random:
@@ -57,19 +64,21 @@ class Streams:
 
 
 def _positive(field_name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+    number = as_real(value)
+    if number is None or not number > 0:
         raise ParamError(field_name, value, "a number > 0")
-    if math.isinf(value):
+    if math.isinf(number):
         raise ParamError(field_name, value, "a finite number > 0")
-    return float(value)
+    return number
 
 
 def _non_negative(field_name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+    number = as_real(value)
+    if number is None or not number >= 0:
         raise ParamError(field_name, value, "a number >= 0")
-    if math.isinf(value):
+    if math.isinf(number):
         raise ParamError(field_name, value, "a finite number >= 0")
-    return float(value)
+    return number
 
 
 class Distribution:
@@ -97,7 +106,7 @@ class Constant(Distribution):
     name = "constant"
 
     def __post_init__(self) -> None:
-        _non_negative("value", self.value)
+        object.__setattr__(self, "value", _non_negative("value", self.value))
 
     @property
     def mean(self) -> float:
@@ -118,7 +127,7 @@ class Exponential(Distribution):
     name = "exponential"
 
     def __post_init__(self) -> None:
-        _positive("mean", self.mean_value)
+        object.__setattr__(self, "mean_value", _positive("mean", self.mean_value))
         object.__setattr__(self, "_rate", 1.0 / self.mean_value)
 
     @property
@@ -145,8 +154,8 @@ class Uniform(Distribution):
     name = "uniform"
 
     def __post_init__(self) -> None:
-        _non_negative("low", self.low)
-        _non_negative("high", self.high)
+        object.__setattr__(self, "low", _non_negative("low", self.low))
+        object.__setattr__(self, "high", _non_negative("high", self.high))
         if self.high < self.low:
             raise ParamError("high", self.high, f"a number >= low ({self.low})")
 
@@ -176,8 +185,8 @@ class LogNormal(Distribution):
     name = "lognormal"
 
     def __post_init__(self) -> None:
-        _positive("mean", self.mean_value)
-        _non_negative("sigma", self.sigma)
+        object.__setattr__(self, "mean_value", _positive("mean", self.mean_value))
+        object.__setattr__(self, "sigma", _non_negative("sigma", self.sigma))
         object.__setattr__(self, "_mu", math.log(self.mean_value) - self.sigma**2 / 2.0)
 
     @property
@@ -199,13 +208,18 @@ class Empirical(Distribution):
     name = "empirical"
 
     def __post_init__(self) -> None:
-        values = tuple(float(s) for s in self.samples)
-        if not values:
-            raise ParamError("samples", list(self.samples), "at least one number >= 0")
-        for v in values:
-            if not v >= 0 or math.isinf(v):
-                raise ParamError("samples", v, "finite numbers >= 0")
-        object.__setattr__(self, "samples", values)
+        if isinstance(self.samples, (str, bytes)) or not isinstance(self.samples, Iterable):
+            raise ParamError("samples", self.samples, "a sequence of numbers >= 0")
+        given = list(self.samples)
+        if not given:
+            raise ParamError("samples", given, "at least one number >= 0")
+        values = []
+        for s in given:
+            v = as_real(s)
+            if v is None or not v >= 0 or math.isinf(v):
+                raise ParamError("samples", s, "finite numbers >= 0")
+            values.append(v)
+        object.__setattr__(self, "samples", tuple(values))
 
     @property
     def mean(self) -> float:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
 
+from simcomm._checks import as_real, is_whole
 from simcomm.engine.formats import Format, get_format
 from simcomm.engine.nodes import Node
 from simcomm.engine.randomness import Distribution
@@ -41,15 +42,26 @@ class RateSchedule:
     """
 
     def __init__(self, steps: Sequence[tuple[float, float]]) -> None:
-        steps = [(float(t), float(r)) for t, r in steps]
+        shape = "a list of (time, rate) pairs starting at time 0"
+        if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+            raise ParamError("steps", steps, shape)
+        pairs = []
+        for step in steps:
+            if isinstance(step, (str, bytes)) or not isinstance(step, Sequence) \
+                    or len(step) != 2:
+                raise ParamError("steps", step, shape)
+            t, r = as_real(step[0]), as_real(step[1])
+            if t is None or not t >= 0 or math.isinf(t):
+                raise ParamError("steps", step, "times: finite seconds >= 0")
+            if r is None or not r >= 0 or math.isinf(r):
+                raise ParamError("rate", step[1], "requests per second >= 0")
+            pairs.append((t, r))
+        steps = pairs
         if not steps or steps[0][0] != 0.0:
-            raise ParamError("steps", steps, "a list of (time, rate) starting at time 0")
+            raise ParamError("steps", steps, shape)
         for (t0, _), (t1, _) in itertools.pairwise(steps):
             if t1 <= t0:
                 raise ParamError("steps", steps, "times in increasing order")
-        for _, r in steps:
-            if not r >= 0 or math.isinf(r):
-                raise ParamError("rate", r, "requests per second >= 0")
         self.times = [t for t, _ in steps]
         self.rates = [r for _, r in steps]
 
@@ -75,9 +87,10 @@ def spike(base: float, peak: float, start: float, duration: float) -> RateSchedu
         ("start", start, lambda v: v >= 0, "a time in seconds >= 0"),
         ("duration", duration, lambda v: v > 0, "seconds > 0"),
     ):
-        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value)
-                or math.isinf(value)):
+        number = as_real(value)
+        if number is None or not ok(number) or math.isinf(number):
             raise ParamError(name, value, allowed)
+    start, duration = float(start), float(duration)
     steps = [(0.0, base)] if start > 0 else []
     return RateSchedule([*steps, (start, peak), (start + duration, base)])
 
@@ -88,8 +101,11 @@ class _Client(Node):
     def __init__(self, world: World, name: str, target: str, *, body: Any = None,
                  patience: float | None = None, format: Format | str | None = None) -> None:
         fmt = get_format(format) if format is not None else None
-        if patience is not None and not (isinstance(patience, (int, float)) and patience > 0):
-            raise ParamError("patience", patience, "seconds > 0, or None to wait forever")
+        if patience is not None:
+            wait = as_real(patience)
+            if wait is None or not wait > 0:
+                raise ParamError("patience", patience, "seconds > 0, or None to wait forever")
+            patience = None if math.isinf(wait) else wait  # inf: waits forever too
         super().__init__(world, name)  # registers the node: check everything first
         self.format = fmt
         self.target = target
@@ -138,9 +154,10 @@ class OpenLoop(_Client):
                  body: Any = None, patience: float | None = None,
                  format: Format | str | None = None) -> None:
         if not isinstance(rate, RateSchedule):
-            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
-                raise ParamError("rate", rate, "requests per second > 0")
-            rate = RateSchedule([(0.0, rate)])
+            per_second = as_real(rate)
+            if per_second is None or not per_second > 0 or math.isinf(per_second):
+                raise ParamError("rate", rate, "requests per second > 0 (finite)")
+            rate = RateSchedule([(0.0, per_second)])
         super().__init__(world, name, target, body=body, patience=patience, format=format)
         self.schedule = rate
         self._rng = world.stream(f"client:{name}:arrivals")
@@ -175,8 +192,9 @@ class ClosedLoop(_Client):
     def __init__(self, world: World, name: str, target: str, users: int,
                  think_time: Distribution, *, body: Any = None,
                  patience: float | None = None, format: Format | str | None = None) -> None:
-        if not isinstance(users, int) or isinstance(users, bool) or users < 1:
+        if not is_whole(users) or users < 1:
             raise ParamError("users", users, "a whole number >= 1")
+        users = int(users)
         if not isinstance(think_time, Distribution):
             raise ParamError("think_time", think_time, "a Distribution (seconds)")
         super().__init__(world, name, target, body=body, patience=patience, format=format)

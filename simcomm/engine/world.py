@@ -8,13 +8,13 @@ and runs the simulation to a time limit.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import simpy
 
+from simcomm._checks import as_real, is_flag
 from simcomm.engine.network import Link, Network
 from simcomm.engine.randomness import Streams
 from simcomm.engine.trace import Trace
@@ -38,14 +38,17 @@ class World:
 
     def __init__(self, seed: int = 0, *, trace: bool = True,
                  network: Link | None = None) -> None:
+        if not is_flag(trace):
+            raise ParamError("trace", trace, "True or False")
         self.streams = Streams(seed)
-        self.seed = seed
+        self.seed = self.streams.seed
         self.env = simpy.Environment()
-        self.trace = Trace(enabled=trace)
+        self.trace = Trace(enabled=bool(trace))
         self.network = Network(self, default=network)
         self.nodes: dict[str, Node] = self.network.nodes
-        self._message_ids = itertools.count(1)
-        self._request_ids = itertools.count(1)
+        #: messages and client requests created so far (the last ids handed out)
+        self.message_count = 0
+        self.request_count = 0
         self.until: float | None = None
         self._started = False
 
@@ -58,10 +61,12 @@ class World:
         return self.streams(name)
 
     def next_message_id(self) -> int:
-        return next(self._message_ids)
+        self.message_count += 1
+        return self.message_count
 
     def next_request_id(self) -> int:
-        return next(self._request_ids)
+        self.request_count += 1
+        return self.request_count
 
     def add(self, node: Node) -> None:
         """Register ``node`` (done by Node's constructor)."""
@@ -84,10 +89,10 @@ class World:
 
     def run(self, until: float) -> World:
         """Run the simulation up to simulated time ``until`` (seconds)."""
-        if (not isinstance(until, (int, float)) or isinstance(until, bool)
-                or not until > self.env.now or math.isinf(until)):
+        end = as_real(until)
+        if end is None or not end > self.env.now or math.isinf(end):
             raise ParamError("until", until, f"a finite time in seconds > {self.env.now}")
         self._started = True
-        self.env.run(until=until)
-        self.until = float(until)
+        self.env.run(until=end)
+        self.until = end
         return self

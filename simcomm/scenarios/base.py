@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from simcomm._checks import as_real, is_flag, is_real, is_whole
 from simcomm.engine.world import World
 from simcomm.errors import ParamError
 
@@ -70,25 +71,41 @@ class FieldSpec:
         return kind
 
     def check(self, value: Any) -> Any:
-        """``value`` converted to the field's type, or a ParamError."""
+        """``value`` converted to the field's type, or a ParamError.
+
+        Any :class:`numbers.Integral` counts as a whole number and any
+        :class:`numbers.Real` as a number (numpy's too, so a sweep over
+        ``np.arange`` works), never a bool; a whole float (``3.0``) is taken
+        for an int field.  The value returned is a plain ``int``, ``float``,
+        ``bool`` or ``str``, so nothing downstream sees a numpy scalar.  A
+        number too large for a float (``10**400``) is refused by the range
+        check like any other out-of-range value.
+        """
         t = self.type
+        given = value  # errors quote what the user gave (10**400, not inf)
         if t is bool:
-            if not isinstance(value, bool):
+            if not is_flag(value):
                 raise ParamError(self.name, value, self.allowed())
-            return value
+            return bool(value)
         if t is int:
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if not isinstance(value, int) or isinstance(value, bool):
+            if is_real(value) and not is_whole(value):
+                as_float = as_real(value)
+                if as_float is not None and as_float.is_integer():
+                    value = int(as_float)
+            if not is_whole(value):
                 raise ParamError(self.name, value, self.allowed())
+            value = int(value)
         elif t is float:
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            as_float = as_real(value)
+            if as_float is None or math.isnan(as_float):
                 raise ParamError(self.name, value, self.allowed())
-            value = float(value)
-            if math.isnan(value):
+            if self.range is None and math.isinf(as_float):
+                raise ParamError(self.name, value, "a finite number")
+            value = as_float
+        elif t is str:
+            if not isinstance(value, str):
                 raise ParamError(self.name, value, self.allowed())
-        elif t is str and not isinstance(value, str):
-            raise ParamError(self.name, value, self.allowed())
+            value = str(value)
         if self.choices is not None and value not in self.choices:
             # choices match whatever the case (JSON -> json); a near miss is named
             folded = {c.casefold(): c for c in self.choices}
@@ -98,7 +115,7 @@ class FieldSpec:
                                  did_you_mean(value, self.choices) + self.allowed())
             value = folded[value_cf]
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
-            raise ParamError(self.name, value, self.allowed())
+            raise ParamError(self.name, given, self.allowed())
         return value
 
 
