@@ -3,6 +3,7 @@
 from simcomm.scenarios import chain, formats, mmc  # noqa: F401  (registration)
 from simcomm.scenarios.base import (
     FieldSpec,
+    Load,
     Scenario,
     fields,
     get,
@@ -13,5 +14,5 @@ from simcomm.scenarios.base import (
     register,
 )
 
-__all__ = ["FieldSpec", "Scenario", "fields", "get", "make_params", "names", "param",
+__all__ = ["FieldSpec", "Load", "Scenario", "fields", "get", "make_params", "names", "param",
            "parse_value", "register"]

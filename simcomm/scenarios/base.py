@@ -30,8 +30,8 @@ from simcomm.engine.world import World
 from simcomm.errors import ParamError
 
 __all__ = [
-    "FieldSpec", "Scenario", "did_you_mean", "fields", "get", "make_params", "names", "param",
-    "parse_value", "register",
+    "FieldSpec", "Load", "Scenario", "did_you_mean", "fields", "get", "make_params", "names",
+    "param", "parse_value", "register",
 ]
 
 
@@ -147,8 +147,41 @@ def fields(params_cls: type) -> list[FieldSpec]:
 
 
 @dataclass(frozen=True)
+class Load:
+    """What a run of a scenario asks of the engine: its rates, per simulated second.
+
+    :func:`simcomm.api.estimate` multiplies these by ``until`` to size a run
+    before time zero (how many requests, trace rows and bytes), so a run
+    too large for the memory is refused instead of started.
+
+    * ``requests_per_s`` -- mean rate at which new requests arrive;
+    * ``messages_per_request`` -- messages one finished request causes
+      (its request and reply on every hop: 2 per service call);
+    * ``pool_changes_per_request`` -- rows one request adds to the
+      ``pools`` table (a worker taken, a worker freed, a wait in a queue:
+      at most 3 per service that handles it);
+    * ``events_per_s`` -- timeline events (crashes, repairs, faults) per
+      second, kept even with ``trace=False``.
+    """
+
+    requests_per_s: float
+    messages_per_request: float
+    pool_changes_per_request: float = 0.0
+    events_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Scenario:
-    """A registered scenario."""
+    """A registered scenario.
+
+    ``capacity(params)`` (optional) is the scenario's own model of the
+    requests per second it can carry; the summary sets the offered load
+    against it, and the run-size estimate counts the requests arriving
+    beyond it as piling up (pending at the end).  ``load(params)``
+    (optional) describes the run's rates (:class:`Load`); with both, the
+    estimate is arithmetic.  Without them, :func:`simcomm.api.estimate`
+    measures a short pilot run instead, so any scenario is guarded.
+    """
 
     name: str
     title: str
@@ -158,6 +191,8 @@ class Scenario:
     views: tuple[str, ...]
     until: float
     check: Callable[[Any], None] | None = None
+    capacity: Callable[[Any], float] | None = None
+    load: Callable[[Any], Load] | None = None
 
     def fields(self) -> list[FieldSpec]:
         return fields(self.params)

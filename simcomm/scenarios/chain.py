@@ -27,7 +27,7 @@ from simcomm.engine.randomness import distribution
 from simcomm.engine.workload import OpenLoop
 from simcomm.engine.world import World
 from simcomm.rpc.handlers import answer, forward
-from simcomm.scenarios.base import Scenario, param, register
+from simcomm.scenarios.base import Load, Scenario, param, register
 from simcomm.scenarios.payloads import order
 
 #: Service names along the chain, after the FTGO application of the book.
@@ -124,6 +124,57 @@ def build(world: World, p: Params) -> None:
              patience=p.user_patience, format=fmt)
 
 
+def capacity(p: Params) -> float:
+    """An optimistic ceiling, in requests per second, of what the chain can carry.
+
+    Calls are synchronous, so a worker is held from the moment it takes a
+    request until its reply is sent: for its own work (the mean service
+    time, the gateway's a tenth of it, the last service's stretched by
+    ``last_service_slowdown``), for coding the messages it reads and
+    writes, and for the whole downstream call (both network delays plus
+    the next service's holding time).  Each pool carries at most
+    ``workers / holding time`` requests per second; the chain carries the
+    least of these.
+
+    It is optimistic: it leaves out the waits in the queues downstream
+    (which lengthen every upstream holding time as the load rises), the
+    outages (``service_availability``: a request to a service that is
+    down is refused quickly) and a hang (which holds the last service's
+    workers until it ends), so the chain saturates somewhat below it.
+    """
+    fmt = FORMATS[p.message_format]
+    services = SERVICE_NAMES[: p.depth]
+    request = fmt.size(order(2))
+    reply = fmt.size(_DONE)  # what travels back, hop by hop
+    downstream = 0.0  # holding time of the next service down the chain
+    ceiling = float("inf")
+    for i in reversed(range(-1, len(services))):  # the last service first; -1: gateway
+        own = p.service_time / 10 if i < 0 else p.service_time
+        if i == len(services) - 1:
+            own *= p.last_service_slowdown
+        coding = fmt.decode_cost(request) + fmt.encode_cost(reply)
+        if i < len(services) - 1:  # it calls the next one down: codes that call too
+            coding += fmt.encode_cost(request) + fmt.decode_cost(reply)
+            own += 2 * p.network_latency + downstream
+        holding = own + coding
+        workers = p.gateway_workers if i < 0 else p.service_workers
+        ceiling = min(ceiling, workers / holding)
+        downstream = holding
+    return ceiling
+
+
+def load(p: Params) -> Load:
+    """A request and a reply on each of the ``depth + 1`` hops; up to three pool
+    changes per service; a crash and a restart per outage of each service."""
+    hops = p.depth + 1
+    events = 0.0
+    if p.service_availability < 1:  # MTBF + MTTR = MTTR / (1 - A)
+        cycle = p.mean_time_to_repair / (1 - p.service_availability)
+        events = 2 * p.depth / cycle
+    return Load(requests_per_s=p.request_rate, messages_per_request=2 * hops,
+                pool_changes_per_request=3 * hops, events_per_s=events)
+
+
 SCENARIO = register(Scenario(
     name="chain",
     title="API gateway and a chain of synchronous calls",
@@ -135,4 +186,6 @@ SCENARIO = register(Scenario(
     build=build,
     views=("latency_over_time", "outcomes_over_time", "pool_usage"),
     until=100.0,
+    capacity=capacity,
+    load=load,
 ))

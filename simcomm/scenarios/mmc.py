@@ -17,7 +17,7 @@ from simcomm.engine.nodes import Instance
 from simcomm.engine.randomness import Exponential, distribution
 from simcomm.engine.workload import OpenLoop
 from simcomm.engine.world import World
-from simcomm.scenarios.base import Scenario, param, register
+from simcomm.scenarios.base import Load, Scenario, param, register
 
 SERVER = "server-1"
 CLIENT = "users"
@@ -53,6 +53,23 @@ def build(world: World, p: Params) -> None:
     OpenLoop(world, CLIENT, SERVER, p.arrival_rate)
 
 
+def capacity(p: Params) -> float:
+    """Requests per second the server can carry: ``servers * service_rate``.
+
+    The M/M/c queue is stable only while ``arrival_rate`` is below this
+    (utilisation rho = lambda / (c mu) < 1), whatever the shape of the
+    service times and the network delay (workers are not held while a
+    message travels).
+    """
+    return p.servers * p.service_rate
+
+
+def load(p: Params) -> Load:
+    """One message each way per request; a worker taken and freed, and at most one wait."""
+    return Load(requests_per_s=p.arrival_rate, messages_per_request=2,
+                pool_changes_per_request=3)
+
+
 SCENARIO = register(Scenario(
     name="mmc",
     title="M/M/c queue: one service, c workers",
@@ -64,4 +81,6 @@ SCENARIO = register(Scenario(
     build=build,
     views=("latency_over_time", "pool_usage", "theory_vs_simulation"),
     until=10_000.0,
+    capacity=capacity,
+    load=load,
 ))
