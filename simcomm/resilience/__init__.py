@@ -11,7 +11,10 @@ policies to calls lives above the engine.
   pybreaker's rules), :class:`HystrixBreaker`; one interface, :class:`Breaker`;
 * retries (:mod:`~simcomm.resilience.retry`): :class:`Retry`,
   :class:`RetryBudget` (gRPC retry throttling) and the interval functions;
-* bulkheads, rate and time limiters come next.
+* bulkheads (:mod:`~simcomm.resilience.bulkhead`): :class:`SemaphoreBulkhead`,
+  :class:`ThreadPoolBulkhead`;
+* :class:`RateLimiter` (Resilience4j's AtomicRateLimiter) and
+  :class:`TimeLimiter`.
 
 Every constructor checks its fields and raises
 :class:`simcomm.errors.ParamError` naming the one that is wrong.
@@ -31,6 +34,8 @@ from simcomm.resilience.breakers import (
     HystrixBreaker,
     IllegalStateTransition,
 )
+from simcomm.resilience.bulkhead import SemaphoreBulkhead, ThreadPoolBulkhead
+from simcomm.resilience.ratelimiter import RateLimiter
 from simcomm.resilience.retry import (
     DecorrelatedJitter,
     IntervalFunction,
@@ -45,6 +50,7 @@ from simcomm.resilience.retry import (
     full_jitter,
     randomized,
 )
+from simcomm.resilience.timelimiter import TimeLimiter
 
 __all__ = [
     "CLOSED",
@@ -61,9 +67,13 @@ __all__ = [
     "HystrixBreaker",
     "IllegalStateTransition",
     "IntervalFunction",
+    "RateLimiter",
     "Retry",
     "RetryBudget",
     "RetryContext",
+    "SemaphoreBulkhead",
+    "ThreadPoolBulkhead",
+    "TimeLimiter",
     "constant",
     "decorrelated_jitter",
     "equal_jitter",
