@@ -460,6 +460,70 @@ def test_theory_vs_simulation(mmc3, chain):
         viz.theory_vs_simulation(chain)
 
 
+def _unstable_band(ax) -> PolyCollection:
+    (band,) = [c for c in ax.collections if c.get_gid() == "unstable"]
+    return band
+
+
+def test_theory_figure_says_how_much_warm_up_was_dropped(mmc3):
+    """The point's mean leaves out the warm-up; the box says how much and gives
+    the summary's mean beside it, so the two numbers can be reconciled."""
+    fig = viz.theory_vs_simulation(mmc3, warmup=0.1)
+    box = next(t for t in fig.axes[0].texts if t.get_gid() == "numbers").get_text()
+    assert "first 10 % (300 s) dropped as warm-up" in box
+    ok = mmc3.requests.query("outcome == 'ok'")
+    kept = int((ok["start"] >= 300).sum())
+    assert f"{kept:,} of {len(ok):,} ok requests".replace(",", " ") in box
+    s = mmc3.summary()
+    assert f"summary's mean latency = {s['mean_latency']:.4g} s" in box
+    box0 = next(t for t in viz.theory_vs_simulation(mmc3, warmup=0).axes[0].texts
+                if t.get_gid() == "numbers").get_text()
+    assert "no warm-up dropped" in box0
+
+
+def test_theory_marks_rho_at_least_one_unstable_and_plots_no_point_there():
+    res = simcomm.run("mmc", seed=1, until=400, arrival_rate=2.0, service_rate=1.0,
+                      warn=False)
+    fig = viz.theory_vs_simulation(res)
+    (ax,) = fig.axes
+    band = _unstable_band(ax)
+    xs = band.get_paths()[0].vertices[:, 0]
+    assert xs.min() == pytest.approx(1.0) and xs.max() >= ax.get_xlim()[1]
+    assert "unstable" in band.get_label() and band in ax.get_legend_handles_labels()[0]
+    assert not [c for c in ax.containers if c.get_label().startswith("simulation")]
+    assert not [ln for ln in ax.get_lines() if ln.get_gid() == "theory_point"]
+    box = next(t for t in ax.texts if t.get_gid() == "numbers").get_text()
+    assert "offered ρ = 2 ≥ 1: unstable" in box
+    # the band is there for a stable run too, and its point sits left of it
+    stable = viz.theory_vs_simulation(simcomm.run("mmc", seed=1, until=400))
+    assert _unstable_band(stable.axes[0]) is not None
+
+
+def test_theory_sweep_leaves_unstable_loads_out_and_says_so():
+    from simcomm.errors import OverloadWarning
+
+    with pytest.warns(OverloadWarning, match="overloaded"):  # the run at 1.25 says so too
+        df = viz.theory_sweep(utilisations=(0.5, 1.25), until=300)
+    fig = viz.theory_sweep_figure(df)
+    ax = fig.axes[0]
+    (sim,) = [c for c in ax.containers if c.get_label().startswith("simulation")]
+    assert list(sim.lines[0].get_xdata()) == [0.5]
+    assert "ρ = 1.25" in next(t for t in ax.texts if t.get_gid() == "unstable_runs").get_text()
+    assert _unstable_band(ax) is not None
+    assert "first 10 % of each run (30 s) dropped as warm-up" in ax.get_title(loc="right")
+
+
+def test_theory_drawn_again_updates_in_place(mmc3):
+    fig = viz.theory_vs_simulation(mmc3)
+    ax = fig.axes[0]
+    n = len(ax.get_children())
+    curve = next(ln for ln in ax.get_lines() if ln.get_gid() == "theory_response")
+    viz.theory_vs_simulation(simcomm.run("mmc", seed=2, until=3000, servers=3,
+                                         arrival_rate=2.0), ax=ax)
+    assert len(ax.get_children()) == n and curve in ax.get_lines()
+    assert len([c for c in ax.containers if c.get_label().startswith("simulation")]) == 1
+
+
 def test_theory_sweep_small():
     df = viz.theory_sweep(servers=2, service_rate=1.0, utilisations=(0.3, 0.6), until=800)
     assert list(df.columns) == ["utilisation", "arrival_rate", "sim_mean", "sim_se",

@@ -24,6 +24,7 @@ import pandas as pd
 from simcomm.analysis import theory as qt
 from simcomm.analysis.metrics import batch_means
 from simcomm.errors import ParamError
+from simcomm.viz import reuse
 from simcomm.viz.style import GREY, INK, OKABE_ITO, figure_for, style_axes
 
 if TYPE_CHECKING:
@@ -108,19 +109,62 @@ def _measure(res: Result, warmup: float, batches: int) -> tuple[float, float, in
     return mean, se, int(lat.size)
 
 
-def _draw_curves(ax: Axes, curve: pd.DataFrame, mmc_ref: pd.DataFrame | None) -> None:
+#: The theory figures' utilisation axis ends here: the band from 1 to it is
+#: the unstable region, where no steady state (and so no mean) exists.
+X_MAX = 1.15
+
+
+def _count(n: float) -> str:
+    """A count with spaces between thousands (19 844), as the prose writes it."""
+    return f"{n:,.0f}".replace(",", " ")
+
+
+def _seconds(x: float) -> str:
+    """Seconds as the prose writes them: 1 000 s, 12.5 s."""
+    return f"{_count(x) if float(x).is_integer() else f'{x:g}'} s"
+
+
+#: A white backing for words written over the hatched unstable band.
+_ON_BAND = {"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none",
+            "alpha": 0.85}
+
+
+def _draw_curves(ax: Axes, k: reuse.Keeper, curve: pd.DataFrame,
+                 mmc_ref: pd.DataFrame | None) -> None:
+    """The theory's response and wait curves up to saturation, and the unstable band."""
     rho = curve["utilisation"].to_numpy()
-    ax.plot(rho, curve["response"], color=OKABE_ITO["blue"], linewidth=2.0,
-            label=f"mean response time W: {curve.attrs['model']}", gid="theory_response")
-    ax.plot(rho, curve["wait"], color=OKABE_ITO["blue"], linewidth=1.4, linestyle="--",
-            label="mean queue wait Wq (same theory)", gid="theory_wait")
+    k.line("theory_response", rho, curve["response"].to_numpy(), color=OKABE_ITO["blue"],
+           linewidth=2.0, label=f"mean response time W: {curve.attrs['model']}")
+    k.line("theory_wait", rho, curve["wait"].to_numpy(), color=OKABE_ITO["blue"],
+           linewidth=1.4, linestyle="--", label="mean queue wait Wq (same theory)")
     if mmc_ref is not None:
-        ax.plot(mmc_ref["utilisation"], mmc_ref["response"], color=GREY, linewidth=1.2,
-                linestyle=":", label="W if service were exponential (M/M/c)",
-                gid="theory_mmc_reference")
-    ax.axvline(1.0, color=INK, linewidth=0.8, linestyle="-.")
-    ax.text(0.99, 0.03, "saturation: ρ = 1", transform=ax.get_xaxis_transform(),
-            ha="right", va="bottom", rotation=90, fontsize=7.5, color=INK)
+        k.line("theory_mmc_reference", mmc_ref["utilisation"].to_numpy(),
+               mmc_ref["response"].to_numpy(), color=GREY, linewidth=1.2, linestyle=":",
+               label="W if service were exponential (M/M/c)")
+    unstable_band(ax, k)
+
+
+def unstable_band(ax: Axes, k: reuse.Keeper | None = None) -> None:
+    """Shade utilisation 1 and above as unstable, with a line at ρ = 1 and a label.
+
+    At ρ ≥ 1 work arrives at least as fast as the servers can do it: the
+    queue grows for as long as the run lasts and no mean response time
+    exists, so the figures mark the region instead of plotting a point in it.
+    """
+    from matplotlib.transforms import blended_transform_factory
+
+    k = k or reuse.active(ax) or reuse.Keeper(ax, "unstable_band")
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    k.polys("unstable", [[(1.0, 0.0), (X_MAX + 1.0, 0.0), (X_MAX + 1.0, 1.0), (1.0, 1.0)]],
+            transform=trans, facecolor="#F6DCCB", edgecolor=OKABE_ITO["vermillion"],
+            hatch="//", linewidth=0.0, alpha=0.6, zorder=0.3,
+            label="unstable: ρ ≥ 1, the queue grows without bound")
+    k.line("saturation", [1.0, 1.0], [0.0, 1.0], transform=trans, color=INK, linewidth=0.9,
+           linestyle="-.", zorder=1)
+    k.text("unstable_label", 1.0 + (X_MAX - 1.0) / 2, 0.5,
+           "unstable\nρ ≥ 1\nno steady\nstate", transform=trans, ha="center", va="center",
+           fontsize=8, color=OKABE_ITO["vermillion"], fontweight="bold", zorder=1.5,
+           bbox=_ON_BAND)
 
 
 def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float = 0.1,
@@ -131,12 +175,23 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
     and queue wait (dashed) of the run's queue against utilisation, rising
     slowly and then exploding as utilisation nears 1; and one vermillion
     point -- the simulation's mean latency of ok requests at its measured
-    utilisation, with a 95 % confidence bar from ``batches`` batch means
-    (the first ``warmup`` fraction of the run is skipped, the queue
-    starts empty).  The point sitting on the curve is the simulator
-    agreeing with Erlang.  For constant or log-normal service the M/M/c
-    curve is drawn dotted for comparison; with more than one server that
-    theory is the Allen-Cunneen approximation, and the legend says so.
+    utilisation, with a 95 % confidence bar from ``batches`` batch means.
+    The point sitting on the curve is the simulator agreeing with Erlang.
+    For constant or log-normal service the M/M/c curve is drawn dotted for
+    comparison; with more than one server that theory is the Allen-Cunneen
+    approximation, and the legend says so.
+
+    The queue starts empty, so the first ``warmup`` fraction of the run is
+    left out of the point: the box on the figure says how much ("first
+    10 % (1 000 s) dropped as warm-up") and gives the summary's mean
+    latency (all ok requests, warm-up included) beside it, so the two
+    numbers can be reconciled.
+
+    Utilisation 1 and above is shaded as unstable (hatched, vermillion
+    words): there the queue grows without bound and there is no mean to
+    compare, so a run offered ρ ≥ 1 gets no point -- the box says so, with
+    its offered load, and an arrow points into the band.
+    Drawing again on the same ``ax`` updates it in place.
     """
     p = _mmc_params(res)
     if not 0 <= warmup < 1:
@@ -151,46 +206,70 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
     mmc_ref = (theory_curve(p.servers, p.service_rate, network_latency=latency)
                if p.service_distribution != "exponential" else None)
     offered = p.arrival_rate / (p.servers * p.service_rate)
+    stable = offered < 1.0
     mean, se, n = _measure(res, warmup, batches)
     rho = offered
-    if server is not None and not res.pools.empty:
-        rho = res.utilisation(start=warmup * res.until).get(server.name, offered)
-    expected = theory_curve(p.servers, p.service_rate, p.service_distribution, [offered],
-                            sigma=sigma, network_latency=latency)["response"].iloc[0]
+    if server is not None:  # after the warm-up too; a run without trace has the total only
+        start = warmup * res.until if res.world.trace.enabled else 0.0
+        rho = res.utilisation(start=start).get(server.name, offered)
+    expected = (theory_curve(p.servers, p.service_rate, p.service_distribution, [offered],
+                             sigma=sigma, network_latency=latency)["response"].iloc[0]
+                if stable else math.inf)
 
     fig, ax, _ = figure_for(ax, 8.5, 5.2, margins=(0.75, 0.3, 0.4, 1.55))
-    style_axes(ax)
-    _draw_curves(ax, curve, mmc_ref)
+    k = reuse.keeper(ax, "theory_vs_simulation")
+    if k.fresh:
+        style_axes(ax)
+    _draw_curves(ax, k, curve, mmc_ref)
     err = _Z95 * se if np.isfinite(se) else None
-    ax.errorbar([rho], [mean], yerr=None if err is None else [[err], [err]], fmt="o",
-                color=OKABE_ITO["vermillion"], markersize=7, capsize=4, linewidth=1.5,
-                zorder=4, gid="simulation",
-                label=f"simulation: mean latency of {n} ok requests"
-                      + (" ± 95 % CI (batch means)" if err is not None else ""))
+    if stable:
+        k.adopt("simulation", ax.errorbar(
+            [rho], [mean], yerr=None if err is None else [[err], [err]], fmt="o",
+            color=OKABE_ITO["vermillion"], markersize=7, capsize=4, linewidth=1.5, zorder=4,
+            gid="simulation",
+            label=f"simulation: mean latency of {_count(n)} ok requests after the warm-up"
+                  + (" ± 95 % CI (batch means)" if err is not None else "")))
     if np.isfinite(expected):
-        ax.plot([offered], [expected], linestyle="none", marker="o", markersize=9,
-                markerfacecolor="none", markeredgecolor=OKABE_ITO["blue"],
-                markeredgewidth=1.5, zorder=3, gid="theory_point",
-                label=f"theory at offered ρ = {offered:.3g}")
-    show = max(0.9, min(0.985, max(rho, offered) + 0.05))
+        k.line("theory_point", [offered], [expected], linestyle="none", marker="o",
+               markersize=9, markerfacecolor="none", markeredgecolor=OKABE_ITO["blue"],
+               markeredgewidth=1.5, zorder=3, label=f"theory at offered ρ = {offered:.3g}")
+    show = max(0.9, min(0.985, (max(rho, offered) if stable else 0.9) + 0.05))
     top_curve = float(np.interp(show, curve["utilisation"], curve["response"]))
-    top = max(top_curve, (mean + (err or 0.0)) if np.isfinite(mean) else 0.0)
+    top = max(top_curve, (mean + (err or 0.0)) if stable and np.isfinite(mean) else 0.0)
     ax.set_ylim(0, 1.12 * top)
-    ax.set_xlim(0, 1.02)
+    ax.set_xlim(0, X_MAX)
     ax.set_xlabel("utilisation ρ = λ / (c·μ)")
     ax.set_ylabel("mean time (s)")
     ax.set_title(f"Theory vs simulation: {p.servers} server{'s' if p.servers > 1 else ''}, "
                  f"μ = {p.service_rate:g} req/s each, {p.service_distribution} service",
                  loc="left", fontsize=11, y=1.0)
-    text = [f"simulated W = {mean:.4g} s" + (f" ± {err:.2g}" if err is not None else "")]
-    if np.isfinite(expected):
-        text.append(f"theory W = {expected:.4g} s")
-    text.append(f"measured ρ = {rho:.3f} (offered {offered:.3f})")
+    summary = res.summary()
+    dropped = (f"first {100 * warmup:.0f} % ({_seconds(warmup * res.until)}) dropped as warm-up"
+               if warmup else "no warm-up dropped")
+    if stable:
+        text = [f"simulated W = {mean:.4g} s" + (f" ± {err:.2g}" if err is not None else ""),
+                f"  {dropped}: {_count(n)} of {_count(summary['completed'])} ok requests"]
+        if np.isfinite(expected):
+            text.append(f"theory W = {expected:.4g} s")
+        text.append(f"measured ρ = {rho:.3f} (offered {offered:.3f})")
+    else:
+        text = [f"offered ρ = {offered:.3g} ≥ 1: unstable, no point to plot",
+                "the queue grows for as long as the run lasts, so the",
+                "mean latency depends on the run's length, not on ρ",
+                f"measured utilisation {rho:.3f}: the servers never rest"]
+        k.text("offered_arrow", 1.0 + (X_MAX - 1.0) / 2, 0.9,
+               f"this run:\nρ = {offered:.3g} →" if offered > X_MAX else
+               f"this run:\nρ = {offered:.3g}", transform=ax.get_xaxis_transform(),
+               ha="center", va="top", fontsize=8.5, color=OKABE_ITO["vermillion"],
+               fontweight="bold", zorder=5, bbox=_ON_BAND)
+    text.append(f"summary's mean latency = {summary['mean_latency']:.4g} s "
+                f"(all {_count(summary['completed'])} ok requests, warm-up included)")
     if latency:
         text.append(f"theory includes 2 × {latency:g} s network latency")
-    ax.text(0.02, 0.97, "\n".join(text), transform=ax.transAxes, va="top", ha="left",
-            fontsize=8.5, color=INK,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#CCCCCC"})
+    k.text("numbers", 0.02, 0.97, "\n".join(text), transform=ax.transAxes, va="top",
+           ha="left", fontsize=8.5, color=INK, zorder=6,
+           bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#CCCCCC"})
+    k.finish()
     ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False,
               ncols=1)
     return fig
@@ -230,7 +309,7 @@ def theory_sweep(servers: int = 1, service_rate: float = 1.0,
                                      "theory", "requests"])
     df.attrs.update(servers=servers, service_rate=service_rate,
                     service_distribution=service_distribution, seed=seed, until=until,
-                    model=theory.attrs["model"])
+                    model=theory.attrs["model"], warmup=warmup)
     return df
 
 
@@ -240,7 +319,10 @@ def theory_sweep_figure(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
     What the learner sees: the theory's mean response time against
     utilisation and, at each load that was simulated, a vermillion point
     with its confidence bar -- close to the curve at low load, further and
-    wider near saturation, where queues are long and slow to settle.
+    wider near saturation, where queues are long and slow to settle.  The
+    title says how much of each run was dropped as warm-up.  Utilisation 1
+    and above is shaded as unstable; a load simulated there gets no point
+    (it has no steady-state mean), its ρ is listed in the band instead.
     """
     need = {"utilisation", "sim_mean", "sim_se"}
     if not need <= set(df.columns):
@@ -251,24 +333,44 @@ def theory_sweep_figure(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
     dist = str(df.attrs.get("service_distribution", "exponential"))
     curve = theory_curve(servers, mu, dist)
     mmc_ref = theory_curve(servers, mu) if dist != "exponential" else None
-    fig, ax, _ = figure_for(ax, 8.5, 4.5, margins=(0.75, 0.3, 0.4, 0.55))
-    style_axes(ax)
-    _draw_curves(ax, curve, mmc_ref)
-    se = df["sim_se"].to_numpy(dtype=float)
-    ax.errorbar(df["utilisation"], df["sim_mean"], yerr=np.where(np.isfinite(se), _Z95 * se, 0),
-                fmt="o", color=OKABE_ITO["vermillion"], markersize=6, capsize=3, zorder=4,
-                gid="simulation", label="simulation: mean latency ± 95 % CI (batch means)")
+    fig, ax, _ = figure_for(ax, 8.5, 4.5, margins=(0.75, 0.3, 0.55, 0.55))
+    k = reuse.keeper(ax, "theory_sweep_figure")
+    if k.fresh:
+        style_axes(ax)
+    _draw_curves(ax, k, curve, mmc_ref)
+    stable = df[df["utilisation"] < 1.0]
+    unstable = df[df["utilisation"] >= 1.0]
+    se = stable["sim_se"].to_numpy(dtype=float)
+    k.adopt("simulation", ax.errorbar(
+        stable["utilisation"], stable["sim_mean"],
+        yerr=np.where(np.isfinite(se), _Z95 * se, 0), fmt="o", color=OKABE_ITO["vermillion"],
+        markersize=6, capsize=3, zorder=4, gid="simulation",
+        label="simulation: mean latency ± 95 % CI (batch means)"))
+    if len(unstable):
+        k.text("unstable_runs", 1.0 + (X_MAX - 1.0) / 2, 0.97,
+               "simulated\nhere, not\nplotted:\n" + "\n".join(
+                   f"ρ = {u:.3g}" for u in unstable["utilisation"]),
+               transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7.5,
+               color=OKABE_ITO["vermillion"], zorder=5, bbox=_ON_BAND)
     top = float(np.nanmax(np.concatenate([
-        (df["sim_mean"] + np.nan_to_num(_Z95 * se)).to_numpy(dtype=float),
-        [float(np.interp(max(0.9, min(0.985, df["utilisation"].max() + 0.05)),
+        (stable["sim_mean"] + np.nan_to_num(_Z95 * se)).to_numpy(dtype=float),
+        [float(np.interp(max(0.9, min(0.985, (stable["utilisation"].max()
+                                             if len(stable) else 0.9) + 0.05)),
                          curve["utilisation"], curve["response"]))]])))
     ax.set_ylim(0, 1.12 * top)
-    ax.set_xlim(0, 1.02)
+    ax.set_xlim(0, X_MAX)
     ax.set_xlabel("utilisation ρ = λ / (c·μ)")
     ax.set_ylabel("mean time (s)")
     until = df.attrs.get("until")
+    warmup = df.attrs.get("warmup")
     ax.set_title(f"Simulation vs theory across loads: {servers} server"
                  f"{'s' if servers > 1 else ''}, μ = {mu:g} req/s, {dist} service"
-                 + (f", {until:g} s per run" if until else ""), loc="left", fontsize=11, y=1.0)
+                 + (f", {until:g} s per run" if until else ""), loc="left", fontsize=11,
+                 y=1.06)
+    if warmup is not None:
+        ax.set_title(f"first {100 * warmup:.0f} % of each run"
+                     + (f" ({_seconds(warmup * until)})" if until else "")
+                     + " dropped as warm-up", loc="right", fontsize=8, color=INK, y=1.0)
+    k.finish()
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     return fig
