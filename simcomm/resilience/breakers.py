@@ -1079,6 +1079,8 @@ class HystrixBreaker(_Listened):
         self._reset_health(0)
         self._t0: int | None = None   # origin of the health buckets: the first use
         self._rolling: dict[int, list[int]] = {}
+        self._rolling_j = -1
+        self._rolling_bucket = [0, 0, 0]
 
     # ----------------------------------------------------------- config, read back
 
@@ -1146,26 +1148,30 @@ class HystrixBreaker(_Listened):
     def _record(self, ms: int, error: bool) -> None:
         assert self._t0 is not None
         j = (ms - self._t0) // self._h
-        bucket = self._health.get(j)
-        if bucket is None:
-            bucket = self._health[j] = [0, 0]
+        if j == self._last_j:
+            bucket = self._health[j]
+        else:
+            bucket = self._health.setdefault(j, [0, 0])
+            self._last_j = j
         bucket[0] += 1
         if error:
             bucket[1] += 1
-        self._last_j = j
-        self._count(ms, 1 if error else 0)
+        if (ms - self._r0) // self._rbs == self._rolling_j:   # _count, inlined
+            self._rolling_bucket[1 if error else 0] += 1
+        else:
+            self._count(ms, 1 if error else 0)
 
     def _count(self, ms: int, kind: int) -> None:
         # Rolling event counts (success, failure, short-circuited) in
         # ``buckets`` buckets; kept only for :attr:`rolling_counts`.
         j = (ms - self._r0) // self._rbs
-        rolling = self._rolling
-        bucket = rolling.get(j)
-        if bucket is None:
+        if j != self._rolling_j:
+            rolling = self._rolling
             for old in [i for i in rolling if i < j - self.buckets]:
                 del rolling[old]
-            bucket = rolling[j] = [0, 0, 0]
-        bucket[kind] += 1
+            self._rolling_bucket = rolling.setdefault(j, [0, 0, 0])
+            self._rolling_j = j
+        self._rolling_bucket[kind] += 1
 
     # ----------------------------------------------------------- interface
 
@@ -1191,7 +1197,7 @@ class HystrixBreaker(_Listened):
 
     def try_acquire(self, now: float) -> bool:
         """``attemptExecution``: closed → yes; open → one trial after the sleep window."""
-        ms = _to_ms(now)
+        ms = round(now * 1e9) // 1_000_000   # _to_ms, inlined: the hot path
         self._advance(ms)
         if self.force_open:
             return self._short_circuit(now, ms)
@@ -1212,7 +1218,7 @@ class HystrixBreaker(_Listened):
 
     def on_success(self, now: float, duration: float = 0.0) -> None:
         """``markSuccess``: counted; in HALF_OPEN it closes and resets the health counts."""
-        ms = _to_ms(now)
+        ms = round(now * 1e9) // 1_000_000   # _to_ms, inlined: the hot path
         self._advance(ms)
         if self._status == HALF_OPEN:
             # markSuccess runs before the command's completion reaches the
@@ -1227,7 +1233,7 @@ class HystrixBreaker(_Listened):
 
     def on_error(self, now: float, duration: float = 0.0) -> None:
         """``markNonSuccess``: counted as an error; in HALF_OPEN it re-opens."""
-        ms = _to_ms(now)
+        ms = round(now * 1e9) // 1_000_000   # _to_ms, inlined: the hot path
         self._advance(ms)
         self._record(ms, True)
         if self._listeners:
