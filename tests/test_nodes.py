@@ -402,6 +402,19 @@ def test_busy_seconds_is_the_integral_of_busy_workers(trace):
     assert info.value.field == "until"
 
 
+def test_busy_seconds_accepts_an_end_a_rounding_error_short_of_now():
+    """A run in slices (0.7 then 2.9) ends at 2.9000000000000004 in SimPy's
+    arithmetic; the result asks for the integral at 2.9 and gets it."""
+    w = World(0)
+    srv = Instance(w, "srv", service_time=Constant(1.0))
+    Caller(w).ask("srv", 0.0)
+    w.run(0.7)
+    w.run(2.9)
+    assert w.now != 2.9  # the rounding this test is about
+    assert srv.busy_seconds(2.9) == 1.0
+    assert w.network.link_busy_seconds(2.9) == {}
+
+
 def test_a_crash_ends_every_busy_stretch_and_a_hang_keeps_workers_busy():
     """Busy 0-1.5 (crash), down to 3, then a request at 4 that hangs until 10:
     1.5 + 6 = 7.5 worker-seconds; the trace's step integral agrees."""

@@ -158,10 +158,12 @@ class Network:
         the part of the total that lies after ``until`` is exactly
         ``busy_until - until`` (messages still queued or going out at the end
         are clamped off).  ``until`` must not be before the present
-        (``world.now``), as in :meth:`Instance.busy_seconds`.
+        (``world.now``, give or take rounding), as in
+        :meth:`Instance.busy_seconds`.
         """
-        if not until >= self.env.now:
-            raise ParamError("until", until, f"a time >= now ({self.env.now:g})")
+        now = self.env.now
+        if not until >= now - 1e-9 * max(1.0, now):
+            raise ParamError("until", until, f"a time >= now ({now:g})")
         out: dict[tuple[str, str], float] = {}
         segments = [(k, s.tx_seconds, s.busy_until) for k, s in self._links.items()
                     if s.bandwidth is not None and s.tx_seconds]
