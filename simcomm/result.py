@@ -1,4 +1,15 @@
-"""The outcome of a run: summary numbers and tables, built when asked for."""
+"""The outcome of a run: summary numbers and tables, built when asked for.
+
+Besides latency and outcomes, a result says how hard the system worked and
+whether the run can be trusted (principle 11, honest results): the
+utilisation of every worker pool and every link with a bandwidth
+(:meth:`Result.resources`), the busiest of them (:meth:`Result.bottleneck`),
+the offered load against the capacity, the share of requests still pending
+at the end, and plain-sentence :meth:`Result.warnings` when the run was
+overloaded.  ``Result`` itself never issues a Python warning: ``simcomm.run``
+turns ``warnings()`` into an :class:`~simcomm.errors.OverloadWarning`, the CLI
+into a line on stderr, the dashboards into a banner.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +19,10 @@ from collections import Counter
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from simcomm._checks import as_real
 from simcomm.engine.trace import EVENT_COLUMNS, MESSAGE_COLUMNS, POOL_COLUMNS, REQUEST_COLUMNS
 from simcomm.engine.workload import _Client
+from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,10 +30,69 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
-__all__ = ["FAILURES", "Result"]
+__all__ = ["FAILURES", "PENDING_SHARE", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither).
 FAILURES = ("error", "refused", "rejected", "reset", "abandoned")
+
+#: A resource this busy on average over the run is saturated: its queue
+#: (or backlog) only grows.
+SATURATED = 0.99
+
+#: More than this share of the requests still pending at the end (and at
+#: least :data:`MIN_PENDING` of them) means the summary leaves out too much.
+PENDING_SHARE = 0.10
+
+#: Fewer pending requests than this never count as a backlog: a handful
+#: still in service at the end of a tiny run says nothing about overload.
+MIN_PENDING = 10
+
+#: The unit of every :meth:`Result.summary` key: ``"s"`` seconds,
+#: ``"req/s"`` requests per second, ``"fraction"`` a number from 0 to 1
+#: (shown also as a percentage), ``""`` a count, a ratio, a name or a flag.
+SUMMARY_UNITS: dict[str, str] = {
+    "requests": "", "completed": "", "failed": "", "pending": "",
+    "error": "", "refused": "", "rejected": "", "reset": "", "abandoned": "",
+    "completed_share": "fraction", "pending_share": "fraction",
+    "mean_latency": "s", "p50": "s", "p95": "s", "p99": "s",
+    "throughput": "req/s", "availability": "fraction",
+    "offered_rate": "req/s", "capacity": "req/s", "offered_load": "",
+    "bottleneck": "", "bottleneck_utilisation": "fraction", "stable": "",
+    "messages_sent": "", "messages_dropped": "",
+}
+
+#: One line on the meaning of every :meth:`Result.summary` key.
+SUMMARY_HELP: dict[str, str] = {
+    "requests": "client requests sent during the run",
+    "completed": "requests answered ok",
+    "failed": "requests that ended badly (error, refused, rejected, reset, abandoned)",
+    "pending": "requests still unanswered when the run ended",
+    "error": "requests answered with an error",
+    "refused": "requests refused because the instance was down",
+    "rejected": "requests turned away by a full queue",
+    "reset": "requests whose connection was reset (a crash, or a hang ending)",
+    "abandoned": "requests the user gave up on (patience ran out)",
+    "completed_share": "completed / requests: the share answered ok, pending included "
+                       "in the denominator",
+    "pending_share": "pending / requests: the share still unanswered at the end",
+    "mean_latency": "mean time from request to ok reply, of completed requests",
+    "p50": "median latency of completed requests",
+    "p95": "95th percentile latency of completed requests",
+    "p99": "99th percentile latency of completed requests",
+    "throughput": "completed requests per second of simulated time",
+    "availability": "completed / (completed + failed): finished requests only, "
+                    "pending ones are left out",
+    "offered_rate": "requests sent per second (the load offered to the system)",
+    "capacity": "requests per second the system can carry: the scenario's model, or "
+                "estimated as throughput / utilisation of the bottleneck",
+    "offered_load": "offered_rate / capacity: 1 or more cannot be carried for long",
+    "bottleneck": "the busiest resource: a worker pool (instance) or a link (a → b)",
+    "bottleneck_utilisation": "mean fraction of time the bottleneck was busy",
+    "stable": "no sign of overload: bottleneck below 99 % busy, offered load below 1 "
+              "and at most 10 % of requests pending",
+    "messages_sent": "messages put on the network (requests, replies, ...)",
+    "messages_dropped": "messages lost, cut off or refused on the way",
+}
 
 
 class Result:
@@ -34,6 +106,9 @@ class Result:
     * ``messages`` -- the ledger: one row per message with its fate.
     * ``pools`` -- busy workers and queue length of every instance over time.
     * ``events`` -- faults, repairs, partitions and other timeline events.
+    * ``utilisation()``, ``link_utilisation()``, ``resources()``,
+      ``bottleneck()`` -- how busy each worker pool and link was;
+      ``warnings()`` -- what makes the headline numbers misleading.
     """
 
     def __init__(self, world: World, scenario: Scenario | None = None,
@@ -128,7 +203,16 @@ class Result:
 
     # -- numbers -------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        """Headline numbers (seconds, per second, fractions)."""
+        """Headline numbers (seconds, per second, fractions); see
+        :data:`SUMMARY_UNITS` and :data:`SUMMARY_HELP` for each key.
+
+        Beside latency and outcomes it reports what did not finish and how
+        hard the system worked: ``completed_share`` and ``pending_share`` of
+        all requests, ``offered_rate`` against ``capacity`` (their ratio
+        ``offered_load``), the ``bottleneck`` and its utilisation, and
+        ``stable`` (False when :meth:`warnings` has something to say).
+        Every number is the same with ``trace=False``.
+        """
         import numpy as np
 
         df = self.requests
@@ -144,26 +228,195 @@ class Result:
         }
         for outcome in FAILURES:
             out[outcome] = int((df["outcome"] == outcome).sum())
+        health = self._health
         pct = np.percentile(lat, [50, 95, 99]) if lat.size else [math.nan] * 3
         out.update({
+            "completed_share": health["completed_share"],
+            "pending_share": health["pending_share"],
             "mean_latency": float(lat.mean()) if lat.size else math.nan,
             "p50": float(pct[0]),
             "p95": float(pct[1]),
             "p99": float(pct[2]),
             "throughput": len(ok) / self.until,
             "availability": len(ok) / finished if finished else math.nan,
+            "offered_rate": health["offered_rate"],
+            "capacity": health["capacity"],
+            "offered_load": health["offered_load"],
+            "bottleneck": health["bottleneck"]["resource"],
+            "bottleneck_utilisation": health["bottleneck"]["utilisation"],
+            "stable": health["stable"],
             "messages_sent": self.world.network.sent,
             "messages_dropped": sum(self.world.network.dropped.values()),
         })
         return out
 
     def utilisation(self, start: float = 0.0) -> dict[str, float]:
-        """Mean fraction of busy workers per instance over ``[start, until]``."""
+        """Mean fraction of busy workers per instance over ``[start, until]``.
+
+        From ``start=0`` (the default) it comes from the busy-time integral
+        every instance keeps as it runs (:meth:`Instance.busy_seconds
+        <simcomm.engine.nodes.Instance.busy_seconds>`), so it is exact with
+        or without a trace.  From a later ``start`` (to drop a warm-up) it
+        needs the pool trace; a run with ``trace=False`` keeps no history of
+        the busy count, so a ``start > 0`` then raises a ParamError naming
+        ``start`` rather than guess.
+        """
         from simcomm.analysis.metrics import time_average
         from simcomm.engine.nodes import Instance
 
-        return {name: time_average(self.pools, name, "busy", start, self.until) / node.workers
-                for name, node in self.world.nodes.items() if isinstance(node, Instance)}
+        t0 = as_real(start)
+        if t0 is None or not 0.0 <= t0 < self.until:
+            raise ParamError("start", start, f"a time in seconds from 0 to below {self.until:g}")
+        nodes = {name: node for name, node in self.world.nodes.items()
+                 if isinstance(node, Instance)}
+        if t0 == 0.0:
+            return {name: node.busy_seconds(self.until) / (node.workers * self.until)
+                    for name, node in nodes.items()}
+        if not self.world.trace.enabled:
+            raise ParamError("start", start, "0 for a run with trace=False (a later start "
+                                             "needs the pool trace: run with trace=True)")
+        return {name: time_average(self.pools, name, "busy", t0, self.until) / node.workers
+                for name, node in nodes.items()}
+
+    def link_utilisation(self) -> dict[str, float]:
+        """Fraction of the run each link with a bandwidth spent transmitting.
+
+        Keyed ``"a → b"`` (one direction of a connection); only links with a
+        bandwidth that carried traffic are listed.  Exact with or without a
+        trace: each link adds up its transmission times as it goes, and what
+        was still queued or going out at the end is left out.
+        """
+        busy = self.world.network.link_busy_seconds(self.until)
+        return {f"{a} → {b}": seconds / self.until for (a, b), seconds in busy.items()}
+
+    @cached_property
+    def _resource_rows(self) -> list[tuple[str, str, float]]:
+        """(resource, kind, utilisation) of every worker pool and link, busiest first."""
+        rows = [(name, "workers", u) for name, u in self.utilisation().items()]
+        rows += [(name, "link", u) for name, u in self.link_utilisation().items()]
+        rows.sort(key=lambda r: -r[2])  # stable: ties keep pools before links, node order
+        return rows
+
+    def resources(self) -> pd.DataFrame:
+        """How busy every resource was: columns ``resource``, ``kind``
+        (``"workers"`` for an instance's worker pool, ``"link"`` for a link
+        with a bandwidth, named ``"a → b"``) and ``utilisation`` (mean
+        fraction busy over the run), busiest first."""
+        import pandas as pd
+
+        return pd.DataFrame(self._resource_rows, columns=["resource", "kind", "utilisation"])
+
+    def bottleneck(self) -> dict[str, Any]:
+        """The busiest resource: ``resource``, ``kind``, ``utilisation`` and a
+        ``text`` such as "the api-gateway-1 → order-1 link is 100 % busy" or
+        "order-1's workers are 53 % busy".
+
+        With no worker pool and no link with a bandwidth, ``resource`` and
+        ``kind`` are None and ``utilisation`` is NaN.
+        """
+        if not self._resource_rows:
+            return {"resource": None, "kind": None, "utilisation": math.nan,
+                    "text": "no worker pool or link with a bandwidth to measure"}
+        name, kind, u = self._resource_rows[0]
+        busy = f"{_percent(u)} busy"
+        text = f"the {name} link is {busy}" if kind == "link" else f"{name}'s workers are {busy}"
+        return {"resource": name, "kind": kind, "utilisation": u, "text": text}
+
+    @cached_property
+    def _health(self) -> dict[str, Any]:
+        """The numbers behind the overload keys of the summary and warnings().
+
+        The judgement (``stable``) is made on the whole run, so that a
+        transient fault that passed is not called overload:
+
+        * *saturated* -- the bottleneck's mean utilisation over the run is at
+          least :data:`SATURATED`;
+        * *over capacity* -- the offered load is 1 or more.  Only a capacity
+          from the scenario's own model (``Scenario.capacity``) judges this:
+          the estimate (throughput / bottleneck utilisation) counts workers
+          held by a hang or requests that failed as if they were spent on
+          useful work, so it is reported but does not judge on its own (a
+          real overload then shows as saturation or a backlog anyway);
+        * *backlog* -- more than :data:`PENDING_SHARE` of the requests, and
+          at least :data:`MIN_PENDING`, were still pending at the end.  A
+          hang that ended before the run did leaves its callers reset or
+          abandoned, not pending, and does not count.
+        """
+        reqs = self.world.trace.requests
+        n = len(reqs)
+        completed = sum(1 for r in reqs if r[5] == "ok")
+        pending = sum(len(node.open) for node in self.world.nodes.values()
+                      if isinstance(node, _Client))
+        n += pending
+        neck = self.bottleneck()
+        u = neck["utilisation"]
+        offered = n / self.until
+        throughput = completed / self.until
+        model = getattr(self.scenario, "capacity", None)
+        if callable(model) and self.params is not None:
+            capacity, source = float(model(self.params)), "model"
+        elif u > 0 and completed:
+            capacity, source = throughput / u, "estimate"
+        else:
+            capacity, source = math.nan, "estimate"
+        load = offered / capacity if capacity > 0 else math.nan
+        pending_share = pending / n if n else math.nan
+        saturated = u >= SATURATED
+        over = source == "model" and load >= 1
+        backlog = pending >= MIN_PENDING and pending_share > PENDING_SHARE
+        return {"requests": n, "completed": completed, "pending": pending,
+                "completed_share": completed / n if n else math.nan,
+                "pending_share": pending_share, "offered_rate": offered,
+                "capacity": capacity, "capacity_source": source, "offered_load": load,
+                "bottleneck": neck, "saturated": saturated, "over_capacity": over,
+                "backlog": backlog, "stable": not (saturated or over or backlog)}
+
+    def warnings(self) -> list[str]:
+        """What makes this run's headline numbers misleading, in plain sentences.
+
+        Empty for a healthy run (``summary()["stable"]``).  When the
+        bottleneck is saturated, the offered load is at or over the modelled
+        capacity, or many requests were still pending at the end (the rules
+        are in :attr:`_health`), one text names the pending share, the
+        bottleneck and the offered rate against the capacity, e.g.
+        "overloaded: 9 783 of 19 844 requests (49 %) were still pending at
+        the end; server-1's workers are 100 % busy; offered 2.0 req/s
+        against a capacity of about 1.0 req/s. availability counts finished
+        requests only."
+
+        It begins with what went wrong: ``overloaded`` (saturated or over
+        capacity), ``stuck`` (an instance was hanging at the end: workers
+        held by a hang look busy but are not overloaded, and the text names
+        the hung instance), or ``unfinished`` (only the backlog: the run may
+        be too short for its latencies).  No Python warning is issued here:
+        ``simcomm.run`` does that.
+        """
+        from simcomm.engine.nodes import Instance
+
+        h = self._health
+        if h["stable"]:
+            return []
+        hung = [name for name, node in self.world.nodes.items()
+                if isinstance(node, Instance) and node.hung]
+        n, pending = h["requests"], h["pending"]
+        parts = [f"{_count(pending)} of {_count(n)} requests "
+                 f"({_percent(h['pending_share'] if n else 0.0)}) were still pending "
+                 f"at the end", h["bottleneck"]["text"]]
+        if math.isfinite(h["capacity"]):
+            how = "a capacity" if h["capacity_source"] == "model" else "an estimated capacity"
+            parts.append(f"offered {_rate(h['offered_rate'])} req/s against {how} of about "
+                         f"{_rate(h['capacity'])} req/s")
+        if hung and not h["over_capacity"]:
+            # busy workers held by a hang (here or downstream) are not overload
+            lead, why = "stuck", ""
+            parts.append(f"{', '.join(hung)} {'was' if len(hung) == 1 else 'were'} "
+                         f"hanging at the end")
+        elif h["saturated"] or h["over_capacity"]:
+            lead, why = "overloaded", ""
+        else:
+            lead, why = "unfinished", (" The run may be too short for its latencies, or "
+                                       "requests are stuck waiting.")
+        return [f"{lead}: {'; '.join(parts)}.{why} availability counts finished requests only."]
 
     def fingerprint(self) -> str:
         """SHA-256 of every traced event: equal fingerprints, identical runs."""
@@ -179,3 +432,20 @@ class Result:
         return (f"<Result {name} seed={self.seed} until={self.until:g}s: "
                 f"{s['requests']} requests, availability {s['availability']:.4f}, "
                 f"p50 {s['p50']:.4g}s>")
+
+
+def _percent(fraction: float) -> str:
+    """0.4930 -> "49 %"."""
+    return f"{fraction * 100:.0f} %"
+
+
+def _count(n: int) -> str:
+    """19844 -> "19 844" (a space between thousands, as in prose)."""
+    return f"{n:,}".replace(",", " ")
+
+
+def _rate(x: float) -> str:
+    """A rate for a sentence: 2 -> "2.0", 0.013 -> "0.013", 1234.5 -> "1 234"."""
+    if x >= 100:
+        return _count(round(x))
+    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
