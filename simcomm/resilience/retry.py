@@ -253,8 +253,9 @@ def call_interval(function: Callable[[int], float], n: int, field: str) -> float
 # --------------------------------------------------------------------------- budget
 
 
-def _milli(field: str, value: object, low_open: float, high: float | None) -> int:
-    x = check_real(field, value, low=low_open, low_open=True, high=high)
+def _milli(field: str, value: object, high: float | None) -> int:
+    """A positive number of tokens as whole thousandths (gRPC's milli-tokens)."""
+    x = check_real(field, value, low_open=True, high=high)
     # The service config keeps three decimals and drops the rest.
     milli = math.floor(round(x * 1000.0, 6))
     if milli <= 0:
@@ -280,8 +281,8 @@ class RetryBudget:
     __slots__ = ("_max", "_milli", "_ratio", "failures", "successes", "throttled")
 
     def __init__(self, max_tokens: float = 10, token_ratio: float = 0.1) -> None:
-        self._max = _milli("max_tokens", max_tokens, 0.0, 1000.0)
-        self._ratio = _milli("token_ratio", token_ratio, 0.0, None)
+        self._max = _milli("max_tokens", max_tokens, 1000.0)
+        self._ratio = _milli("token_ratio", token_ratio, None)
         self._milli = self._max
         self.successes = 0
         self.failures = 0
