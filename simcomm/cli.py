@@ -9,8 +9,10 @@
 Every mistake a user can make on the command line -- a wrong scenario,
 field or value, a mistyped command, an ``--out`` that is a file or cannot
 be written -- prints one line naming it and what is allowed (with "did you
-mean ..." for a near miss) and exits with status 2 before anything runs.  Ctrl-C ends a run with one
-``simcomm: interrupted`` line and status 130.
+mean ..." for a near miss) and exits with status 2 before anything runs.
+A finished run that was overloaded says so in one ``simcomm: warning:``
+line on stderr; Ctrl-C ends a run with one ``simcomm: interrupted`` line
+and status 130.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from simcomm import __version__, api
+from simcomm.engine.randomness import SEED_ALLOWED
 from simcomm.errors import ParamError
+from simcomm.result import SUMMARY_HELP, SUMMARY_UNITS
 from simcomm.scenarios import base
 
 __all__ = ["main"]
@@ -70,7 +74,7 @@ def _seed(text: str) -> int:
     except ValueError:
         value = math.nan
     if not value.is_integer():  # nan and inf are not whole either
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {SEED_ALLOWED}")
     return int(value)
 
 
@@ -162,9 +166,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _with_unit(key: str, value: Any) -> str:
+    """``value`` with the unit of summary ``key`` ("s", "req/s"); fractions also in %."""
+    text = _fmt(value)
+    unit = SUMMARY_UNITS.get(key, "")
+    if unit == "fraction":
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return f"{text} ({value:.1%})" if is_number and math.isfinite(value) else text
+    return f"{text} {unit}" if unit and text != "nan" else text
+
+
 def _table(rows: Sequence[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    """The summary as a table with units, and a footnote saying what availability counts."""
+    rows = [(k, _with_unit(k, v)) for k, v in summary.items()]
+    note = SUMMARY_HELP.get("availability")
+    if "availability" in summary and note:
+        rows = [(k + ("*" if k == "availability" else ""), v) for k, v in rows]
+        return f"{_table(rows)}\n* availability: {note}"
+    return _table(rows)
 
 
 def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +232,11 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(_json_safe(summary)))
     else:
         print(f"{sc.name} seed={args.seed} until={res.until:g}s")
-        print(_table([(k, _fmt(v)) for k, v in summary.items()]))
+        print(_summary_text(summary))
+    warnings = res.warnings()
+    if warnings:
+        sys.stdout.flush()  # the table first, then the warning under it, even through a pipe
+        print(f"simcomm: warning: {_one_line(' '.join(warnings))}", file=sys.stderr)
     if args.out is not None:
         try:
             written = _write_report(args.out, res, new_out)
@@ -242,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{sc.name}: {sc.title}\n{sc.description}\n")
             rows = [(f["field"], f"{f['type']}, default {f['default']!r}; {f['allowed']}. "
                      f"{f['help']}") for f in api.describe(sc)]
-            rows += [("seed", f"int, default 0; a whole number >= 0. {SEED_HELP} (--seed)"),
+            rows += [("seed", f"int, default 0; {SEED_ALLOWED}. {SEED_HELP} (--seed)"),
                      ("until", f"float, default {sc.until:g} s; a time in seconds > 0. "
                       f"{UNTIL_HELP} (--until)")]
             print(_table(rows))

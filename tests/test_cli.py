@@ -9,16 +9,24 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
 import simcomm
 from simcomm import api, cli
 from simcomm.cli import main
+from simcomm.errors import SimcommWarning
+from simcomm.result import SUMMARY_HELP, SUMMARY_UNITS
 from simcomm.scenarios import get
 
 SUMMARY_KEYS = {"requests", "completed", "failed", "mean_latency", "p50", "p95", "p99",
                 "throughput", "availability"}
+
+#: An M/M/1 queue offered twice what it can serve: most requests end pending.
+OVERLOADED = ["run", "mmc", "--until", "500", "--set", "arrival_rate=2",
+              "--set", "service_rate=1", "--set", "servers=1"]
+
 
 def run_cli(argv: list[str]) -> int:
     """Exit status of ``simcomm argv``, whether main returns it or argparse exits."""
@@ -70,6 +78,20 @@ def test_no_arguments_prints_help_and_exits_0(capsys):
     for command in cli.COMMANDS:
         assert command in out.out
     assert out.err == ""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["describe", "-h"],
+                                  ["list", "-h"]])
+def test_help_of_every_command(capsys, argv):
+    assert run_cli(argv) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("usage: simcomm") and out.err == ""
+
+
+def test_run_help_says_what_out_overwrites(capsys):
+    assert run_cli(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "in an existing directory these files are overwritten" in text
 
 
 def test_version(capsys):
@@ -147,11 +169,31 @@ def test_run_json_has_null_for_nan(capsys):
     assert summary["mean_latency"] is None and summary["availability"] is None
 
 
-def test_run_table(capsys):
+def test_run_table_shows_units_and_what_availability_counts(capsys):
     assert main(["run", "chain", "--until", "20", "--set", "depth=2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "chain seed=0 until=20s"
-    assert SUMMARY_KEYS.issubset(line.split()[0] for line in lines[1:])
+    summary = simcomm.run("chain", until=20, depth=2).summary()
+    rows = {line.split()[0].rstrip("*"): line.split()[1:] for line in lines[1:len(summary) + 1]}
+    assert list(rows) == list(summary)
+    assert SUMMARY_KEYS.issubset(rows)
+    assert rows["mean_latency"][-1] == SUMMARY_UNITS["mean_latency"] == "s"
+    assert rows["throughput"][-1] == SUMMARY_UNITS["throughput"] == "req/s"
+    assert rows["requests"] == [str(summary["requests"])]  # a count has no unit
+    # a fraction is also given in per cent
+    assert rows["availability"] == [f"{summary['availability']:.6g}",
+                                    f"({summary['availability']:.1%})"]
+    assert lines[len(summary) + 1] == f"* availability: {SUMMARY_HELP['availability']}"
+    assert len(lines) == len(summary) + 2
+
+
+def test_a_key_without_a_unit_prints_bare(capsys, monkeypatch):
+    """A summary key SUMMARY_UNITS does not know (yet) is printed without one."""
+    monkeypatch.setattr(cli, "SUMMARY_UNITS", {})
+    assert main(["run", "mmc", "--until", "50"]) == 0
+    rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines()[1:])
+    summary = simcomm.run("mmc", until=50).summary()
+    assert rows["mean_latency"] == cli._fmt(summary["mean_latency"])
 
 
 def test_no_trace_runs_without_the_message_trace(capsys, run_calls):
@@ -159,6 +201,26 @@ def test_no_trace_runs_without_the_message_trace(capsys, run_calls):
     assert run_calls[0]["trace"] is False
     summary = json.loads(capsys.readouterr().out)
     assert summary == pytest.approx(simcomm.run("mmc", until=200, trace=False).summary())
+
+
+# -- an overloaded run says so -------------------------------------------------------------
+
+def test_an_overloaded_run_warns_in_one_line_on_stderr(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimcommWarning)  # the CLI prints, it does not warn
+        assert main([*OVERLOADED, "--json"]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    res = simcomm.run("mmc", until=500, arrival_rate=2, service_rate=1, servers=1)
+    assert summary == pytest.approx(res.summary())
+    sentences = res.warnings()
+    assert sentences
+    assert out.err.splitlines() == [f"simcomm: warning: {' '.join(sentences)}"]
+
+
+def test_a_healthy_run_prints_nothing_on_stderr(capsys):
+    assert main(["run", "mmc", "--until", "500"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------
