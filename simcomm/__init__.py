@@ -10,11 +10,18 @@
 run and ``describe(name)`` its parameters.  Build your own topology with
 :class:`World`, :class:`Instance`, :class:`OpenLoop` and friends from
 :mod:`simcomm.engine`.
+
+A run is checked whole before time zero: a bad value raises
+:class:`ParamError`, and a run too large for the memory budget raises
+:class:`RunTooLarge` (``estimate(...)`` says how large a run would be).  A
+run that was overloaded issues an :class:`OverloadWarning` naming its
+bottleneck.
 """
 
 from simcomm.api import (
     compare,
     describe,
+    estimate,
     explore,
     playback,
     prepare,
@@ -44,15 +51,15 @@ from simcomm.engine import (
     World,
     spike,
 )
-from simcomm.errors import ParamError
+from simcomm.errors import OverloadWarning, ParamError, RunTooLarge, SimcommWarning
 from simcomm.result import Result
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClosedLoop", "Constant", "Crash", "ErrorRate", "Exponential", "Hang", "Instance", "Link",
-    "LogNormal", "Message", "Node", "OpenLoop", "Outages", "ParamError", "RateSchedule",
-    "Result", "Service", "ServiceError", "Slowdown", "Uniform", "World", "__version__",
-    "compare", "describe", "explore", "playback", "prepare", "run", "scenarios", "simulate",
-    "spike",
+    "LogNormal", "Message", "Node", "OpenLoop", "Outages", "OverloadWarning", "ParamError",
+    "RateSchedule", "Result", "RunTooLarge", "Service", "ServiceError", "SimcommWarning",
+    "Slowdown", "Uniform", "World", "__version__", "compare", "describe", "estimate",
+    "explore", "playback", "prepare", "run", "scenarios", "simulate", "spike",
 ]

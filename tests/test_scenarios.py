@@ -230,8 +230,10 @@ def test_a_scenarios_own_cross_field_check_runs_before_anything():
         simcomm.run(sc, low=5.0, high=3.0)
     assert info.value.field == "high"
     assert built == []
-    simcomm.run(sc, low=1.0, high=3.0)
-    assert len(built) == 1
+    res = simcomm.run(sc, low=1.0, high=3.0)
+    # built for the run, and before it for the size estimate's pilot (no Load declared)
+    assert res.params == Params(low=1.0, high=3.0)
+    assert built == [Params(low=1.0, high=3.0)] * 2
 
 
 # -- mmc ---------------------------------------------------------------------------------
