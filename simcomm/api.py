@@ -226,8 +226,7 @@ def run(scenario: str | base.Scenario, seed: int = 0, until: float | None = None
             bar.close()
     res = Result(world, sc, p)
     if warn:
-        found = getattr(res, "warnings", None)  # Result.warnings() is new (issue 6)
-        texts = found() if callable(found) else []
+        texts = res.warnings()
         if texts:
             warnings.warn(OverloadWarning(" ".join(texts)), stacklevel=2)
     return res

@@ -69,8 +69,13 @@ def test_summary_keys_and_values():
     assert s["p50"] <= s["p95"] <= s["p99"] <= ok["latency"].max()
     assert s["throughput"] == pytest.approx(len(ok) / 1000)
     assert s["throughput"] == pytest.approx(2.0, rel=0.1)
-    for v in s.values():
-        assert isinstance(v, (int, float)) and not isinstance(v, bool)
+    for k, v in s.items():
+        if k == "bottleneck":  # a name; stable is a flag; the rest are numbers
+            assert v == "server-1"
+        elif k == "stable":
+            assert v is True
+        else:
+            assert isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def test_summary_of_a_run_without_requests():
@@ -154,6 +159,11 @@ def no_world(monkeypatch):
     (("mmc",), {"until": math.nan}, "until"),
     (("mmc",), {"until": "10"}, "until"),
     (("chain",), {"depth": 0}, "depth"),
+    (("mmc",), {"seed": 2**64}, "seed"),
+    (("mmc",), {"until": 10**400}, "until"),
+    (("mmc",), {"arrival_rate": 10**400}, "arrival_rate"),
+    (("mmc",), {"trace": "false"}, "trace"),
+    (("mmc",), {"trace": None}, "trace"),
 ])
 def test_bad_input_raises_before_a_world_is_built(no_world, args, kwargs, field):
     with pytest.raises(ParamError) as info:
@@ -171,6 +181,17 @@ def test_prepare_checks_and_fills_in_the_default_until():
     assert sc.name == "mmc" and p.servers == 2 and until == sc.until
     _, _, until = simcomm.prepare("mmc", until=12)
     assert until == 12.0 and isinstance(until, float)
+
+
+def test_prepare_takes_numpy_numbers_and_hands_on_plain_ones():
+    import numpy as np
+
+    _, p, until = simcomm.prepare("mmc", seed=np.int64(3), until=np.float32(12.5),
+                                  servers=np.int64(2), arrival_rate=np.float64(1.5))
+    assert (p.servers, p.arrival_rate, until) == (2, 1.5, 12.5)
+    assert type(p.servers) is int and type(p.arrival_rate) is float and type(until) is float
+    res = simcomm.run("mmc", seed=np.int64(3), until=12.5, warn=False)
+    assert type(res.seed) is int and res.seed == 3
 
 
 def test_run_accepts_a_scenario_object():

@@ -314,10 +314,6 @@ def test_progress_and_warn_are_checked(field, value):
 
 def test_warn_issues_one_overload_warning_for_an_overloaded_run():
     """mmc at lambda=2, mu=1: half the requests still pending (issue 6, item 4)."""
-    from simcomm.result import Result
-
-    if not hasattr(Result, "warnings"):
-        pytest.fail("Result.warnings() (part A of issue 6) has not landed")
     with pytest.warns(OverloadWarning) as caught:
         res = simcomm.run("mmc", seed=1, until=2_000, arrival_rate=2.0, service_rate=1.0)
     assert len(caught) == 1
