@@ -536,6 +536,44 @@ def test_theory_sweep_small():
     assert len(sim[0].lines[0].get_xdata()) == 2
 
 
+# -- drawing again ----------------------------------------------------------------------
+def _png(fig: Figure) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(viz.VIEWS))
+def test_redraw_into_a_used_figure_looks_exactly_like_a_fresh_one(name, hang):
+    """The dashboards' fast path: a figure drawn for one run, then redrawn for
+    another, holds the same artists and renders to the same pixels as a
+    figure drawn for the second run from scratch."""
+    if name == "theory_vs_simulation":
+        first = simcomm.run("mmc", seed=1, until=300, arrival_rate=0.5)
+        second = simcomm.run("mmc", seed=2, until=300, arrival_rate=0.8)
+    else:  # a fault-free run, then one with a hang: bands and a log scale appear
+        first, second = simcomm.run("chain", seed=0, until=80), hang
+    fig = viz.redraw(name, first)
+    again = viz.redraw(name, second, fig)
+    assert again is fig
+    fresh = viz.redraw(name, second)
+    assert [len(ax.get_children()) for ax in fig.axes] == [
+        len(ax.get_children()) for ax in fresh.axes]
+    assert _png(fig) == _png(fresh)
+    back = viz.redraw(name, first, fig)  # and back: what appeared goes again
+    assert _png(back) == _png(viz.redraw(name, first))
+
+
+def test_redraw_makes_a_new_figure_for_a_system_of_another_shape(chain):
+    fig = viz.redraw("pool_usage", chain)
+    deeper = simcomm.run("chain", seed=0, until=20, depth=5)
+    other = viz.redraw("pool_usage", deeper, fig)
+    assert other is not fig and len(_pool_rows(other)) == 6
+    assert viz.redraw("latency_over_time", chain, fig) is not fig  # another view
+
+
 # -- display in Jupyter -----------------------------------------------------------------
 def test_enable_inline_registers_a_png_formatter(monkeypatch):
     from IPython.core.formatters import DisplayFormatter

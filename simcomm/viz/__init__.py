@@ -14,7 +14,10 @@ a dashboard's own axes.  Colours follow Okabe & Ito's colour-blind-safe
 palette with one fixed colour per request outcome (:mod:`simcomm.viz.style`).
 
 ``VIEWS`` maps the names scenarios list in their ``views`` to the figure
-functions; ``view(name, res)`` draws one by name.
+functions; ``view(name, res)`` draws one by name, and ``redraw(name, res,
+fig)`` draws it again into a figure it drew before, updating the artists
+in place (what a dashboard does after every run: see
+:mod:`simcomm.viz.reuse`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
-from simcomm.viz import style
+from simcomm.viz import data, reuse, style
 from simcomm.viz.data import fault_intervals
 from simcomm.viz.display import enable_inline
 from simcomm.viz.formats import formats_comparison, formats_sweep_figure
@@ -35,6 +38,7 @@ from simcomm.viz.theory import (
     theory_sweep,
     theory_sweep_figure,
     theory_vs_simulation,
+    unstable_band,
 )
 from simcomm.viz.timeseries import (
     fault_bands,
@@ -54,9 +58,9 @@ __all__ = [
     "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "call_graph", "close", "enable_inline",
     "fault_bands", "fault_intervals", "formats_comparison", "formats_sweep_figure",
     "latency_over_time", "outcome_rates",
-    "outcomes_over_time", "pool_usage", "sequence_diagram", "style", "theory_curve",
-    "theory_sweep", "theory_sweep_figure", "theory_vs_simulation", "topology",
-    "topology_state", "view",
+    "outcomes_over_time", "pool_usage", "redraw", "reuse", "sequence_diagram", "style",
+    "theory_curve", "theory_sweep", "theory_sweep_figure", "theory_vs_simulation", "topology",
+    "topology_state", "unstable_band", "view",
 ]
 
 #: The figures by the names scenarios use in their ``views``.
@@ -81,6 +85,50 @@ def view(name: str, res: Result, **kwargs: Any) -> Figure:
     except (KeyError, TypeError):
         raise ParamError("view", name, "one of " + ", ".join(VIEWS)) from None
     return fn(res, **kwargs)
+
+
+#: Where a figure made by :func:`redraw` remembers its view and the shape
+#: of the system it shows.
+_REDRAW = "_simcomm_redraw"
+
+
+def _shape(name: str, res: Result) -> tuple[str, ...]:
+    """What fixes a view's layout: its rows (worker pools) or its nodes.
+
+    A figure is reused only for a run of the same shape; a deeper chain
+    needs more rows, or a wider diagram, and gets a new figure.
+    """
+    if name == "pool_usage":
+        return tuple(data.instances(res))
+    if name in ("topology", "sequence_diagram"):
+        return tuple(res.world.nodes)
+    return ()
+
+
+def redraw(name: str, res: Result, fig: Figure | None = None, **kwargs: Any) -> Figure:
+    """The figure of view ``name`` for ``res``, drawn into ``fig`` if it can be.
+
+    ``fig`` is a figure this function returned before for the same view.
+    If it shows a system of the same shape (the same worker pools, the same
+    nodes), its artists are updated in place -- no new axes, ticks or
+    texts, which is most of what building a figure costs -- and ``fig``
+    itself is returned.  Otherwise (or with ``fig=None``) a new figure is
+    drawn and returned; the caller can drop the old one.  Keyword
+    arguments go to the figure function, as for :func:`view`.
+    """
+    shape = (name, _shape(name, res), tuple(sorted(kwargs.items(), key=str)))
+    if fig is not None and getattr(fig, _REDRAW, None) == shape:
+        rows = [ax for ax in fig.axes
+                if ax.get_label() not in ("queue", "<colorbar>")
+                and getattr(ax, "_colorbar", None) is None]
+        if name == "pool_usage":
+            view(name, res, axes=rows, **kwargs)
+        else:
+            view(name, res, ax=rows[0], **kwargs)
+        return fig
+    fig = view(name, res, **kwargs)
+    setattr(fig, _REDRAW, shape)
+    return fig
 
 
 def close(fig: Figure) -> None:

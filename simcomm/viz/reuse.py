@@ -56,26 +56,35 @@ class Keeper:
         self.artists: dict[str, Artist] = {}
         self.fresh = True
         self.passes = 0
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # keys drawn in this pass, in order
         self._active = False
 
     # -- the pass ------------------------------------------------------------
     def _begin(self) -> None:
-        self._seen = set()
+        self._seen = {}
         self._active = True
         self.passes += 1
 
     def finish(self) -> None:
-        """Remove the artists not drawn in this pass; the next pass updates."""
+        """Remove the artists not drawn in this pass and put the others in the
+        order this pass drew them, as a fresh drawing would have them (equal
+        z-orders draw, and legends list, in that order); the next pass updates.
+        """
         for key in [k for k in self.artists if k not in self._seen]:
             self.artists.pop(key).remove()
+        children = getattr(self.ax, "_children", None)  # matplotlib >= 3.5
+        if isinstance(children, list) and not self.fresh:
+            present = {id(c) for c in children}  # (an adopted container is not a child)
+            mine = [a for k in self._seen if id(a := self.artists[k]) in present]
+            ids = {id(a) for a in mine}
+            children[:] = [c for c in children if id(c) not in ids] + mine
         self._active = False
         self.fresh = False
 
     def _get(self, key: str, make: Callable[[], Artist]) -> tuple[Artist, bool]:
         if key in self._seen:
             raise ValueError(f"artist key {key!r} drawn twice in one pass")
-        self._seen.add(key)
+        self._seen[key] = None
         artist = self.artists.get(key)
         if artist is not None and artist.axes is self.ax:
             return artist, False
@@ -153,7 +162,7 @@ class Keeper:
         old = self.artists.get(key)
         if old is not None and old is not artist:
             old.remove()
-        self._seen.add(key)
+        self._seen[key] = None
         self.artists[key] = artist
         return artist
 
