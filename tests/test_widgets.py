@@ -157,6 +157,60 @@ def test_going_back_to_earlier_settings_shows_the_kept_run() -> None:
     assert two.update(servers=3) and two.cache_hits == 1
 
 
+def test_an_overloaded_run_shows_a_banner_and_a_healthy_one_does_not() -> None:
+    """mmc with lambda = 2, mu = 1: half the requests are still pending at the
+    end; the banner says so above the numbers, and goes when the load is fair."""
+    dash = explore("mmc", arrival_rate=2.0, **FAST)
+    assert dash.warnings and dash.warnings[0].startswith("overloaded")
+    assert "simcomm-warning" in dash.banner.value
+    assert "<b>overloaded</b>" in dash.banner.value and "pending" in dash.banner.value
+    right = dash.children[1].children[1].children
+    assert right.index(dash.banner) < right.index(dash.summary)  # read before the numbers
+    dash.controls["arrival_rate"].value = 0.5
+    assert dash.warnings == [] and dash.banner.value == ""
+    dash.controls["arrival_rate"].value = 2.0  # shown from memory: the banner comes back
+    assert dash.cache_hits == 1 and "simcomm-warning" in dash.banner.value
+    assert dash.warnings and dash.warnings[0].startswith("overloaded")
+
+
+def test_the_summary_names_the_busiest_resource_and_what_availability_counts() -> None:
+    from simcomm.result import SUMMARY_HELP
+
+    dash = explore("chain", until=20.0, views=("latency_over_time",))
+    text = dash.result.bottleneck()["text"]
+    assert f"Busiest resource: {text}" in dash.summary.value.replace("&#x27;", "'")
+    assert "availability*" in dash.summary.value
+    assert f"* availability = {SUMMARY_HELP['availability']}" in dash.summary.value
+    # every number carries its meaning as a tooltip
+    assert f"title='{SUMMARY_HELP['p99']}'" in dash.summary.value
+    assert "data-key='pending_share'" in dash.summary.value
+
+
+def test_a_rerun_redraws_the_same_figures() -> None:
+    """Re-running draws into the figures the dashboard keeps (their artists are
+    updated, nothing is added); a chain of another depth gets new ones."""
+    dash = explore("chain", until=20.0, views=("latency_over_time", "pool_usage"))
+    figs = dict(dash._figures)
+    pool = figs["pool_usage"]
+    busy = [p for ax in pool.axes for p in ax.patches if p.get_gid() == "busy"]
+    png = bytes(dash.images["pool_usage"].value)
+    dash.controls["seed"].value = 3
+    assert dash._figures == figs  # the same Figure objects...
+    assert [p for ax in pool.axes for p in ax.patches if p.get_gid() == "busy"] == busy
+    assert bytes(dash.images["pool_usage"].value) != png  # ...showing the new run
+    fresh = _render.draw_view("pool_usage", dash.result)
+    # exactly what a figure drawn from scratch holds, and looks the same
+    assert [len(ax.get_children()) for ax in pool.axes] == [
+        len(ax.get_children()) for ax in fresh.axes]
+    assert bytes(dash.images["pool_usage"].value) == _render.png_bytes(fresh)
+    dash.controls["depth"].value = 4
+    assert dash._figures["pool_usage"] is not pool
+    assert len(dash._figures["pool_usage"].axes) == 2 * 5  # gateway + 4, each with a queue
+    assert _leaked_figures() == []
+    dash.close()
+    assert dash._figures == {}
+
+
 def test_bad_arguments_fail_before_anything_runs() -> None:
     with pytest.raises(ParamError, match="servers"):
         explore("mmc", servers=0)
@@ -254,12 +308,28 @@ def test_compare_pairs_panels_in_order_and_shares_a_log_scale() -> None:
                   until=40.0, views=("latency_over_time", "pool_usage"))
     lat = cmp.limits["latency_over_time"]
     assert lat["a"] == lat["b"] and lat["a"][0][1][0] > 0  # log: a positive lower limit
+    # each pool row is two axes: busy workers, then the queue's own scale
     pools_a, pools_b = cmp.limits["pool_usage"]["a"], cmp.limits["pool_usage"]["b"]
-    assert len(pools_b) == len(pools_a) + 2
+    assert len(pools_b) == len(pools_a) + 2 * 2
     assert pools_b[: len(pools_a)] == pools_a  # gateway with gateway, order with order...
-    # the hung chain's gateway queue sets the scale of both gateway panels
+    # the hung chain's gateway queue sets the scale of both gateways' queues
     own = _render.axes_limits(_render.draw_view("pool_usage", cmp.results["a"]))
-    assert pools_a[0][1][1] > own[0][1][1]
+    assert pools_a[1][1][1] > own[1][1][1]
+    assert pools_a[0] == own[0]  # while busy workers keep the scale of their pool
+
+
+def test_compare_shows_each_runs_banner() -> None:
+    cmp = compare("mmc", a={"arrival_rate": 0.5}, b={"arrival_rate": 2.0}, until=300.0,
+                  views=("latency_over_time",))
+    assert cmp.warnings["a"] == [] and cmp.warnings["b"]
+    assert "simcomm-warning" not in cmp.heads["a"].value
+    assert "simcomm-warning" in cmp.heads["b"].value and "overloaded" in cmp.heads["b"].value
+    both = compare("mmc", a={"arrival_rate": 2.0}, b={"arrival_rate": 3.0}, until=300.0,
+                   views=("latency_over_time",))
+    assert all("simcomm-warning" in h.value for h in both.heads.values())
+    for side in ("a", "b"):
+        assert "Busiest resource: server-1" in both.heads[side].value
+        assert "* availability = " in both.heads[side].value
 
 
 def test_compare_checks_both_settings_first() -> None:

@@ -3,8 +3,13 @@
 The dashboards show figures as ``ipywidgets.Image`` values (PNG bytes)
 rather than through an ``Output`` widget: replacing an image's bytes is one
 comm message, never accumulates outputs, and needs no matplotlib backend in
-the kernel.  Every figure is closed as soon as it is rendered, so a
-dashboard that re-runs a hundred times holds no figures at all.
+the kernel.  A dashboard keeps one figure per view and draws each new run
+into it (:func:`simcomm.viz.redraw` updates the artists in place), so a
+dashboard that re-runs a hundred times holds as many figures as it shows.
+
+Rendering is Agg straight to an RGB buffer, encoded by Pillow with light
+compression: for a figure of ~650 x 400 px the default zlib level costs
+several times the encoding at level 1 for a PNG only a little smaller.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ if TYPE_CHECKING:
     from simcomm.result import Result
 
 __all__ = [
-    "DPI", "KEY_NUMBERS", "axes_limits", "check_views", "close_figure", "diff_html",
-    "draw_view", "fmt", "png_bytes", "summary_html", "unify_limits",
+    "DPI", "KEY_NUMBERS", "PNG_COMPRESSION", "axes_limits", "check_views", "close_figure",
+    "diff_html", "draw_view", "fmt", "health_html", "png_bytes", "summary_html",
+    "unify_limits",
 ]
 
 #: Resolution of the PNGs the dashboards show.  Matplotlib's default (100)
@@ -33,18 +39,35 @@ __all__ = [
 #: is sharp enough on screen and renders in about half the time.
 DPI = 72
 
-#: The summary numbers a dashboard shows, with their label and unit.
+#: zlib level of the dashboards' PNGs (0-9): 1 encodes several times faster
+#: than Pillow's default 6; the PNG is 10-20 % larger, a few kB over a comm.
+PNG_COMPRESSION = 1
+
+#: The summary numbers a dashboard shows, with their label and unit ("%" for
+#: a fraction, shown as a percentage).
 KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
     ("requests", "requests", ""),
     ("completed", "completed", ""),
     ("failed", "failed", ""),
-    ("availability", "availability", ""),
+    ("pending_share", "pending", "%"),
+    ("availability", "availability", "%"),
     ("throughput", "throughput", "req/s"),
+    ("offered_load", "offered load", ""),
     ("mean_latency", "mean latency", "s"),
     ("p50", "p50", "s"),
     ("p95", "p95", "s"),
     ("p99", "p99", "s"),
 )
+
+#: Keys whose value is a fraction (shown as %, differences in percentage points).
+_FRACTIONS = ("availability", "pending_share", "completed_share", "bottleneck_utilisation")
+
+
+def _help() -> dict[str, str]:
+    """One line on the meaning of each summary key (:data:`simcomm.result.SUMMARY_HELP`)."""
+    from simcomm import result
+
+    return dict(getattr(result, "SUMMARY_HELP", {}))
 
 
 def check_views(names: Iterable[str] | str | None, default: Sequence[str]) -> tuple[str, ...]:
@@ -65,11 +88,12 @@ def check_views(names: Iterable[str] | str | None, default: Sequence[str]) -> tu
     return chosen
 
 
-def draw_view(name: str, res: Result, **kwargs: Any) -> Figure:
-    """The figure of view ``name`` for ``res`` (see :func:`simcomm.viz.view`)."""
+def draw_view(name: str, res: Result, into: Figure | None = None, **kwargs: Any) -> Figure:
+    """The figure of view ``name`` for ``res``: drawn into ``into`` (a figure this
+    view drew before) when it fits, else a new one (see :func:`simcomm.viz.redraw`)."""
     from simcomm import viz
 
-    return viz.view(name, res, **kwargs)
+    return viz.redraw(name, res, into, **kwargs)
 
 
 def close_figure(fig: Figure) -> None:
@@ -88,10 +112,27 @@ def close_figure(fig: Figure) -> None:
 
 
 def png_bytes(fig: Figure, dpi: float = DPI, *, close: bool = True) -> bytes:
-    """``fig`` rendered as PNG bytes (and closed unless ``close=False``)."""
+    """``fig`` rendered as PNG bytes (and closed unless ``close=False``).
+
+    The figure's own resolution becomes ``dpi`` (set once: a kept figure
+    is not switched back and forth on every save, which would redo its
+    layout), it is drawn by Agg and encoded as an RGB PNG at
+    :data:`PNG_COMPRESSION`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=dpi)
+        if fig.dpi != dpi:
+            fig.set_dpi(dpi)
+        canvas = fig.canvas
+        if not isinstance(canvas, FigureCanvasAgg):
+            canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        size = canvas.get_width_height()
+        img = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        img.convert("RGB").save(buf, format="png", compress_level=PNG_COMPRESSION)
     finally:
         if close:
             close_figure(fig)
@@ -104,6 +145,8 @@ def fmt(key: str, value: Any) -> str:
         return "–"
     if key == "availability":
         return f"{100 * value:.2f} %"
+    if key in _FRACTIONS:
+        return f"{100 * value:.1f} %"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
@@ -116,22 +159,73 @@ _TABLE_STYLE = ("border-collapse:collapse;font-size:12px;margin:2px 0;"
 _CELL = "padding:1px 8px;border-bottom:1px solid #e5e5e5;"
 
 
-def summary_html(summary: Mapping[str, Any]) -> str:
-    """The key summary numbers as small label-over-value cells that wrap to fit."""
+def summary_html(summary: Mapping[str, Any], bottleneck: str | None = None) -> str:
+    """The key summary numbers as small label-over-value cells that wrap to fit.
+
+    Each label carries its meaning as a tooltip (``SUMMARY_HELP``); below
+    the numbers, the busiest resource (``bottleneck``, the sentence of
+    :meth:`~simcomm.result.Result.bottleneck`) and a footnote saying what
+    availability counts, where it is shown.
+    """
+    helps = _help()
     cells = []
     for key, label, unit in KEY_NUMBERS:
         if key not in summary:
             continue
-        unit_html = f" <span style='color:#888'>({html.escape(unit)})</span>" if unit else ""
+        unit_html = (f" <span style='color:#888'>({html.escape(unit)})</span>"
+                     if unit and unit != "%" else "")
+        star = "*" if key == "availability" else ""
+        tip = html.escape(helps.get(key, ""), quote=True)
         cells.append(
-            "<div style='padding:2px 10px 2px 0;min-width:5.5em'>"
+            f"<div title='{tip}' style='padding:2px 10px 2px 0;min-width:5.5em'>"
             f"<div style='color:#555;font-size:11px;white-space:nowrap'>"
-            f"{html.escape(label)}{unit_html}</div>"
+            f"{html.escape(label)}{star}{unit_html}</div>"
             f"<div class='simcomm-number' data-key='{key}' style='font-size:14px;"
             f"font-weight:600;font-variant-numeric:tabular-nums'>{fmt(key, summary[key])}"
             "</div></div>")
-    return ("<div class='simcomm-summary' style='display:flex;flex-wrap:wrap;"
-            "border-bottom:1px solid #e5e5e5;margin:2px 0 4px 0'>" + "".join(cells) + "</div>")
+    notes = []
+    if bottleneck:
+        notes.append(f"<div class='simcomm-bottleneck'>Busiest resource: "
+                     f"{html.escape(bottleneck)}</div>")
+    if "availability" in summary and "availability" in helps:
+        notes.append("<div class='simcomm-footnote' style='color:#666;font-size:11px'>"
+                     f"* availability = {html.escape(helps['availability'])}</div>")
+    return ("<div class='simcomm-summary' style='border-bottom:1px solid #e5e5e5;"
+            "margin:2px 0 4px 0'><div style='display:flex;flex-wrap:wrap'>"
+            + "".join(cells) + "</div><div style='font-size:12px;margin:2px 0'>"
+            + "".join(notes) + "</div></div>")
+
+
+def warnings_of(res: Result) -> list[str]:
+    """``res.warnings()``: what makes the run's headline numbers misleading."""
+    warnings = getattr(res, "warnings", None)
+    return list(warnings()) if callable(warnings) else []
+
+
+def bottleneck_text(res: Result) -> str | None:
+    """The sentence naming the busiest resource (``res.bottleneck()["text"]``)."""
+    bottleneck = getattr(res, "bottleneck", None)
+    return bottleneck()["text"] if callable(bottleneck) else None
+
+
+def health_html(warnings: Sequence[str]) -> str:
+    """A banner for a run that :meth:`~simcomm.result.Result.warnings` says is
+    overloaded, stuck or unfinished; empty for a healthy run.
+
+    Its first word (``overloaded``, ``stuck``, ``unfinished``) is bold, so the
+    kind of trouble reads at a glance above the numbers it qualifies.
+    """
+    if not warnings:
+        return ""
+    items = []
+    for text in warnings:
+        head, sep, rest = text.partition(": ")
+        body = (f"<b>{html.escape(head)}</b>: {html.escape(rest)}" if sep
+                else html.escape(text))
+        items.append(f"<div>⚠ {body}</div>")
+    return ("<div class='simcomm-warning' role='alert' style='border-left:4px solid #D55E00;"
+            "background:#FBEAE0;color:#4A1F00;padding:4px 8px;margin:2px 0 4px 0;"
+            "font-size:12px'>" + "".join(items) + "</div>")
 
 
 def difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float]:
@@ -145,30 +239,34 @@ def difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float]:
 
 def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str] = ("A", "B")
               ) -> str:
-    """Key numbers of A and B and their difference B − A (and B/A − 1)."""
+    """Key numbers of A and B and their difference B − A (and B/A − 1); each
+    metric's meaning is its tooltip."""
+    helps = _help()
     rows = []
     for key, label, unit in KEY_NUMBERS:
         if key not in a or key not in b:
             continue
         va, vb = float(a[key]), float(b[key])
         delta = vb - va
-        if key == "availability":
+        if key in _FRACTIONS:
             d = "–" if math.isnan(delta) else f"{100 * delta:+.2f} pp"
         elif isinstance(a[key], int) and isinstance(b[key], int):
             d = f"{int(delta):+,}"
         else:
             d = "–" if math.isnan(delta) else f"{delta:+.4g}"
         rel = (f"{100 * (vb / va - 1):+.1f} %" if va and not math.isnan(va)
-               and not math.isnan(vb) and key != "availability" else "")
+               and not math.isnan(vb) and key not in _FRACTIONS else "")
         colour = ""
         better_up = key in ("completed", "availability", "throughput")
-        worse_up = key in ("failed", "mean_latency", "p50", "p95", "p99")
+        worse_up = key in ("failed", "pending_share", "mean_latency", "p50", "p95", "p99")
         if delta and not math.isnan(delta) and (better_up or worse_up):
             good = (delta > 0) == better_up
             colour = "color:#009E73;" if good else "color:#D55E00;"
-        unit_html = f" <span style='color:#888'>({html.escape(unit)})</span>" if unit else ""
+        unit_html = (f" <span style='color:#888'>({html.escape(unit)})</span>"
+                     if unit and unit != "%" else "")
+        tip = html.escape(helps.get(key, ""), quote=True)
         rows.append(
-            f"<tr><td style='{_CELL}'>{html.escape(label)}{unit_html}</td>"
+            f"<tr><td style='{_CELL}' title='{tip}'>{html.escape(label)}{unit_html}</td>"
             f"<td style='{_CELL}text-align:right'>{fmt(key, a[key])}</td>"
             f"<td style='{_CELL}text-align:right'>{fmt(key, b[key])}</td>"
             f"<td style='{_CELL}text-align:right;{colour}'>{d}</td>"

@@ -4,7 +4,10 @@ Both settings run with the same seed (common random numbers: the
 difference you see is the settings', not luck's).  Each view is drawn for
 both sides, then corresponding axes get the union of their limits before
 the figures are rendered, so a latency of one second is the same height in
-both columns.  Below them, a table of the key numbers and B − A.
+both columns.  Above each column, that run's banner if it was overloaded,
+stuck or unfinished (:meth:`~simcomm.result.Result.warnings`), its key
+numbers and its busiest resource; below them, a table of the key numbers
+and B − A.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ def _label(settings: Mapping[str, Any]) -> str:
 class Comparison(widgets.VBox):
     """Two runs of one scenario side by side (see :func:`compare`).
 
-    * ``results`` / ``params`` / ``summaries`` -- ``{"a": ..., "b": ...}``;
+    * ``results`` / ``params`` / ``summaries`` / ``warnings`` -- ``{"a": ...,
+      "b": ...}`` (``warnings``: each run's ``Result.warnings()``, shown as a
+      banner over its column);
     * ``difference`` -- B − A of the key summary numbers;
     * ``limits`` -- ``{view: {"a": [(xlim, ylim), ...], "b": [...]}}``, the
       axis limits each side was rendered with (equal by construction);
-    * ``images`` -- ``{"a": {view: Image}, "b": {view: Image}}``.
+    * ``images`` -- ``{"a": {view: Image}, "b": {view: Image}}``;
+    * ``heads`` -- ``{"a": HTML, "b": HTML}``: each column's settings, banner,
+      key numbers and busiest resource.
     """
 
     def __init__(self, scenario: str | base.Scenario, a: Mapping[str, Any],
@@ -52,6 +59,7 @@ class Comparison(widgets.VBox):
         self.results: dict[str, Result] = {side: simulate(sc, p, seed, until_)
                                            for side, p in self.params.items()}
         self.summaries = {side: r.summary() for side, r in self.results.items()}
+        self.warnings = {side: _render.warnings_of(r) for side, r in self.results.items()}
         self.difference = _render.difference(self.summaries["a"], self.summaries["b"])
         self.limits: dict[str, dict[str, Limits]] = {}
         self.images: dict[str, dict[str, widgets.Image]] = {"a": {}, "b": {}}
@@ -65,10 +73,15 @@ class Comparison(widgets.VBox):
                     layout=widgets.Layout(max_width="100%", height="auto"))
 
         columns = []
+        self.heads: dict[str, widgets.HTML] = {}
         for side, name in zip(("a", "b"), names, strict=True):
             head = widgets.HTML(
                 f"<b>{html.escape(name)}</b>: {html.escape(_label(self.settings[side]))}"
-                + _render.summary_html(self.summaries[side]))
+                + _render.health_html(self.warnings[side])
+                + _render.summary_html(self.summaries[side],
+                                       _render.bottleneck_text(self.results[side])))
+            head.add_class(f"simcomm-compare-{side}")
+            self.heads[side] = head
             columns.append(widgets.VBox(
                 [head, *self.images[side].values()],
                 layout=widgets.Layout(width="50%", min_width="0", padding="0 4px")))

@@ -8,15 +8,22 @@ a title and the scenario's description, then two columns:
   and "defaults";
 * right: a status line with a progress bar that appears while a run takes
   longer than a moment, a message area (a cross-field ParamError is shown
-  here, not raised), the key summary numbers, and the scenario's views as
-  PNG images, each replaced as soon as it is drawn.  On a narrow page the
-  right column wraps below the left one.
+  here, not raised), a banner when the run is overloaded, stuck or
+  unfinished (:meth:`~simcomm.result.Result.warnings`), the key summary
+  numbers with the busiest resource and what availability counts, and the
+  scenario's views as PNG images, each replaced as soon as it is drawn.
+  On a narrow page the right column wraps below the left one.
 
 Setting any control's ``value`` -- by a learner releasing a slider, or by
 Python code -- re-runs the simulation synchronously, which is what makes
 the dashboard testable without a browser.  The last few runs are kept:
 going back to settings seen before shows that run again at once (same
 seed and params, same run).
+
+Redrawing is the larger part of a re-run, so the dashboard keeps one
+figure per view and draws each new run into it: the figure functions
+update their artists' data instead of building axes, ticks and texts anew
+(:func:`simcomm.viz.redraw`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import html
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ipywidgets as widgets
 
@@ -35,6 +42,9 @@ from simcomm.result import Result
 from simcomm.scenarios import base
 from simcomm.widgets import _render
 from simcomm.widgets.controls import control_for, seed_control, until_control
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Dashboard", "explore"]
 
@@ -46,6 +56,15 @@ CONTROLS_WIDTH = "390px"
 #: column narrower than this would make their text too small to read, so
 #: the figures wrap below the controls instead.
 FIGURE_MIN = "480px"
+
+
+class _Shown(NamedTuple):
+    """What the dashboard keeps of a run to show it again: its HTML and PNGs."""
+
+    summary: str
+    banner: str
+    warnings: list[str]
+    pngs: dict[str, bytes]
 
 
 class Dashboard(widgets.VBox):
@@ -62,9 +81,12 @@ class Dashboard(widgets.VBox):
       and since the same seed and params give the same run, moving a slider
       back shows the earlier run at once instead of simulating it again;
     * ``error`` -- the message of the last refused setting (None if fine);
-    * ``summary`` (HTML), ``images`` (``{view: Image}``), ``status``,
-      ``progress``, ``message``, ``buttons`` (``run``, ``new_seed``,
-      ``defaults``) -- the display widgets;
+    * ``warnings`` -- the shown run's :meth:`~simcomm.result.Result.warnings`
+      (empty for a healthy run), also shown in ``banner``;
+    * ``summary`` (HTML: the key numbers, the busiest resource, what
+      availability counts), ``banner`` (HTML, empty unless ``warnings``),
+      ``images`` (``{view: Image}``), ``status``, ``progress``, ``message``,
+      ``buttons`` (``run``, ``new_seed``, ``defaults``) -- the display widgets;
     * ``timings`` -- wall seconds of the last run: ``simulate``,
       ``summary``, ``draw`` (all views), ``view_<name>`` (each view),
       ``first_view`` (until the first figure changed) and ``total``.
@@ -85,8 +107,9 @@ class Dashboard(widgets.VBox):
         self.timings: dict[str, float] = {}
         self.cache_size = cache
         self.cache_hits = 0
-        self._cache: OrderedDict[tuple[Any, int, float], tuple[str, dict[str, bytes]]]
-        self._cache = OrderedDict()
+        self.warnings: list[str] = []
+        self._cache: OrderedDict[tuple[Any, int, float], _Shown] = OrderedDict()
+        self._figures: dict[str, Figure] = {}  # one per view, redrawn run after run
         self._hold = False
         self._busy = False
 
@@ -115,6 +138,9 @@ class Dashboard(widgets.VBox):
         self.status.add_class("simcomm-status")
         self.message = widgets.HTML(value="", layout=widgets.Layout(margin="0 0 0 4px"))
         self.summary = widgets.HTML(value="")
+        self.summary.add_class("simcomm-summary-box")
+        self.banner = widgets.HTML(value="")
+        self.banner.add_class("simcomm-banner")
         self.images: dict[str, widgets.Image] = {
             name: widgets.Image(format="png", layout=widgets.Layout(
                 max_width="100%", height="auto", object_fit="contain"))
@@ -140,7 +166,7 @@ class Dashboard(widgets.VBox):
             grid_template_columns=columns, grid_gap="6px", width="100%"))
         bar = widgets.HBox([self.status, self.progress],
                            layout=widgets.Layout(align_items="center"))
-        right = widgets.VBox([bar, self.message, self.summary, figures],
+        right = widgets.VBox([bar, self.message, self.banner, self.summary, figures],
                              layout=widgets.Layout(flex="1 1 " + FIGURE_MIN, min_width="0",
                                                    padding="0 0 0 12px"))
         body = widgets.HBox([left, right], layout=widgets.Layout(flex_flow="row wrap",
@@ -232,7 +258,9 @@ class Dashboard(widgets.VBox):
                 self._show_error(f"Run failed: {type(exc).__name__}: {exc}")
                 return False
             self.progress.layout.visibility = "hidden"
-            self.summary.value = _render.summary_html(summary)
+            self.warnings = _render.warnings_of(res)
+            self.banner.value = _render.health_html(self.warnings)
+            self.summary.value = _render.summary_html(summary, _render.bottleneck_text(res))
             self._result, self.params, self._shown = res, params, (params, seed, until)
             self.runs += 1
             self.error = None
@@ -244,8 +272,11 @@ class Dashboard(widgets.VBox):
             for name in self.views:  # each figure appears as soon as it is ready
                 t_view = time.perf_counter()
                 try:
-                    pngs[name] = _render.png_bytes(_render.draw_view(name, res), self.dpi)
+                    fig = _render.draw_view(name, res, into=self._figures.get(name))
+                    self._figures[name] = fig
+                    pngs[name] = _render.png_bytes(fig, self.dpi, close=False)
                 except Exception as exc:
+                    self._figures.pop(name, None)  # maybe half drawn: start afresh next time
                     failed.append(f"{name}: {type(exc).__name__}: {exc}")
                     continue
                 self.images[name].value = pngs[name]
@@ -259,7 +290,8 @@ class Dashboard(widgets.VBox):
                 self.message.value = ("<div class='simcomm-error' style='color:#D55E00'>"
                                       f"{html.escape(self.error)}</div>")
             elif key is not None and self.cache_size > 0:
-                self._cache[key] = (self.summary.value, pngs)
+                self._cache[key] = _Shown(self.summary.value, self.banner.value,
+                                          list(self.warnings), pngs)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
             self.status.value = (
@@ -286,9 +318,11 @@ class Dashboard(widgets.VBox):
         large); ``result`` runs it again if someone asks for it.
         """
         self._cache.move_to_end(key)
-        summary_html, pngs = self._cache[key]
-        self.summary.value = summary_html
-        for name, png in pngs.items():
+        shown = self._cache[key]
+        self.summary.value = shown.summary
+        self.banner.value = shown.banner
+        self.warnings = list(shown.warnings)
+        for name, png in shown.pngs.items():
             self.images[name].value = png
         if self._shown != key:
             self._result, self.params, self._shown = None, key[0], key
@@ -313,6 +347,11 @@ class Dashboard(widgets.VBox):
             "<div class='simcomm-error' style='color:#D55E00;font-weight:600'>"
             f"{html.escape(text)}</div>")
         self.status.value = "<span style='color:#D55E00'>not run</span>"
+
+    def close(self) -> None:
+        """Close the widgets and let the kept figures go."""
+        getattr(self, "_figures", {}).clear()  # absent if __init__ failed early
+        super().close()
 
     def __repr__(self) -> str:
         return (f"<simcomm dashboard {self.scenario.name}: {self.runs} runs, "
