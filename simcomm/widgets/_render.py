@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
+from simcomm.result import SUMMARY_HELP
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,13 +62,6 @@ KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
 
 #: Keys whose value is a fraction (shown as %, differences in percentage points).
 _FRACTIONS = ("availability", "pending_share", "completed_share", "bottleneck_utilisation")
-
-
-def _help() -> dict[str, str]:
-    """One line on the meaning of each summary key (:data:`simcomm.result.SUMMARY_HELP`)."""
-    from simcomm import result
-
-    return dict(getattr(result, "SUMMARY_HELP", {}))
 
 
 def check_views(names: Iterable[str] | str | None, default: Sequence[str]) -> tuple[str, ...]:
@@ -167,7 +161,7 @@ def summary_html(summary: Mapping[str, Any], bottleneck: str | None = None) -> s
     :meth:`~simcomm.result.Result.bottleneck`) and a footnote saying what
     availability counts, where it is shown.
     """
-    helps = _help()
+    helps = SUMMARY_HELP
     cells = []
     for key, label, unit in KEY_NUMBERS:
         if key not in summary:
@@ -194,18 +188,6 @@ def summary_html(summary: Mapping[str, Any], bottleneck: str | None = None) -> s
             "margin:2px 0 4px 0'><div style='display:flex;flex-wrap:wrap'>"
             + "".join(cells) + "</div><div style='font-size:12px;margin:2px 0'>"
             + "".join(notes) + "</div></div>")
-
-
-def warnings_of(res: Result) -> list[str]:
-    """``res.warnings()``: what makes the run's headline numbers misleading."""
-    warnings = getattr(res, "warnings", None)
-    return list(warnings()) if callable(warnings) else []
-
-
-def bottleneck_text(res: Result) -> str | None:
-    """The sentence naming the busiest resource (``res.bottleneck()["text"]``)."""
-    bottleneck = getattr(res, "bottleneck", None)
-    return bottleneck()["text"] if callable(bottleneck) else None
 
 
 def health_html(warnings: Sequence[str]) -> str:
@@ -241,7 +223,7 @@ def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
               ) -> str:
     """Key numbers of A and B and their difference B − A (and B/A − 1); each
     metric's meaning is its tooltip."""
-    helps = _help()
+    helps = SUMMARY_HELP
     rows = []
     for key, label, unit in KEY_NUMBERS:
         if key not in a or key not in b:

@@ -59,7 +59,7 @@ class Comparison(widgets.VBox):
         self.results: dict[str, Result] = {side: simulate(sc, p, seed, until_)
                                            for side, p in self.params.items()}
         self.summaries = {side: r.summary() for side, r in self.results.items()}
-        self.warnings = {side: _render.warnings_of(r) for side, r in self.results.items()}
+        self.warnings = {side: r.warnings() for side, r in self.results.items()}
         self.difference = _render.difference(self.summaries["a"], self.summaries["b"])
         self.limits: dict[str, dict[str, Limits]] = {}
         self.images: dict[str, dict[str, widgets.Image]] = {"a": {}, "b": {}}
@@ -79,7 +79,7 @@ class Comparison(widgets.VBox):
                 f"<b>{html.escape(name)}</b>: {html.escape(_label(self.settings[side]))}"
                 + _render.health_html(self.warnings[side])
                 + _render.summary_html(self.summaries[side],
-                                       _render.bottleneck_text(self.results[side])))
+                                       self.results[side].bottleneck()["text"]))
             head.add_class(f"simcomm-compare-{side}")
             self.heads[side] = head
             columns.append(widgets.VBox(

@@ -258,9 +258,9 @@ class Dashboard(widgets.VBox):
                 self._show_error(f"Run failed: {type(exc).__name__}: {exc}")
                 return False
             self.progress.layout.visibility = "hidden"
-            self.warnings = _render.warnings_of(res)
+            self.warnings = res.warnings()
             self.banner.value = _render.health_html(self.warnings)
-            self.summary.value = _render.summary_html(summary, _render.bottleneck_text(res))
+            self.summary.value = _render.summary_html(summary, res.bottleneck()["text"])
             self._result, self.params, self._shown = res, params, (params, seed, until)
             self.runs += 1
             self.error = None
