@@ -179,3 +179,22 @@ def test_a_sweep_over_np_arange():
             res = simcomm.run("mmc", seed=np.int64(1), until=50, servers=servers,
                               arrival_rate=rate, warn=False)
             assert res.params.servers == int(servers) and res.params.arrival_rate == rate
+
+
+def test_the_theory_functions_take_numpy_numbers_and_refuse_flags_and_overflow():
+    from simcomm.analysis import theory
+
+    got = theory.mmc(np.float32(2.0), np.int64(1), np.int64(3))
+    assert got == theory.mmc(2.0, 1.0, 3)
+    assert all(type(v) is float for v in got.as_dict().values())
+    assert type(theory.mgc(np.float64(2.0), np.float64(0.5), np.int64(2), np.float32(0.5))
+                .wait) is float
+    assert theory.chain_availability(np.array([0.99, 0.995])) == pytest.approx(0.98505)
+    for args, field in (((True, 1.0, 1), "arrival_rate"), ((10**400, 1.0, 1), "arrival_rate"),
+                        (("1", 1.0, 1), "arrival_rate"), ((1.0, 2.0, 2.5), "servers")):
+        with pytest.raises(ParamError) as info:
+            theory.mmc(*args)
+        assert info.value.field == field
+    with pytest.raises(ParamError) as info:
+        theory.chain_availability([0.99, "up"])
+    assert info.value.field == "availabilities[1]"

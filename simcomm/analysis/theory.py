@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from simcomm._checks import as_real, is_whole
 from simcomm.errors import ParamError
 
 __all__ = [
@@ -46,10 +47,24 @@ class QueueMetrics:
         return asdict(self)
 
 
-def _rates(lam: float, mu: float) -> None:
-    for name, v in (("arrival_rate", lam), ("service_rate", mu)):
-        if not isinstance(v, (int, float)) or not v > 0 or math.isinf(v):
-            raise ParamError(name, v, "a finite rate per second > 0")
+def _positive(name: str, value: float, allowed: str) -> float:
+    """``value`` as a plain float if it is a finite number > 0 (numpy's too)."""
+    v = as_real(value)
+    if v is None or not v > 0 or math.isinf(v):
+        raise ParamError(name, value, allowed)
+    return v
+
+
+def _scv(scv: float) -> float:
+    v = as_real(scv)
+    if v is None or not v >= 0 or math.isinf(v):
+        raise ParamError("scv", scv, "a finite number >= 0")
+    return v
+
+
+def _rates(lam: float, mu: float) -> tuple[float, float]:
+    return (_positive("arrival_rate", lam, "a finite rate per second > 0"),
+            _positive("service_rate", mu, "a finite rate per second > 0"))
 
 
 def _unstable(rho: float) -> QueueMetrics:
@@ -62,8 +77,8 @@ def erlang_c(c: int, offered_load: float) -> float:
     ``offered_load`` is ``a = lam / mu`` in Erlangs; requires ``a < c``.
     Computed from the Erlang B recursion, which is stable for large c.
     """
-    _servers(c)
-    a = offered_load
+    c = _servers(c)
+    a = float(offered_load)
     if a >= c:
         return 1.0
     b = 1.0
@@ -73,15 +88,16 @@ def erlang_c(c: int, offered_load: float) -> float:
     return b / (1.0 - rho + rho * b)
 
 
-def _servers(c: int) -> None:
-    if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+def _servers(c: int) -> int:
+    if not is_whole(c) or c < 1:
         raise ParamError("servers", c, "a whole number >= 1")
+    return int(c)
 
 
 def mmc(lam: float, mu: float, c: int) -> QueueMetrics:
     """M/M/c: Poisson arrivals, exponential service, c servers, FIFO."""
-    _rates(lam, mu)
-    _servers(c)
+    lam, mu = _rates(lam, mu)
+    c = _servers(c)
     a = lam / mu
     rho = a / c
     if rho >= 1:
@@ -99,12 +115,9 @@ def mm1(lam: float, mu: float) -> QueueMetrics:
 def mg1(lam: float, mean_service: float, scv: float) -> QueueMetrics:
     """M/G/1 by Pollaczek-Khinchine; ``scv`` is the squared coefficient of
     variation of service time (1 exponential, 0 constant)."""
-    if (not isinstance(mean_service, (int, float)) or not mean_service > 0
-            or math.isinf(mean_service)):
-        raise ParamError("mean_service", mean_service, "a finite time in seconds > 0")
-    if not isinstance(scv, (int, float)) or not scv >= 0 or math.isinf(scv):
-        raise ParamError("scv", scv, "a finite number >= 0")
-    _rates(lam, 1.0 / mean_service)
+    mean_service = _positive("mean_service", mean_service, "a finite time in seconds > 0")
+    scv = _scv(scv)
+    lam, _ = _rates(lam, 1.0 / mean_service)
     rho = lam * mean_service
     if rho >= 1:
         return _unstable(rho)
@@ -115,7 +128,7 @@ def mg1(lam: float, mean_service: float, scv: float) -> QueueMetrics:
 
 def md1(lam: float, mu: float) -> QueueMetrics:
     """M/D/1: constant service 1/mu; its queue wait is half of M/M/1's."""
-    _rates(lam, mu)
+    lam, mu = _rates(lam, mu)
     return mg1(lam, 1.0 / mu, 0.0)
 
 
@@ -127,11 +140,10 @@ def mgc(lam: float, mean_service: float, c: int, scv: float) -> QueueMetrics:
     Allen-Cunneen approximation ``Wq ~ Wq(M/M/c) * (1 + scv) / 2`` (Poisson
     arrivals: the arrivals' SCV is 1).  :func:`mgc_is_exact` says which.
     """
-    if not isinstance(scv, (int, float)) or not scv >= 0 or math.isinf(scv):
-        raise ParamError("scv", scv, "a finite number >= 0")
-    if (not isinstance(mean_service, (int, float)) or not mean_service > 0
-            or math.isinf(mean_service)):
-        raise ParamError("mean_service", mean_service, "a finite time in seconds > 0")
+    scv = _scv(scv)
+    mean_service = _positive("mean_service", mean_service, "a finite time in seconds > 0")
+    lam, _ = _rates(lam, 1.0 / mean_service)
+    c = _servers(c)
     if c == 1:
         return mg1(lam, mean_service, scv)
     base = mmc(lam, 1.0 / mean_service, c)
@@ -160,7 +172,8 @@ def chain_availability(availabilities: Iterable[float]) -> float:
     """
     total = 1.0
     for i, a in enumerate(availabilities):
-        if not 0 <= a <= 1:
+        v = as_real(a)
+        if v is None or not 0 <= v <= 1:
             raise ParamError(f"availabilities[{i}]", a, "a fraction from 0 to 1")
-        total *= a
+        total *= v
     return total
