@@ -8,11 +8,12 @@
 
 Every mistake a user can make on the command line -- a wrong scenario,
 field or value, a mistyped command, an ``--out`` that is a file or cannot
-be written -- prints one line naming it and what is allowed (with "did you
-mean ..." for a near miss) and exits with status 2 before anything runs.
-A finished run that was overloaded says so in one ``simcomm: warning:``
-line on stderr; Ctrl-C ends a run with one ``simcomm: interrupted`` line
-and status 130.
+be written, a run too large for the memory budget -- prints one line naming
+it and what is allowed (with "did you mean ..." for a near miss) and exits
+with status 2 before anything runs.  A finished run that was overloaded
+says so in one ``simcomm: warning:`` line on stderr; Ctrl-C ends a run
+with one ``simcomm: interrupted`` line and status 130.  In a terminal, a
+run that takes more than a couple of seconds shows a progress bar.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from simcomm import __version__, api
+from simcomm import __version__, api, guard
 from simcomm.engine.randomness import SEED_ALLOWED
 from simcomm.errors import ParamError
 from simcomm.result import SUMMARY_HELP, SUMMARY_UNITS
@@ -89,6 +90,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _size(text: str) -> int:
+    """``--memory-budget``: bytes, or a size such as 4G (:func:`simcomm.guard.parse_size`)."""
+    try:
+        return guard.parse_size(text, "--memory-budget")
+    except ParamError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {guard.SIZE_ALLOWED}") from None
+
+
 def _parser() -> _Parser:
     p = _Parser(prog="simcomm", description="Simulate inter-process communication "
                 "in microservices: run a scenario, print its summary.",
@@ -116,6 +125,10 @@ def _parser() -> _Parser:
                    help="record only requests and timeline events, not every message: "
                         "faster and smaller for long runs (a report then has no sequence "
                         "diagram)")
+    r.add_argument("--memory-budget", type=_size, default=None, metavar="SIZE",
+                   help="refuse runs estimated to need more memory than SIZE (e.g. 4G); "
+                        f"default: ${guard.BUDGET_ENV}, else {guard.BUDGET_SHARE:.0%}% of this "
+                        "machine's memory")
     options = [o for parser in (p, d, r) for a in parser._actions for o in a.option_strings]
     p.known_options = tuple(dict.fromkeys(options))
     return p
@@ -222,11 +235,23 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _interrupted(exc: KeyboardInterrupt) -> str:
+    """``simcomm: interrupted``, with the simulated time reached (``api.run`` sets it)."""
+    reached = getattr(exc, "simcomm_time", None)
+    return "simcomm: interrupted" + (f" at t={reached:g}s of simulated time"
+                                     if isinstance(reached, (int, float)) else "")
+
+
 def _run(args: argparse.Namespace) -> int:
     sc = base.get(args.scenario)
     params = _parse_sets(sc, args.sets)
     new_out = _check_out(args.out) if args.out is not None else False
-    res = api.run(sc, seed=args.seed, until=args.until, trace=args.trace, **params)
+    # a bar (for runs over ~2 s) only where someone watches: in a log file
+    # its redraws would bury the one-line warnings and errors
+    progress = None if sys.stderr.isatty() else False
+    res = api.run(sc, seed=args.seed, until=args.until, trace=args.trace,
+                  memory_budget=args.memory_budget, progress=progress, warn=False,
+                  **params)
     summary = res.summary()
     if args.json:
         print(json.dumps(_json_safe(summary)))
@@ -279,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParamError as exc:  # RunTooLarge is one too
         print(f"simcomm: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("simcomm: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(_interrupted(exc), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

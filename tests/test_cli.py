@@ -14,9 +14,9 @@ import warnings
 import pytest
 
 import simcomm
-from simcomm import api, cli
+from simcomm import api, cli, guard
 from simcomm.cli import main
-from simcomm.errors import SimcommWarning
+from simcomm.errors import RunTooLarge, SimcommWarning
 from simcomm.result import SUMMARY_HELP, SUMMARY_UNITS
 from simcomm.scenarios import get
 
@@ -88,10 +88,12 @@ def test_help_of_every_command(capsys, argv):
     assert out.out.startswith("usage: simcomm") and out.err == ""
 
 
-def test_run_help_says_what_out_overwrites(capsys):
+def test_run_help_says_what_out_overwrites_and_the_memory_budget_default(capsys):
     assert run_cli(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "in an existing directory these files are overwritten" in text
+    assert (f"${guard.BUDGET_ENV}, else {guard.BUDGET_SHARE:.0%} of this machine's memory"
+            in text)
 
 
 def test_version(capsys):
@@ -196,11 +198,41 @@ def test_a_key_without_a_unit_prints_bare(capsys, monkeypatch):
     assert rows["mean_latency"] == cli._fmt(summary["mean_latency"])
 
 
+def test_a_terminal_gets_a_progress_bar_and_the_cli_prints_warnings_itself(
+        capsys, monkeypatch, run_calls):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["run", "mmc", "--until", "50"]) == 0
+    assert run_calls[0]["progress"] is None  # None: a tqdm bar for runs over ~2 s
+    assert run_calls[0]["warn"] is False
+    assert run_calls[0]["trace"] is True and run_calls[0]["memory_budget"] is None
+
+
+def test_a_log_file_gets_no_progress_bar(capsys, run_calls):
+    """stderr redirected to a file: no bar redraws around the one-line messages."""
+    assert main(["run", "mmc", "--until", "50"]) == 0
+    assert run_calls[0]["progress"] is False
+
+
 def test_no_trace_runs_without_the_message_trace(capsys, run_calls):
     assert main(["run", "mmc", "--until", "200", "--no-trace", "--json"]) == 0
     assert run_calls[0]["trace"] is False
     summary = json.loads(capsys.readouterr().out)
     assert summary == pytest.approx(simcomm.run("mmc", until=200, trace=False).summary())
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("4G", 4 << 30), ("512m", 512 << 20), ("1.5GiB", 3 << 29), ("2TB", 2 << 40),
+    ("20000000", 20_000_000), ("65536k", 64 << 20),
+])
+def test_memory_budget_sizes(capsys, run_calls, text, size):
+    assert main(["run", "mmc", "--until", "10", "--memory-budget", text]) == 0
+    assert run_calls[0]["memory_budget"] == size
+
+
+def test_a_run_over_the_memory_budget_is_refused_in_one_line(capsys, no_world):
+    assert run_cli(["run", "mmc", "--until", "1e6", "--memory-budget", "1K"]) == 2
+    line = one_error_line(capsys)
+    assert "--memory-budget" in line or "memory_budget" in line, line
 
 
 # -- an overloaded run says so -------------------------------------------------------------
@@ -211,7 +243,7 @@ def test_an_overloaded_run_warns_in_one_line_on_stderr(capsys):
         assert main([*OVERLOADED, "--json"]) == 0
     out = capsys.readouterr()
     summary = json.loads(out.out)
-    res = simcomm.run("mmc", until=500, arrival_rate=2, service_rate=1, servers=1)
+    res = simcomm.run("mmc", until=500, arrival_rate=2, service_rate=1, servers=1, warn=False)
     assert summary == pytest.approx(res.summary())
     sentences = res.warnings()
     assert sentences
@@ -236,6 +268,18 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
     assert out.err.splitlines() == ["simcomm: interrupted"]
 
 
+def test_ctrl_c_says_how_far_the_run_got(capsys, monkeypatch):
+    """api.run puts the simulated time reached on the KeyboardInterrupt; the line shows it."""
+    def interrupted(*args, **kwargs):
+        exc = KeyboardInterrupt()
+        exc.simcomm_time = 1234.5
+        raise exc
+
+    monkeypatch.setattr(api, "run", interrupted)
+    assert main(["run", "mmc", "--until", "1e7"]) == 130
+    assert capsys.readouterr().err == "simcomm: interrupted at t=1234.5s of simulated time\n"
+
+
 CHILD = """\
 import sys
 from simcomm.cli import main
@@ -247,7 +291,8 @@ sys.exit(main(sys.argv[1:]))
 def test_ctrl_c_in_a_real_run_ends_it_with_one_line():
     """SIGINT to a process in the middle of a long run: one line, exit 130, no traceback."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, "run", "mmc", "--until", "1e7", "--no-trace"],
+        [sys.executable, "-c", CHILD, "run", "mmc", "--until", "1e7", "--no-trace",
+         "--memory-budget", "1T"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
@@ -261,7 +306,9 @@ def test_ctrl_c_in_a_real_run_ends_it_with_one_line():
     assert proc.returncode == 130, err
     assert out == ""
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("simcomm: interrupted"), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("simcomm: interrupted at t=")
+    assert lines[0].endswith("s of simulated time")
 
 
 # -- --out ---------------------------------------------------------------------------------
@@ -368,9 +415,15 @@ def test_a_refused_run_creates_no_out_directory(capsys, tmp_path, no_world):
     (["run", "mmc", "--until", "inf"], ["until", "inf"]),
     (["run", "mmc", "--until", "nan"], ["until", "nan"]),
     (["run", "mmc", "--until", "abc"], ["--until", "abc"]),
+    (["run", "mmc", "--until", "1e308"], ["until", "memory budget", "--memory-budget"]),
+    (["run", "mmc", "--until", "1e9", "--memory-budget", "4G"], ["until", "until <= "]),
+    (["run", "mmc", "--set", "arrival_rate=1000", "--set", "service_rate=0.01",
+      "--memory-budget", "4G"], ["until", "pile up", "--memory-budget"]),
     (["run", "mmc", "--seed", "-1"], ["seed", "-1"]),
     (["run", "mmc", "--seed", "x"], ["--seed", "'x'", "whole number"]),
     (["run", "mmc", "--seed", "1.5"], ["--seed", "1.5"]),
+    (["run", "mmc", "--memory-budget", "lots"], ["--memory-budget", "lots", "4G"]),
+    (["run", "mmc", "--memory-budget", "0"], ["--memory-budget", "'0'"]),
     (["run", "mmc", "--colour"], ["--colour"]),
     (["run", "mmc", "--sed", "3"], ["--sed", "did you mean '--seed'?"]),
     (["run"], ["scenario"]),
@@ -382,6 +435,18 @@ def test_errors_are_one_line_and_exit_2(capsys, no_world, argv, names):
     line = one_error_line(capsys)
     for name in names:
         assert name in line, (name, line)
+
+
+def test_run_too_large_is_one_line(capsys, monkeypatch):
+    def too_large(*args, **kwargs):
+        raise RunTooLarge("until", 1e9, "at most 1e6 s, or --no-trace,\nor a larger "
+                          "--memory-budget")
+
+    monkeypatch.setattr(api, "run", too_large)
+    assert run_cli(["run", "mmc", "--until", "1e9"]) == 2
+    line = one_error_line(capsys)
+    assert line == ("simcomm: error: until=1000000000.0 is not allowed: at most 1e6 s, or "
+                    "--no-trace, or a larger --memory-budget")
 
 
 # -- the installed command -----------------------------------------------------------------
