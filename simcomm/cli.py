@@ -231,7 +231,7 @@ def _write_report(out: Path, res: Any, new: bool) -> list[Path]:
     return written
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
