@@ -8,6 +8,7 @@ import pytest
 
 import simcomm
 from simcomm.engine.formats import FORMATS
+from simcomm.errors import OverloadWarning
 from simcomm.scenarios import formats as fs
 
 
@@ -29,13 +30,15 @@ def test_registered_and_described():
 
 def test_default_run_is_quick_enough_for_a_dashboard():
     simcomm.run("formats")  # warm up imports
-    t0 = time.perf_counter()
-    res = simcomm.run("formats", seed=1)
-    elapsed = time.perf_counter() - t0
+    times = []
+    for _ in range(3):  # the best of three: other processes share the machine
+        t0 = time.perf_counter()
+        res = simcomm.run("formats", seed=1)
+        times.append(time.perf_counter() - t0)
     s = res.summary()
     assert s["completed"] > 500
     assert s["failed"] == 0
-    assert elapsed < 1.0  # about 0.1 s here; generous for a loaded CI machine
+    assert min(times) < 1.0  # about 0.1 s on an idle machine; generous for a loaded one
 
 
 def test_ledger_balances():
@@ -105,9 +108,12 @@ def test_latency_grows_with_payload_and_shrinks_with_bandwidth():
     small = _run(order_lines=10, until=20.0).summary()["mean_latency"]
     large = _run(order_lines=2000, until=20.0).summary()["mean_latency"]
     assert large > small
-    slow = _run(order_lines=2000, bandwidth_mbps=10.0, until=20.0).summary()["mean_latency"]
-    fast = _run(order_lines=2000, bandwidth_mbps=10_000.0, until=20.0).summary()["mean_latency"]
+    # at 2 orders/s, well below the 10 Mbit/s link's ceiling of ~8.6 (no backlog):
     # 4 hops of ~146 kB at 10 Mbit/s is ~0.47 s of transmission alone
+    slow = _run(order_lines=2000, bandwidth_mbps=10.0, request_rate=2.0,
+                until=20.0).summary()["mean_latency"]
+    fast = _run(order_lines=2000, bandwidth_mbps=10_000.0, request_rate=2.0,
+                until=20.0).summary()["mean_latency"]
     assert slow > fast + 0.4
 
 
@@ -117,7 +123,8 @@ def test_codec_cpu_lowers_the_saturation_point():
     # falls behind and protobuf keeps up.
     common = dict(order_lines=2000, request_rate=300.0, until=15.0,
                   bandwidth_mbps=10_000.0, gateway_workers=200)
-    xml = _run(message_format="xml", **common)
+    with pytest.warns(OverloadWarning, match="order-1's workers are 100 % busy"):
+        xml = _run(message_format="xml", **common)
     proto = _run(message_format="protobuf", **common)
     assert proto.summary()["throughput"] > 1.3 * xml.summary()["throughput"]
     assert xml.utilisation()[fs.SERVICE] > 0.95
@@ -170,6 +177,22 @@ def test_format_sweep_rows_and_attrs():
     json_rows = df[df["format"] == "json"]
     assert json_rows["offered"].iloc[1] > 1.5 * json_rows["offered"].iloc[0]
     assert ((df["service_busy"] > 0) & (df["service_busy"] <= 1)).all()
+    assert {"bottleneck", "bottleneck_busy"} <= set(df)
+
+
+def test_format_sweep_names_each_run_s_bottleneck_and_does_not_warn():
+    """Past the ceilings on purpose: the rows name the bottleneck, no warning per run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = fs.format_sweep("bandwidth_mbps", [100.0, 10_000.0], formats=["xml"],
+                             order_lines=2000, request_rate=300.0, until=3.0)
+    slow, fast = df.iloc[0], df.iloc[1]
+    assert "→" in slow["bottleneck"] and slow["bottleneck_busy"] > 0.99  # a link
+    assert fast["bottleneck"] == fs.SERVICE and fast["bottleneck_busy"] > 0.95
+    with pytest.raises(simcomm.ParamError, match="progress"):
+        fs.format_sweep("request_rate", [10.0], progress="yes")
 
 
 def test_format_sweep_checks_everything_before_running(monkeypatch):
@@ -362,6 +385,16 @@ def _steady_throughput(res, warmup):
 ])
 def test_an_overloaded_run_flattens_at_the_predicted_ceiling(bandwidth, kwargs, rel):
     row = fs.format_ceilings(2000, bandwidth, ["xml"], **kwargs).iloc[0]
-    res = _run(message_format="xml", order_lines=2000, bandwidth_mbps=bandwidth,
-               request_rate=1.5 * row["ceiling"], until=20.0, **kwargs)
+    # the run says so, naming the scenario's own capacity
+    with pytest.warns(OverloadWarning,
+                      match=f"a capacity of about {row['ceiling']:.3g} req/s"):
+        res = _run(message_format="xml", order_lines=2000, bandwidth_mbps=bandwidth,
+                   request_rate=1.5 * row["ceiling"], until=20.0, **kwargs)
     assert _steady_throughput(res, 5.0) == pytest.approx(row["ceiling"], rel=rel)
+    assert res.summary()["capacity"] == pytest.approx(row["ceiling"])
+    neck = res.bottleneck()
+    if row["binds"] == "link":
+        assert neck["kind"] == "link" and neck["utilisation"] > 0.99
+    else:
+        pool = fs.SERVICE if row["binds"] == "cpu" else fs.GATEWAY
+        assert neck["resource"] == pool and neck["utilisation"] > 0.99

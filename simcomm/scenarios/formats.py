@@ -250,7 +250,8 @@ def capacity(p: Params) -> float:
 
 def format_sweep(field: str, values: Iterable[Any],
                  formats: Iterable[str] | None = None, *, seed: int = 0,
-                 until: float | None = 30.0, **params: Any) -> pd.DataFrame:
+                 until: float | None = 30.0, progress: bool | None = None,
+                 **params: Any) -> pd.DataFrame:
     """Run the scenario for every format at every value of ``field``.
 
     ``field`` is one of the scenario's parameters (say ``request_rate`` or
@@ -260,10 +261,17 @@ def format_sweep(field: str, values: Iterable[Any],
     One row per run: ``format``, the ``field`` value, ``mean_latency``,
     ``p95`` (s, of ok requests), ``throughput`` (completed per second),
     ``offered`` (requests sent per second), ``pending`` (requests unanswered
-    at the end: a backlog), and the mean fraction of busy workers of the
-    gateway and the service (``gateway_busy``, ``service_busy``).
+    at the end: a backlog), the mean fraction of busy workers of the
+    gateway and the service (``gateway_busy``, ``service_busy``), and the
+    run's busiest resource (``bottleneck``: a worker pool such as
+    ``order-1`` or a link such as ``users → api-gateway-1``) with its
+    ``bottleneck_busy`` fraction.
     ``df.attrs`` records ``field``, ``seed``, ``until`` and ``params``.
-    Every setting is checked before the first run.
+    Every setting is checked before the first run.  The runs keep no
+    message trace (the table needs none) and issue no overload warnings:
+    a sweep goes past the ceilings on purpose, and its rows say so.
+    ``progress``: ``None`` shows a bar over the runs if the sweep takes
+    more than two seconds, ``True`` always, ``False`` never.
     """
     import pandas as pd
 
@@ -281,20 +289,37 @@ def format_sweep(field: str, values: Iterable[Any],
     values = list(values)
     if not values:
         raise ParamError(field, values, "at least one value to sweep over")
-    for fmt in fmts:  # check everything before time zero
-        for v in values:
-            _, _, checked_until = prepare(SCENARIO, seed, until, message_format=fmt,
-                                          **{field: v}, **params)
+    if progress is not None and not isinstance(progress, bool):
+        raise ParamError("progress", progress, "None (a bar for long sweeps), True or False")
+    runs = [(fmt, v) for fmt in fmts for v in values]
+    for fmt, v in runs:  # check everything before time zero
+        _, _, checked_until = prepare(SCENARIO, seed, until, trace=False, message_format=fmt,
+                                      **{field: v}, **params)
+    bar = None
+    if progress is not False:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(runs), unit="run", desc=f"format_sweep {field}", leave=False,
+                   delay=0.0 if progress else 2.0)
     rows = []
-    for fmt in fmts:
-        for v in values:
-            res = run(SCENARIO, seed, until, message_format=fmt, **{field: v}, **params)
+    try:
+        for fmt, v in runs:
+            res = run(SCENARIO, seed, until, trace=False, progress=False, warn=False,
+                      message_format=fmt, **{field: v}, **params)
             s = res.summary()
             busy = res.utilisation()
+            neck = res.bottleneck()
             rows.append({"format": fmt, field: v, "mean_latency": s["mean_latency"],
                          "p95": s["p95"], "throughput": s["throughput"],
                          "offered": s["requests"] / res.until, "pending": s["pending"],
-                         "gateway_busy": busy[GATEWAY], "service_busy": busy[SERVICE]})
+                         "gateway_busy": busy[GATEWAY], "service_busy": busy[SERVICE],
+                         "bottleneck": neck["resource"],
+                         "bottleneck_busy": neck["utilisation"]})
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
     df = pd.DataFrame(rows)
     df.attrs.update({"field": field, "seed": seed, "until": checked_until, "params": params})
     return df
@@ -328,4 +353,5 @@ SCENARIO = register(Scenario(
     build=build,
     views=("latency_over_time", "pool_usage", "sequence_diagram"),
     until=60.0,
+    capacity=capacity,
 ))
