@@ -114,11 +114,15 @@ def test_every_scenario_is_guarded_whether_it_declares_its_load_or_not(laptop, n
 
 
 def test_a_pilot_measures_the_rates_of_a_scenario_that_declares_nothing():
-    est = api.estimate("formats")
-    assert get("formats").load is None and est.source == "pilot"
+    import dataclasses
+
+    sc = dataclasses.replace(get("formats"), load=None)  # whatever formats declares
+    est = guard.estimate(sc, make_params(sc), sc.until)
+    assert est.source == "pilot"
     assert est.requests == pytest.approx(50 * 60, rel=0.1)  # request_rate * until
     assert est.pending < 0.01 * est.requests  # a stable run: nothing piles up
-    over = api.estimate("formats", request_rate=1000, order_lines=2000)
+    over = guard.estimate(sc, make_params(sc, {"request_rate": 1000, "order_lines": 2000}),
+                          sc.until)
     assert over.pending > 0.5 * over.requests  # the link carries ~60 req/s of these
 
 
