@@ -185,7 +185,7 @@ def _with_unit(key: str, value: Any) -> str:
     unit = SUMMARY_UNITS.get(key, "")
     if unit == "fraction":
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return f"{text} ({value:.1%})" if is_number and math.isfinite(value) else text
+        return f"{text} ({value * 100:.1f} %)" if is_number and math.isfinite(value) else text
     return f"{text} {unit}" if unit and text != "nan" else text
 
 

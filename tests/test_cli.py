@@ -184,7 +184,7 @@ def test_run_table_shows_units_and_what_availability_counts(capsys):
     assert rows["requests"] == [str(summary["requests"])]  # a count has no unit
     # a fraction is also given in per cent
     assert rows["availability"] == [f"{summary['availability']:.6g}",
-                                    f"({summary['availability']:.1%})"]
+                                    f"({summary['availability'] * 100:.1f}", "%)"]
     assert lines[len(summary) + 1] == f"* availability: {SUMMARY_HELP['availability']}"
     assert len(lines) == len(summary) + 2
 
