@@ -268,7 +268,7 @@ def test_format_table_bandwidth_must_be_a_finite_positive_number(bandwidth):
     assert info.value.field == "bandwidth_mbps"
 
 
-@pytest.mark.parametrize("bandwidth", [True, float("inf"), float("nan"), 0.5, "100"])
+@pytest.mark.parametrize("bandwidth", [True, float("inf"), float("nan"), 10**400, 0.5, "100"])
 def test_format_ceilings_and_sweep_check_bandwidth_like_the_scenario(bandwidth):
     with pytest.raises(simcomm.ParamError) as info:
         fs.format_ceilings(10, bandwidth)
