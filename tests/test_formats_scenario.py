@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import simcomm
@@ -28,17 +26,11 @@ def test_registered_and_described():
     assert fields["bandwidth_mbps"]["unit"] == "Mbit/s"
 
 
-def test_default_run_is_quick_enough_for_a_dashboard():
-    simcomm.run("formats")  # warm up imports
-    times = []
-    for _ in range(3):  # the best of three: other processes share the machine
-        t0 = time.perf_counter()
-        res = simcomm.run("formats", seed=1)
-        times.append(time.perf_counter() - t0)
-    s = res.summary()
+def test_default_run_completes_every_order_without_failures():
+    # its speed is measured by benchmarks/bench_dashboard.py, not asserted here
+    s = simcomm.run("formats", seed=1).summary()
     assert s["completed"] > 500
     assert s["failed"] == 0
-    assert min(times) < 1.0  # about 0.1 s on an idle machine; generous for a loaded one
 
 
 def test_ledger_balances():

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import gc
-import time
 import tracemalloc
 import warnings
 
@@ -46,12 +45,11 @@ def no_world(monkeypatch):
     ({"arrival_rate": 1000, "service_rate": 0.01}, True),  # default until, 10 000 s
     ({"until": 1e308}, False),
 ])
-def test_the_issues_runaway_runs_are_refused_in_well_under_a_second(laptop, no_world,
-                                                                    kwargs, pile_up):
-    t0 = time.perf_counter()
+def test_the_issues_runaway_runs_are_refused_before_a_world_exists(laptop, no_world,
+                                                                   kwargs, pile_up):
+    # no_world: the refusal is arithmetic on the declared load, nothing is simulated
     with pytest.raises(RunTooLarge) as info:
         simcomm.run("mmc", **kwargs)
-    assert time.perf_counter() - t0 < 0.2
     err = info.value
     assert isinstance(err, ParamError) and err.field == "until"
     text = str(err)
@@ -104,10 +102,8 @@ def test_normal_runs_are_small_and_never_refused(name):
 @pytest.mark.parametrize("name", simcomm.scenarios())
 def test_every_scenario_is_guarded_whether_it_declares_its_load_or_not(laptop, name):
     # prepare is what run, the CLI and the dashboards all call before time zero
-    t0 = time.perf_counter()
     with pytest.raises(RunTooLarge) as info:
         api.prepare(name, until=1e9)
-    assert time.perf_counter() - t0 < 0.5
     sc = get(name)
     declared = sc.load is not None and sc.capacity is not None
     assert info.value.estimate.source == ("model" if declared else "pilot")
