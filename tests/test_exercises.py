@@ -136,6 +136,14 @@ def test_ids_match_an_existing_notebook(exercise_id):
     assert ex.title.strip() and ex.question.strip()
 
 
+@pytest.mark.parametrize("exercise_id", [i for i in IDS if exercises.get(i).kind == "number"])
+def test_a_number_question_states_the_tolerance_its_check_uses(exercise_id):
+    ex = exercises.get(exercise_id)
+    tolerance = ex.check.tolerance()
+    stated = "Give a whole number" if tolerance == "exactly" else f"within {tolerance} count"
+    assert stated in ex.question
+
+
 def test_ids_are_unique_and_in_order():
     assert len(IDS) == len(set(IDS))
     assert sorted(IDS, key=lambda i: (i[:2], int(i.split(".")[1]))) == IDS
