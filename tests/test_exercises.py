@@ -256,8 +256,9 @@ def test_what_is_not_a_number_asks_for_one(answer):
     assert fb.ok is False and fb.message.startswith("give a number (in s), not ")
 
 
-def test_infinity_is_refused_with_a_reason():
-    assert "infinite" in exercises.check("01.2", math.inf).message
+def test_infinity_and_overflow_are_refused_with_a_reason():
+    for huge in (math.inf, -math.inf, 10**400):
+        assert "is not a finite number" in exercises.check("01.2", huge).message
 
 
 def test_a_tolerance_is_the_one_the_question_states():

@@ -321,7 +321,7 @@ class Number:
             unit = f" (in {self.unit})" if self.unit else ""
             return not_yet(f"give {what}{unit}, not {_short(answer)}.")
         if math.isinf(value):
-            return not_yet(f"{_short(answer)} is infinite; give a finite number.")
+            return not_yet(f"{_short(answer)} is not a finite number; give one.")
         expected = self.expected()
         if self._within(value, expected) and (not self.whole or value.is_integer()):
             close = "" if value == expected else f" (you said {_fmt(value, self.digits)})"
