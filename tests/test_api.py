@@ -13,8 +13,8 @@ import simcomm
 from simcomm import api
 from simcomm.errors import ParamError
 
-REQUEST_COLUMNS = ["request_id", "client", "target", "start", "end", "outcome", "latency",
-                   "hops"]
+REQUEST_COLUMNS = ["request_id", "client", "target", "start", "end", "outcome", "endpoint",
+                   "latency", "hops"]
 SUMMARY_KEYS = {"requests", "completed", "failed", "mean_latency", "p50", "p95", "p99",
                 "throughput", "availability"}
 

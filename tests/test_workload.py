@@ -17,6 +17,7 @@ from simcomm.engine import (
     World,
     spike,
 )
+from simcomm.engine.workload import endpoint_of, payload_of, request_body
 from simcomm.errors import ParamError
 from simcomm.result import Result
 
@@ -234,3 +235,106 @@ def test_closed_loop_user_gives_up_and_thinks_again():
     # busy with the first until 11: abandon at 8), think, send at 9 ...
     assert df["start"].tolist()[:3] == [1.0, 5.0, 9.0]
     assert df["outcome"].tolist()[:3] == ["abandoned"] * 3
+
+
+# -- a mix of endpoints -------------------------------------------------------------------
+
+def _echo_endpoint(ctx, request):
+    """Answer with the endpoint and payload the request named (what a router reads)."""
+    yield ctx.work()
+    return (endpoint_of(request.body), payload_of(request.body))
+
+
+def test_open_loop_mix_draws_endpoints_in_proportion_and_records_them():
+    w = World(11)
+    Instance(w, "srv", workers=10_000, handler=_echo_endpoint)
+    OpenLoop(w, "users", "srv", 20.0, endpoints={"createOrder": 3, "getCustomer": 1})
+    w.run(500)
+    df = Result(w).requests
+    n = len(df)
+    share = float((df["endpoint"] == "createOrder").mean())
+    assert set(df["endpoint"]) == {"createOrder", "getCustomer"}
+    assert abs(share - 0.75) < 5 * math.sqrt(0.75 * 0.25 / n)
+
+
+def test_the_endpoint_travels_in_the_body_with_its_own_payload():
+    w = World(12)
+    seen = []
+
+    def handler(ctx, request):
+        yield ctx.work()
+        seen.append((request.trace_id, endpoint_of(request.body), payload_of(request.body)))
+
+    Instance(w, "srv", workers=100, handler=handler)
+    OpenLoop(w, "users", "srv", 5.0, body="default", endpoints={"a": 1, "b": 1, "c": 1},
+             bodies={"a": {"x": 1}, "b": None})
+    w.run(100)
+    df = Result(w).requests.set_index("request_id")
+    assert len(seen) > 300
+    payloads = {"a": {"x": 1}, "b": None, "c": "default"}
+    for rid, endpoint, payload in seen:
+        assert df.loc[rid, "endpoint"] == endpoint
+        assert payload == payloads[endpoint]
+    assert request_body("a", 1) == {"endpoint": "a", "body": 1}
+    assert endpoint_of({"x": 1}) is None and payload_of({"x": 1}) == {"x": 1}
+
+
+def test_single_endpoint_clients_record_none_and_keep_their_body():
+    w = World(13)
+    Instance(w, "srv", workers=100, handler=_echo_endpoint)
+    OpenLoop(w, "users", "srv", 5.0, body={"x": 1}, patience=1.0)
+    w.run(50)
+    df = Result(w).requests
+    assert len(df) > 100 and df["endpoint"].isna().all()
+
+
+def test_the_mix_has_its_own_stream_arrivals_and_service_draws_are_unchanged():
+    def run(endpoints):
+        w = World(14)
+        Instance(w, "srv", workers=2, service_time=Exponential(0.1))
+        OpenLoop(w, "users", "srv", 5.0, endpoints=endpoints)
+        w.run(200)
+        return Result(w).requests
+
+    plain, mixed = run(None), run({"a": 1, "b": 2})
+    assert plain["start"].tolist() == mixed["start"].tolist()
+    assert plain["end"].equals(mixed["end"])  # pending rows: NaN in both
+    again = run({"a": 1, "b": 2})
+    assert again["endpoint"].tolist() == mixed["endpoint"].tolist()
+
+
+def test_closed_loop_mix_and_pending_rows_carry_the_endpoint():
+    w = World(15)
+    Instance(w, "srv", workers=1, service_time=Constant(1.0))
+    ClosedLoop(w, "users", "srv", 5, Constant(0.5), endpoints={"a": 1, "b": 1})
+    w.run(30.2)
+    df = Result(w).requests
+    assert set(df["endpoint"]) == {"a", "b"}
+    pending = df[df.outcome == "pending"]
+    assert len(pending) == 5 and pending["endpoint"].isin(["a", "b"]).all()
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"endpoints": {}}, "endpoints"),
+    ({"endpoints": ["a", "b"]}, "endpoints"),
+    ({"endpoints": "a"}, "endpoints"),
+    ({"endpoints": {"a": 0}}, "endpoints"),
+    ({"endpoints": {"a": -1}}, "endpoints"),
+    ({"endpoints": {"a": math.inf}}, "endpoints"),
+    ({"endpoints": {"a": math.nan}}, "endpoints"),
+    ({"endpoints": {"a": True}}, "endpoints"),
+    ({"endpoints": {"a": "1"}}, "endpoints"),
+    ({"endpoints": {"": 1}}, "endpoints"),
+    ({"endpoints": {3: 1}}, "endpoints"),
+    ({"endpoints": {"a": 1}, "bodies": {"b": 1}}, "bodies"),
+    ({"endpoints": {"a": 1}, "bodies": [1]}, "bodies"),
+    ({"bodies": {"a": 1}}, "bodies"),
+])
+def test_the_mix_is_checked_before_the_client_joins_the_world(kwargs, field):
+    w = World(0)
+    for make in (lambda: OpenLoop(w, "users", "srv", 1.0, **kwargs),
+                 lambda: ClosedLoop(w, "users", "srv", 1, Constant(1.0), **kwargs)):
+        with pytest.raises(ParamError) as info:
+            make()
+        assert info.value.field == field
+        assert "users" not in w.nodes

@@ -11,7 +11,8 @@ Tables (column names are the DataFrame columns):
   ``correlation_id`` is the ``message_id`` of the request it answers, and
   its ``status`` says how the call went (``ok``, ``error``, ``refused``,
   ``rejected``, ``reset``); other messages have status ``ok``.
-* ``requests`` -- one row per finished client request.
+* ``requests`` -- one row per finished client request (``endpoint``: the
+  endpoint a client with a mix of endpoints called, else None).
 * ``pools`` -- each worker pool's busy count and queue length whenever one
   of them changes.
 * ``events`` -- everything else worth seeing on a timeline: faults,
@@ -24,7 +25,8 @@ __all__ = ["EVENT_COLUMNS", "MESSAGE_COLUMNS", "POOL_COLUMNS", "REQUEST_COLUMNS"
 
 MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
                    "trace_id", "size", "reason", "correlation_id", "status")
-REQUEST_COLUMNS = ("request_id", "client", "target", "start", "end", "outcome")
+REQUEST_COLUMNS = ("request_id", "client", "target", "start", "end", "outcome",
+                   "endpoint")
 POOL_COLUMNS = ("time", "node", "busy", "queued")
 EVENT_COLUMNS = ("time", "node", "event", "detail")
 

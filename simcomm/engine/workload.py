@@ -10,6 +10,16 @@ Both record one row per request in the trace: start, end and outcome
 (``ok``, ``error``, ``refused``, ``rejected``, ``reset`` from the reply, or
 ``abandoned`` when the user's patience ran out first).  Requests still
 open when the run ends are reported as ``pending``.
+
+A client can send a **mix of endpoints** -- as a mobile app calls
+``createOrder`` now and ``getCustomer`` then -- with ``endpoints={"createOrder":
+0.5, "getCustomer": 0.5}`` (weights, normalised).  Each request's endpoint
+is drawn from the client's own random stream (``client:<name>:endpoints``,
+so adding a mix changes no other draw), and travels in the request body
+the way an RPC method name does: ``{"endpoint": "createOrder", "body":
+<payload>}`` (:func:`request_body`; read it back with :func:`endpoint_of`
+and :func:`payload_of`).  The requests table records it in its
+``endpoint`` column (None for a single-endpoint client).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
@@ -31,7 +41,8 @@ from simcomm.errors import ParamError
 if TYPE_CHECKING:
     from simcomm.engine.world import World
 
-__all__ = ["ClosedLoop", "OpenLoop", "RateSchedule", "spike"]
+__all__ = ["ClosedLoop", "OpenLoop", "RateSchedule", "endpoint_of", "payload_of",
+           "request_body", "spike"]
 
 
 class RateSchedule:
@@ -95,23 +106,94 @@ def spike(base: float, peak: float, start: float, duration: float) -> RateSchedu
     return RateSchedule([*steps, (start, peak), (start + duration, base)])
 
 
+def request_body(endpoint: str, payload: Any = None) -> dict[str, Any]:
+    """The body of a request to ``endpoint``: ``{"endpoint": ..., "body": payload}``.
+
+    Like an RPC method name (JSON-RPC's ``method``, gRPC's path), the
+    endpoint travels with the request, so it is counted in the message's
+    size in every wire format.
+    """
+    return {"endpoint": endpoint, "body": payload}
+
+
+def endpoint_of(body: Any) -> str | None:
+    """The endpoint a request body names (see :func:`request_body`), or None."""
+    if isinstance(body, dict) and isinstance(body.get("endpoint"), str):
+        return body["endpoint"]
+    return None
+
+
+def payload_of(body: Any) -> Any:
+    """What a request body carries for its endpoint: the payload of a
+    :func:`request_body`, or the body itself if it names no endpoint."""
+    return body["body"] if endpoint_of(body) is not None else body
+
+
+def _endpoint_mix(endpoints: Any, bodies: Any, body: Any
+                  ) -> tuple[list[str], list[float], dict[str, Any]]:
+    """``endpoints`` checked: names, cumulative weights and each one's request body."""
+    allowed = ('a mapping of endpoint names to weights > 0, e.g. {"createOrder": 0.5, '
+               '"getCustomer": 0.5}, or None for a single endpoint')
+    if not isinstance(endpoints, Mapping) or not endpoints:
+        raise ParamError("endpoints", endpoints, allowed)
+    names, cumulative, total = [], [], 0.0
+    for name, weight in endpoints.items():
+        if not isinstance(name, str) or not name:
+            raise ParamError("endpoints", endpoints, allowed)
+        w = as_real(weight)
+        if w is None or not 0 < w < math.inf:
+            raise ParamError("endpoints", endpoints,
+                             f"weights > 0 and finite ({name!r}: {weight!r})")
+        total += w
+        names.append(name)
+        cumulative.append(total)
+    if bodies is None:
+        bodies = {}
+    elif not isinstance(bodies, Mapping) or not set(bodies) <= set(names):
+        raise ParamError("bodies", bodies,
+                         "None, or a mapping from some of the endpoints ("
+                         + ", ".join(names) + ") to their payloads")
+    built = {name: request_body(name, bodies.get(name, body)) for name in names}
+    return names, [c / total for c in cumulative], built
+
+
 class _Client(Node):
-    """A node that sends requests to ``target`` and records their outcome."""
+    """A node that sends requests to ``target`` and records their outcome.
+
+    With ``endpoints`` (a mapping name -> weight) each request goes to one
+    endpoint of ``target``, drawn in proportion to the weights; its body
+    is :func:`request_body` of the endpoint and of ``bodies[endpoint]``
+    (default: ``body``).
+    """
 
     def __init__(self, world: World, name: str, target: str, *, body: Any = None,
-                 patience: float | None = None, format: Format | str | None = None) -> None:
+                 patience: float | None = None, format: Format | str | None = None,
+                 endpoints: Mapping[str, float] | None = None,
+                 bodies: Mapping[str, Any] | None = None) -> None:
         fmt = get_format(format) if format is not None else None
         if patience is not None:
             wait = as_real(patience)
             if wait is None or not wait > 0:
                 raise ParamError("patience", patience, "seconds > 0, or None to wait forever")
             patience = None if math.isinf(wait) else wait  # inf: waits forever too
+        mix = None
+        if endpoints is not None:
+            mix = _endpoint_mix(endpoints, bodies, body)
+        elif bodies is not None:
+            raise ParamError("bodies", bodies, "None without endpoints (use body)")
         super().__init__(world, name)  # registers the node: check everything first
         self.format = fmt
         self.target = target
         self.body = body
         self.patience = patience
         self.open: dict[int, float] = {}  # request id -> start time
+        self.endpoints: tuple[str, ...] = ()
+        self._endpoint: dict[int, str] = {}  # request id -> endpoint, with a mix
+        if mix is not None:
+            self.endpoints = tuple(mix[0])
+            self._cumulative = mix[1]
+            self._bodies = mix[2]
+            self._endpoint_rng = world.stream(f"client:{name}:endpoints")
 
     def _issue(self, wait: bool = True) -> Event | None:
         """Send one request.  With ``wait``, return an event that fires when it
@@ -119,7 +201,13 @@ class _Client(Node):
         don't wait, and skip making the event."""
         rid = self.world.next_request_id()
         self.open[rid] = self.env.now
-        ev = self.request(self.target, self.body, trace_id=rid, format=self.format)
+        body = self.body
+        if self.endpoints:
+            i = bisect.bisect_right(self._cumulative, self._endpoint_rng.random())
+            endpoint = self.endpoints[min(i, len(self.endpoints) - 1)]
+            self._endpoint[rid] = endpoint
+            body = self._bodies[endpoint]
+        ev = self.request(self.target, body, trace_id=rid, format=self.format)
         done = Event(self.env) if wait else None
         ev.callbacks.append(lambda e: self._finish(rid, e.value.status, done))
         if self.patience is not None:
@@ -131,8 +219,9 @@ class _Client(Node):
         start = self.open.pop(rid, None)
         if start is None:
             return  # already abandoned
+        endpoint = self._endpoint.pop(rid, None) if self.endpoints else None
         self.world.trace.requests.append((rid, self.name, self.target, start, self.env.now,
-                                          outcome))
+                                          outcome, endpoint))
         if done is not None:
             done.succeed(outcome)
 
@@ -143,7 +232,8 @@ class _Client(Node):
 
     def pending(self) -> list[tuple]:
         """Rows for the requests still open (outcome ``pending``, no end)."""
-        return [(rid, self.name, self.target, start, math.nan, "pending")
+        return [(rid, self.name, self.target, start, math.nan, "pending",
+                 self._endpoint.get(rid))
                 for rid, start in self.open.items()]
 
 
@@ -152,13 +242,16 @@ class OpenLoop(_Client):
 
     def __init__(self, world: World, name: str, target: str, rate: float | RateSchedule, *,
                  body: Any = None, patience: float | None = None,
-                 format: Format | str | None = None) -> None:
+                 format: Format | str | None = None,
+                 endpoints: Mapping[str, float] | None = None,
+                 bodies: Mapping[str, Any] | None = None) -> None:
         if not isinstance(rate, RateSchedule):
             per_second = as_real(rate)
             if per_second is None or not per_second > 0 or math.isinf(per_second):
                 raise ParamError("rate", rate, "requests per second > 0 (finite)")
             rate = RateSchedule([(0.0, per_second)])
-        super().__init__(world, name, target, body=body, patience=patience, format=format)
+        super().__init__(world, name, target, body=body, patience=patience, format=format,
+                         endpoints=endpoints, bodies=bodies)
         self.schedule = rate
         self._rng = world.stream(f"client:{name}:arrivals")
         self.env.process(self._arrivals())
@@ -191,13 +284,16 @@ class ClosedLoop(_Client):
 
     def __init__(self, world: World, name: str, target: str, users: int,
                  think_time: Distribution, *, body: Any = None,
-                 patience: float | None = None, format: Format | str | None = None) -> None:
+                 patience: float | None = None, format: Format | str | None = None,
+                 endpoints: Mapping[str, float] | None = None,
+                 bodies: Mapping[str, Any] | None = None) -> None:
         if not is_whole(users) or users < 1:
             raise ParamError("users", users, "a whole number >= 1")
         users = int(users)
         if not isinstance(think_time, Distribution):
             raise ParamError("think_time", think_time, "a Distribution (seconds)")
-        super().__init__(world, name, target, body=body, patience=patience, format=format)
+        super().__init__(world, name, target, body=body, patience=patience, format=format,
+                         endpoints=endpoints, bodies=bodies)
         self.users = users
         self.think_time = think_time
         for u in range(users):
