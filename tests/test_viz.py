@@ -574,6 +574,41 @@ def test_redraw_makes_a_new_figure_for_a_system_of_another_shape(chain):
     assert viz.redraw("latency_over_time", chain, fig) is not fig  # another view
 
 
+@pytest.mark.parametrize("name", sorted(viz.VIEWS))
+def test_axis_labels_are_placed_clear_of_the_tick_labels(name, hang, mmc3):
+    """Labels are pinned (not measured on every draw, which is slow): they must
+    still sit clear of the tick labels, and inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    res = mmc3 if name == "theory_vs_simulation" else hang
+    fig = viz.view(name, res)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis, ticks in ((ax.xaxis, ax.get_xticklabels()), (ax.yaxis, ax.get_yticklabels())):
+            label = axis.label
+            if not (label.get_visible() and label.get_text()):
+                continue
+            box = label.get_window_extent(renderer)
+            assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, label.get_text()
+            for t in ticks:
+                if t.get_visible() and t.get_text():
+                    assert not box.overlaps(t.get_window_extent(renderer)), (
+                        label.get_text(), t.get_text())
+
+
+def test_nice_top_rounds_up_to_a_round_limit():
+    from simcomm.viz.data import nice_top
+
+    assert [nice_top(x) for x in (0.17, 0.21, 0.3, 7.2, 96, 1000)] == [
+        0.2, 0.25, 0.3, 8.0, 100.0, 1000.0]
+    assert nice_top(0) == nice_top(float("inf")) == 1.0
+    # runs of one setting share the latency axis
+    tops = {viz.latency_over_time(simcomm.run("chain", seed=s, until=60)).axes[0].get_ylim()
+            for s in range(4)}
+    assert len(tops) < 4
+
+
 # -- display in Jupyter -----------------------------------------------------------------
 def test_enable_inline_registers_a_png_formatter(monkeypatch):
     from IPython.core.formatters import DisplayFormatter

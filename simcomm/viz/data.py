@@ -18,7 +18,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from simcomm.result import Result
 
-__all__ = ["cached", "clients", "fault_intervals", "instances", "nice_step", "pool_arrays"]
+__all__ = ["cached", "clients", "fault_intervals", "instances", "nice_step", "nice_top",
+           "pool_arrays"]
 
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -134,3 +135,27 @@ def nice_step(x: float) -> float:
         if step >= x * (1 - 1e-9):
             return float(step)
     return float(10.0 ** (exp + 1))  # pragma: no cover
+
+
+#: Mantissas :func:`nice_top` rounds up to: fine enough to waste at most a
+#: quarter of an axis, coarse enough that runs of one setting share a limit.
+_TOPS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def nice_top(x: float) -> float:
+    """``x`` rounded up to a round axis limit (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6 or
+    8 times a power of ten).
+
+    Used for the top of a figure's y axis, so that re-running with another
+    seed usually keeps the same scale: a learner comparing runs sees the
+    data change, not the axis (and a redraw finds its tick labels where
+    they were).
+    """
+    if not x > 0 or math.isinf(x):
+        return 1.0
+    exp = math.floor(math.log10(x))
+    for m in _TOPS:
+        top = float(f"{m:g}e{exp}")  # the float nearest 0.3, not 3 * 0.1
+        if top >= x * (1 - 1e-9):
+            return top
+    return float(f"1e{exp + 1}")  # pragma: no cover

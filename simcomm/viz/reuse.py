@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
 
-__all__ = ["Keeper", "active", "keeper"]
+__all__ = ["Keeper", "active", "keeper", "keeper_of"]
 
 #: Where an Axes keeps its Keeper (an attribute: a WeakKeyDictionary would
 #: never let go, since the artists refer back to their Axes).
@@ -188,3 +188,8 @@ def active(ax: Axes) -> Keeper | None:
     """The Keeper whose pass is under way on ``ax``, if any."""
     k = getattr(ax, _ATTR, None)
     return k if k is not None and k._active else None
+
+
+def keeper_of(ax: Axes) -> Keeper | None:
+    """The Keeper of the last drawing on ``ax`` (None if none drew there)."""
+    return getattr(ax, _ATTR, None)

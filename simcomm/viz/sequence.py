@@ -27,6 +27,7 @@ from simcomm.viz.style import (
     OUTCOMES,
     figure_for,
     outcome_color,
+    pin_axis_labels,
     root_figure,
 )
 
@@ -383,6 +384,7 @@ def sequence_diagram(res: Result, first: int = 10, ax: Axes | None = None, *,
                  + (f" from t = {since:g} s" if since else "")
                  + ("; colour = how the request ended" if color_by == "outcome" else
                     "; one colour per request"), loc="left", fontsize=11, y=1.0 + lift)
+    pin_axis_labels(ax)
     k.finish()
     # limits and scale are final: now labels can be spread apart in display space
     for col in columns.values():

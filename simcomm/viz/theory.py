@@ -25,7 +25,7 @@ from simcomm.analysis import theory as qt
 from simcomm.analysis.metrics import batch_means
 from simcomm.errors import ParamError
 from simcomm.viz import reuse
-from simcomm.viz.style import GREY, INK, OKABE_ITO, figure_for, style_axes
+from simcomm.viz.style import GREY, INK, OKABE_ITO, figure_for, pin_axis_labels, style_axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -269,6 +269,7 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
     k.text("numbers", 0.02, 0.97, "\n".join(text), transform=ax.transAxes, va="top",
            ha="left", fontsize=8.5, color=INK, zorder=6,
            bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#CCCCCC"})
+    pin_axis_labels(ax)
     k.finish()
     ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False,
               ncols=1)
@@ -371,6 +372,7 @@ def theory_sweep_figure(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
         ax.set_title(f"first {100 * warmup:.0f} % of each run"
                      + (f" ({_seconds(warmup * until)})" if until else "")
                      + " dropped as warm-up", loc="right", fontsize=8, color=INK, y=1.0)
+    pin_axis_labels(ax)
     k.finish()
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     return fig

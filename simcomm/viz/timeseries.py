@@ -35,6 +35,7 @@ from simcomm.viz.style import (
     new_figure,
     opaque,
     outcome_color,
+    pin_axis_labels,
     root_figure,
     set_titles,
     style_axes,
@@ -222,7 +223,7 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     if log and positive.size:
         ax.set_ylim(float(positive.min()) / 1.5, top * 1.5)
     else:
-        ax.set_ylim(0, 1.05 * top if top > 0 else 1.0)
+        ax.set_ylim(0, data.nice_top(1.05 * top))
     ax.set_xlim(0, res.until)
     ax.set_xlabel("request start time (s)")
     ax.set_ylabel("latency (s)" + (", log scale" if log else ""))
@@ -230,6 +231,7 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     set_titles(ax, "Request latency over time",
                f"p50 {s['p50']:.3g} s · p99 {s['p99']:.3g} s of ok requests · "
                f"availability {100 * s['availability']:.1f} %" if s["requests"] else "")
+    pin_axis_labels(ax)
     k.finish()
     _legend(ax, markerscale=2.5)
     return fig
@@ -311,16 +313,17 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
                      linewidth=1.6, label=name)
     top = float(base.max(initial=0.0)) if stacked else float(df.to_numpy().max(initial=0.0))
     if faults:  # a strip above the (opaque) areas, where bands stay visible
-        ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)
+        ax.set_ylim(0, data.nice_top(1.3 * top))
         fault_bands(ax, res, ymin=0.0 if not stacked else 0.78, zorder=3 if stacked else 0.5)
     else:
-        ax.set_ylim(0, 1.05 * top if top > 0 else 1.0)
+        ax.set_ylim(0, data.nice_top(1.05 * top))
     ax.set_xlim(0, res.until)
     ax.set_xlabel(f"request {'start' if by == 'start' else 'end'} time (s)")
     ax.set_ylabel("requests per second (req/s)")
     set_titles(ax, "What happened to the requests",
                f"rates per {df.attrs['bin']:g} s bin, by {by} time"
                + (", stacked" if stacked else ""))
+    pin_axis_labels(ax)
     k.finish()
     _legend(ax)
     return fig
@@ -462,7 +465,7 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
         ymax = 1.15 * workers + 0.3
         ax.set_ylim(0, ymax)
         ax.yaxis.set_major_locator(FixedLocator(_pool_ticks(workers, ymax)))
-        twin.set_ylim(0, max(ymax, 1.12 * qmax))
+        twin.set_ylim(0, ymax if 1.12 * qmax <= ymax else data.nice_top(1.12 * qmax))
         ax.set_xlim(0, res.until)
         ax.set_ylabel("busy", color=POOL_COLORS["busy"], fontsize=9)
         twin.set_ylabel("queued", color=POOL_COLORS["queued"], fontsize=9, rotation=-90,
@@ -481,6 +484,9 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
     for ax in axs[:-1]:
         ax.set_xlabel("")
     axs[-1].set_xlabel("time (s)")
+    for ax in axs:
+        pin_axis_labels(ax)
+        pin_axis_labels(getattr(reuse.keeper_of(ax), "twin", ax))
     if owned:
         fig.suptitle("Worker pools: busy workers (blue, left scale) and queue (vermillion, "
                      "right scale)"

@@ -9,7 +9,10 @@ dashboard that re-runs a hundred times holds as many figures as it shows.
 
 Rendering is Agg straight to an RGB buffer, encoded by Pillow with light
 compression: for a figure of ~650 x 400 px the default zlib level costs
-several times the encoding at level 1 for a PNG only a little smaller.
+several times the encoding at level 1 for a PNG only a little smaller.  A
+kept figure renders through :class:`~simcomm.widgets._agg.GlyphCachingCanvas`,
+which draws the texts it drew before (tick labels, titles, legends: most
+of a redrawn figure's text, and most of its rendering time) from memory.
 """
 
 from __future__ import annotations
@@ -110,19 +113,22 @@ def png_bytes(fig: Figure, dpi: float = DPI, *, close: bool = True) -> bytes:
 
     The figure's own resolution becomes ``dpi`` (set once: a kept figure
     is not switched back and forth on every save, which would redo its
-    layout), it is drawn by Agg and encoded as an RGB PNG at
-    :data:`PNG_COMPRESSION`.
+    layout), it is drawn by Agg (a bare figure gets a
+    :class:`~simcomm.widgets._agg.GlyphCachingCanvas`, kept with it) and
+    encoded as an RGB PNG at :data:`PNG_COMPRESSION`.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
+
+    from simcomm.widgets._agg import GlyphCachingCanvas
 
     buf = io.BytesIO()
     try:
         if fig.dpi != dpi:
             fig.set_dpi(dpi)
         canvas = fig.canvas
-        if not isinstance(canvas, FigureCanvasAgg):
-            canvas = FigureCanvasAgg(fig)
+        if not isinstance(canvas, FigureCanvasAgg):  # a bare Figure: ours to render
+            canvas = GlyphCachingCanvas(fig)
         canvas.draw()
         size = canvas.get_width_height()
         img = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
