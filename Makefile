@@ -22,7 +22,7 @@ lab: venv
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00-tour.ipynb
 
 lint: venv
-	$(BIN)/ruff check simcomm tests benchmarks docs
+	$(BIN)/ruff check simcomm tests benchmarks docs tools
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --nbmake tests notebooks

@@ -48,8 +48,12 @@ NOTEBOOKS = (TOUR, SYNC, FORMATS_NB)
 
 
 def _cells(stem: str, kind: str) -> list[str]:
+    """The notebook's own cells of ``kind``.  The Exercises section is left out:
+    tools/sync_exercises.py writes it from simcomm.exercises, whose numbers
+    tests/test_exercises.py holds against the model."""
     nb = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())
-    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind]
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind
+            and "exercise" not in c.get("metadata", {}).get("tags", [])]
 
 
 def _squash(text: str) -> str:

@@ -9,6 +9,8 @@ the package instead of defining functions of their own.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,19 @@ def test_opens_with_what_you_will_see_and_ends_with_questions(notebook):
     assert "what you will see" in "\n".join(markdown[:2]).lower()
     assert "questions to think about" in markdown[-1].lower()
     assert notebook["cells"][-1]["cell_type"] == "markdown"
+
+
+def test_exercises_say_what_their_checkers_check():
+    """Each notebook's Exercises section is the text simcomm.exercises declares."""
+    tool = NOTEBOOKS[0].parent.parent / "tools" / "sync_exercises.py"
+    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_notebook_has_exercises_to_check(notebook):
+    code = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert any("exercises.check(" in source for source in code)
 
 
 def test_logic_lives_in_the_package(notebook):
