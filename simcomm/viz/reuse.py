@@ -21,9 +21,10 @@ earlier run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, StepPatch
@@ -32,8 +33,9 @@ from matplotlib.text import Text
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
+    from matplotlib.legend import Legend
 
-__all__ = ["Keeper", "active", "keeper", "keeper_of"]
+__all__ = ["Keeper", "active", "keeper", "keeper_of", "legend"]
 
 #: Where an Axes keeps its Keeper (an attribute: a WeakKeyDictionary would
 #: never let go, since the artists refer back to their Axes).
@@ -193,3 +195,41 @@ def active(ax: Axes) -> Keeper | None:
 def keeper_of(ax: Axes) -> Keeper | None:
     """The Keeper of the last drawing on ``ax`` (None if none drew there)."""
     return getattr(ax, _ATTR, None)
+
+
+_LOOKS = ("get_color", "get_facecolor", "get_edgecolor", "get_linestyle", "get_linewidth",
+          "get_marker", "get_markersize", "get_markerfacecolor", "get_alpha", "get_hatch",
+          "get_fill")
+
+
+def _look(artist: Any) -> str:
+    """What a legend copies from a handle when it is made, as a comparable text."""
+    parts = [type(artist).__name__]
+    for name in _LOOKS:
+        get = getattr(artist, name, None)
+        if get is not None:
+            value = get()
+            parts.append(repr(np.asarray(value).tolist() if isinstance(value, np.ndarray)
+                              else value))
+    return "|".join(parts)
+
+
+def legend(ax: Axes, handles: Sequence[Any], labels: Sequence[str],
+           **kwargs: Any) -> Legend | None:
+    """``ax.legend(handles, labels, **kwargs)``, unless ``ax`` already shows that legend.
+
+    A legend copies its handles' look when it is made, and making one costs
+    more than drawing it; a redraw whose entries read and look the same as
+    before keeps the one it has.  With no handles, an earlier legend goes.
+    """
+    old = ax.get_legend()
+    if not handles:
+        if old is not None:
+            old.remove()
+        return None
+    key = (tuple(labels), tuple(_look(h) for h in handles), repr(sorted(kwargs.items())))
+    if old is not None and getattr(old, "_simcomm_key", None) == key:
+        return old
+    leg = ax.legend(list(handles), list(labels), **kwargs)
+    leg._simcomm_key = key  # type: ignore[attr-defined]
+    return leg

@@ -420,8 +420,5 @@ def _sequence_legend(ax: Axes, drawn: set[str], outcome_of: dict[int, str], colo
     if "activation" in drawn:
         handles.append(Patch(facecolor="#F2F2F2", edgecolor=GREY, linewidth=0.6,
                              label="node working on it"))
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  borderaxespad=0.0, fontsize=8, frameon=False)
-    elif ax.get_legend() is not None:
-        ax.get_legend().remove()
+    reuse.legend(ax, handles, [h.get_label() for h in handles], loc="upper left",
+                 bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)

@@ -271,8 +271,8 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
            bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#CCCCCC"})
     pin_axis_labels(ax)
     k.finish()
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False,
-              ncols=1)
+    reuse.legend(ax, *ax.get_legend_handles_labels(), loc="upper left",
+                 bbox_to_anchor=(0.0, -0.12), fontsize=8, frameon=False, ncols=1)
     return fig
 
 
@@ -374,5 +374,6 @@ def theory_sweep_figure(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
                      + " dropped as warm-up", loc="right", fontsize=8, color=INK, y=1.0)
     pin_axis_labels(ax)
     k.finish()
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    reuse.legend(ax, *ax.get_legend_handles_labels(), loc="upper left", fontsize=8,
+                 frameon=False)
     return fig

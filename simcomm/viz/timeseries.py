@@ -71,16 +71,12 @@ def _legend(ax: Axes, only_gid: str | None = None, handles: list[Any] | None = N
     keep = range(len(own))
     if only_gid is not None:
         keep = [i for i, h in enumerate(own) if (h.get_gid() or "").startswith(only_gid)]
-    chosen = [own[i] for i in keep]
-    if chosen:
-        leg = ax.legend(chosen, [wrap_label(labels[i], wrap) for i in keep], loc="upper left",
-                        bbox_to_anchor=(x, 1.0), borderaxespad=0.0, fontsize=8,
-                        frameon=False, **kwargs)
-        for h in getattr(leg, "legend_handles", getattr(leg, "legendHandles", [])):
-            if isinstance(h, Line2D):  # faint points, but a legend to read at a glance
-                h.set_alpha(1.0)
-    elif ax.get_legend() is not None:
-        ax.get_legend().remove()
+    leg = reuse.legend(ax, [own[i] for i in keep], [wrap_label(labels[i], wrap) for i in keep],
+                       loc="upper left", bbox_to_anchor=(x, 1.0), borderaxespad=0.0,
+                       fontsize=8, frameon=False, **kwargs)
+    for h in getattr(leg, "legend_handles", getattr(leg, "legendHandles", [])):
+        if isinstance(h, Line2D):  # faint points, but a legend to read at a glance
+            h.set_alpha(1.0)
 
 
 def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
@@ -466,7 +462,8 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
         ax.set_ylim(0, ymax)
         ax.yaxis.set_major_locator(FixedLocator(_pool_ticks(workers, ymax)))
         twin.set_ylim(0, ymax if 1.12 * qmax <= ymax else data.nice_top(1.12 * qmax))
-        ax.set_xlim(0, res.until)
+        if ax.get_xlim() != (0.0, res.until):  # shared: setting one row sets them all
+            ax.set_xlim(0, res.until)
         ax.set_ylabel("busy", color=POOL_COLORS["busy"], fontsize=9)
         twin.set_ylabel("queued", color=POOL_COLORS["queued"], fontsize=9, rotation=-90,
                         va="bottom")
