@@ -19,6 +19,7 @@ from simcomm.engine import (
 )
 from simcomm.errors import ParamError
 from simcomm.result import Result
+from simcomm.rpc import call
 
 
 class Sink(Node):
@@ -349,7 +350,7 @@ def test_reply_to_a_down_node_is_dropped_without_an_answer():
     w = World(0)
 
     def forward(ctx, request):
-        reply = yield from ctx.call("back")
+        reply = yield from call(ctx, "back")
         return reply.status
 
     Instance(w, "back", service_time=Constant(5.0))

@@ -26,6 +26,7 @@ from simcomm.engine import (
 )
 from simcomm.errors import ParamError
 from simcomm.result import Result
+from simcomm.rpc import call
 
 
 class Caller(Node):
@@ -210,7 +211,7 @@ def test_crash_while_calling_another_service_resets_the_caller():
     w = World(0)
 
     def forward(ctx, request):
-        reply = yield from ctx.call("back")
+        reply = yield from call(ctx, "back")
         return reply.status
 
     Instance(w, "back", service_time=Constant(3.0))
@@ -503,7 +504,7 @@ def test_handler_calls_another_service_and_replies_find_their_callers():
 
     def front(ctx, request):
         yield ctx.work(0.001)
-        reply = yield from ctx.call("back", {"n": request.body["n"]})
+        reply = yield from call(ctx, "back", {"n": request.body["n"]})
         assert reply.kind == "reply"
         answered.append(reply.correlation_id)
         return {"n": reply.body["n"], "via": reply.source}
@@ -535,7 +536,7 @@ def test_calls_carry_the_trace_id_of_the_request_they_serve():
     w = World(0)
 
     def front(ctx, request):
-        reply = yield from ctx.call("back")
+        reply = yield from call(ctx, "back")
         return reply.status
 
     Instance(w, "back")

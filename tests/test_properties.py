@@ -40,6 +40,7 @@ from simcomm.engine import (
     install,
 )
 from simcomm.result import FAILURES, Result
+from simcomm.rpc import call
 
 OUTCOMES = {"ok", "pending", *FAILURES}
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -80,7 +81,7 @@ def check_requests(res: Result) -> None:
     df = res.requests
     s = res.summary()
     assert list(df.columns) == ["request_id", "client", "target", "start", "end", "outcome",
-                                "latency", "hops"]
+                                "endpoint", "latency", "hops"]
     assert df["request_id"].is_unique
     # ids are a counter: every request the clients issued has its row
     assert df["request_id"].tolist() == list(range(1, len(df) + 1))
@@ -207,7 +208,7 @@ def _forward(next_hop: str | None):
         yield ctx.work()
         if next_hop is None:
             return {"ok": True, "echo": request.body}
-        reply = yield from ctx.call(next_hop, request.body)
+        reply = yield from call(ctx, next_hop, request.body)
         if reply.status != "ok":
             raise ServiceError(reply.status)
         return reply.body

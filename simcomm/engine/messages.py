@@ -35,11 +35,21 @@ class Message:
     * ``reply_to`` -- on a request, the node that waits for the reply.
     * ``key`` -- the shard / partition key, if any.
     * ``trace_id`` -- the id of the client request this message serves.
-    * ``status`` -- on a reply: ``ok``, ``error``, ``refused``, ``reset``.
+    * ``status`` -- on a reply: how the call went -- ``ok``, ``error``,
+      ``refused``, ``rejected``, ``reset``, or an outcome a policy decided
+      (``timeout``, ``fallback``, ... -- see :data:`simcomm.rpc.OUTCOMES`).
+    * ``deadline`` -- on a request, the absolute simulated time by which
+      the caller at the start of the request must have its answer (the
+      remaining time budget, as gRPC's ``grpc-timeout`` header carries it);
+      the callee's own calls stop waiting then.  ``None``: no deadline.
     * ``created``, ``sent``, ``delivered`` -- simulated times the message was
       made, put on the wire and handed to its destination (``None`` until
       then).
     * ``body``, ``format`` -- the payload and its wire format.
+
+    A reply with ``id`` 0 was made by the caller's own policy (a timeout, a
+    short-circuit, a fallback, ...) and never crossed the network: it is in
+    no ledger.
     """
 
     __slots__ = (
@@ -47,6 +57,7 @@ class Message:
         "body",
         "correlation_id",
         "created",
+        "deadline",
         "delivered",
         "dest",
         "format",
@@ -76,6 +87,7 @@ class Message:
         status: str = "ok",
         format: Format | None = None,
         size: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.id = id
         self.kind = kind
@@ -90,6 +102,7 @@ class Message:
         self.status = status
         self.format = format
         self._size = size
+        self.deadline = deadline
         self.sent: float | None = None
         self.delivered: float | None = None
 

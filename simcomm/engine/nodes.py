@@ -8,8 +8,18 @@ registries, brokers and gateways are all nodes.
 workers that take requests from a FIFO queue (bounded or not), run the
 service's *handler* for each and send the reply.  A handler is a generator
 function ``handler(ctx, request)`` that yields SimPy events -- usually
-``ctx.work()`` for CPU time and ``ctx.call(...)`` for calls to other
-services -- and returns the reply body, or raises :class:`ServiceError`.
+``ctx.work()`` for CPU time and ``yield from simcomm.rpc.call(ctx, ...)``
+for calls to other services -- and returns the reply body, or raises
+:class:`ServiceError`.
+
+The engine knows nothing of how calls are made or protected (it imports
+nothing above it): the call path lives in :mod:`simcomm.rpc`, the policies
+in :mod:`simcomm.resilience`.  The layers above plug in through three
+attributes the engine only passes along: ``Node.outbound`` (how this node's
+calls are wrapped, set by ``simcomm.resilience.protect``),
+``Instance.admission`` (a check on each arriving request, set by
+``simcomm.resilience.protect_server``) and ``Context.status`` (the status an
+answer goes out with, ``fallback`` when it was degraded).
 
 Faults an instance can suffer (see :mod:`simcomm.engine.faults`):
 
@@ -73,7 +83,19 @@ _REFUSAL_STATUS = {"node_down": "refused", "rejected": "rejected"}
 
 
 class ServiceError(Exception):
-    """Raised by a handler to answer with an error reply (like HTTP 5xx)."""
+    """Raised by a handler to answer with an error reply (like HTTP 5xx).
+
+    ``status`` is the reply's status: ``"error"`` by default, or the outcome
+    that ended the request when a handler passes a policy's verdict on (a
+    gateway whose call timed out answers ``"timeout"``, as an HTTP gateway
+    answers 504).  It cannot be ``"ok"`` or ``"fallback"``: those are answers.
+    """
+
+    def __init__(self, *args: object, status: str = "error") -> None:
+        if not isinstance(status, str) or not status or status in ("ok", "fallback"):
+            raise ParamError("status", status, "a failure outcome such as 'error' or 'timeout'")
+        super().__init__(*args)
+        self.status = status
 
 
 class Node:
@@ -88,6 +110,10 @@ class Node:
         self.up = True
         self._network = world.network
         self._pending: dict[int, Event] = {}
+        #: How this node's calls are wrapped, keyed by destination: set by the
+        #: layers above (``simcomm.resilience.protect``); None = plain calls.
+        #: The engine never looks inside.
+        self.outbound: Any = None
         world.add(self)
 
     # -- sending -------------------------------------------------------
@@ -105,16 +131,19 @@ class Node:
 
     def request(self, dest: str, body: Any = None, *, kind: str = COMMAND,
                 key: Any = None, trace_id: int | None = None,
-                format: Format | None = None, size: int | None = None) -> Event:
+                format: Format | None = None, size: int | None = None,
+                deadline: float | None = None) -> Event:
         """Send a request to ``dest``; the event fires with the reply Message.
 
         The reply is matched by correlation id (the request's own id, which
         the returned event carries as ``request_id``).  The event never
         fires if no reply comes: wrap it with a policy to bound the wait.
+        ``deadline`` (absolute simulated time) goes in the request's header
+        for the callee's own calls to respect.
         """
         msg = Message(self.world.next_message_id(), kind, self.name, dest, self.env.now,
                       body, reply_to=self.name, key=key, trace_id=trace_id,
-                      format=format, size=size)
+                      format=format, size=size, deadline=deadline)
         ev = Event(self.env)
         ev.request_id = msg.id  # type: ignore[attr-defined]
         self._pending[msg.id] = ev
@@ -129,7 +158,8 @@ class Node:
               format: Format | None = None) -> None:
         """Answer ``request`` with a reply carrying its correlation id."""
         self._network.send(Message(
-            self.world.next_message_id(), REPLY, self.name, request.reply_to,
+            self.world.next_message_id(), REPLY, self.name,
+            request.reply_to,  # type: ignore[arg-type]  # only requests with reply_to are answered
             self.env.now, body, correlation_id=request.id, trace_id=request.trace_id,
             status=status, format=format))
 
@@ -141,7 +171,7 @@ class Node:
     def receive(self, msg: Message) -> None:
         """A message has been delivered to this node."""
         if msg.kind == REPLY:
-            ev = self._pending.pop(msg.correlation_id, None)
+            ev = self._pending.pop(msg.correlation_id, None)  # type: ignore[arg-type]
             if ev is None:
                 self.world.trace.event(self.env.now, self.name, "orphan_reply",
                                        f"reply {msg.id} to request {msg.correlation_id}")
@@ -174,14 +204,22 @@ class Context:
     CPU time for decoding and encoding messages is owed as ``debt`` and paid
     with the next unit of work, call or reply, so that coding costs take no
     extra simulation events of their own.
+
+    ``status`` is the status the answer goes out with when the handler
+    returns normally: ``"ok"``, or ``"fallback"`` once a call made for this
+    request was answered by a fallback (``simcomm.rpc.call`` sets it), so
+    that a degraded answer stays visible all the way back to the user.  A
+    handler may set it back to ``"ok"`` if it does not count the answer as
+    degraded.
     """
 
-    __slots__ = ("debt", "instance", "request")
+    __slots__ = ("debt", "instance", "request", "status")
 
     def __init__(self, instance: Instance, request: Message, debt: float = 0.0) -> None:
         self.instance = instance
         self.request = request
         self.debt = debt
+        self.status = "ok"
 
     @property
     def env(self) -> simpy.Environment:
@@ -190,6 +228,11 @@ class Context:
     @property
     def now(self) -> float:
         return self.instance.env.now
+
+    @property
+    def deadline(self) -> float | None:
+        """The request's deadline (absolute simulated time), if its caller set one."""
+        return self.request.deadline
 
     def work(self, duration: float | None = None) -> Event:
         """CPU time on this worker: a service-time draw, or ``duration``.
@@ -202,17 +245,6 @@ class Context:
         debt, self.debt = self.debt, 0.0
         return inst.env.timeout(duration * inst.slowdown + debt)
 
-    def call(self, dest: str, body: Any = None, *, kind: str = COMMAND,
-             key: Any = None) -> Generator[Event, Any, Message]:
-        """Call ``dest`` synchronously: ``reply = yield from ctx.call(...)``.
-
-        See :func:`simcomm.rpc.call`; the reply's ``status`` says how it
-        went (``ok``, ``error``, ``refused``, ``rejected``, ``reset``).
-        """
-        from simcomm.rpc.call import call
-
-        return (yield from call(self, dest, body, kind=kind, key=key))
-
 
 class Instance(Node):
     """One instance of a service: ``workers`` concurrent workers and a queue.
@@ -220,6 +252,12 @@ class Instance(Node):
     ``queue_capacity`` bounds the requests waiting for a worker (``None``:
     unbounded); a request that finds the queue full is rejected and its
     caller gets a ``rejected`` reply at once.
+
+    ``arrivals`` counts the requests that reached the instance while it was
+    up (accepted or turned away at the door), which is the load its callers
+    put on it, retries included.  ``admission``, if set by a layer above
+    (server-side load shedding), is asked about each arriving request before
+    the queue is: a drop reason (the caller's reply status) or None.
     """
 
     def __init__(self, world: World, name: str, *, workers: int = 1,
@@ -257,6 +295,8 @@ class Instance(Node):
         self.error_rate = 0.0
         self.hung = False
         self._unhang: Event | None = None
+        self.arrivals = 0
+        self.admission: Callable[[Message], str | None] | None = None
         self._record = world.trace.pools.append if world.trace.enabled else None
         self._start_workers()
 
@@ -286,7 +326,14 @@ class Instance(Node):
 
     # -- arrival -------------------------------------------------------
     def accept(self, msg: Message) -> str | None:
-        if (msg.kind != REPLY and self.queue_capacity is not None and not self._idle
+        if msg.kind == REPLY:
+            return None
+        self.arrivals += 1
+        if self.admission is not None:
+            reason = self.admission(msg)
+            if reason:
+                return reason
+        if (self.queue_capacity is not None and not self._idle
                 and len(self.queue) >= self.queue_capacity):
             return "rejected"
         return None
@@ -329,11 +376,11 @@ class Instance(Node):
                     ctx = Context(self, msg)
                     if fmt is not None and msg.format is not None:
                         ctx.debt = fmt.decode_cost(msg.size) * self.slowdown
-                    status = "ok"
                     try:
                         body = yield from self.handler(ctx, msg)
+                        status = ctx.status
                     except ServiceError as exc:
-                        status, body = "error", str(exc)
+                        status, body = exc.status, str(exc)
                     if self.error_rate and self._error_rng.random() < self.error_rate:
                         status, body = "error", "injected error"
                     if fmt is not None and body is not None:

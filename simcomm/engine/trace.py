@@ -17,11 +17,22 @@ Tables (column names are the DataFrame columns):
   of them changes.
 * ``events`` -- everything else worth seeing on a timeline: faults,
   repairs, partitions, abandoned work, replies nobody waited for.
+* ``attempts`` -- one row per attempt of a call from a service's handler
+  (the first try and every retry): when it started and ended, the client
+  request it serves, caller, callee, the attempt number (from 1), its
+  outcome and the wait before it.  Kept with ``enabled`` only, as messages.
+* ``breakers`` -- every state change of every circuit breaker on a
+  protected edge: time, caller instance, callee service, from, to, why.
+  Always kept: they are few.
+
+The engine only holds these tables; what fills ``attempts`` and
+``breakers`` is the call path above it (:mod:`simcomm.rpc`).
 """
 
 from __future__ import annotations
 
-__all__ = ["EVENT_COLUMNS", "MESSAGE_COLUMNS", "POOL_COLUMNS", "REQUEST_COLUMNS", "Trace"]
+__all__ = ["ATTEMPT_COLUMNS", "BREAKER_COLUMNS", "EVENT_COLUMNS", "MESSAGE_COLUMNS",
+           "POOL_COLUMNS", "REQUEST_COLUMNS", "Trace"]
 
 MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
                    "trace_id", "size", "reason", "correlation_id", "status")
@@ -29,12 +40,15 @@ REQUEST_COLUMNS = ("request_id", "client", "target", "start", "end", "outcome",
                    "endpoint")
 POOL_COLUMNS = ("time", "node", "busy", "queued")
 EVENT_COLUMNS = ("time", "node", "event", "detail")
+ATTEMPT_COLUMNS = ("time", "trace_id", "caller", "callee", "attempt", "outcome",
+                   "wait_before", "end")
+BREAKER_COLUMNS = ("time", "caller", "callee", "from_state", "to_state", "why")
 
 
 class Trace:
     """Append-only lists of tuples; ``enabled=False`` keeps only requests."""
 
-    __slots__ = ("enabled", "events", "messages", "pools", "requests")
+    __slots__ = ("attempts", "breakers", "enabled", "events", "messages", "pools", "requests")
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -42,6 +56,8 @@ class Trace:
         self.requests: list[tuple] = []
         self.pools: list[tuple] = []
         self.events: list[tuple] = []
+        self.attempts: list[tuple] = []
+        self.breakers: list[tuple] = []
 
     def event(self, time: float, node: str, event: str, detail: str = "") -> None:
         """Record a timeline event (always kept: they are few)."""

@@ -14,7 +14,12 @@ policies to calls lives above the engine.
 * bulkheads (:mod:`~simcomm.resilience.bulkhead`): :class:`SemaphoreBulkhead`,
   :class:`ThreadPoolBulkhead`;
 * :class:`RateLimiter` (Resilience4j's AtomicRateLimiter) and
-  :class:`TimeLimiter`.
+  :class:`TimeLimiter`;
+* on an edge (:mod:`~simcomm.resilience.edge`): :class:`EdgePolicy` bundles
+  them with a :class:`Fallback` and a deadline, :func:`protect` declares it
+  on every call from one service to another, :func:`protect_server` sheds
+  load at a service.  The glue that applies them to calls lives in
+  :mod:`simcomm.rpc.policies` and is imported only when ``protect`` runs.
 
 Every constructor checks its fields and raises
 :class:`simcomm.errors.ParamError` naming the one that is wrong.
@@ -35,6 +40,14 @@ from simcomm.resilience.breakers import (
     IllegalStateTransition,
 )
 from simcomm.resilience.bulkhead import SemaphoreBulkhead, ThreadPoolBulkhead
+from simcomm.resilience.edge import (
+    DEFAULT_ORDER,
+    POLICY_NAMES,
+    EdgePolicy,
+    Fallback,
+    protect,
+    protect_server,
+)
 from simcomm.resilience.ratelimiter import RateLimiter
 from simcomm.resilience.retry import (
     DecorrelatedJitter,
@@ -54,16 +67,20 @@ from simcomm.resilience.timelimiter import TimeLimiter
 
 __all__ = [
     "CLOSED",
+    "DEFAULT_ORDER",
     "DISABLED",
     "FORCED_OPEN",
     "HALF_OPEN",
     "METRICS_ONLY",
     "OPEN",
+    "POLICY_NAMES",
     "Breaker",
     "BreakerListener",
     "CircuitBreaker",
     "ConsecutiveFailureBreaker",
     "DecorrelatedJitter",
+    "EdgePolicy",
+    "Fallback",
     "HystrixBreaker",
     "IllegalStateTransition",
     "IntervalFunction",
@@ -80,5 +97,7 @@ __all__ = [
     "exponential",
     "exponential_random",
     "full_jitter",
+    "protect",
+    "protect_server",
     "randomized",
 ]

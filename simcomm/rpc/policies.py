@@ -1,0 +1,615 @@
+"""The glue that applies the pure policies of :mod:`simcomm.resilience` to calls.
+
+:func:`simcomm.resilience.protect` declares an :class:`~simcomm.resilience.EdgePolicy`
+on a caller → callee edge; :func:`install` (called by it) gives each caller
+instance a copy and an :class:`_Edge` that runs its calls through the
+policies, as SimPy events.  :func:`simcomm.rpc.call` finds the edge of a
+call in ``Node.outbound`` (a :class:`_Router`) and hands the call over; a
+call on an edge with no policy and no deadline never comes here.
+
+How a call goes, layer by layer (outermost first, as ``EdgePolicy.layers``
+says; Resilience4j's order by default)::
+
+    deadline ( fallback ( retry ( circuit_breaker ( rate_limiter
+             ( time_limit ( bulkhead ( send and wait for the reply ) ) ) ) ) ) )
+
+* **deadline** -- the request's time budget (``EdgePolicy.deadline`` from
+  now, or the one in the incoming request's header if sooner) goes in the
+  header of every request sent for the call; every wait inside stops at it
+  and the call ends ``deadline_exceeded``.  A call whose budget is already
+  spent sends nothing (as gRPC fails it at once).
+* **fallback** -- a failed outcome (anything but ``ok`` / ``fallback``,
+  including a deadline cut-off) is answered by the fallback and ends
+  ``fallback``.
+* **retry** -- each attempt is recorded (``Result.attempts``); a failed one
+  is tried again after the wait the Retry's interval function gives,
+  unless the Retry says it surfaces (not retryable, budget, max attempts).
+  The wait is simulated time **during which the caller's worker stays
+  held** (a thread sleeping between attempts).  Resilience4j retries every
+  failure by default -- a ``short_circuited`` or ``bulkhead_full`` one too
+  -- unless ``retry_on`` says otherwise.
+* **circuit breaker** -- ``try_acquire`` first: refused, the call ends
+  ``short_circuited`` and sends nothing.  Else the outcome of everything
+  inside is recorded with its duration (from the permit, as Resilience4j's
+  ``decorateSupplier`` measures): ``ok`` and ``fallback`` answers are
+  successes, every other outcome an error -- a ``timeout`` (a
+  TimeoutException), a ``bulkhead_full`` from a bulkhead inside it
+  (Resilience4j records a BulkheadFullException as a failure unless it is
+  ignored: ``recordExceptions`` defaults to every exception), an ``error``,
+  ``refused``, ``reset``...  Slow calls count by that duration.  The
+  breaker's timers (``next_timer``) are driven by simulation events, and
+  every state change goes to ``Result.breaker_events`` through a
+  :class:`BreakerListener`.
+* **rate limiter** -- ``acquire_permission``: the caller waits for a permit
+  (up to the limiter's ``timeout_duration``) and, refused, ends
+  ``rate_limited`` after waiting the whole timeout, as Resilience4j's
+  ``waitForPermission`` does; nothing is sent.
+* **time limit** -- every wait inside stops at ``timeout_duration`` and the
+  call ends ``timeout``.  The callee's work goes on.  With
+  ``cancel_running_future`` (the default) the caller forgets the call: the
+  late reply is recorded as an ``orphan_reply`` event, and the bulkhead
+  slot (or thread) is given back at once.  Without it the abandoned call
+  keeps its slot until the late reply comes (recorded as ``late_reply``),
+  as a thread still blocked on the call would.
+* **bulkhead** -- a semaphore bulkhead permits, makes the caller wait up to
+  ``max_wait_duration`` for a slot (first come, first served) or rejects:
+  ``bulkhead_full``, nothing sent.  A thread-pool bulkhead starts the call
+  on one of its threads, queues it, or rejects it.
+
+A crash of the caller (the worker is interrupted) gives back every slot the
+call held; a breaker records the call as failed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import simpy
+from simpy.events import Event
+
+from simcomm.engine.messages import REPLY, Message
+from simcomm.errors import ParamError
+from simcomm.resilience.breakers import BreakerListener
+from simcomm.resilience.bulkhead import QUEUED, REJECTED, WAITING, ThreadPoolBulkhead
+from simcomm.resilience.edge import EdgePolicy
+from simcomm.resilience.timelimiter import TimeLimiter
+
+if TYPE_CHECKING:
+    from simcomm.engine.nodes import Context, Node
+    from simcomm.engine.world import World
+    from simcomm.resilience.ratelimiter import RateLimiter
+
+__all__ = ["SUCCESS", "install", "install_server", "plain_edge"]
+
+#: Outcomes that answer the call (the callee's own answer, or a fallback's).
+SUCCESS = frozenset({"ok", "fallback"})
+
+_INF = math.inf
+
+
+class _Scope:
+    """Something that stops waits: the deadline, or one time limiter's limit."""
+
+    __slots__ = ("cancel", "outcome")
+
+    def __init__(self, outcome: str, cancel: bool) -> None:
+        self.outcome = outcome
+        self.cancel = cancel
+
+
+_DEADLINE = _Scope("deadline_exceeded", True)
+
+
+class _CutOff(Exception):
+    """A wait was stopped by ``scope``; ``hold`` is the reply still awaited, if any."""
+
+    def __init__(self, scope: _Scope) -> None:
+        super().__init__(scope.outcome)
+        self.scope = scope
+        self.hold: Event | None = None
+
+
+class _Call:
+    """The state of one call on its way through the layers."""
+
+    __slots__ = ("body", "ctx", "deadline", "dest", "key", "kind", "scope", "size",
+                 "trace_id", "until", "until_ev")
+
+    def __init__(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
+                 trace_id: int | None) -> None:
+        self.ctx = ctx
+        self.dest = dest
+        self.body = body
+        self.kind = kind
+        self.key = key
+        self.trace_id = trace_id
+        self.size: int | None = None
+        self.deadline: float | None = None   # for the header of each request sent
+        self.until = _INF                    # the earliest time any wait stops
+        self.until_ev: Event | None = None   # its timer, made when a wait needs it
+        self.scope: _Scope = _DEADLINE       # what stops waits at ``until``
+
+
+def _on_reply(ev: Event, fn: Callable[[Event], None]) -> None:
+    """Run ``fn(ev)`` when ``ev`` is processed (now, if it already was)."""
+    if ev.callbacks is None:
+        fn(ev)
+    else:
+        ev.callbacks.append(fn)
+
+
+class _Recorder(BreakerListener):
+    """Writes every state change of one breaker copy to ``trace.breakers``."""
+
+    def __init__(self, rows: list[tuple], caller: str, callee: str) -> None:
+        self.rows = rows
+        self.caller = caller
+        self.callee = callee
+
+    def state_change(self, now: float, old: str, new: str, why: str) -> None:
+        self.rows.append((now, self.caller, self.callee, old, new, why))
+
+
+class _Edge:
+    """One caller instance's copy of an edge policy, applied to its calls."""
+
+    def __init__(self, world: World, caller: Node, callee: str | None,
+                 policy: EdgePolicy) -> None:
+        self.world = world
+        self.env = world.env
+        self.caller = caller
+        self.callee = callee
+        self.policy = policy
+        self.trace = world.trace
+        self.deadline = policy.deadline
+        self.retries = 0
+        layers = list(policy.layers)
+        if "retry" not in layers:
+            # one attempt per call, recorded just inside a leading fallback
+            layers.insert(1 if layers[:1] == ["fallback"] else 0, "once")
+        self.layers = tuple(layers)
+        self._steps = tuple(getattr(self, "_" + name) for name in layers)
+        self._n = len(self._steps)
+        tl = policy.time_limit
+        self._limit = (_Scope("timeout", tl.cancel_running_future)
+                       if isinstance(tl, TimeLimiter) else None)
+        self._wake: dict[Any, Event] = {}   # a waiting call -> the event that wakes it
+        self._armed: float | None = None
+        self._cache: Any = None
+        self._cached = False
+        self._fallback_dest: str | None = None
+        fb = policy.fallback
+        if fb is not None and fb.kind == "service":
+            target = fb.target
+            assert target is not None
+            if target not in world.nodes:
+                target = min(n.name for n in world.nodes.values()
+                             if getattr(n, "service", None) == fb.target)
+            self._fallback_dest = target
+        cb = policy.circuit_breaker
+        if cb is not None:
+            cb.add_listener(_Recorder(self.trace.breakers, caller.name, callee or ""))
+
+    # -- entry ---------------------------------------------------------
+    def call(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
+             trace_id: int | None = None) -> Generator[Event, Any, Message]:
+        """Make one call through the policies; return the reply (real or local)."""
+        c = _Call(ctx, dest, body, kind, key, ctx.request.trace_id if ctx is not None
+                  else trace_id)
+        deadline = ctx.request.deadline if ctx is not None else None
+        if self.deadline is not None:
+            mine = self.env.now + self.deadline
+            if deadline is None or mine < deadline:
+                deadline = mine
+        if deadline is not None:
+            c.deadline = c.until = deadline
+        try:
+            reply = yield from self._run(c, 0)
+        except _CutOff as exc:
+            if exc.scope is not _DEADLINE:  # pragma: no cover - each limit catches its own
+                raise
+            reply = self._local(c, "deadline_exceeded")
+        if ctx is not None and reply.status == "fallback":
+            ctx.status = "fallback"
+        return reply
+
+    def _run(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        if i < self._n:
+            return (yield from self._steps[i](c, i + 1))
+        return (yield from self._send(c))
+
+    def _local(self, c: _Call, status: str, body: Any = None) -> Message:
+        """A reply made here, never sent (id 0): a policy's verdict."""
+        name = self.caller.name
+        return Message(0, REPLY, name, name, self.env.now, body, trace_id=c.trace_id,
+                       status=status)
+
+    def _wait(self, c: _Call, ev: Event) -> Generator[Event, Any, Any]:
+        """Wait for ``ev``, but not past ``c.until`` (then raise _CutOff).
+
+        A tie goes to the limit: an event at exactly the limit is late, as
+        :meth:`TimeLimiter.timed_out` says.
+        """
+        until = c.until
+        if until == _INF:
+            return (yield ev)
+        env = self.env
+        if env.now >= until:
+            raise _CutOff(c.scope)
+        lim = c.until_ev
+        if lim is None:
+            lim = c.until_ev = env.timeout(until - env.now)
+        yield ev | lim
+        if env.now >= until:
+            raise _CutOff(c.scope)
+        return ev.value
+
+    def _row(self, c: _Call, start: float, n: int, outcome: str, wait: float) -> None:
+        if self.trace.enabled:
+            self.trace.attempts.append((start, c.trace_id, self.caller.name, c.dest, n,
+                                        outcome, wait, self.env.now))
+
+    # -- the innermost step: send and wait -----------------------------
+    def _send(self, c: _Call) -> Generator[Event, Any, Message]:
+        env = self.env
+        if env.now >= c.until:
+            raise _CutOff(c.scope)   # the budget is spent: nothing is sent
+        caller = self.caller
+        ctx = c.ctx
+        fmt = getattr(caller, "format", None)
+        size = None
+        if fmt is not None and c.body is not None:
+            size = c.size
+            if size is None:
+                size = c.size = fmt.size(c.body)
+            if ctx is not None:
+                ctx.debt += fmt.encode_cost(size) * caller.slowdown  # type: ignore[attr-defined]
+        if ctx is not None and ctx.debt > 0:
+            debt, ctx.debt = ctx.debt, 0.0
+            yield from self._wait(c, env.timeout(debt))
+        ev = caller.request(c.dest, c.body, kind=c.kind, key=c.key, trace_id=c.trace_id,
+                            format=fmt, size=size, deadline=c.deadline)
+        try:
+            reply: Message = yield from self._wait(c, ev)
+        except _CutOff as exc:
+            self._abandon(ev, exc)
+            raise
+        if ctx is not None and fmt is not None and reply.format is not None \
+                and reply.body is not None:
+            ctx.debt += fmt.decode_cost(reply.size) * caller.slowdown  # type: ignore[attr-defined]
+        return reply
+
+    def _abandon(self, ev: Event, exc: _CutOff) -> None:
+        """The caller stopped waiting for ``ev``'s reply."""
+        caller = self.caller
+        trace = self.trace
+        if exc.scope.cancel:
+            if ev.triggered:
+                # the reply came in this very instant, too late: nobody takes it
+                msg: Message = ev.value  # type: ignore[assignment]
+                trace.event(self.env.now, caller.name, "orphan_reply",
+                            f"reply {msg.id} to request {msg.correlation_id}")
+            else:
+                caller.forget(ev.request_id)  # type: ignore[attr-defined]
+            return
+        exc.hold = ev
+        env = self.env
+
+        def late(e: Event) -> None:
+            msg: Message = e.value  # type: ignore[assignment]
+            trace.event(env.now, caller.name, "late_reply",
+                        f"reply {msg.id} to request {msg.correlation_id} came after the "
+                        f"caller stopped waiting")
+
+        _on_reply(ev, late)
+
+    # -- layers ----------------------------------------------------------
+    def _once(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        start = self.env.now
+        try:
+            reply = yield from self._run(c, i)
+        except _CutOff as exc:
+            self._row(c, start, 1, exc.scope.outcome, 0.0)
+            raise
+        self._row(c, start, 1, reply.status, 0.0)
+        return reply
+
+    def _retry(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        env = self.env
+        rctx = self.policy.retry.context()  # type: ignore[union-attr]
+        wait = 0.0
+        n = 0
+        while True:
+            n += 1
+            start = env.now
+            try:
+                reply = yield from self._run(c, i)
+            except _CutOff as exc:
+                self._row(c, start, n, exc.scope.outcome, wait)
+                raise
+            status = reply.status
+            self._row(c, start, n, status, wait)
+            if status in SUCCESS:
+                rctx.on_success(env.now)
+                return reply
+            after = rctx.on_error(env.now, status)
+            if after is None:
+                return reply
+            self.retries += 1
+            wait = after
+            if after > 0:
+                yield from self._wait(c, env.timeout(after))
+
+    def _circuit_breaker(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        cb = self.policy.circuit_breaker
+        assert cb is not None
+        env = self.env
+        start = env.now
+        if not cb.try_acquire(start):
+            self._arm()
+            return self._local(c, "short_circuited")
+        try:
+            reply = yield from self._run(c, i)
+        except (_CutOff, simpy.Interrupt):
+            now = env.now
+            cb.on_error(now, now - start)
+            self._arm()
+            raise
+        now = env.now
+        if reply.status in SUCCESS:
+            cb.on_success(now, now - start)
+        else:
+            cb.on_error(now, now - start)
+        self._arm()
+        return reply
+
+    def _arm(self) -> None:
+        """Make sure a simulation event wakes the breaker at its next timer."""
+        t = self.policy.circuit_breaker.next_timer  # type: ignore[union-attr]
+        if t is None or (self._armed is not None and self._armed <= t):
+            return
+        self._armed = t
+        ev = self.env.timeout(max(0.0, t - self.env.now))
+        ev.callbacks.append(self._tick)
+
+    def _tick(self, _ev: Event) -> None:
+        now = self.env.now
+        if self._armed is not None and self._armed <= now:
+            self._armed = None
+        self.policy.circuit_breaker.advance(now)  # type: ignore[union-attr]
+        self._arm()
+
+    def _rate_limiter(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        rl = self.policy.rate_limiter
+        assert rl is not None
+        granted, held = rl.acquire_permission(self.env.now)
+        if held > 0:
+            yield from self._wait(c, self.env.timeout(held))
+        if not granted:
+            return self._local(c, "rate_limited")
+        return (yield from self._run(c, i))
+
+    def _time_limit(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        tl = self.policy.time_limit
+        env = self.env
+        end = env.now + tl.timeout_duration  # type: ignore[union-attr]
+        if not end < c.until:   # an outer limit comes first (or together): it rules
+            return (yield from self._run(c, i))
+        scope = self._limit
+        saved = (c.until, c.until_ev, c.scope)
+        c.until, c.until_ev, c.scope = end, None, scope  # type: ignore[assignment]
+        try:
+            return (yield from self._run(c, i))
+        except _CutOff as exc:
+            if exc.scope is not scope:
+                raise
+            return self._local(c, "timeout")
+        finally:
+            c.until, c.until_ev, c.scope = saved
+
+    def _bulkhead(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        bh = self.policy.bulkhead
+        if isinstance(bh, ThreadPoolBulkhead):
+            return (yield from self._thread_pool(c, i, bh))
+        assert bh is not None
+        env = self.env
+        verdict = bh.acquire_permission(env.now, c)
+        if verdict == REJECTED:
+            return self._local(c, "bulkhead_full")
+        if verdict == WAITING:
+            ev = self._wake[c] = Event(env)
+            timer = env.timeout(bh.max_wait_duration)
+            timer.callbacks.append(self._expire)
+            try:
+                granted = yield from self._wait(c, ev)
+            except (_CutOff, simpy.Interrupt):
+                if bh.cancel(env.now, c):
+                    del self._wake[c]
+                elif ev.triggered and ev.value:  # the slot came in this very instant
+                    self._free_slot(bh.release_permission(env.now))
+                raise
+            if not granted:
+                return self._local(c, "bulkhead_full")
+        return (yield from self._holding(c, i, self._release_slot))
+
+    def _holding(self, c: _Call, i: int,
+                 free: Callable[[], None]) -> Generator[Event, Any, Message]:
+        """Run the inside of a bulkhead, then ``free()`` its slot or thread.
+
+        A call cut off while its reply is still awaited without cancelling
+        (``cancel_running_future=False``) keeps the slot until the reply.
+        """
+        try:
+            reply = yield from self._run(c, i)
+        except _CutOff as exc:
+            if exc.hold is not None:
+                _on_reply(exc.hold, lambda _e: free())
+            else:
+                free()
+            raise
+        except simpy.Interrupt:
+            free()
+            raise
+        free()
+        return reply
+
+    def _release_slot(self) -> None:
+        self._free_slot(self.policy.bulkhead.on_complete(self.env.now))  # type: ignore[union-attr]
+
+    def _free_slot(self, waiter: Any) -> None:
+        if waiter is not None:
+            self._wake.pop(waiter).succeed(True)
+
+    def _expire(self, _ev: Event) -> None:
+        for waiter in self.policy.bulkhead.expire(self.env.now):  # type: ignore[union-attr]
+            ev = self._wake.pop(waiter, None)
+            if ev is not None and not ev.triggered:
+                ev.succeed(False)
+
+    def _thread_pool(self, c: _Call, i: int,
+                     tp: ThreadPoolBulkhead) -> Generator[Event, Any, Message]:
+        env = self.env
+        verdict = tp.submit(env.now, c)
+        if verdict == REJECTED:
+            return self._local(c, "bulkhead_full")
+        if verdict == QUEUED:
+            ev = self._wake[c] = Event(env)
+            try:
+                yield from self._wait(c, ev)
+            except (_CutOff, simpy.Interrupt):
+                if tp.cancel(env.now, c):
+                    del self._wake[c]
+                else:                           # a thread took it in this very instant
+                    self._release_thread()
+                raise
+        return (yield from self._holding(c, i, self._release_thread))
+
+    def _release_thread(self) -> None:
+        self._free_slot(self.policy.bulkhead.on_complete(self.env.now))  # type: ignore[union-attr]
+
+    def _fallback(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+        try:
+            reply = yield from self._run(c, i)
+        except _CutOff as exc:
+            if exc.scope is not _DEADLINE:
+                raise
+            reply = self._local(c, "deadline_exceeded")
+        status = reply.status
+        fb = self.policy.fallback
+        assert fb is not None
+        if status == "ok":
+            if fb.kind == "cache":
+                self._cache, self._cached = reply.body, True
+            return reply
+        if status == "fallback":
+            return reply
+        if fb.kind == "value":
+            return self._local(c, "fallback", fb.body)
+        if fb.kind == "cache":
+            return self._local(c, "fallback", self._cache) if self._cached else reply
+        if c.ctx is None or self._fallback_dest is None:
+            return reply
+        from simcomm.rpc.call import call
+
+        other = yield from call(c.ctx, self._fallback_dest, c.body, kind=c.kind, key=c.key)
+        if other.status in SUCCESS:
+            return self._local(c, "fallback", other.body)
+        return reply
+
+    def __repr__(self) -> str:
+        return (f"<edge {self.caller.name} → {self.callee}: "
+                f"{' ( '.join(self.layers)}>")
+
+
+class _Router(dict):
+    """A caller's edges by destination node, found from the node's service on first use."""
+
+    def __init__(self, world: World, caller: Node) -> None:
+        super().__init__()
+        self.world = world
+        self.caller = caller
+        self.by_service: dict[str, _Edge] = {}
+        self.plain: _Edge | None = None   # deadline only, for unprotected calls
+
+    def __missing__(self, dest: str) -> _Edge | None:
+        node = self.world.nodes.get(dest)
+        service = getattr(node, "service", None) or dest
+        edge = self.by_service.get(service)
+        self[dest] = edge
+        return edge
+
+    @property
+    def edges(self) -> list[_Edge]:
+        """Every edge of this caller (the deadline-only one too, if made)."""
+        return [*self.by_service.values(), *([self.plain] if self.plain else [])]
+
+
+def _router(node: Node) -> _Router:
+    router = node.outbound
+    if router is None:
+        router = node.outbound = _Router(node.world, node)
+    return router
+
+
+def plain_edge(node: Node) -> _Edge:
+    """The edge for ``node``'s unprotected calls that carry a deadline."""
+    router = _router(node)
+    if router.plain is None:
+        router.plain = _Edge(node.world, node, None, EdgePolicy())
+    return router.plain
+
+
+def install(world: World, callers: list[Node], callee: str,
+            policy: EdgePolicy) -> dict[str, EdgePolicy]:
+    """Give each caller instance its own copy of ``policy`` on calls to ``callee``."""
+    for node in callers:
+        router = node.outbound
+        if router is not None and callee in router.by_service:
+            raise ParamError("callee", callee, f"an edge not protected before: "
+                             f"{node.name} → {callee} already is (declare each edge once)")
+    copies: dict[str, EdgePolicy] = {}
+    for node in callers:
+        mine = policy.copy()
+        router = _router(node)
+        router.by_service[callee] = _Edge(world, node, callee, mine)
+        router.clear()   # destinations looked up before this edge existed
+        copies[node.name] = mine
+    return copies
+
+
+class _Shedder:
+    """An instance's admission check: a permit now, or ``rate_limited``."""
+
+    __slots__ = ("env", "limiter")
+
+    def __init__(self, env: simpy.Environment, limiter: RateLimiter) -> None:
+        self.env = env
+        self.limiter = limiter
+
+    def __call__(self, msg: Message) -> str | None:
+        now = self.env.now
+        rl = self.limiter
+        if rl.available_permissions(now) >= 1:
+            rl.reserve_permission(now)
+            return None
+        rl.refused += 1
+        return "rate_limited"
+
+
+def install_server(world: World, instances: list[Node],
+                   limiter: RateLimiter) -> dict[str, RateLimiter]:
+    """Put a copy of ``limiter`` in front of each instance (see ``protect_server``)."""
+    import copy
+
+    for inst in instances:
+        if getattr(inst, "admission", None) is not None:
+            raise ParamError("service", getattr(inst, "service", inst.name),
+                             "a service without load shedding yet (declare it once)")
+    copies: dict[str, RateLimiter] = {}
+    for inst in instances:
+        mine = copy.deepcopy(limiter)
+        inst.admission = _Shedder(world.env, mine)  # type: ignore[attr-defined]
+        copies[inst.name] = mine
+    return copies

@@ -1,0 +1,117 @@
+"""Dependencies point one way (DESIGN principle 7): the engine imports nothing above it.
+
+``widgets → viz → analysis → scenarios → patterns (rpc, resilience) → engine
+→ simpy``.  These tests read every import statement of the lower layers --
+at module level, inside functions and under ``TYPE_CHECKING`` alike -- and
+also import the packages in a fresh interpreter to see what actually loads.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "simcomm"
+
+#: What each lower layer may import from simcomm (besides itself).
+ALLOWED = {
+    "engine": {"_checks", "errors"},
+    "rpc": {"_checks", "errors", "engine", "resilience"},
+}
+
+
+def imports(path: Path, *, top_level_only: bool = False) -> list[tuple[int, str]]:
+    """(line, module) of every absolute simcomm import in ``path``.
+
+    ``top_level_only`` keeps the imports that run when the module is
+    imported: module level, outside ``if TYPE_CHECKING:``.
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+    if top_level_only:
+        nodes: list[ast.AST] = []
+        for stmt in tree.body:
+            if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test):
+                nodes.extend(stmt.orelse)
+            else:
+                nodes.append(stmt)
+        walk = [n for stmt in nodes for n in ast.walk(stmt)
+                if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    else:
+        walk = list(ast.walk(tree))
+    out = []
+    for node in walk:
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: relative import"
+            out.append((node.lineno, node.module or ""))
+    return [(line, mod) for line, mod in out if mod == "simcomm" or mod.startswith("simcomm.")]
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def files(layer: str) -> list[Path]:
+    found = sorted((ROOT / layer).rglob("*.py"))
+    assert found, f"no modules in simcomm/{layer}"
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_a_layer_imports_only_what_is_below_it_even_lazily(layer):
+    """Every import in the layer, wherever it is written, points down."""
+    bad = []
+    for path in files(layer):
+        for line, module in imports(path):
+            target = layer_of(module)
+            if target != layer and target not in ALLOWED[layer]:
+                bad.append(f"{path.relative_to(ROOT.parent)}:{line} imports {module}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_engine_has_no_call_method_to_reach_the_call_path():
+    """The old ``Context.call`` (which imported simcomm.rpc) is gone: calls are
+    ``simcomm.rpc.call(ctx, ...)``."""
+    from simcomm.engine.nodes import Context
+
+    assert not hasattr(Context, "call")
+
+
+def test_the_pure_policies_import_nothing_from_the_layers_above_when_loaded():
+    """simcomm.resilience's modules run no import of the engine, rpc or SimPy at
+    import time; ``protect`` reaches the glue in simcomm.rpc only when called."""
+    bad = []
+    for path in files("resilience"):
+        for line, module in imports(path, top_level_only=True):
+            if layer_of(module) not in ("resilience", "_checks", "errors"):
+                bad.append(f"{path.relative_to(ROOT.parent)}:{line} imports {module}")
+        text = path.read_text()
+        assert "import simpy" not in text and "from simpy" not in text, path
+    assert not bad, "\n".join(bad)
+
+
+def _loaded_after(statement: str) -> list[str]:
+    code = (f"import sys\n{statement}\n"
+            "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('simcomm'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT.parent)
+    return out.stdout.split()
+
+
+def test_importing_the_engine_loads_nothing_above_it():
+    """In a fresh interpreter, ``import simcomm.engine`` loads only engine modules
+    (and the package root with what it pulls in is not asked for here)."""
+    code = ("import sys, types\n"
+            f"pkg = types.ModuleType('simcomm'); pkg.__path__ = [{str(ROOT)!r}]\n"
+            "sys.modules['simcomm'] = pkg\n"
+            "import simcomm.engine")
+    loaded = _loaded_after(code)
+    above = [m for m in loaded if layer_of(m) not in ("", "engine", "_checks", "errors")]
+    assert "simcomm.engine.nodes" in loaded
+    assert not above, above
