@@ -609,6 +609,24 @@ def test_nice_top_rounds_up_to_a_round_limit():
     assert len(tops) < 4
 
 
+def test_figure_arguments_take_numpy_numbers_and_refuse_flags(chain, hang):
+    """A sweep over np.arange hands numpy numbers to the figures too (issue item 7)."""
+    df = viz.theory_curve(np.int64(3), np.float64(1.0), "exponential", [0.5])
+    assert df["response"].iloc[0] == pytest.approx(theory.mmc(1.5, 1.0, 3).response)
+    fig = viz.sequence_diagram(chain, first=np.int64(2))
+    assert len(_by_gid(fig, "message:", FancyArrowPatch)) == 2 * 8
+    assert viz.outcome_rates(hang, bin=np.float64(5)).attrs["bin"] == 5.0
+    viz.latency_over_time(hang, window=np.int64(5))
+    assert viz.topology_state(hang, at=30, window=np.float32(5))["window"] == 5
+    for bad in (True, 0, -1.0):
+        with pytest.raises(ParamError):
+            viz.sequence_diagram(chain, first=bad)
+    with pytest.raises(ParamError):
+        viz.theory_curve(True, 1.0)
+    with pytest.raises(ParamError):
+        viz.outcome_rates(hang, bin=float("inf"))
+
+
 # -- display in Jupyter -----------------------------------------------------------------
 def test_enable_inline_registers_a_png_formatter(monkeypatch):
     from IPython.core.formatters import DisplayFormatter

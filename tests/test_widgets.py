@@ -422,6 +422,11 @@ def test_playback_runs_a_scenario_by_name() -> None:
         playback(pb.result, servers=3)
     with pytest.raises(ParamError, match="steps"):
         playback(pb.result, steps=0)
+    with pytest.raises(ParamError, match="steps"):
+        playback(pb.result, steps=True)
+    import numpy as np
+
+    assert Playback(pb.result, steps=np.int64(5)).steps == 5  # a numpy count is a count
     pb.close()
 
 

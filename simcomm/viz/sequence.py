@@ -18,6 +18,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from simcomm._checks import is_whole
 from simcomm.errors import ParamError
 from simcomm.viz import reuse
 from simcomm.viz.style import (
@@ -58,9 +59,9 @@ def _select(res: Result, first: int, since: float,
         if missing:
             raise ParamError("requests", missing[:5], "ids of requests in this run")
         return chosen
-    if not isinstance(first, int) or isinstance(first, bool) or first < 1:
+    if not is_whole(first) or first < 1:
         raise ParamError("first", first, "a whole number of requests >= 1")
-    return rq[rq["start"] >= since].head(first)
+    return rq[rq["start"] >= since].head(int(first))
 
 
 def _activations(m: pd.DataFrame, xpos: dict[str, float], y_end: float,

@@ -14,6 +14,7 @@ The theory curves come from :mod:`simcomm.analysis.theory`:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simcomm._checks import as_real, is_whole
 from simcomm.analysis import theory as qt
 from simcomm.analysis.metrics import batch_means
 from simcomm.errors import ParamError
@@ -67,23 +69,35 @@ def theory_curve(servers: int, service_rate: float, service_distribution: str = 
     ``attrs["exact"]`` says whether it is exact or an approximation.
     Utilisations >= 1 give infinite times (the queue grows without bound).
     """
-    if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
+    if not is_whole(servers) or servers < 1:
         raise ParamError("servers", servers, "a whole number >= 1")
-    if not (isinstance(service_rate, (int, float)) and service_rate > 0):
+    rate = as_real(service_rate)
+    if rate is None or not 0 < rate < math.inf:
         raise ParamError("service_rate", service_rate, "a rate per second > 0")
+    servers, service_rate = int(servers), rate
     label, scv, exact = _model(servers, service_distribution, sigma)
     rho = (np.linspace(0.01, 0.985, 300) if utilisations is None
            else np.asarray(utilisations, dtype=float))
     if np.any(~(rho > 0)):
         raise ParamError("utilisations", list(rho[~(rho > 0)]), "fractions > 0")
     lam = rho * servers * service_rate
-    wait = np.array([qt.mgc(lam_i, 1.0 / service_rate, servers, scv).wait for lam_i in lam],
-                    dtype=float)
+    wait = _waits(servers, service_rate, scv, tuple(rho.tolist()))
     df = pd.DataFrame({"utilisation": rho, "arrival_rate": lam, "wait": wait,
                        "response": wait + 1.0 / service_rate + 2.0 * network_latency})
     df.attrs.update(model=label, exact=exact, servers=servers, service_rate=service_rate,
                     service_distribution=service_distribution)
     return df
+
+
+@functools.lru_cache(maxsize=64)
+def _waits(servers: int, service_rate: float, scv: float, rho: tuple[float, ...]
+           ) -> np.ndarray:
+    """Mean queue waits at utilisations ``rho``: computed once per queue and kept,
+    because a dashboard redraws the same curve after every run."""
+    wait = np.array([qt.mgc(r * servers * service_rate, 1.0 / service_rate, servers, scv).wait
+                     for r in rho], dtype=float)
+    wait.flags.writeable = False  # shared by every caller
+    return wait
 
 
 def _mmc_params(res: Result) -> Any:

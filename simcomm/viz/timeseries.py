@@ -11,6 +11,7 @@ updates its artists' data instead of building new ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from simcomm._checks import is_real
 from simcomm.analysis import metrics
 from simcomm.errors import ParamError
 from simcomm.viz import data, reuse
@@ -167,7 +169,7 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     way).  Pending requests (no end yet) are counted in the legend, not
     drawn.  Drawing again on the same ``ax`` updates it in place.
     """
-    if window is not None and not (isinstance(window, (int, float)) and window > 0):
+    if window is not None and not (is_real(window) and 0 < window < math.inf):
         raise ParamError("window", window, "a bin width in seconds > 0, or None")
     fig, ax, _ = figure_for(ax, 9.0, 4.0, margins=(0.75, 2.35, 0.4, 0.55))
     k = reuse.keeper(ax, "latency_over_time")
@@ -237,7 +239,7 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
 def _edges(until: float, bin: float | None) -> np.ndarray:
     if bin is None:
         bin = data.nice_step(until / 60.0)
-    elif not (isinstance(bin, (int, float)) and bin > 0):
+    elif not (is_real(bin) and 0 < bin < math.inf):
         raise ParamError("bin", bin, "a bin width in seconds > 0, or None to choose one")
     n = max(1, int(np.ceil(until / bin - 1e-9)))
     edges = np.arange(n + 1, dtype=float) * bin

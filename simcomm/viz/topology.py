@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
+from simcomm._checks import is_real
 from simcomm.analysis import metrics
 from simcomm.errors import ParamError
 from simcomm.viz import data
@@ -197,7 +198,7 @@ def topology_state(res: Result, at: float | None = None,
     if not 0.0 <= at <= model.until or math.isnan(at):
         raise ParamError("at", at, f"a time from 0 to {model.until:g} s")
     window = _default_window(model.until) if window is None else window
-    if not (isinstance(window, (int, float)) and window > 0):
+    if not (is_real(window) and 0 < window < math.inf):
         raise ParamError("window", window, "seconds > 0")
     lo = max(0.0, at - window)
     span = at - lo

@@ -24,6 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 from traitlets import CFloat
 
+from simcomm._checks import is_whole
 from simcomm.api import run
 from simcomm.errors import ParamError
 from simcomm.result import FAILURES, Result
@@ -68,11 +69,11 @@ class Playback(widgets.VBox):
 
     def __init__(self, result: Result, *, steps: int = 60, dpi: float = _render.DPI,
                  color_by: str = "utilisation") -> None:
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        if not is_whole(steps) or steps < 1:
             raise ParamError("steps", steps, "a whole number >= 1")
         self.result = result
         self.until = float(result.until)
-        self.steps = steps
+        self.steps = steps = int(steps)
         self.dt = self.until / steps
         self.dpi = dpi
         self.color_by = color_by
