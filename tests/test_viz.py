@@ -20,6 +20,7 @@ import simcomm
 from simcomm import viz
 from simcomm.analysis import theory
 from simcomm.engine import Instance, OpenLoop, World
+from simcomm.engine.workload import RateSchedule
 from simcomm.errors import ParamError
 from simcomm.result import Result
 
@@ -128,6 +129,22 @@ def test_latency_shades_faults_and_goes_log_for_a_hang(hang):
     assert verts[:, 0].max() == pytest.approx(50.0)
     intervals = viz.fault_intervals(hang)
     assert intervals[["node", "kind"]].values.tolist() == [["kitchen-1", "hung"]]
+
+
+def test_latency_title_says_what_did_not_finish_beside_availability():
+    res = simcomm.run("mmc", seed=1, until=300, arrival_rate=2.0, warn=False)
+    pending = int((res.requests["outcome"] == "pending").sum())
+    title = viz.latency_over_time(res).axes[0].get_title(loc="right")
+    assert "availability 100.0 %" in title
+    assert f"{100 * pending / len(res.requests):.0f} % still pending" in title
+    w = World(seed=1)  # nothing left over: nothing said
+    Instance(w, "server-1", workers=1, service_time=0.01)
+    OpenLoop(w, "users", "server-1", RateSchedule([(0.0, 1.0), (50.0, 0.0)]))
+    w.network.link("users", "server-1", latency=0.001)
+    w.run(60)
+    calm = Result(w)
+    assert not (calm.requests["outcome"] == "pending").any()
+    assert "pending" not in viz.latency_over_time(calm).axes[0].get_title(loc="right")
 
 
 def test_latency_into_given_axes(chain):

@@ -167,7 +167,9 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     up with its cause.  The y axis turns logarithmic when the slowest
     request took 50 times the median or more (``log`` forces it either
     way).  Pending requests (no end yet) are counted in the legend, not
-    drawn.  Drawing again on the same ``ax`` updates it in place.
+    drawn, and their share is in the title beside availability (which counts
+    finished requests only).  Drawing again on the same ``ax`` updates it
+    in place.
     """
     if window is not None and not (is_real(window) and 0 < window < math.inf):
         raise ParamError("window", window, "a bin width in seconds > 0, or None")
@@ -226,9 +228,13 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     ax.set_xlabel("request start time (s)")
     ax.set_ylabel("latency (s)" + (", log scale" if log else ""))
     s = res.summary()
+    # availability counts finished requests only: beside it, what did not finish
+    unfinished = (f" · {100 * n_pending / len(rq):.0f} % still pending"
+                  if n_pending and len(rq) else "")
     set_titles(ax, "Request latency over time",
                f"p50 {s['p50']:.3g} s · p99 {s['p99']:.3g} s of ok requests · "
-               f"availability {100 * s['availability']:.1f} %" if s["requests"] else "")
+               f"availability {100 * s['availability']:.1f} %{unfinished}"
+               if s["requests"] else "")
     pin_axis_labels(ax)
     k.finish()
     _legend(ax, markerscale=2.5)
