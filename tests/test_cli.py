@@ -323,8 +323,8 @@ def test_run_out_writes_the_report(capsys, tmp_path):
     with (out / "requests.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == summary["requests"]
-    assert list(rows[0]) == ["request_id", "client", "target", "start", "end", "outcome",
-                             "latency", "hops"]
+    assert list(rows[0])[:9] == ["request_id", "client", "target", "start", "end",
+                                 "outcome", "endpoint", "latency", "hops"]
     for view in (*get("mmc").views, "topology", "sequence_diagram"):
         png = out / f"{view}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", view

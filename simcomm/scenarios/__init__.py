@@ -1,6 +1,12 @@
 """The ready-made scenarios, registered by name on import."""
 
-from simcomm.scenarios import chain, formats, mmc  # noqa: F401  (registration)
+from simcomm.scenarios import (  # noqa: F401  (registration)
+    chain,
+    formats,
+    gateway,
+    mmc,
+    retry_storm,
+)
 from simcomm.scenarios.base import (
     FieldSpec,
     Load,
