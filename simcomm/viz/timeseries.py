@@ -478,7 +478,8 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
         util = utilisation.get(name, 0.0)
         qlong = int(queued.max()) if queued.size else 0
         # one title per row, not two: every text costs milliseconds per redraw
-        set_titles(ax, f"{name} · {workers} workers · mean busy {100 * util:.1f} % · "
+        set_titles(ax, f"{name} · {workers} worker{'' if workers == 1 else 's'} · "
+                   f"mean busy {100 * util:.1f} % · "
                    f"longest queue {qlong}", size=9)
         k.finish()
         x = 1.0 + 0.55 / (ax.get_position().width * fig.get_figwidth())  # past the right scale
