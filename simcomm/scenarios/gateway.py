@@ -27,12 +27,16 @@ both services, so a learner can switch them on one at a time:
   pybreaker's consecutive-failure one, or Hystrix's) that, once tripped,
   answers ``short_circuited`` without calling.  It trips on failures, and
   a hang produces none until a timeout says so: a breaker needs a
-  ``call_timeout`` to see a hang;
+  ``call_timeout`` to see a hang.  Without one it sees the held calls fail
+  only when the hang ends and they are reset -- and then short-circuits a
+  service that is healthy again;
 * ``fallback`` -- a failed call is answered with a fixed value or the
   last good reply instead: the request ends ``fallback`` (answered, but
   not by the service);
 * ``max_attempts`` / ``retry_backoff`` -- retries, which against a hung
-  service only multiply the waiting.
+  service only multiply the waiting: with a timeout, each createOrder then
+  holds a gateway worker for every attempt and every wait between them,
+  and the pool runs out again.
 
 The requests table's ``endpoint`` column tells the two endpoints apart.
 """

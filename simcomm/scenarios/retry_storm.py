@@ -30,14 +30,17 @@ above the timeout, nearly every attempt times out, and the goodput (users'
 requests answered ok per second) stays near zero long after the trigger is
 gone.  Nothing in the system is broken any more; the work it does is.
 
-What ends it is whatever cuts the work per request while the system is
+What ends it is whatever cuts the load the retries add while the system is
 overloaded:
 
-* ``retry_backoff`` with jitter (``full_jitter``, ``equal_jitter``,
-  ``decorrelated_jitter``; base ``retry_wait``): each user now also waits
-  between attempts, so the users send fewer attempts per second -- the
-  backoff lowers the load of a closed loop below the capacity, the queue
-  drains and the timeouts stop;
+* a ``retry_backoff`` that grows -- ``exponential``, or with jitter
+  ``full_jitter``, ``equal_jitter``, ``decorrelated_jitter`` (base
+  ``retry_wait``): each user now also waits between attempts, so the users
+  send fewer attempts per second -- the backoff lowers the load of a closed
+  loop below the capacity, the queue drains and the timeouts stop.  A
+  ``constant`` wait of ``retry_wait`` (1 s) lowers it too little, and the
+  storm lingers.  Jitter adds the spreading: retries that a shared trigger
+  made fail together do not come back together;
 * ``retry_budget`` (gRPC's retry throttling): once many calls fail, the
   shared token bucket forbids retries, and the load falls back to one
   attempt per request;
