@@ -63,6 +63,7 @@ from simcomm.engine.nodes import Instance
 from simcomm.engine.randomness import Exponential, distribution
 from simcomm.engine.workload import ClosedLoop
 from simcomm.engine.world import World
+from simcomm.errors import ParamError
 from simcomm.rpc.handlers import answer, forward
 from simcomm.scenarios import _policies
 from simcomm.scenarios.base import Load, Scenario, param, register
@@ -231,11 +232,17 @@ def storm_report(res: Result, *, settle: float | None = None) -> dict[str, Any]:
       goodput is back to at least 80 % of what it was before the trigger and
       the offered load is below the capacity.
 
-    Needs a run of this scenario with its trigger ending before ``until``.
+    Needs a traced run of this scenario (the attempts are counted from the
+    message trace); anything else is a ParamError naming ``res``.
     """
     import numpy as np
 
-    p = res.params
+    p = getattr(res, "params", None)
+    if not isinstance(p, Params):
+        raise ParamError("res", res, "the Result of a retry-storm run")
+    if not res.world.trace.enabled:
+        raise ParamError("res", res, "a run with trace=True (the attempts are counted "
+                                     "from the message trace)")
     start = p.slowdown_at
     end = min(p.slowdown_at + p.slowdown_duration, res.until)
     if settle is None:
