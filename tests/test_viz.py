@@ -119,6 +119,26 @@ def test_latency_over_time(chain):
     assert ax.get_legend() is not None
 
 
+def test_binned_percentiles_agree_with_pandas():
+    import pandas as pd
+
+    from simcomm.viz.timeseries import binned_percentiles
+
+    rng = np.random.default_rng(7)
+    start = rng.uniform(-1, 61, 400)  # some outside the bins
+    lat = np.round(rng.exponential(0.1, 400), 2)  # with ties
+    edges = np.arange(0.0, 61.0, 5.0)
+    got = binned_percentiles(start, lat, edges, (50, 99))
+    idx = np.searchsorted(edges, start, side="right") - 1
+    groups = pd.Series(lat).groupby(idx)
+    for q in (50, 99):
+        want = groups.quantile(q / 100).reindex(range(len(edges) - 1))
+        want[groups.size().reindex(range(len(edges) - 1), fill_value=0) < 5] = np.nan
+        np.testing.assert_allclose(got[q], want.to_numpy(), rtol=1e-12)
+    sparse = binned_percentiles(np.array([1.0, 2.0]), np.array([0.1, 0.2]), edges, (50,))
+    assert np.isnan(sparse[50]).all()  # fewer than five a bin: no line
+
+
 def test_latency_shades_faults_and_goes_log_for_a_hang(hang):
     fig = viz.latency_over_time(hang)
     (ax,) = fig.axes

@@ -135,18 +135,31 @@ def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
 def binned_percentiles(start: np.ndarray, lat: np.ndarray, edges: np.ndarray,
                        qs: Sequence[float], min_count: int = 5) -> dict[float, np.ndarray]:
     """Percentiles ``qs`` of ``lat`` for the requests started in each bin of
-    ``edges`` (NaN where a bin holds fewer than ``min_count``)."""
+    ``edges`` (NaN where a bin holds fewer than ``min_count``).
+
+    Linear interpolation between order statistics (numpy's and pandas'
+    default).  Sorted once and cut at the bin edges: a few times faster
+    than a pandas group-by, which a dashboard pays on every run.
+    """
+    n_bins = len(edges) - 1
+    out = {q: np.full(n_bins, np.nan) for q in qs}
+    if n_bins < 1:
+        return out
     idx = np.searchsorted(edges, start, side="right") - 1
-    groups = pd.Series(lat).groupby(idx)
-    counts = groups.size()
-    out = {}
-    for q in qs:
-        v = groups.quantile(q / 100.0)
-        v[counts < min_count] = np.nan
-        full = np.full(len(edges) - 1, np.nan)
-        ok = (v.index >= 0) & (v.index < len(full))
-        full[v.index[ok]] = v.to_numpy()[ok]
-        out[q] = full
+    keep = (idx >= 0) & (idx < n_bins)
+    idx, values = idx[keep], np.asarray(lat, dtype=float)[keep]
+    order = np.lexsort((values, idx))  # by bin, then by latency within it
+    idx, values = idx[order], values[order]
+    bounds = np.searchsorted(idx, np.arange(n_bins + 1))
+    fractions = np.asarray(qs, dtype=float) / 100.0
+    for b in np.flatnonzero(np.diff(bounds) >= min_count):
+        seg = values[bounds[b]:bounds[b + 1]]  # sorted: interpolate between ranks
+        pos = fractions * (len(seg) - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(seg) - 1)
+        vals = seg[lo] + (seg[hi] - seg[lo]) * (pos - lo)
+        for q, v in zip(qs, vals, strict=True):
+            out[q][b] = v
     return out
 
 
