@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from simcomm.result import Result
 
 __all__ = ["cached", "clients", "fault_intervals", "instances", "nice_step", "nice_top",
-           "pool_arrays"]
+           "pool_arrays", "summary"]
 
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -30,6 +30,12 @@ def cached(res: Result, key: str, make: Any) -> Any:
     if key not in store:
         store[key] = make()
     return store[key]
+
+
+def summary(res: Result) -> dict[str, Any]:
+    """``res.summary()``, computed once per Result (figures and the dashboard
+    showing them ask for the same numbers; do not change the dict)."""
+    return cached(res, "summary", res.summary)
 
 
 def instances(res: Result) -> list[str]:

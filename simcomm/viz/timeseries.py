@@ -240,7 +240,7 @@ def latency_over_time(res: Result, ax: Axes | None = None, *,
     ax.set_xlim(0, res.until)
     ax.set_xlabel("request start time (s)")
     ax.set_ylabel("latency (s)" + (", log scale" if log else ""))
-    s = res.summary()
+    s = data.summary(res)
     # availability counts finished requests only: beside it, what did not finish
     unfinished = (f" · {100 * n_pending / len(rq):.0f} % still pending"
                   if n_pending and len(rq) else "")

@@ -40,6 +40,7 @@ from simcomm.api import prepare, simulate
 from simcomm.errors import ParamError
 from simcomm.result import Result
 from simcomm.scenarios import base
+from simcomm.viz import data as viz_data
 from simcomm.widgets import _render
 from simcomm.widgets.controls import control_for, seed_control, until_control
 
@@ -252,7 +253,7 @@ class Dashboard(widgets.VBox):
                 res = simulate(sc, params, seed, until,
                                progress=lambda f: self._progress(f, t0))
                 timings["simulate"] = time.perf_counter() - t0
-                summary = res.summary()
+                summary = viz_data.summary(res)  # the figures find it there too
                 timings["summary"] = time.perf_counter() - t0 - timings["simulate"]
             except Exception as exc:  # shown, not lost in the kernel log
                 self._show_error(f"Run failed: {type(exc).__name__}: {exc}")
