@@ -603,6 +603,20 @@ def test_redraw_into_a_used_figure_looks_exactly_like_a_fresh_one(name, hang):
     assert _png(back) == _png(viz.redraw(name, first))
 
 
+def test_another_figure_drawn_on_the_same_axes_replaces_the_first(hang):
+    fig = Figure()
+    ax = fig.add_subplot()
+    viz.latency_over_time(hang, ax=ax)  # log scale, points, percentile steps
+    viz.outcomes_over_time(hang, ax=ax)
+    fresh = viz.outcomes_over_time(hang)
+    assert ax.get_yscale() == "linear" and not ax.lines
+    assert sorted(p.get_gid() for p in ax.patches) == sorted(
+        p.get_gid() for p in fresh.axes[0].patches)
+    ax.patches[0].remove()  # an artist removed by hand is made again
+    viz.outcomes_over_time(hang, ax=ax)
+    assert len(ax.patches) == len(fresh.axes[0].patches)
+
+
 def test_redraw_makes_a_new_figure_for_a_system_of_another_shape(chain):
     fig = viz.redraw("pool_usage", chain)
     deeper = simcomm.run("chain", seed=0, until=20, depth=5)

@@ -14,9 +14,8 @@ first and every later time, so a redraw cannot drift from a fresh drawing.
     >>> k.line("outcome:ok", x, y, color="green")  # created, or updated
     >>> k.finish()                               # drop what was not drawn now
 
-Artists are added with ``autolim=False`` semantics: figure functions set
-their limits explicitly, so data limits never hold stale extents of an
-earlier run.
+Figure functions set their axes' limits explicitly, so the data limits an
+earlier run left behind never decide what a redraw shows.
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ class Keeper:
         z-orders draw, and legends list, in that order); the next pass updates.
         """
         for key in [k for k in self.artists if k not in self._seen]:
-            self.artists.pop(key).remove()
+            _remove(self.artists.pop(key))
         children = getattr(self.ax, "_children", None)  # matplotlib >= 3.5
         if isinstance(children, list) and not self.fresh:
             present = {id(c) for c in children}  # (an adopted container is not a child)
@@ -169,6 +168,13 @@ class Keeper:
         return artist
 
 
+def _remove(artist: Any) -> None:
+    """Take ``artist`` off its axes, unless something else already did."""
+    if getattr(artist, "axes", None) is not None or not isinstance(artist, (
+            Line2D, Text, PolyCollection, StepPatch, FancyArrowPatch)):
+        artist.remove()
+
+
 def keeper(ax: Axes, owner: str) -> Keeper:
     """The Keeper of ``owner`` (a figure function's name) on ``ax``, its pass begun.
 
@@ -179,7 +185,7 @@ def keeper(ax: Axes, owner: str) -> Keeper:
     if k is None or k.owner != owner:
         if k is not None:
             for artist in k.artists.values():
-                artist.remove()
+                _remove(artist)
         k = Keeper(ax, owner)
         setattr(ax, _ATTR, k)
     k._begin()

@@ -329,6 +329,8 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
             k.stairs(f"outcome:{name}", rate, edges, baseline=None, fill=False, color=color,
                      linewidth=1.6, label=name)
     top = float(base.max(initial=0.0)) if stacked else float(df.to_numpy().max(initial=0.0))
+    if ax.get_yscale() != "linear":  # axes that showed log latencies before
+        ax.set_yscale("linear")
     if faults:  # a strip above the (opaque) areas, where bands stay visible
         ax.set_ylim(0, data.nice_top(1.3 * top))
         fault_bands(ax, res, ymin=0.0 if not stacked else 0.78, zorder=3 if stacked else 0.5)
