@@ -157,7 +157,7 @@ class Keeper:
         arrow.set_gid(props.get("gid", key))
         return arrow  # type: ignore[return-value]
 
-    def adopt(self, key: str, artist: Artist) -> Artist:
+    def adopt(self, key: str, artist: Any) -> Any:
         """Keep an artist made elsewhere (an errorbar's parts, an axhspan) for one
         pass: it is removed and made again next time."""
         old = self.artists.get(key)

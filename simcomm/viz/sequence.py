@@ -167,9 +167,11 @@ def spread_labels(texts: list[Text], pad: float = 1.15) -> None:
     if len(texts) < 2:
         return
     ax = texts[0].axes
-    fig = root_figure(ax)
+    if ax is None:
+        return
+    fig = root_figure(ax)  # type: ignore[arg-type]
     to_px = ax.transData
-    gap = pad * max(t.get_fontsize() for t in texts) * fig.dpi / 72.0
+    gap = pad * max(float(t.get_fontsize()) for t in texts) * fig.dpi / 72.0
     wanted = [(to_px.transform(t.get_position())[1], i) for i, t in enumerate(texts)]
     wanted.sort()
     clusters: list[list[float]] = []  # [mean wanted y, count, index of first]
@@ -365,9 +367,9 @@ def sequence_diagram(res: Result, first: int = 10, ax: Axes | None = None, *,
     # room on the left for the longest label (about 0.6 em a character)
     width_in = ax.get_position().width * fig.get_figwidth()
     need_in = 0.15 + max(longest, 4) * 0.6 * 7.5 / 72
-    right = max(len(nodes) - 1, 0) + 0.45
-    room = max(0.75, need_in * (right + 0.06) / max(width_in - need_in, 0.5))
-    ax.set_xlim(-room, right)
+    x_right = max(len(nodes) - 1, 0) + 0.45
+    room = max(0.75, need_in * (x_right + 0.06) / max(width_in - need_in, 0.5))
+    ax.set_xlim(-room, x_right)
     ax.set_xticks(list(xpos.values()), nodes, fontsize=8,
                   rotation=25 if len(nodes) > 6 else 0)
     if k.fresh:
@@ -392,7 +394,8 @@ def sequence_diagram(res: Result, first: int = 10, ax: Axes | None = None, *,
         spread_labels(col)
     by_side: dict[tuple[float, str], list[Text]] = {}
     for t in drop_labels:
-        by_side.setdefault((round(t.get_position()[0], 3), t.get_ha()), []).append(t)
+        where = (round(t.get_position()[0], 3), str(t.get_horizontalalignment()))
+        by_side.setdefault(where, []).append(t)
     for col in by_side.values():
         spread_labels(col)
     _sequence_legend(ax, drawn, outcome_of, color_by, len(drop_x))
@@ -409,8 +412,9 @@ def _sequence_legend(ax: Axes, drawn: set[str], outcome_of: dict[int, str], colo
             if name in present:
                 handles.append(Line2D([], [], color=outcome_color(name), linewidth=3,
                                       label=f"request ended {name}"))
-    styles = (("request", "-", "request (solid)"), ("reply", "--", "reply (dashed)"),
-              ("in_flight", ":", "still in flight at the end"))
+    styles: tuple[tuple[str, Any, str], ...] = (
+        ("request", "-", "request (solid)"), ("reply", "--", "reply (dashed)"),
+        ("in_flight", ":", "still in flight at the end"))
     for key, ls, label in styles:
         if key in drawn:
             handles.append(Line2D([], [], color=GREY, linewidth=1.2, linestyle=ls, label=label))

@@ -244,8 +244,12 @@ def pin_axis_labels(ax: Axes) -> None:
                 axis.set_label_coords(0.0, 0.5)
             continue
         ticks = axis.get_major_ticks(1)
-        size = ticks[0].label1.get_fontsize() if ticks else 10.0
-        gap = (ticks[0].get_tick_padding() + ticks[0].get_pad() if ticks else 7.0) + 3.0
+        size = float(ticks[0].label1.get_fontsize()) if ticks else 10.0
+        # tick length outside the axes and the label's pad (points)
+        gap = 7.0 + 3.0
+        if ticks:
+            pad: Any = ticks[0].get_pad()  # type: ignore[func-returns-value]
+            gap = ticks[0].get_tick_padding() + float(pad) + 3.0
         if axis is ax.xaxis:
             below = axis.get_label_position() == "bottom"
             offset = (gap + 1.25 * size) / height_pt

@@ -70,7 +70,7 @@ def _legend(ax: Axes, only_gid: str | None = None, handles: list[Any] | None = N
     for h in handles or []:
         own.append(h)
         labels.append(h.get_label())
-    keep = range(len(own))
+    keep: Sequence[int] = range(len(own))
     if only_gid is not None:
         keep = [i for i, h in enumerate(own) if (h.get_gid() or "").startswith(only_gid)]
     leg = reuse.legend(ax, [own[i] for i in keep], [wrap_label(labels[i], wrap) for i in keep],
@@ -433,7 +433,7 @@ def pool_usage(res: Result, nodes: Sequence[str] | None = None,
     if axes is None:
         fig = new_figure(9.0, height, margins=(0.6, 2.3, 0.7, 0.55), hspace=0.45)
         grid = fig.add_gridspec(len(nodes), 1)
-        axs = []
+        axs: list[Axes] = []
         for i in range(len(nodes)):  # each row, then its queue's twin: fig.axes pairs them
             axs.append(fig.add_subplot(grid[i, 0], sharex=axs[0] if axs else None))
             _queue_axes(axs[-1], reuse.keeper(axs[-1], "pool_usage"))

@@ -130,7 +130,8 @@ def _model(res: Result) -> _Model:
         drop_t = np.where(dropped, req["ended"].to_numpy(dtype=float), np.inf)
         settled_at = np.minimum(reply_at, drop_t)
         failed = dropped | (reply_bad & np.isfinite(reply_at))
-        for (s, d), idx in req.groupby(["source", "dest"], sort=False).indices.items():
+        groups: Any = req.groupby(["source", "dest"], sort=False).indices
+        for (s, d), idx in groups.items():
             key = (str(s), str(d))
             calls[key] = np.sort(sent[idx], kind="stable")
             order = np.argsort(settled_at[idx], kind="stable")

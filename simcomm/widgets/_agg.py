@@ -124,5 +124,5 @@ class GlyphCachingCanvas(FigureCanvasAgg):
         key = w, h, self.figure.dpi
         if self._lastKey != key:
             self.renderer = _GlyphCachingRenderer(w, h, self.figure.dpi, self._glyph_cache)
-            self._lastKey = key
+            self._lastKey = key  # type: ignore[assignment]
         return self.renderer

@@ -190,6 +190,7 @@ class Playback(widgets.VBox):
                 self._fig, self._ax = fig, fig.axes[0]
             else:  # same axes and Result: viz only updates colours, widths, labels
                 viz.topology(self.result, at=at, color_by=self.color_by, ax=self._ax)
+            assert self._fig is not None  # drawn just above
             png = _render.png_bytes(self._fig, self.dpi, close=False)
             self.render_seconds = time.perf_counter() - t0
             self._frames[n] = png
