@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from simcomm import guard
 from simcomm._checks import as_real, is_flag, is_whole
@@ -217,7 +217,8 @@ def run(scenario: str | base.Scenario, seed: int = 0, until: float | None = None
             bar = _Bar(sc, end, PROGRESS_DELAY if progress is None else 0.0)
             _advance(world, end, bar)
         else:
-            _advance(world, end, lambda t: progress(t / end))
+            report = cast("Callable[[float], None]", progress)  # checked callable above
+            _advance(world, end, lambda t: report(t / end))
     except KeyboardInterrupt as exc:
         exc.simcomm_time = world.now  # type: ignore[attr-defined]  # the CLI says where
         raise

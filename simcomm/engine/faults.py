@@ -143,11 +143,23 @@ def install(world: World, faults: Iterable[Fault]) -> None:
     """Schedule every fault in ``faults`` (all checked before any is scheduled)."""
     planned = [(f, _instance(world, f.node)) for f in faults]
     for fault, inst in planned:
-        token: list[Any] = []  # what start() returned, for end()
-        world.at(fault.at, lambda f=fault, i=inst, t=token: t.append(f.start(i)))
-        if fault.duration is not None and not isinstance(fault, Crash):
-            world.at(fault.at + fault.duration,
-                     lambda f=fault, i=inst, t=token: f.end(i, t[0] if t else None))
+        _schedule(world, fault, inst)
+
+
+def _schedule(world: World, fault: Fault, inst: Instance) -> None:
+    """Start ``fault`` at its time and end it after its duration; what start()
+    returned (a hang's token) is handed to end()."""
+    token: list[Any] = []
+
+    def start() -> None:
+        token.append(fault.start(inst))
+
+    def end() -> None:
+        fault.end(inst, token[0] if token else None)
+
+    world.at(fault.at, start)
+    if fault.duration is not None and not isinstance(fault, Crash):
+        world.at(fault.at + fault.duration, end)
 
 
 class Outages:

@@ -219,7 +219,9 @@ class Format:
         if self.name == "xml":
             n = self.envelope + _xml_element("message", body)
         else:
-            n = self.envelope + _SIZERS[self.name](body)
+            sizer = _SIZERS[self.name]
+            assert sizer is not None  # only XML has none, handled above
+            n = self.envelope + sizer(body)
         if len(cache) >= 4096:
             cache.clear()
         cache[id(body)] = (body, n)

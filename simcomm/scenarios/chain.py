@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simcomm.engine.faults import ErrorRate, Hang, Outages, Slowdown, install
+from simcomm.engine.faults import ErrorRate, Fault, Hang, Outages, Slowdown, install
 from simcomm.engine.formats import FORMATS
 from simcomm.engine.network import Link
 from simcomm.engine.nodes import Instance
@@ -112,7 +112,7 @@ def build(world: World, p: Params) -> None:
         if p.service_availability < 1:
             Outages(world, instance_name(name), p.service_availability, p.mean_time_to_repair)
     last = instance_name(services[-1])
-    faults = []
+    faults: list[Fault] = []
     if p.last_service_hangs:
         faults.append(Hang(last, p.hang_at, p.hang_duration))
     if p.last_service_error_rate > 0:

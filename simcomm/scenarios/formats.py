@@ -133,9 +133,9 @@ def format_table(payload: Any = 500, formats: Iterable[str | Format] | None = No
     rows = []
     for fmt in fmts:
         n = fmt.size(body)
-        row = {"format": fmt.name, "bytes": n, "encode_s": fmt.encode_cost(n),
-               "decode_s": fmt.decode_cost(n)}
-        row["cpu_s"] = row["encode_s"] + row["decode_s"]
+        encode_s, decode_s = fmt.encode_cost(n), fmt.decode_cost(n)
+        row: dict[str, Any] = {"format": fmt.name, "bytes": n, "encode_s": encode_s,
+                               "decode_s": decode_s, "cpu_s": encode_s + decode_s}
         if bandwidth_mbps is not None:
             row["transmit_s"] = n * 8 / (bandwidth_mbps * 1e6)
         rows.append(row)
