@@ -212,7 +212,8 @@ class _Client(Node):
         ev.callbacks.append(lambda e: self._finish(rid, e.value.status, done))
         if self.patience is not None:
             timer = self.env.timeout(self.patience)
-            timer.callbacks.append(lambda _e: self._give_up(rid, ev.request_id, done))
+            request_id: int = ev.request_id  # type: ignore[attr-defined]
+            timer.callbacks.append(lambda _e: self._give_up(rid, request_id, done))
         return done
 
     def _finish(self, rid: int, outcome: str, done: Event | None) -> None:
@@ -302,4 +303,6 @@ class ClosedLoop(_Client):
     def _user(self, rng) -> Generator[Event, Any, None]:
         while True:
             yield self.env.timeout(self.think_time.sample(rng))
-            yield self._issue()
+            done = self._issue()
+            assert done is not None  # a user waits for its answer
+            yield done
