@@ -20,7 +20,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from simcomm._checks import as_real
-from simcomm.engine.trace import EVENT_COLUMNS, MESSAGE_COLUMNS, POOL_COLUMNS, REQUEST_COLUMNS
+from simcomm.engine.trace import (
+    ATTEMPT_COLUMNS,
+    BREAKER_COLUMNS,
+    EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    POOL_COLUMNS,
+    REQUEST_COLUMNS,
+)
 from simcomm.engine.workload import _Client
 from simcomm.errors import ParamError
 
@@ -32,8 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["FAILURES", "PENDING_SHARE", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
 
-#: Request outcomes that count as failures (``pending`` is neither).
-FAILURES = ("error", "refused", "rejected", "reset", "abandoned")
+#: Request outcomes that count as failures (``pending`` is neither, and
+#: ``fallback`` is an answer, if a degraded one).  The last five are decided
+#: by a policy (see :data:`simcomm.rpc.OUTCOMES`).
+FAILURES = ("error", "refused", "rejected", "reset", "abandoned", "timeout",
+            "deadline_exceeded", "bulkhead_full", "short_circuited", "rate_limited")
 
 #: A resource this busy on average over the run is saturated: its queue
 #: (or backlog) only grows.
@@ -51,11 +61,15 @@ MIN_PENDING = 10
 #: ``"req/s"`` requests per second, ``"fraction"`` a number from 0 to 1
 #: (shown also as a percentage), ``""`` a count, a ratio, a name or a flag.
 SUMMARY_UNITS: dict[str, str] = {
-    "requests": "", "completed": "", "failed": "", "pending": "",
+    "requests": "", "completed": "", "fallback": "", "answered": "", "failed": "",
+    "pending": "",
     "error": "", "refused": "", "rejected": "", "reset": "", "abandoned": "",
+    "timeout": "", "deadline_exceeded": "", "bulkhead_full": "", "short_circuited": "",
+    "rate_limited": "",
     "completed_share": "fraction", "pending_share": "fraction",
     "mean_latency": "s", "p50": "s", "p95": "s", "p99": "s",
-    "throughput": "req/s", "availability": "fraction",
+    "throughput": "req/s", "availability": "fraction", "success_rate": "fraction",
+    "retries": "", "breaker_opens": "", "orphan_replies": "", "max_amplification": "",
     "offered_rate": "req/s", "capacity": "req/s", "offered_load": "",
     "bottleneck": "", "bottleneck_utilisation": "fraction", "stable": "",
     "messages_sent": "", "messages_dropped": "",
@@ -65,13 +79,23 @@ SUMMARY_UNITS: dict[str, str] = {
 SUMMARY_HELP: dict[str, str] = {
     "requests": "client requests sent during the run",
     "completed": "requests answered ok",
-    "failed": "requests that ended badly (error, refused, rejected, reset, abandoned)",
+    "fallback": "requests answered by a fallback (a default, a cached value or another "
+                "service) after a call failed: answered, but degraded",
+    "answered": "completed + fallback: requests the user got an answer to",
+    "failed": "requests that ended badly (error, refused, rejected, reset, abandoned, "
+              "timeout, deadline_exceeded, bulkhead_full, short_circuited, rate_limited)",
     "pending": "requests still unanswered when the run ended",
     "error": "requests answered with an error",
     "refused": "requests refused because the instance was down",
     "rejected": "requests turned away by a full queue",
     "reset": "requests whose connection was reset (a crash, or a hang ending)",
     "abandoned": "requests the user gave up on (patience ran out)",
+    "timeout": "requests ended by a call's time limit (the caller stopped waiting)",
+    "deadline_exceeded": "requests whose end-to-end deadline passed before the answer",
+    "bulkhead_full": "requests ended because a bulkhead had no free slot for a call",
+    "short_circuited": "requests ended because an open circuit breaker refused a call",
+    "rate_limited": "requests ended because a rate limiter (the caller's, or the "
+                    "callee's load shedding) had no permit",
     "completed_share": "completed / requests: the share answered ok, pending included "
                        "in the denominator",
     "pending_share": "pending / requests: the share still unanswered at the end",
@@ -80,12 +104,22 @@ SUMMARY_HELP: dict[str, str] = {
     "p95": "95th percentile latency of completed requests",
     "p99": "99th percentile latency of completed requests",
     "throughput": "completed requests per second of simulated time",
-    "availability": "completed / (completed + failed): finished requests only, "
-                    "pending ones are left out",
+    "availability": "answered / (answered + failed), answered = ok or fallback: the share "
+                    "of finished requests the user got an answer to; pending ones are left "
+                    "out",
+    "success_rate": "completed / (answered + failed): the share of finished requests "
+                    "answered ok, fallbacks not counted; pending ones are left out",
+    "retries": "attempts beyond the first made by retry policies (every call, not only "
+               "the users' requests)",
+    "breaker_opens": "times a circuit breaker opened (from closed or half-open)",
+    "orphan_replies": "replies that came after their caller had stopped waiting",
+    "max_amplification": "the most calls one service received per user request, "
+                         "retries included (1 per hop without retries)",
     "offered_rate": "requests sent per second (the load offered to the system)",
     "capacity": "requests per second the system can carry: the scenario's model, or "
                 "estimated as throughput / utilisation of the bottleneck",
-    "offered_load": "offered_rate / capacity: 1 or more cannot be carried for long",
+    "offered_load": ("arrival rate / capacity (the scenario's nominal rate where it declares "
+                     "one, else offered_rate): 1 or more cannot be carried for long"),
     "bottleneck": "the busiest resource: a worker pool (instance) or a link (a → b)",
     "bottleneck_utilisation": "mean fraction of time the bottleneck was busy",
     "stable": "no sign of overload: bottleneck below 99 % busy, offered load below 1 "
@@ -100,12 +134,17 @@ class Result:
 
     * ``summary()`` -- a dict of headline numbers.
     * ``requests`` -- one row per client request: ``request_id, client,
-      target, start, end, outcome, latency, hops`` (``hops``: how many
-      service calls the request caused).
+      target, start, end, outcome, endpoint, latency, hops, attempts``
+      (``hops``: how many messages the request caused to be sent, beside
+      replies; ``attempts``: how many call attempts services made for it,
+      retries and calls a policy stopped before sending included).
     * ``trace`` -- one row per message event (send / deliver / drop).
     * ``messages`` -- the ledger: one row per message with its fate.
     * ``pools`` -- busy workers and queue length of every instance over time.
     * ``events`` -- faults, repairs, partitions and other timeline events.
+    * ``attempts`` -- one row per call attempt a service made;
+      ``breaker_events`` -- every circuit breaker state change;
+      ``amplification()`` -- calls reaching each service per user request.
     * ``utilisation()``, ``link_utilisation()``, ``resources()``,
       ``bottleneck()`` -- how busy each worker pool and link was;
       ``warnings()`` -- what makes the headline numbers misleading.
@@ -136,10 +175,63 @@ class Result:
         if self.world.trace.enabled:
             hops = Counter(m[6] for m in self.world.trace.messages
                            if m[1] == "send" and m[3] != "reply")
-            df["hops"] = [hops.get(r, 0) for r in df["request_id"].tolist()]
+            ids = df["request_id"].tolist()
+            df["hops"] = [hops.get(r, 0) for r in ids]
+            tries = Counter(a[1] for a in self.world.trace.attempts)
+            df["attempts"] = [tries.get(r, 0) for r in ids]
         else:
             df["hops"] = math.nan
+            df["attempts"] = math.nan
         return df
+
+    @cached_property
+    def attempts(self) -> pd.DataFrame:
+        """One row per attempt of a call made by a service's handler: ``time``
+        (start), ``trace_id`` (the user request it serves), ``caller`` (the
+        instance), ``callee`` (the node called), ``attempt`` (1 for the first
+        try, 2 for the first retry, ...), ``outcome`` (the attempt's own, e.g.
+        ``timeout``; the call's final one is the last attempt's, unless a
+        fallback answered), ``wait_before`` (seconds waited since the previous
+        attempt failed) and ``end``.  Calls a policy stopped before anything
+        was sent (``short_circuited``, ``bulkhead_full``, ...) are attempts
+        too.  Needs the trace (empty with ``trace=False``)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.world.trace.attempts, columns=list(ATTEMPT_COLUMNS))
+        df["trace_id"] = df["trace_id"].astype("Int64")
+        return df
+
+    @cached_property
+    def breaker_events(self) -> pd.DataFrame:
+        """Every state change of every circuit breaker on a protected edge, in
+        time order: ``time``, ``caller`` (the instance whose breaker it is),
+        ``callee`` (the service it guards), ``from_state``, ``to_state`` and
+        ``why``.  Kept with or without the trace.  A change a timer made is
+        at the timer's time (see :class:`~simcomm.resilience.BreakerListener`)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.world.trace.breakers, columns=list(BREAKER_COLUMNS))
+        return df.sort_values("time", kind="stable").reset_index(drop=True)
+
+    def amplification(self) -> dict[str, float]:
+        """Calls reaching each service per user request: ``{service: factor}``.
+
+        A call *reaches* a service when it arrives at one of its instances
+        while it is up (accepted, or turned away at the door by a full queue
+        or load shedding), retries included; a chain without retries gives 1
+        per service on the request's path, and every retry layer multiplies
+        it.  User requests are those the clients sent (pending included).
+        Exact with or without a trace.  NaN for every service if no user
+        request was sent.
+        """
+        from simcomm.engine.nodes import Instance
+
+        users = self._health["requests"]
+        calls: dict[str, int] = {}
+        for node in self.world.nodes.values():
+            if isinstance(node, Instance):
+                calls[node.service] = calls.get(node.service, 0) + node.arrivals
+        return {name: (n / users if users else math.nan) for name, n in calls.items()}
 
     @cached_property
     def trace(self) -> pd.DataFrame:
@@ -216,18 +308,23 @@ class Result:
         import numpy as np
 
         df = self.requests
-        ok = df[df["outcome"] == "ok"]
+        outcomes = df["outcome"]
+        ok = df[outcomes == "ok"]
         lat = ok["latency"].to_numpy()
-        failed = int(df["outcome"].isin(FAILURES).sum())
-        finished = len(ok) + failed
+        failed = int(outcomes.isin(FAILURES).sum())
+        fallback = int((outcomes == "fallback").sum())
+        answered = len(ok) + fallback
+        finished = answered + failed
         out: dict[str, Any] = {
             "requests": len(df),
             "completed": len(ok),
+            "fallback": fallback,
+            "answered": answered,
             "failed": failed,
-            "pending": int((df["outcome"] == "pending").sum()),
+            "pending": int((outcomes == "pending").sum()),
         }
         for outcome in FAILURES:
-            out[outcome] = int((df["outcome"] == outcome).sum())
+            out[outcome] = int((outcomes == outcome).sum())
         health = self._health
         pct = np.percentile(lat, [50, 95, 99]) if lat.size else [math.nan] * 3
         out.update({
@@ -238,7 +335,13 @@ class Result:
             "p95": float(pct[1]),
             "p99": float(pct[2]),
             "throughput": len(ok) / self.until,
-            "availability": len(ok) / finished if finished else math.nan,
+            "availability": answered / finished if finished else math.nan,
+            "success_rate": len(ok) / finished if finished else math.nan,
+            "retries": sum(edge.retries for edge in self._edges()),
+            "breaker_opens": sum(1 for row in self.world.trace.breakers if row[4] == "open"),
+            "orphan_replies": sum(1 for row in self.world.trace.events
+                                  if row[2] == "orphan_reply"),
+            "max_amplification": max(self.amplification().values(), default=math.nan),
             "offered_rate": health["offered_rate"],
             "capacity": health["capacity"],
             "offered_load": health["offered_load"],
@@ -248,6 +351,15 @@ class Result:
             "messages_sent": self.world.network.sent,
             "messages_dropped": sum(self.world.network.dropped.values()),
         })
+        return out
+
+    def _edges(self) -> list[Any]:
+        """The protected edges of every caller (see :mod:`simcomm.rpc.policies`)."""
+        out: list[Any] = []
+        for node in self.world.nodes.values():
+            router = node.outbound
+            if router is not None:
+                out.extend(router.edges)
         return out
 
     def utilisation(self, start: float = 0.0) -> dict[str, float]:
@@ -331,7 +443,9 @@ class Result:
 
         * *saturated* -- the bottleneck's mean utilisation over the run is at
           least :data:`SATURATED`;
-        * *over capacity* -- the offered load is 1 or more.  Only a capacity
+        * *over capacity* -- the offered load (the scenario's nominal arrival
+          rate, ``Scenario.load``, where it declares one: a short run's count
+          of arrivals wanders) is 1 or more.  Only a capacity
           from the scenario's own model (``Scenario.capacity``) judges this:
           the estimate (throughput / bottleneck utilisation) counts workers
           held by a hang or requests that failed as if they were spent on
@@ -359,7 +473,13 @@ class Result:
             capacity, source = throughput / u, "estimate"
         else:
             capacity, source = math.nan, "estimate"
-        load = offered / capacity if capacity > 0 else math.nan
+        # judge the load on the scenario's nominal rate where it declares one:
+        # a short run's arrival count wanders (21 arrivals in 20 s at 0.8/s
+        # is not an overload of a 1 req/s server)
+        declared = getattr(self.scenario, "load", None)
+        nominal = (float(declared(self.params).requests_per_s)
+                   if callable(declared) and self.params is not None else offered)
+        load = nominal / capacity if capacity > 0 else math.nan
         pending_share = pending / n if n else math.nan
         saturated = u >= SATURATED
         over = source == "model" and load >= 1
@@ -422,7 +542,8 @@ class Result:
         """SHA-256 of every traced event: equal fingerprints, identical runs."""
         h = hashlib.sha256()
         tr = self.world.trace
-        for table in (tr.messages, tr.requests, tr.pools, tr.events):
+        for table in (tr.messages, tr.requests, tr.pools, tr.events, tr.attempts,
+                      tr.breakers):
             h.update(repr(table).encode())
         return h.hexdigest()
 
