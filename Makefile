@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: lab test lint bench demo venv clean
+.PHONY: lab test lint bench demo venv clean pythons
 
 # (Re)install when pyproject.toml changes; creating the venv only if missing.
 $(STAMP): pyproject.toml
@@ -23,6 +23,7 @@ lab: venv
 
 lint: venv
 	$(BIN)/ruff check simcomm tests benchmarks docs tools
+	$(BIN)/mypy simcomm
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --nbmake tests notebooks
@@ -34,5 +35,18 @@ demo: venv
 	$(BIN)/simcomm run chain --seed 1 --until 600 --out demo-report
 	@echo "report written to demo-report/"
 
+# The unit tests (not the notebooks or the browser) under each Python in PYTHONS,
+# each in its own venv: the versions the README names are the ones run here.
+PYTHONS ?= python3.10 python3.12 python3.13
+pythons:
+	@for py in $(PYTHONS); do \
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
+	  echo "== Python $$v"; \
+	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet -e '.[dev]' || exit 1; \
+	  .venv-$$v/bin/python -m pytest -q -n 2 -p no:cacheprovider tests \
+	    --ignore=tests/test_browser.py || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) demo-report test-artefacts .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* demo-report test-artefacts .pytest_cache .hypothesis

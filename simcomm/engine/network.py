@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from simcomm._checks import as_real, is_real
+from simcomm._checks import as_real
 from simcomm.engine.messages import REPLY, Message
 from simcomm.engine.randomness import Constant, Distribution
 from simcomm.errors import ParamError
@@ -46,17 +46,17 @@ class Link:
     second (``None`` for unlimited).
     """
 
-    latency: Distribution | None = None
+    latency: Distribution | float | None = None
     loss: float = 0.0
     bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         if self.latency is not None and not isinstance(self.latency, Distribution):
-            if is_real(self.latency):
-                delay = as_real(self.latency)
-                if not delay >= 0 or math.isinf(delay):  # type: ignore[operator]
+            delay = as_real(self.latency)
+            if delay is not None:
+                if not delay >= 0 or math.isinf(delay):
                     raise ParamError("latency", self.latency, "a number of seconds >= 0")
-                self.latency = Constant(delay) if delay > 0 else None  # type: ignore[operator]
+                self.latency = Constant(delay) if delay > 0 else None
             else:
                 raise ParamError("latency", self.latency, "seconds >= 0 or a Distribution")
         if isinstance(self.latency, Constant) and self.latency.value == 0:
@@ -83,7 +83,8 @@ class _LinkState:
     __slots__ = ("bandwidth", "busy_until", "latency", "loss", "rng", "tx_seconds")
 
     def __init__(self, link: Link, rng) -> None:
-        self.latency = link.latency
+        # a Link turns a number of seconds into a Constant when it is made
+        self.latency: Distribution | None = cast("Distribution | None", link.latency)
         self.loss = link.loss
         self.bandwidth = link.bandwidth
         self.rng = rng
@@ -246,7 +247,7 @@ class Network:
             state.busy_until = done
             delay += done - now
         ev = self.env.timeout(delay)
-        ev.callbacks.append(lambda _ev, m=msg: self._arrive(m))
+        ev.callbacks.append(lambda _ev: self._arrive(msg))
 
     def _arrive(self, msg: Message) -> None:
         self.in_flight -= 1
