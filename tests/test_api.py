@@ -14,7 +14,7 @@ from simcomm import api
 from simcomm.errors import ParamError
 
 REQUEST_COLUMNS = ["request_id", "client", "target", "start", "end", "outcome", "endpoint",
-                   "latency", "hops"]
+                   "latency", "hops", "attempts"]
 SUMMARY_KEYS = {"requests", "completed", "failed", "mean_latency", "p50", "p95", "p99",
                 "throughput", "availability"}
 

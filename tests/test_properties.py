@@ -81,7 +81,7 @@ def check_requests(res: Result) -> None:
     df = res.requests
     s = res.summary()
     assert list(df.columns) == ["request_id", "client", "target", "start", "end", "outcome",
-                                "endpoint", "latency", "hops"]
+                                "endpoint", "latency", "hops", "attempts"]
     assert df["request_id"].is_unique
     # ids are a counter: every request the clients issued has its row
     assert df["request_id"].tolist() == list(range(1, len(df) + 1))

@@ -154,6 +154,17 @@ class Node:
         """Stop waiting for the reply to ``request_id`` (a late reply is an orphan)."""
         self._pending.pop(request_id, None)
 
+    def expect(self, request_id: int) -> Event:
+        """A fresh event for the reply to ``request_id``, sent earlier.
+
+        It replaces whatever waited for that reply before (so the old event
+        can be fired with something else, e.g. a time limit's verdict): the
+        reply, when it comes, fires this one instead of being an orphan.
+        """
+        ev = Event(self.env)
+        self._pending[request_id] = ev
+        return ev
+
     def reply(self, request: Message, body: Any = None, status: str = "ok",
               format: Format | None = None) -> None:
         """Answer ``request`` with a reply carrying its correlation id."""

@@ -63,7 +63,9 @@ call held; a breaker records the call as failed.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -111,14 +113,19 @@ class _CutOff(Exception):
         self.hold: Event | None = None
 
 
+#: What a reply wait resumes with when its limit ran out first.
+_CUT = object()
+
+
 class _Call:
     """The state of one call on its way through the layers."""
 
-    __slots__ = ("body", "ctx", "deadline", "dest", "key", "kind", "scope", "size",
-                 "trace_id", "until", "until_ev")
+    __slots__ = ("body", "ctx", "deadline", "dest", "key", "kind", "node", "rid", "scope",
+                 "size", "trace_id", "until", "until_ev", "waiting")
 
-    def __init__(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
-                 trace_id: int | None) -> None:
+    def __init__(self, node: Node, ctx: Context | None, dest: str, body: Any, kind: str,
+                 key: Any, trace_id: int | None) -> None:
+        self.node = node
         self.ctx = ctx
         self.dest = dest
         self.body = body
@@ -130,6 +137,31 @@ class _Call:
         self.until = _INF                    # the earliest time any wait stops
         self.until_ev: Event | None = None   # its timer, made when a wait needs it
         self.scope: _Scope = _DEADLINE       # what stops waits at ``until``
+        self.waiting: Event | None = None    # the reply being awaited, if any
+        self.rid = 0                         # ... and the id of its request
+
+    def timer(self, env: simpy.Environment) -> Event:
+        """The timer of the limit in force, made on first need."""
+        lim = self.until_ev
+        if lim is None:
+            lim = self.until_ev = env.timeout(self.until - env.now)
+            lim.callbacks.append(self.fire)
+        return lim
+
+    def fire(self, timer: Event) -> None:
+        """This call's own limit timer ran out (if it is still the one in force)."""
+        if timer is self.until_ev:
+            self.cut()
+
+    def cut(self) -> None:
+        """The limit in force ran out: if a reply is being awaited, stop waiting
+        (the caller forgets the request; its reply will be an orphan)."""
+        ev = self.waiting
+        if ev is None or ev.triggered:
+            return
+        self.waiting = None
+        self.node.forget(self.rid)
+        ev.succeed(_CUT)
 
 
 def _on_reply(ev: Event, fn: Callable[[Event], None]) -> None:
@@ -152,8 +184,41 @@ class _Recorder(BreakerListener):
         self.rows.append((now, self.caller, self.callee, old, new, why))
 
 
+class _Pause:
+    """A hook's answer when the call must wait first (for a slot, a permit).
+
+    The driver waits for ``event`` (cut short by any limit in force), then
+    calls ``resume(value)`` for the hook's token or verdict; ``abort()`` if
+    the wait itself was cut short.
+    """
+
+    __slots__ = ("abort", "event", "resume")
+
+    def __init__(self, event: Event, resume: Callable[[Any], Any],
+                 abort: Callable[[], None]) -> None:
+        self.event = event
+        self.resume = resume
+        self.abort = abort
+
+
+#: Layers that only act before and after what is inside them: run as hooks,
+#: many in one generator.  The others (retry, fallback) are generators.
+_HOOKS = frozenset({"once", "circuit_breaker", "rate_limiter", "time_limit", "bulkhead"})
+
+_Hook = tuple[Callable[[_Call], Any], Callable[[_Call, Any, Any, Any], tuple[Any, Any]] | None]
+
+
 class _Edge:
-    """One caller instance's copy of an edge policy, applied to its calls."""
+    """One caller instance's copy of an edge policy, applied to its calls.
+
+    A call runs through ``self._steps``: each step is a generator function
+    ``step(c, i)`` that runs the next one as ``self._steps[i](c, i + 1)``;
+    the last one sends.  A retry and a fallback are steps of their own.
+    The layers that only act before and after the inside (breaker, rate
+    limiter, time limit, bulkhead, the attempt record) are *hooks*, an
+    ``enter`` and a ``leave`` method each, and a run of them in a row is one
+    step (:meth:`_hooked`): fewer generators per call, the same order.
+    """
 
     def __init__(self, world: World, caller: Node, callee: str | None,
                  policy: EdgePolicy) -> None:
@@ -170,11 +235,32 @@ class _Edge:
             # one attempt per call, recorded just inside a leading fallback
             layers.insert(1 if layers[:1] == ["fallback"] else 0, "once")
         self.layers = tuple(layers)
-        self._steps = tuple(getattr(self, "_" + name) for name in layers)
-        self._n = len(self._steps)
+        steps: list[Callable[..., Generator[Event, Any, Message]]] = []
+        group: list[_Hook] = []
+        for name in layers:
+            if name in _HOOKS:
+                enter = "thread_pool" if name == "bulkhead" and isinstance(
+                    policy.bulkhead, ThreadPoolBulkhead) else name
+                group.append((getattr(self, "_enter_" + enter),
+                              getattr(self, "_leave_" + name, None)))
+                continue
+            if group:
+                steps.append(partial(self._hooked, tuple(group)))
+                group = []
+            steps.append(getattr(self, "_" + name))
+        if group:
+            steps.append(partial(self._hooked, tuple(group)))
+        steps.append(self._send)
+        self._steps = tuple(steps)
         tl = policy.time_limit
         self._limit = (_Scope("timeout", tl.cancel_running_future)
                        if isinstance(tl, TimeLimiter) else None)
+        self._limit_seconds = tl.timeout_duration if isinstance(tl, TimeLimiter) else _INF
+        # the time limits in force, (end, call) in start order -- so in end
+        # order too, the limit being the same for every call -- and the time
+        # the one timer that serves them all is set for
+        self._due: deque[tuple[float, _Call]] = deque()
+        self._due_at: float | None = None
         self._wake: dict[Any, Event] = {}   # a waiting call -> the event that wakes it
         self._armed: float | None = None
         self._cache: Any = None
@@ -196,8 +282,8 @@ class _Edge:
     def call(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
              trace_id: int | None = None) -> Generator[Event, Any, Message]:
         """Make one call through the policies; return the reply (real or local)."""
-        c = _Call(ctx, dest, body, kind, key, ctx.request.trace_id if ctx is not None
-                  else trace_id)
+        c = _Call(self.caller, ctx, dest, body, kind, key,
+                  ctx.request.trace_id if ctx is not None else trace_id)
         deadline = ctx.request.deadline if ctx is not None else None
         if self.deadline is not None:
             mine = self.env.now + self.deadline
@@ -206,7 +292,7 @@ class _Edge:
         if deadline is not None:
             c.deadline = c.until = deadline
         try:
-            reply = yield from self._run(c, 0)
+            reply = yield from self._steps[0](c, 1)
         except _CutOff as exc:
             if exc.scope is not _DEADLINE:  # pragma: no cover - each limit catches its own
                 raise
@@ -214,11 +300,6 @@ class _Edge:
         if ctx is not None and reply.status == "fallback":
             ctx.status = "fallback"
         return reply
-
-    def _run(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
-        if i < self._n:
-            return (yield from self._steps[i](c, i + 1))
-        return (yield from self._send(c))
 
     def _local(self, c: _Call, status: str, body: Any = None) -> Message:
         """A reply made here, never sent (id 0): a policy's verdict."""
@@ -238,10 +319,7 @@ class _Edge:
         env = self.env
         if env.now >= until:
             raise _CutOff(c.scope)
-        lim = c.until_ev
-        if lim is None:
-            lim = c.until_ev = env.timeout(until - env.now)
-        yield ev | lim
+        yield ev | c.timer(env)
         if env.now >= until:
             raise _CutOff(c.scope)
         return ev.value
@@ -252,10 +330,8 @@ class _Edge:
                                         outcome, wait, self.env.now))
 
     # -- the innermost step: send and wait -----------------------------
-    def _send(self, c: _Call) -> Generator[Event, Any, Message]:
+    def _send(self, c: _Call, _i: int) -> Generator[Event, Any, Message]:
         env = self.env
-        if env.now >= c.until:
-            raise _CutOff(c.scope)   # the budget is spent: nothing is sent
         caller = self.caller
         ctx = c.ctx
         fmt = getattr(caller, "format", None)
@@ -267,103 +343,128 @@ class _Edge:
             if ctx is not None:
                 ctx.debt += fmt.encode_cost(size) * caller.slowdown  # type: ignore[attr-defined]
         if ctx is not None and ctx.debt > 0:
+            # encoding on the caller's own CPU: not cut short by a limit
             debt, ctx.debt = ctx.debt, 0.0
-            yield from self._wait(c, env.timeout(debt))
+            yield env.timeout(debt)
+        until = c.until
+        if env.now >= until:
+            raise _CutOff(c.scope)   # the budget is spent: nothing is sent
         ev = caller.request(c.dest, c.body, kind=c.kind, key=c.key, trace_id=c.trace_id,
                             format=fmt, size=size, deadline=c.deadline)
-        try:
-            reply: Message = yield from self._wait(c, ev)
-        except _CutOff as exc:
-            self._abandon(ev, exc)
-            raise
+        if until == _INF:
+            reply = yield ev
+        else:
+            if c.scope is not self._limit:
+                c.timer(env)   # a deadline: its own timer (a time limit's is shared)
+            c.waiting = ev
+            c.rid = ev.request_id  # type: ignore[attr-defined]
+            reply = yield ev
+            c.waiting = None
+            if reply is _CUT or env.now >= until:   # a tie goes to the limit
+                exc = _CutOff(c.scope)
+                self._abandon(c, reply, exc)
+                raise exc
         if ctx is not None and fmt is not None and reply.format is not None \
                 and reply.body is not None:
             ctx.debt += fmt.decode_cost(reply.size) * caller.slowdown  # type: ignore[attr-defined]
         return reply
 
-    def _abandon(self, ev: Event, exc: _CutOff) -> None:
-        """The caller stopped waiting for ``ev``'s reply."""
+    def _abandon(self, c: _Call, reply: Any, exc: _CutOff) -> None:
+        """The caller stopped waiting for the reply to request ``c.rid``.
+
+        ``reply`` is ``_CUT`` (the limit's timer fired first: the request is
+        already forgotten) or the reply itself, which came in the very
+        instant of the limit and is late all the same.
+        """
         caller = self.caller
         trace = self.trace
-        if exc.scope.cancel:
-            if ev.triggered:
-                # the reply came in this very instant, too late: nobody takes it
-                msg: Message = ev.value  # type: ignore[assignment]
-                trace.event(self.env.now, caller.name, "orphan_reply",
-                            f"reply {msg.id} to request {msg.correlation_id}")
-            else:
-                caller.forget(ev.request_id)  # type: ignore[attr-defined]
-            return
-        exc.hold = ev
         env = self.env
+        if exc.scope.cancel:
+            if reply is not _CUT:
+                # the reply came in this very instant, too late: nobody takes it
+                trace.event(env.now, caller.name, "orphan_reply",
+                            f"reply {reply.id} to request {reply.correlation_id}")
+            return
 
-        def late(e: Event) -> None:
-            msg: Message = e.value  # type: ignore[assignment]
+        def late(msg: Message) -> None:
             trace.event(env.now, caller.name, "late_reply",
                         f"reply {msg.id} to request {msg.correlation_id} came after the "
                         f"caller stopped waiting")
 
-        _on_reply(ev, late)
+        if reply is not _CUT:
+            late(reply)
+            return
+        # not cancelled: the abandoned call still takes the reply when it comes
+        hold = caller.expect(c.rid)  # type: ignore[attr-defined]
+        hold.callbacks.append(lambda e: late(e.value))  # type: ignore[union-attr]
+        exc.hold = hold
 
-    # -- layers ----------------------------------------------------------
-    def _once(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
-        start = self.env.now
+    # -- the hooks, run by one generator ---------------------------------
+    def _hooked(self, group: tuple[_Hook, ...], c: _Call,
+                i: int) -> Generator[Event, Any, Message]:
+        """Enter each hook of ``group`` in turn, run the next step, leave them in
+        reverse.  A hook that answers (a short-circuit, a full bulkhead) stops
+        the way in; every hook entered sees the outcome on the way out, and may
+        change it (a time limit turns its own cut-off into ``timeout``)."""
+        entered: list[tuple[Any, Any]] = []
+        reply: Message | None = None
+        exc: BaseException | None = None
         try:
-            reply = yield from self._run(c, i)
-        except _CutOff as exc:
+            for enter, leave in group:
+                token = enter(c)
+                if token.__class__ is _Pause:
+                    try:
+                        value = yield from self._wait(c, token.event)
+                    except (_CutOff, simpy.Interrupt):
+                        token.abort()
+                        raise
+                    token = token.resume(value)
+                if token.__class__ is Message:
+                    reply = token
+                    break
+                if leave is not None:
+                    entered.append((leave, token))
+            else:
+                reply = yield from self._steps[i](c, i + 1)
+        except (_CutOff, simpy.Interrupt) as e:
+            exc = e
+        for leave, token in reversed(entered):
+            reply, exc = leave(c, token, reply, exc)
+        if exc is not None:
+            raise exc
+        assert reply is not None
+        return reply
+
+    def _enter_once(self, c: _Call) -> float:
+        return self.env.now
+
+    def _leave_once(self, c: _Call, start: float, reply: Message | None,
+                    exc: BaseException | None) -> tuple[Message | None, BaseException | None]:
+        if reply is not None:
+            self._row(c, start, 1, reply.status, 0.0)
+        elif isinstance(exc, _CutOff):
             self._row(c, start, 1, exc.scope.outcome, 0.0)
-            raise
-        self._row(c, start, 1, reply.status, 0.0)
-        return reply
+        return reply, exc
 
-    def _retry(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
-        env = self.env
-        rctx = self.policy.retry.context()  # type: ignore[union-attr]
-        wait = 0.0
-        n = 0
-        while True:
-            n += 1
-            start = env.now
-            try:
-                reply = yield from self._run(c, i)
-            except _CutOff as exc:
-                self._row(c, start, n, exc.scope.outcome, wait)
-                raise
-            status = reply.status
-            self._row(c, start, n, status, wait)
-            if status in SUCCESS:
-                rctx.on_success(env.now)
-                return reply
-            after = rctx.on_error(env.now, status)
-            if after is None:
-                return reply
-            self.retries += 1
-            wait = after
-            if after > 0:
-                yield from self._wait(c, env.timeout(after))
-
-    def _circuit_breaker(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+    def _enter_circuit_breaker(self, c: _Call) -> float | Message:
         cb = self.policy.circuit_breaker
-        assert cb is not None
-        env = self.env
-        start = env.now
-        if not cb.try_acquire(start):
-            self._arm()
-            return self._local(c, "short_circuited")
-        try:
-            reply = yield from self._run(c, i)
-        except (_CutOff, simpy.Interrupt):
-            now = env.now
-            cb.on_error(now, now - start)
-            self._arm()
-            raise
-        now = env.now
-        if reply.status in SUCCESS:
-            cb.on_success(now, now - start)
-        else:
-            cb.on_error(now, now - start)
+        now = self.env.now
+        if cb.try_acquire(now):  # type: ignore[union-attr]
+            return now
         self._arm()
-        return reply
+        return self._local(c, "short_circuited")
+
+    def _leave_circuit_breaker(self, c: _Call, start: float, reply: Message | None,
+                               exc: BaseException | None
+                               ) -> tuple[Message | None, BaseException | None]:
+        cb = self.policy.circuit_breaker
+        now = self.env.now
+        if reply is not None and reply.status in SUCCESS:
+            cb.on_success(now, now - start)  # type: ignore[union-attr]
+        else:   # a failed outcome, a cut-off, or the caller crashed mid-call
+            cb.on_error(now, now - start)  # type: ignore[union-attr]
+        self._arm()
+        return reply, exc
 
     def _arm(self) -> None:
         """Make sure a simulation event wakes the breaker at its next timer."""
@@ -381,84 +482,124 @@ class _Edge:
         self.policy.circuit_breaker.advance(now)  # type: ignore[union-attr]
         self._arm()
 
-    def _rate_limiter(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+    def _enter_rate_limiter(self, c: _Call) -> Any:
         rl = self.policy.rate_limiter
-        assert rl is not None
-        granted, held = rl.acquire_permission(self.env.now)
-        if held > 0:
-            yield from self._wait(c, self.env.timeout(held))
-        if not granted:
-            return self._local(c, "rate_limited")
-        return (yield from self._run(c, i))
-
-    def _time_limit(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
-        tl = self.policy.time_limit
         env = self.env
-        end = env.now + tl.timeout_duration  # type: ignore[union-attr]
-        if not end < c.until:   # an outer limit comes first (or together): it rules
-            return (yield from self._run(c, i))
-        scope = self._limit
-        saved = (c.until, c.until_ev, c.scope)
-        c.until, c.until_ev, c.scope = end, None, scope  # type: ignore[assignment]
-        try:
-            return (yield from self._run(c, i))
-        except _CutOff as exc:
-            if exc.scope is not scope:
-                raise
-            return self._local(c, "timeout")
-        finally:
-            c.until, c.until_ev, c.scope = saved
+        granted, held = rl.acquire_permission(env.now)  # type: ignore[union-attr]
+        if held > 0:
+            # refused or not, the caller is held (Resilience4j's waitForPermission)
+            return _Pause(env.timeout(held),
+                          lambda _v: None if granted else self._local(c, "rate_limited"),
+                          _nothing)
+        return None if granted else self._local(c, "rate_limited")
 
-    def _bulkhead(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
+    def _enter_time_limit(self, c: _Call) -> Any:
+        env = self.env
+        end = env.now + self._limit_seconds
+        if not end < c.until:   # an outer limit comes first (or together): it rules
+            return None
+        saved = (c.until, c.until_ev, c.scope)
+        c.until, c.until_ev, c.scope = end, None, self._limit  # type: ignore[assignment]
+        self._due.append((end, c))
+        if self._due_at is None:
+            self._set_due_timer(end)
+        return saved
+
+    def _leave_time_limit(self, c: _Call, saved: Any, reply: Message | None,
+                          exc: BaseException | None
+                          ) -> tuple[Message | None, BaseException | None]:
+        if saved is None:
+            return reply, exc
+        c.until, c.until_ev, c.scope = saved
+        if isinstance(exc, _CutOff) and exc.scope is self._limit:
+            return self._local(c, "timeout"), None
+        return reply, exc
+
+    def _set_due_timer(self, at: float) -> None:
+        self._due_at = at
+        self.env.timeout(at - self.env.now).callbacks.append(self._limits_due)
+
+    def _limits_due(self, _ev: Event) -> None:
+        """The shared time-limit timer: cut the calls whose limit ran out, then set
+        the timer for the first call still within its limit.
+
+        Calls that finished inside their limit are dropped as they come up,
+        so with replies faster than the limit the timer fires about once per
+        limit, not once per call.  A call's entry is live while its limit is
+        the one in force (``c.scope`` this edge's, ``c.until`` that end).
+        """
+        now = self.env.now
+        self._due_at = None
+        due = self._due
+        scope = self._limit
+        while due:
+            end, c = due[0]
+            live = c.scope is scope and c.until == end
+            if end <= now:
+                due.popleft()
+                if live:
+                    c.cut()
+            elif live:
+                self._set_due_timer(end)
+                return
+            else:
+                due.popleft()
+
+    def _enter_thread_pool(self, c: _Call) -> Any:
+        tp = self.policy.bulkhead
+        assert isinstance(tp, ThreadPoolBulkhead)
+        env = self.env
+        verdict = tp.submit(env.now, c)
+        if verdict == REJECTED:
+            return self._local(c, "bulkhead_full")
+        if verdict != QUEUED:
+            return True
+        ev = self._wake[c] = Event(env)
+
+        def dequeue() -> None:   # the call gave up while queued
+            if tp.cancel(env.now, c):
+                del self._wake[c]
+            else:                # a thread took it in this very instant
+                self._free()
+
+        return _Pause(ev, lambda _v: True, dequeue)
+
+    def _enter_bulkhead(self, c: _Call) -> Any:
         bh = self.policy.bulkhead
-        if isinstance(bh, ThreadPoolBulkhead):
-            return (yield from self._thread_pool(c, i, bh))
-        assert bh is not None
+        assert bh is not None and not isinstance(bh, ThreadPoolBulkhead)
         env = self.env
         verdict = bh.acquire_permission(env.now, c)
         if verdict == REJECTED:
             return self._local(c, "bulkhead_full")
-        if verdict == WAITING:
-            ev = self._wake[c] = Event(env)
-            timer = env.timeout(bh.max_wait_duration)
-            timer.callbacks.append(self._expire)
-            try:
-                granted = yield from self._wait(c, ev)
-            except (_CutOff, simpy.Interrupt):
-                if bh.cancel(env.now, c):
-                    del self._wake[c]
-                elif ev.triggered and ev.value:  # the slot came in this very instant
-                    self._free_slot(bh.release_permission(env.now))
-                raise
-            if not granted:
-                return self._local(c, "bulkhead_full")
-        return (yield from self._holding(c, i, self._release_slot))
+        if verdict != WAITING:
+            return True
+        ev = self._wake[c] = Event(env)
+        env.timeout(bh.max_wait_duration).callbacks.append(self._expire)
 
-    def _holding(self, c: _Call, i: int,
-                 free: Callable[[], None]) -> Generator[Event, Any, Message]:
-        """Run the inside of a bulkhead, then ``free()`` its slot or thread.
+        def give_up() -> None:   # the call gave up while waiting
+            if bh.cancel(env.now, c):
+                del self._wake[c]
+            elif ev.triggered and ev.value:   # the slot came in this very instant
+                self._wake_next(bh.release_permission(env.now))
 
-        A call cut off while its reply is still awaited without cancelling
-        (``cancel_running_future=False``) keeps the slot until the reply.
-        """
-        try:
-            reply = yield from self._run(c, i)
-        except _CutOff as exc:
-            if exc.hold is not None:
-                _on_reply(exc.hold, lambda _e: free())
-            else:
-                free()
-            raise
-        except simpy.Interrupt:
-            free()
-            raise
-        free()
-        return reply
+        return _Pause(ev, lambda granted: True if granted else
+                      self._local(c, "bulkhead_full"), give_up)
 
-    def _release_slot(self) -> None:
-        self._free_slot(self.policy.bulkhead.on_complete(self.env.now))  # type: ignore[union-attr]
+    def _leave_bulkhead(self, c: _Call, _token: Any, reply: Message | None,
+                        exc: BaseException | None
+                        ) -> tuple[Message | None, BaseException | None]:
+        """Give the slot (or thread) back -- or, if the call was cut off while its
+        reply is still awaited without cancelling, when that reply comes."""
+        if exc is not None and exc.__class__ is _CutOff and exc.hold is not None:  # type: ignore[attr-defined]
+            _on_reply(exc.hold, lambda _e: self._free())  # type: ignore[attr-defined]
+        else:
+            self._free()
+        return reply, exc
 
-    def _free_slot(self, waiter: Any) -> None:
+    def _free(self) -> None:
+        self._wake_next(self.policy.bulkhead.on_complete(self.env.now))  # type: ignore[union-attr]
+
+    def _wake_next(self, waiter: Any) -> None:
         if waiter is not None:
             self._wake.pop(waiter).succeed(True)
 
@@ -468,30 +609,40 @@ class _Edge:
             if ev is not None and not ev.triggered:
                 ev.succeed(False)
 
-    def _thread_pool(self, c: _Call, i: int,
-                     tp: ThreadPoolBulkhead) -> Generator[Event, Any, Message]:
+    # -- the layers that are generators ----------------------------------
+    def _retry(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
         env = self.env
-        verdict = tp.submit(env.now, c)
-        if verdict == REJECTED:
-            return self._local(c, "bulkhead_full")
-        if verdict == QUEUED:
-            ev = self._wake[c] = Event(env)
+        rctx = self.policy.retry.context()  # type: ignore[union-attr]
+        wait = 0.0
+        n = 0
+        step = self._steps[i]
+        trace = self.trace
+        while True:
+            n += 1
+            start = env.now
             try:
-                yield from self._wait(c, ev)
-            except (_CutOff, simpy.Interrupt):
-                if tp.cancel(env.now, c):
-                    del self._wake[c]
-                else:                           # a thread took it in this very instant
-                    self._release_thread()
+                reply = yield from step(c, i + 1)
+            except _CutOff as exc:
+                self._row(c, start, n, exc.scope.outcome, wait)
                 raise
-        return (yield from self._holding(c, i, self._release_thread))
-
-    def _release_thread(self) -> None:
-        self._free_slot(self.policy.bulkhead.on_complete(self.env.now))  # type: ignore[union-attr]
+            status = reply.status
+            if trace.enabled:
+                trace.attempts.append((start, c.trace_id, self.caller.name, c.dest, n,
+                                       status, wait, env.now))
+            if status in SUCCESS:
+                rctx.on_success(env.now)
+                return reply
+            after = rctx.on_error(env.now, status)
+            if after is None:
+                return reply
+            self.retries += 1
+            wait = after
+            if after > 0:
+                yield from self._wait(c, env.timeout(after))
 
     def _fallback(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
         try:
-            reply = yield from self._run(c, i)
+            reply = yield from self._steps[i](c, i + 1)
         except _CutOff as exc:
             if exc.scope is not _DEADLINE:
                 raise
@@ -521,6 +672,10 @@ class _Edge:
     def __repr__(self) -> str:
         return (f"<edge {self.caller.name} → {self.callee}: "
                 f"{' ( '.join(self.layers)}>")
+
+
+def _nothing() -> None:
+    """An abort with nothing to undo."""
 
 
 class _Router(dict):
