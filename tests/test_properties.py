@@ -8,13 +8,18 @@ Whatever the parameters, losses, partitions and faults:
 * every client request is accounted for: one row each, ok + failed +
   pending = requests, outcomes from the documented set;
 * the same seed and parameters give the same run, event for event, and a
-  different seed a different one.
+  different seed a different one;
+* with random resilience policies on every edge (time limits, bulkheads,
+  breakers of each kind, retries, rate limiters, fallbacks, deadlines, in
+  any order) and server-side load shedding, all of the above still holds,
+  and no call is attempted more often than its retry allows.
 
 Runs are short (tens of simulated seconds) so that the file stays fast.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,15 +39,29 @@ from simcomm.engine import (
     Instance,
     Link,
     OpenLoop,
-    ServiceError,
     Slowdown,
     World,
     install,
 )
+from simcomm.resilience import (
+    CircuitBreaker,
+    ConsecutiveFailureBreaker,
+    EdgePolicy,
+    Fallback,
+    HystrixBreaker,
+    RateLimiter,
+    Retry,
+    RetryBudget,
+    SemaphoreBulkhead,
+    ThreadPoolBulkhead,
+    full_jitter,
+    protect,
+    protect_server,
+)
 from simcomm.result import FAILURES, Result
-from simcomm.rpc import call
+from simcomm.rpc import answer_for, call
 
-OUTCOMES = {"ok", "pending", *FAILURES}
+OUTCOMES = {"ok", "fallback", "pending", *FAILURES}
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
@@ -88,7 +107,8 @@ def check_requests(res: Result) -> None:
     assert set(df["outcome"]) <= OUTCOMES
     for outcome in set(df["outcome"]):
         event(f"outcome: {outcome}")
-    assert s["completed"] + s["failed"] + s["pending"] == s["requests"] == len(df)
+    assert s["answered"] == s["completed"] + s["fallback"]
+    assert s["answered"] + s["failed"] + s["pending"] == s["requests"] == len(df)
     assert s["failed"] == sum(s[o] for o in FAILURES)
     done = df[df["outcome"] != "pending"]
     assert (done["end"] >= done["start"]).all()
@@ -209,14 +229,13 @@ def _forward(next_hop: str | None):
         if next_hop is None:
             return {"ok": True, "echo": request.body}
         reply = yield from call(ctx, next_hop, request.body)
-        if reply.status != "ok":
-            raise ServiceError(reply.status)
-        return reply.body
+        return answer_for(next_hop, reply)
 
     return handler
 
 
-def build_world(spec: dict[str, Any], seed: int) -> Result:
+def build_world(spec: dict[str, Any], seed: int,
+                setup: Callable[[World], None] | None = None) -> Result:
     latency = Exponential(spec["latency"]) if spec["latency"] else None
     world = World(seed, network=Link(latency=latency, loss=spec["loss"],
                                      bandwidth=spec["bandwidth"]))
@@ -246,7 +265,11 @@ def build_world(spec: dict[str, Any], seed: int) -> Result:
     install(world, [kinds[f["kind"]](f) for f in spec["faults"] if f["kind"] in kinds])
     for f in spec["faults"]:
         if f["kind"] == "crash_now":  # before the run: the workers have not started yet
-            world.nodes[f"svc{f['node']}"].crash(repair_after=f["duration"])
+            node = world.nodes[f"svc{f['node']}"]
+            assert isinstance(node, Instance)
+            node.crash(repair_after=f["duration"])
+    if setup is not None:
+        setup(world)
     world.run(spec["until"])
     return Result(world)
 
@@ -263,6 +286,7 @@ def check_nothing_forgotten(res: Result) -> None:
     in_flight = set(m[m["fate"] == "in_flight"]["trace_id"].dropna())
     lost = set(m[m["reason"].isin(["loss", "partition"])]["trace_id"].dropna())
     svc0 = res.world.nodes["svc0"]
+    assert isinstance(svc0, Instance)
     held = {msg.trace_id for msg in [*svc0.queue, *svc0._current.values()]}
     forgotten = pending - in_flight - lost - held
     assert not forgotten, f"requests {sorted(forgotten)} are pending but nowhere"
@@ -326,3 +350,157 @@ def test_tracing_off_changes_nothing_but_the_trace(name, seed):
     assert on.requests[cols].equals(off.requests[cols])
     assert off.ledger()["balanced"]
     assert off.ledger()["sent"] == on.ledger()["sent"]
+
+
+# -- random worlds with random policies on every edge ------------------------------------------
+
+@st.composite
+def edge_policies(draw) -> dict[str, Any]:
+    """A recipe for one EdgePolicy (built per world, so randomised waits can draw from
+    the world's own streams)."""
+    spec: dict[str, Any] = {
+        "time_limit": draw(st.none() | st.floats(0.02, 2.0)),
+        "bulkhead": draw(st.none()
+                         | st.tuples(st.just("semaphore"), st.integers(0, 4),
+                                     st.sampled_from([0.0, 0.05]) | st.floats(0.0, 0.5))
+                         | st.tuples(st.just("pool"), st.integers(1, 2), st.integers(0, 2),
+                                     st.integers(0, 3))),
+        "breaker": draw(st.none() | st.sampled_from(["r4j", "r4j_time", "consecutive",
+                                                     "hystrix"])),
+        "retry": draw(st.none() | st.tuples(st.integers(1, 4),
+                                            st.sampled_from([0.0, 0.01]) | st.floats(0.0, 0.3),
+                                            st.booleans(), st.booleans(), st.booleans())),
+        "rate_limiter": draw(st.none() | st.tuples(st.integers(1, 5), st.floats(0.05, 1.0),
+                                                   st.sampled_from([0.0, 0.2]))),
+        "fallback": draw(st.none() | st.sampled_from(["value", "cache"])),
+        "deadline": draw(st.none() | st.floats(0.05, 3.0)),
+    }
+    given = [name for name, key in (("time_limit", "time_limit"), ("bulkhead", "bulkhead"),
+                                    ("circuit_breaker", "breaker"), ("retry", "retry"),
+                                    ("rate_limiter", "rate_limiter"))
+             if spec[key] is not None]
+    if spec["fallback"] is not None and draw(st.booleans()):
+        given.append("fallback")
+    spec["order"] = draw(st.none() | st.permutations(given))
+    return spec
+
+
+def make_policy(spec: dict[str, Any], world: World, name: str) -> EdgePolicy:
+    bulkhead: Any = None
+    if spec["bulkhead"] is not None:
+        kind, a, b, *rest = spec["bulkhead"]
+        bulkhead = (SemaphoreBulkhead(max_concurrent_calls=a, max_wait_duration=b)
+                    if kind == "semaphore" else
+                    ThreadPoolBulkhead(core_thread_pool_size=a, max_thread_pool_size=a + b,
+                                       queue_capacity=rest[0]))
+    breaker = {
+        None: lambda: None,
+        "r4j": lambda: CircuitBreaker(sliding_window_size=4, minimum_number_of_calls=2,
+                                      wait_duration_in_open_state=1.0,
+                                      permitted_number_of_calls_in_half_open_state=2,
+                                      slow_call_duration_threshold=0.5,
+                                      slow_call_rate_threshold=80.0,
+                                      automatic_transition_from_open_to_half_open_enabled=True,
+                                      max_wait_duration_in_half_open_state=2.0),
+        "r4j_time": lambda: CircuitBreaker(sliding_window_type="time", sliding_window_size=2,
+                                           minimum_number_of_calls=3,
+                                           wait_duration_in_open_state=0.5),
+        "consecutive": lambda: ConsecutiveFailureBreaker(fail_max=2, reset_timeout=1.0),
+        "hystrix": lambda: HystrixBreaker(request_volume_threshold=3, sleep_window=1.0),
+    }[spec["breaker"]]()
+    retry = None
+    if spec["retry"] is not None:
+        attempts, wait, jitter, only_timeouts, budget = spec["retry"]
+        retry = Retry(max_attempts=attempts,
+                      interval_function=(full_jitter(0.01, 0.5, rng=world.stream(
+                          f"policy:{name}:jitter")) if jitter else None),
+                      wait_duration=None if jitter else wait,
+                      retry_on={"timeout", "reset"} if only_timeouts else None,
+                      budget=RetryBudget(max_tokens=3, token_ratio=0.5) if budget else None)
+    limiter = None
+    if spec["rate_limiter"] is not None:
+        limit, period, timeout = spec["rate_limiter"]
+        limiter = RateLimiter(limit_for_period=limit, limit_refresh_period=period,
+                              timeout_duration=timeout)
+    fallback = {None: None, "value": Fallback.value({"fallback": True}),
+                "cache": Fallback.cache()}[spec["fallback"]]
+    kwargs: dict[str, Any] = {}
+    if spec["order"] is not None:
+        kwargs["order"] = spec["order"]
+    return EdgePolicy(time_limit=spec["time_limit"], bulkhead=bulkhead, circuit_breaker=breaker,
+                      retry=retry, rate_limiter=limiter, fallback=fallback,
+                      deadline=spec["deadline"], **kwargs)
+
+
+@st.composite
+def protected_worlds(draw) -> dict[str, Any]:
+    spec = draw(worlds())
+    if len(spec["services"]) == 1:   # at least one edge to protect
+        spec["services"].append(dict(spec["services"][0]))
+    n = len(spec["services"])
+    spec["policies"] = [draw(st.none() | edge_policies()) for _ in range(n - 1)]
+    spec["shed"] = draw(st.none() | st.tuples(st.integers(0, n - 1), st.integers(1, 20)))
+    return spec
+
+
+def build_protected(spec: dict[str, Any], seed: int) -> Result:
+    """build_world with policies on the edges svc_i → svc_i+1 and maybe load shedding."""
+    policies: dict[str, EdgePolicy] = {}
+
+    def setup(world: World) -> None:
+        for i, p in enumerate(spec["policies"]):
+            if p is not None:
+                policy = make_policy(p, world, f"svc{i}")
+                protect(world, f"svc{i}", f"svc{i + 1}", policy)
+                policies[f"svc{i}"] = policy
+        if spec["shed"] is not None:
+            where, per_second = spec["shed"]
+            protect_server(world, f"svc{where}", rate_limiter=RateLimiter(
+                limit_for_period=per_second, limit_refresh_period=1.0))
+
+    res = build_world(spec, seed, setup)
+    res.policies = policies  # type: ignore[attr-defined]
+    return res
+
+
+def check_attempts(res: Result) -> None:
+    """Attempts are numbered 1, 2, ... per call and never beyond the edge's max_attempts."""
+    att = res.attempts
+    for caller, rows in att.groupby("caller"):
+        policy = res.policies.get(caller)  # type: ignore[attr-defined]
+        most = policy.retry.max_attempts if policy is not None and policy.retry else 1
+        assert rows["attempt"].max() <= most, (caller, most)
+        counts = rows["attempt"].value_counts()
+        for k in range(2, most + 1):   # each k-th attempt follows a (k-1)-th
+            assert counts.get(k, 0) <= counts.get(k - 1, 0)
+    assert (att["end"] >= att["time"]).all()
+    assert set(att["outcome"]) <= OUTCOMES
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(protected_worlds(), seeds)
+def test_random_policies_account_for_every_message_request_and_attempt(spec, seed):
+    res = build_protected(spec, seed)
+    check_ledger(res)
+    check_requests(res)
+    check_attempts(res)
+    for outcome in set(res.attempts["outcome"]):
+        event(f"attempt: {outcome}")
+    for node in res.world.nodes.values():
+        if isinstance(node, Instance):
+            assert 0 <= node.busy <= node.workers
+    for policy in res.policies.values():  # type: ignore[attr-defined]
+        bh = policy.bulkhead
+        if isinstance(bh, SemaphoreBulkhead):
+            assert 0 <= bh.in_use <= bh.max_concurrent_calls
+        elif isinstance(bh, ThreadPoolBulkhead):
+            assert bh.active_thread_count <= bh.max_thread_pool_size
+
+
+@settings(max_examples=15, deadline=None)
+@given(protected_worlds(), seeds)
+def test_random_policies_are_deterministic(spec, seed):
+    a, b = build_protected(spec, seed), build_protected(spec, seed)
+    assert a.fingerprint() == b.fingerprint()
+    assert a.breaker_events.equals(b.breaker_events)
+    assert a.attempts.equals(b.attempts)
