@@ -206,6 +206,34 @@ def test_thread_pool_bulkhead_starts_queues_then_rejects():
     balanced(w)
 
 
+def test_a_call_queued_in_a_thread_pool_bulkhead_that_times_out_leaves_the_queue_unsent():
+    """The first call keeps the only thread (no cancel) until its late reply at 5; the
+    second, queued at 0.1, reaches its time limit at 1.1 still queued: it leaves the
+    queue and never sends."""
+    policy = EdgePolicy(time_limit=TimeLimiter(timeout_duration=1.0,
+                                               cancel_running_future=False),
+                        bulkhead=ThreadPoolBulkhead(max_thread_pool_size=1,
+                                                    core_thread_pool_size=1, queue_capacity=1))
+    w, user, log, copy = world_with(policy, back_time=5.0)
+    user.ask("front-1", 0.0)
+    user.ask("front-1", 0.1)
+    w.run(3)
+    assert sorted(log) == [(0.0, 1.0, "timeout", None), (0.1, 1.1, "timeout", None)]
+    assert sent(w, "front-1", "back-1") == 1
+    assert copy.bulkhead.queue_depth == 0 and copy.bulkhead.active_thread_count == 1
+    w.run(10)
+    assert copy.bulkhead.active_thread_count == 0   # freed by the late reply at 5
+
+
+def test_a_plain_call_is_an_attempt_too():
+    w, user, _log, _ = world_with(None, back_time=0.5)
+    user.ask("front-1", 1.0)
+    w.run(5)
+    att = Result(w).attempts
+    assert att[["time", "caller", "callee", "attempt", "outcome", "wait_before", "end"]] \
+        .values.tolist() == [[1.0, "front-1", "back-1", 1, "ok", 0.0, 1.5]]
+
+
 @pytest.mark.parametrize(("cancel", "second"), [(True, "ok"), (False, "bulkhead_full")])
 def test_a_timed_out_call_keeps_its_slot_until_the_late_reply_only_without_cancel(
         cancel, second):

@@ -73,7 +73,11 @@ from simpy.events import Event
 
 from simcomm.engine.messages import REPLY, Message
 from simcomm.errors import ParamError
-from simcomm.resilience.breakers import BreakerListener
+from simcomm.resilience.breakers import (
+    BreakerListener,
+    CircuitBreaker,
+    ConsecutiveFailureBreaker,
+)
 from simcomm.resilience.bulkhead import QUEUED, REJECTED, WAITING, ThreadPoolBulkhead
 from simcomm.resilience.edge import EdgePolicy
 from simcomm.resilience.timelimiter import TimeLimiter
@@ -277,6 +281,11 @@ class _Edge:
         cb = policy.circuit_breaker
         if cb is not None:
             cb.add_listener(_Recorder(self.trace.breakers, caller.name, callee or ""))
+        # whether the breaker can have timers to drive (see _arm)
+        self._timed = not isinstance(cb, ConsecutiveFailureBreaker) and not (
+            isinstance(cb, CircuitBreaker)
+            and not cb.automatic_transition_from_open_to_half_open_enabled
+            and cb.max_wait_duration_in_half_open_state == 0)
 
     # -- entry ---------------------------------------------------------
     def call(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
@@ -358,8 +367,10 @@ class _Edge:
                 c.timer(env)   # a deadline: its own timer (a time limit's is shared)
             c.waiting = ev
             c.rid = ev.request_id  # type: ignore[attr-defined]
-            reply = yield ev
-            c.waiting = None
+            try:
+                reply = yield ev
+            finally:   # a crash of the caller interrupts the wait too
+                c.waiting = None
             if reply is _CUT or env.now >= until:   # a tie goes to the limit
                 exc = _CutOff(c.scope)
                 self._abandon(c, reply, exc)
@@ -451,7 +462,8 @@ class _Edge:
         now = self.env.now
         if cb.try_acquire(now):  # type: ignore[union-attr]
             return now
-        self._arm()
+        if self._timed:
+            self._arm()
         return self._local(c, "short_circuited")
 
     def _leave_circuit_breaker(self, c: _Call, start: float, reply: Message | None,
@@ -463,11 +475,17 @@ class _Edge:
             cb.on_success(now, now - start)  # type: ignore[union-attr]
         else:   # a failed outcome, a cut-off, or the caller crashed mid-call
             cb.on_error(now, now - start)  # type: ignore[union-attr]
-        self._arm()
+        if self._timed:
+            self._arm()
         return reply, exc
 
     def _arm(self) -> None:
-        """Make sure a simulation event wakes the breaker at its next timer."""
+        """Make sure a simulation event wakes the breaker at its next timer.
+
+        Only breakers that can have timers (``self._timed``) are asked: a
+        Resilience4j breaker with an automatic transition or a max wait in
+        half-open, a Hystrix breaker (health snapshots), any other kind.
+        """
         t = self.policy.circuit_breaker.next_timer  # type: ignore[union-attr]
         if t is None or (self._armed is not None and self._armed <= t):
             return
@@ -592,8 +610,10 @@ class _Edge:
         reply is still awaited without cancelling, when that reply comes."""
         if exc is not None and exc.__class__ is _CutOff and exc.hold is not None:  # type: ignore[attr-defined]
             _on_reply(exc.hold, lambda _e: self._free())  # type: ignore[attr-defined]
-        else:
-            self._free()
+            return reply, exc
+        waiter = self.policy.bulkhead.on_complete(self.env.now)  # type: ignore[union-attr]
+        if waiter is not None:
+            self._wake.pop(waiter).succeed(True)
         return reply, exc
 
     def _free(self) -> None:
