@@ -18,8 +18,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from simcomm.result import Result
 
-__all__ = ["cached", "clients", "fault_intervals", "instances", "nice_step", "nice_top",
-           "pool_arrays", "summary"]
+__all__ = ["cached", "clients", "fault_intervals", "fault_rows", "instances", "nice_step",
+           "nice_top", "pool_arrays", "summary"]
 
 _CACHE: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
@@ -61,9 +61,11 @@ _FAULT_EVENTS = ("crash", "restart", "hang", "unhang", "partition", "heal", "slo
                  "error_rate")
 
 
-def _fault_intervals(res: Result) -> pd.DataFrame:
-    ev = res.events
-    ev = ev[ev["event"].isin(_FAULT_EVENTS)]
+def _fault_rows(res: Result) -> list[tuple[str, str, float, float, str]]:
+    """The rows of :func:`fault_intervals` as tuples, from the trace's own tuples
+    (a dashboard asks on every run; building the events table costs more)."""
+    kinds = frozenset(_FAULT_EVENTS)
+    ev = [row for row in res.world.trace.events if row[2] in kinds]  # in time order
     rows: list[tuple[str, str, float, float, str]] = []
     open_: dict[tuple[str, str], tuple[float, str]] = {}
 
@@ -72,7 +74,7 @@ def _fault_intervals(res: Result) -> pd.DataFrame:
         if started is not None:
             rows.append((node, kind, started[0], t, started[1]))
 
-    for t, node, event, detail in ev.itertuples(index=False, name=None):
+    for t, node, event, detail in ev:
         if event == "crash":
             close(node, "hung", t)  # a crash ends a hang
             open_.setdefault((node, "down"), (t, detail))
@@ -97,8 +99,13 @@ def _fault_intervals(res: Result) -> pd.DataFrame:
                 open_[(node, "errors")] = (t, detail)
     for (node, kind) in list(open_):
         close(node, kind, res.until)
-    df = pd.DataFrame(rows, columns=["node", "kind", "start", "end", "detail"])
-    return df.sort_values(["start", "node"], kind="stable").reset_index(drop=True)
+    return sorted(rows, key=lambda r: (r[2], r[0]))  # by start, then node (stable)
+
+
+def fault_rows(res: Result) -> list[tuple[str, str, float, float, str]]:
+    """:func:`fault_intervals` as a list of ``(node, kind, start, end, detail)``
+    tuples, cached: what figures filter on every redraw."""
+    return cached(res, "fault_rows", lambda: _fault_rows(res))  # type: ignore[no-any-return]
 
 
 def fault_intervals(res: Result) -> pd.DataFrame:
@@ -109,20 +116,27 @@ def fault_intervals(res: Result) -> pd.DataFrame:
     (a slowdown factor other than 1) or ``errors`` (an injected error
     rate).  A period still open when the run ended ends at ``until``.
     """
-    return cached(res, "fault_intervals", lambda: _fault_intervals(res))
+    return cached(res, "fault_intervals", lambda: pd.DataFrame(
+        fault_rows(res), columns=["node", "kind", "start", "end", "detail"]))
 
 
 # -- worker pools -----------------------------------------------------------
 def _pool_arrays(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    pools = res.pools
+    # from the trace's tuples (time, node, busy, queued): building the pools table
+    # with pandas costs several times more, on every dashboard run
+    rows = res.world.trace.pools
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if pools.empty:
+    if not rows:
         return out
-    t = pools["time"].to_numpy(dtype=float)
-    busy = pools["busy"].to_numpy(dtype=float)
-    queued = pools["queued"].to_numpy(dtype=float)
-    for node, idx in pools.groupby("node", sort=False).indices.items():
-        out[str(node)] = (t[idx], busy[idx], queued[idx])
+    t, nodes, busy, queued = zip(*rows, strict=True)
+    t_a = np.asarray(t, dtype=float)
+    busy_a = np.asarray(busy, dtype=float)
+    queued_a = np.asarray(queued, dtype=float)
+    index: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        index.setdefault(str(node), []).append(i)
+    for node, idx in index.items():
+        out[node] = (t_a[idx], busy_a[idx], queued_a[idx])
     return out
 
 

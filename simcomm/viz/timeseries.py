@@ -53,9 +53,13 @@ if TYPE_CHECKING:
 __all__ = ["binned_percentiles", "fault_bands", "latency_over_time", "outcome_rates",
            "outcomes_over_time", "pool_usage"]
 
-#: Fault kinds shaded by default (slowdowns and error rates usually last
-#: the whole run, where a band would only tint everything).
+#: Fault kinds shaded by default.
 DEFAULT_BANDS = ("down", "hung", "partition")
+#: Fault kinds shaded by default only for a period shorter than half the
+#: run: a slowdown or an error rate usually lasts the whole run, where a
+#: band would only tint everything, but a short one is a trigger to see (the
+#: retry storm's).
+TRANSIENT_BANDS = ("slow", "errors")
 
 
 def _legend(ax: Axes, only_gid: str | None = None, handles: list[Any] | None = None,
@@ -82,7 +86,7 @@ def _legend(ax: Axes, only_gid: str | None = None, handles: list[Any] | None = N
 
 
 def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
-                kinds: Sequence[str] = DEFAULT_BANDS, *, label: bool = True,
+                kinds: Sequence[str] | None = None, *, label: bool = True,
                 annotate: bool = True, ymin: float = 0.0, ymax: float = 1.0,
                 zorder: float = 0.5, alpha: float | None = None,
                 key: str = "fault") -> list[PolyCollection]:
@@ -90,41 +94,55 @@ def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
 
     One translucent band per period, one artist (and legend entry) per kind
     of fault: grey while down, yellow while hung, sky blue for a network
-    partition (:data:`~simcomm.viz.style.FAULT_COLORS`); network partitions
-    are shown whatever ``nodes`` is.  With ``annotate`` the node's name is
-    written at the top of each band (when there are few enough to stay
-    legible).  ``ymin``/``ymax`` (fractions of the axes' height) draw them
-    as a strip instead, e.g. above opaque areas; ``alpha`` overrides the
-    translucency.  Inside a figure function's drawing pass the bands join
-    its :class:`~simcomm.viz.reuse.Keeper` under ``key``, so a redraw
-    updates them.
+    partition, orange while slowed down, reddish purple while errors are
+    injected (:data:`~simcomm.viz.style.FAULT_COLORS`); network partitions
+    are shown whatever ``nodes`` is.  ``kinds`` picks the kinds; by default
+    the :data:`DEFAULT_BANDS`, and a slowdown or an error rate only where it
+    lasted less than half the run (a trigger, not the setting of the run).
+    With ``annotate`` the node's name is written at the top of each band
+    (when there are few enough to stay legible).  ``ymin``/``ymax``
+    (fractions of the axes' height) draw them as a strip instead, e.g. above
+    opaque areas; ``alpha`` overrides the translucency.  Inside a figure
+    function's drawing pass the bands join its
+    :class:`~simcomm.viz.reuse.Keeper` under ``key``, so a redraw updates
+    them.
     """
     k = reuse.active(ax) or reuse.Keeper(ax, "fault_bands")  # alone: drawn once
-    iv = data.fault_intervals(res)
-    iv = iv[iv["kind"].isin(kinds)]
+    # plain tuples, not the table: a dashboard draws bands several times a run, and
+    # pandas' filtering of a handful of rows costs more than drawing them
+    rows = data.fault_rows(res)
+    if kinds is None:
+        half = res.until / 2
+        iv = [r for r in rows if r[1] in DEFAULT_BANDS
+              or (r[1] in TRANSIENT_BANDS and r[3] - r[2] < half)]
+        kinds = DEFAULT_BANDS + TRANSIENT_BANDS
+    else:
+        iv = [r for r in rows if r[1] in kinds]
     if nodes is not None:
-        iv = iv[iv["node"].isin([*nodes, "network"])]
-    if iv.empty:
+        keep = {*nodes, "network"}
+        iv = [r for r in iv if r[0] in keep]
+    if not iv:
         return []
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     out = []
     for kind in kinds:
-        sub = iv[iv["kind"] == kind]
-        if sub.empty:
+        sub = [r for r in iv if r[1] == kind]  # (node, kind, start, end, detail)
+        if not sub:
             continue
-        s = sub["start"].to_numpy()
-        e = sub["end"].to_numpy()
+        s = np.array([r[2] for r in sub], dtype=float)
+        e = np.array([r[3] for r in sub], dtype=float)
         lo, hi = np.full_like(s, ymin), np.full_like(s, ymax)
         verts = np.stack([np.column_stack([s, lo]), np.column_stack([s, hi]),
                           np.column_stack([e, hi]), np.column_stack([e, lo])], axis=1)
-        who = ", ".join(dict.fromkeys(sub["node"]))
+        who = ", ".join(dict.fromkeys(
+            f"{r[0]} {r[4]}" if kind in TRANSIENT_BANDS and r[4] else r[0] for r in sub))
         coll = k.polys(f"{key}:{kind}", verts, transform=trans, facecolor=FAULT_COLORS[kind],
                        alpha=alpha if alpha is not None else (0.45 if kind == "hung" else 0.25),
                        edgecolor="none", zorder=zorder, gid=f"fault:{kind}",
                        label=f"{FAULT_LABELS[kind]}: {who}" if label else None)
         out.append(coll)
     if annotate and nodes is None and len(iv) <= 12:
-        for i, (node, start) in enumerate(zip(iv["node"], iv["start"], strict=True)):
+        for i, (node, _kind, start, *_) in enumerate(iv):
             k.text(f"{key}_name:{i}", start, ymax - 0.02, f" {node}", transform=trans,
                    rotation=90, va="top", ha="left", fontsize=7, color=INK, alpha=0.8,
                    clip_on=True, zorder=zorder)
@@ -266,19 +284,28 @@ def _edges(until: float, bin: float | None) -> np.ndarray:
     return edges
 
 
-def outcome_rates(res: Result, bin: float | None = None, by: str = "start") -> pd.DataFrame:
+def outcome_rates(res: Result, bin: float | None = None, by: str = "start",
+                  endpoint: str | None = None) -> pd.DataFrame:
     """Requests per second of each outcome in time bins (the data of the figure).
 
     Index: the bins' start times (s; the last bin ends at the end of the
     run, so it may be shorter); one column per outcome present.
     ``by="start"`` counts each request in the bin it was sent in (the stack
     then adds up to the offered load), ``by="end"`` in the bin it finished
-    in (pending requests have no end and are left out).
+    in (pending requests have no end and are left out).  ``endpoint``
+    counts only the requests to that endpoint (the requests table's
+    ``endpoint`` column, for clients that send a mix).
     """
     if by not in ("start", "end"):
         raise ParamError("by", by, "'start' or 'end'")
     edges = _edges(res.until, bin)
     rq = res.requests
+    if endpoint is not None:
+        known = _endpoints(res)
+        if endpoint not in known:
+            raise ParamError("endpoint", endpoint, "one of the run's endpoints: "
+                             + (", ".join(known) or "none (no client sends a mix)"))
+        rq = rq[rq["endpoint"] == endpoint]
     if by == "end":
         rq = rq[rq["outcome"] != "pending"]
     t = rq[by].to_numpy(dtype=float)
@@ -295,23 +322,36 @@ def outcome_rates(res: Result, bin: float | None = None, by: str = "start") -> p
     return df
 
 
+def _endpoints(res: Result) -> list[str]:
+    """The endpoints the run's requests went to, sorted (empty if none is named)."""
+    def make() -> list[str]:
+        rq = res.requests
+        if "endpoint" not in rq.columns:
+            return []
+        return sorted(str(e) for e in pd.unique(rq["endpoint"].dropna()))
+    return data.cached(res, "endpoints", make)  # type: ignore[no-any-return]
+
+
 def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = None, *,
                        by: str = "start", stacked: bool = True,
-                       faults: bool = True) -> Figure:
+                       faults: bool = True, endpoint: str | None = None) -> Figure:
     """How many requests per second ended in each outcome, over time.
 
     What the learner sees: stacked areas, one colour per outcome (green ok
-    at the bottom, then error, refused, rejected, reset, abandoned,
-    pending); by default each request is counted when it was *sent*
+    at the bottom, light green for a fallback's answer, then the failures:
+    vermillion error, dark brown timeout, wine short-circuited, indigo
+    bulkhead full, ... -- :data:`~simcomm.viz.style.OUTCOME_COLORS` -- and
+    grey pending on top); by default each request is counted when it was *sent*
     (``by="start"``), so the top of the stack is the offered load and the
     coloured slices show what became of it -- a crash turns a slice
     vermillion for exactly as long as the grey fault band (a strip along
     the top, naming the node) lasts.
     ``bin`` is the bin width in seconds (default: a round number near
-    1/60 of the run); ``stacked=False`` draws one line per outcome instead.
-    Drawing again on the same ``ax`` updates it in place.
+    1/60 of the run); ``stacked=False`` draws one line per outcome instead;
+    ``endpoint`` shows only the requests to one endpoint (its name leads
+    the title).  Drawing again on the same ``ax`` updates it in place.
     """
-    df = outcome_rates(res, bin, by)  # checks bin and by before anything is drawn
+    df = outcome_rates(res, bin, by, endpoint)  # checks the arguments before drawing
     fig, ax, _ = figure_for(ax, 9.0, 3.6, margins=(0.75, 2.35, 0.4, 0.55))
     k = reuse.keeper(ax, "outcomes_over_time")
     if k.fresh:
@@ -339,7 +379,8 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
     ax.set_xlim(0, res.until)
     ax.set_xlabel(f"request {'start' if by == 'start' else 'end'} time (s)")
     ax.set_ylabel("requests per second (req/s)")
-    set_titles(ax, "What happened to the requests",
+    set_titles(ax, "What happened to the requests" if endpoint is None
+               else f"{endpoint}: what happened to its requests",
                f"rates per {df.attrs['bin']:g} s bin, by {by} time"
                + (", stacked" if stacked else ""))
     pin_axis_labels(ax)
