@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
-    "COLOR_NAMES", "FAIL_CMAP", "FAULT_COLORS", "FAULT_LABELS", "GREY", "HEALTH_COLORS", "INK",
-    "LOAD_CMAP", "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "PERCENTILE_STYLES", "POOL_COLORS",
+    "BREAKER_LABELS", "BREAKER_STATES", "BREAKER_STYLES", "COLOR_NAMES", "EXTRA_COLORS",
+    "FAIL_CMAP", "FAULT_COLORS", "FAULT_LABELS", "GREY", "HEALTH_COLORS", "INK", "LOAD_CMAP",
+    "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "PERCENTILE_STYLES", "POOL_COLORS",
+    "SERIES_COLORS",
     "color_name", "figure_for", "new_figure", "opaque", "outcome_color", "pin_axis_labels",
     "root_figure", "set_titles", "style_axes", "wrap_label",
 ]
@@ -43,27 +45,88 @@ OKABE_ITO: dict[str, str] = {
 INK = "#333333"
 GREY = "#999999"
 
+#: Colours beyond Okabe & Ito's eight, for the outcomes a resilience policy
+#: decides (eight colours do not go round thirteen outcomes).  Each was
+#: chosen to stay at least as far (CIELAB distance, also under simulated
+#: protanopia, deuteranopia and tritanopia) from every other outcome colour
+#: and from the yellow of a hang band as the closest pair of the original
+#: seven outcome colours are from each other.
+EXTRA_COLORS: dict[str, str] = {
+    "light_green": "#B4DE8A",
+    "dark_brown": "#4D2000",
+    "wine": "#882255",
+    "indigo": "#332288",
+    "dark_olive": "#666633",
+    "light_grey": "#E5E5E5",
+}
+
 #: The words prose should use for each colour (notebooks cite these, and a
 #: test can check a sentence against a figure with :func:`color_name`).
 COLOR_NAMES: dict[str, str] = {
     **{v: k.replace("_", " ") for k, v in OKABE_ITO.items()},
+    **{v: k.replace("_", " ") for k, v in EXTRA_COLORS.items()},
     INK: "black", GREY: "grey", "#7F7F7F": "grey",
 }
 
-#: Every request outcome, in the order figures stack and list them.
-OUTCOMES: tuple[str, ...] = ("ok", "error", "refused", "rejected", "reset", "abandoned",
-                             "pending")
+#: Every request outcome, in the order figures stack and list them: the
+#: answers first (ok, then a fallback's answer), then the failures -- the
+#: service's own, those a resilience policy decided (see
+#: :data:`simcomm.rpc.OUTCOMES`), those of a down instance and a full
+#: queue, the users' giving up -- and last the requests still waiting.
+OUTCOMES: tuple[str, ...] = ("ok", "fallback", "error", "timeout", "deadline_exceeded",
+                             "bulkhead_full", "short_circuited", "rate_limited", "refused",
+                             "rejected", "reset", "abandoned", "pending")
 
-#: One fixed colour per outcome, the same in every figure.
+#: One fixed colour per outcome, the same in every figure.  A fallback's
+#: answer is light green (answered, but not by the service), a timeout dark
+#: brown, a short circuit wine (the colour of an open breaker in
+#: :func:`simcomm.viz.breaker_states`), a full bulkhead indigo, a rate
+#: limiter's refusal dark olive, a passed deadline black.
 OUTCOME_COLORS: dict[str, str] = {
     "ok": OKABE_ITO["bluish_green"],
+    "fallback": EXTRA_COLORS["light_green"],
     "error": OKABE_ITO["vermillion"],
+    "timeout": EXTRA_COLORS["dark_brown"],
+    "deadline_exceeded": OKABE_ITO["black"],
+    "bulkhead_full": EXTRA_COLORS["indigo"],
+    "short_circuited": EXTRA_COLORS["wine"],
+    "rate_limited": EXTRA_COLORS["dark_olive"],
     "refused": OKABE_ITO["orange"],
     "rejected": OKABE_ITO["reddish_purple"],
     "reset": OKABE_ITO["blue"],
     "abandoned": OKABE_ITO["sky_blue"],
     "pending": GREY,
 }
+
+#: Circuit breaker states, in the order legends list them.
+BREAKER_STATES: tuple[str, ...] = ("closed", "open", "half_open", "forced_open", "disabled",
+                                   "metrics_only")
+
+#: How :func:`simcomm.viz.breaker_states` draws each state's band: closed
+#: light grey (calls flow, nothing to see), open wine (the colour of the
+#: ``short_circuited`` outcome: while it shows, calls are refused), half-open
+#: wine stripes on white (a few trial calls pass), forced open wine crossed
+#: with white, disabled and metrics-only grey dots (the breaker never stops
+#: a call).  A hatch takes the band's ``edgecolor`` (bands have no outline).
+BREAKER_STYLES: dict[str, dict[str, Any]] = {
+    "closed": {"facecolor": EXTRA_COLORS["light_grey"], "edgecolor": "none"},
+    "open": {"facecolor": EXTRA_COLORS["wine"], "edgecolor": "none"},
+    "half_open": {"facecolor": "#FFFFFF", "hatch": "////", "edgecolor": EXTRA_COLORS["wine"]},
+    "forced_open": {"facecolor": EXTRA_COLORS["wine"], "hatch": "xx", "edgecolor": "#FFFFFF"},
+    "disabled": {"facecolor": "#FFFFFF", "hatch": "..", "edgecolor": GREY},
+    "metrics_only": {"facecolor": EXTRA_COLORS["light_grey"], "hatch": "..", "edgecolor": GREY},
+}
+BREAKER_LABELS: dict[str, str] = {
+    "closed": "closed: calls pass", "open": "open: calls short-circuited",
+    "half_open": "half-open: trial calls", "forced_open": "forced open",
+    "disabled": "disabled: never trips", "metrics_only": "metrics only: never trips",
+}
+
+#: Colours told apart by order, for categories that are not outcomes (the
+#: endpoints holding a pool's workers, the services of a load figure).
+SERIES_COLORS: tuple[str, ...] = (OKABE_ITO["blue"], OKABE_ITO["reddish_purple"],
+                                  OKABE_ITO["sky_blue"], OKABE_ITO["orange"],
+                                  OKABE_ITO["bluish_green"], EXTRA_COLORS["indigo"])
 
 #: Background bands for faults (see :func:`simcomm.viz.data.fault_intervals`).
 FAULT_COLORS: dict[str, str] = {
