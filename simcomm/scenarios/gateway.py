@@ -273,7 +273,7 @@ SCENARIO = register(Scenario(
                  "breaker, a fallback or retries and watch what each changes."),
     params=Params,
     build=build,
-    views=("outcomes_over_time", "latency_over_time", "pool_usage"),
+    views=("outcomes_by_endpoint", "pool_by_endpoint", "breaker_states"),
     until=60.0,
     capacity=capacity,
     load=load,

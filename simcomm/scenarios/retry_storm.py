@@ -286,7 +286,7 @@ SCENARIO = register(Scenario(
                  "Backoff with jitter, a retry budget or a circuit breaker ends the storm."),
     params=Params,
     build=build,
-    views=("outcomes_over_time", "latency_over_time", "pool_usage"),
+    views=("load_vs_goodput", "outcomes_over_time", "breaker_states"),
     until=80.0,
     capacity=capacity,
     load=load,

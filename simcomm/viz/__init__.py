@@ -27,10 +27,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
-from simcomm.viz import data, reuse, style
+from simcomm.viz import data, resilience, reuse, style, timeseries
 from simcomm.viz.data import fault_intervals
 from simcomm.viz.display import enable_inline
 from simcomm.viz.formats import formats_comparison, formats_sweep_figure
+from simcomm.viz.resilience import (
+    breaker_intervals,
+    breaker_states,
+    call_edges,
+    edge_call_rates,
+    endpoint_occupancy,
+    load_rates,
+    load_vs_goodput,
+    outcomes_by_endpoint,
+    pool_by_endpoint,
+    service_capacity,
+)
 from simcomm.viz.sequence import sequence_diagram
 from simcomm.viz.style import OKABE_ITO, OUTCOME_COLORS, OUTCOMES
 from simcomm.viz.theory import (
@@ -55,10 +67,12 @@ if TYPE_CHECKING:
     from simcomm.result import Result
 
 __all__ = [
-    "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "call_graph", "close", "enable_inline",
-    "fault_bands", "fault_intervals", "formats_comparison", "formats_sweep_figure",
-    "latency_over_time", "outcome_rates",
-    "outcomes_over_time", "pool_usage", "redraw", "reuse", "sequence_diagram", "style",
+    "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "breaker_intervals", "breaker_states",
+    "call_edges", "call_graph", "close", "edge_call_rates", "enable_inline",
+    "endpoint_occupancy", "fault_bands", "fault_intervals", "formats_comparison",
+    "formats_sweep_figure", "latency_over_time", "load_rates", "load_vs_goodput",
+    "outcome_rates", "outcomes_by_endpoint", "outcomes_over_time", "pool_by_endpoint",
+    "pool_usage", "redraw", "reuse", "sequence_diagram", "service_capacity", "style",
     "theory_curve", "theory_sweep", "theory_sweep_figure", "theory_vs_simulation", "topology",
     "topology_state", "unstable_band", "view",
 ]
@@ -71,7 +85,15 @@ VIEWS: dict[str, Callable[..., Figure]] = {
     "topology": topology,
     "theory_vs_simulation": theory_vs_simulation,
     "sequence_diagram": sequence_diagram,
+    "breaker_states": breaker_states,
+    "outcomes_by_endpoint": outcomes_by_endpoint,
+    "pool_by_endpoint": pool_by_endpoint,
+    "load_vs_goodput": load_vs_goodput,
 }
+
+#: Views drawn on several axes, given back to them as ``axes=`` by :func:`redraw`.
+_MULTI = ("pool_usage", "breaker_states", "outcomes_by_endpoint", "pool_by_endpoint",
+          "load_vs_goodput")
 
 
 def view(name: str, res: Result, **kwargs: Any) -> Figure:
@@ -93,13 +115,20 @@ _REDRAW = "_simcomm_redraw"
 
 
 def _shape(name: str, res: Result) -> tuple[str, ...]:
-    """What fixes a view's layout: its rows (worker pools) or its nodes.
+    """What fixes a view's layout: its rows (worker pools, edges, endpoints) or
+    its nodes.
 
     A figure is reused only for a run of the same shape; a deeper chain
     needs more rows, or a wider diagram, and gets a new figure.
     """
     if name == "pool_usage":
         return tuple(data.instances(res))
+    if name == "breaker_states":
+        return tuple(f"{a}→{b}" for a, b in call_edges(res))
+    if name == "outcomes_by_endpoint":
+        return tuple(timeseries._endpoints(res))
+    if name == "pool_by_endpoint":
+        return tuple(resilience._callers(res))
     if name in ("topology", "sequence_diagram"):
         return tuple(res.world.nodes)
     return ()
@@ -121,7 +150,7 @@ def redraw(name: str, res: Result, fig: Figure | None = None, **kwargs: Any) -> 
         rows = [ax for ax in fig.axes
                 if ax.get_label() not in ("queue", "<colorbar>")
                 and getattr(ax, "_colorbar", None) is None]
-        if name == "pool_usage":
+        if name in _MULTI:
             view(name, res, axes=rows, **kwargs)
         else:
             view(name, res, ax=rows[0], **kwargs)
