@@ -301,6 +301,74 @@ def test_top_level_import_does_not_load_ipywidgets() -> None:
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+# -- the partial-failure scenarios -----------------------------------------------
+#: The gateway with every protection the book names (issue 7).
+PROTECTED: dict[str, Any] = {"call_timeout": 1.0, "order_bulkhead": 4,
+                             "breaker": "resilience4j", "fallback": "value"}
+
+
+@pytest.mark.parametrize("name, knobs", [
+    ("gateway", {"call_timeout": 1.0, "breaker": "consecutive"}),
+    ("retry-storm", {"retry_backoff": "full_jitter"}),
+])
+def test_the_resilience_scenarios_show_every_knob_and_rerun_on_a_change(
+        name: str, knobs: dict[str, Any]) -> None:
+    sc = base.get(name)
+    dash = explore(name, until=30.0)
+    # every policy knob is a Params field, so it is a control of its own kind
+    assert set(dash.controls) == {s.name for s in sc.fields()} | {"seed", "until"}
+    for spec in sc.fields():
+        control = dash.controls[spec.name]
+        if spec.choices:
+            assert isinstance(control, widgets.Dropdown)
+            assert tuple(control.options) == spec.choices
+        assert control.value == spec.default
+    assert dash.views == sc.views and dash.error is None
+    assert all(bytes(img.value).startswith(PNG) for img in dash.images.values())
+    figs = dict(dash._figures)
+    before = {v: bytes(img.value) for v, img in dash.images.items()}
+    summary = dash.summary.value
+    name_of_first = next(iter(knobs))
+    dash.controls[name_of_first].value = knobs[name_of_first]  # one control: one run
+    assert dash.runs == 2 and dash.error is None
+    dash.update(**knobs)
+    assert dash.error is None
+    assert all(getattr(dash.params, k) == v for k, v in knobs.items())
+    assert dash._figures == figs  # the same figures, redrawn in place
+    assert all(bytes(dash.images[v].value) != before[v] for v in dash.views)
+    assert dash.summary.value != summary
+    assert _leaked_figures() == []
+
+
+def test_the_summary_adds_the_resilience_numbers_only_when_a_run_has_them() -> None:
+    plain = explore("chain", until=20.0, views=("latency_over_time",))
+    for key in ("fallback", "success_rate", "retries", "breaker_opens", "max_amplification"):
+        assert f"data-key='{key}'" not in plain.summary.value
+    dash = explore("gateway", until=45.0, views=("breaker_states",), **PROTECTED)
+    for key in ("fallback", "success_rate", "breaker_opens"):
+        assert f"data-key='{key}'" in dash.summary.value, key
+    storm = explore("retry-storm", until=40.0, views=("load_vs_goodput",))
+    assert "data-key='retries'" in storm.summary.value
+    assert "data-key='max_amplification'" in storm.summary.value
+
+
+def test_compare_gateway_unprotected_against_protected() -> None:
+    """The book's cascade and its cure, side by side on shared scales."""
+    cmp = compare("gateway", a={}, b=PROTECTED, until=45.0)
+    assert cmp.views == base.get("gateway").views
+    for view, sides in cmp.limits.items():
+        assert sides["a"] == sides["b"] and len(sides["a"]) > 0, view
+    for side in ("a", "b"):
+        assert all(bytes(img.value).startswith(PNG) for img in cmp.images[side].values())
+    sa, sb = cmp.summaries["a"], cmp.summaries["b"]
+    assert sa["availability"] < 0.8 < 0.99 < sb["availability"]
+    assert cmp.difference["availability"] == pytest.approx(sb["availability"] - sa["availability"])
+    html = cmp.children[-1].value  # B has fallbacks and breaker openings: rows for them
+    assert ">fallback<" in html and ">breaker opens<" in html and ">ok only" in html
+    assert "breaker opens" in cmp.heads["b"].value
+    assert _leaked_figures() == []
+
+
 # -- compare ----------------------------------------------------------------------
 def test_compare_shares_axis_limits_and_reports_the_difference() -> None:
     cmp = simcomm.compare("mmc", a={"servers": 1}, b={"servers": 2, "arrival_rate": 1.5},

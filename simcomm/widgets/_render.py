@@ -61,10 +61,41 @@ KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
     ("p50", "p50", "s"),
     ("p95", "p95", "s"),
     ("p99", "p99", "s"),
+    ("fallback", "fallback", ""),
+    ("success_rate", "ok only", "%"),
+    ("retries", "retries", ""),
+    ("breaker_opens", "breaker opens", ""),
+    ("max_amplification", "amplification", "×"),
 )
 
+#: Key numbers a run shows only when they say something: the resilience ones
+#: (fallback answers, the ok-only share beside an availability that counts
+#: them, retries, breaker openings, amplification above one call per
+#: request).  A run without policies keeps the short summary it had.
+OPTIONAL: dict[str, Any] = {
+    "fallback": lambda s: bool(s.get("fallback")),
+    "success_rate": lambda s: bool(s.get("fallback")),
+    "retries": lambda s: bool(s.get("retries")),
+    "breaker_opens": lambda s: bool(s.get("breaker_opens")),
+    "max_amplification": lambda s: _finite(s.get("max_amplification")) and (
+        s["max_amplification"] > 1 + 1e-9),
+}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _shows(key: str, *summaries: Mapping[str, Any]) -> bool:
+    """True if ``key`` is in every summary and, if optional, one of them says something."""
+    if not all(key in s for s in summaries):
+        return False
+    test = OPTIONAL.get(key)
+    return test is None or any(test(s) for s in summaries)
+
 #: Keys whose value is a fraction (shown as %, differences in percentage points).
-_FRACTIONS = ("availability", "pending_share", "completed_share", "bottleneck_utilisation")
+_FRACTIONS = ("availability", "pending_share", "completed_share", "bottleneck_utilisation",
+              "success_rate")
 
 
 def check_views(names: Iterable[str] | str | None, default: Sequence[str]) -> tuple[str, ...]:
@@ -143,8 +174,10 @@ def fmt(key: str, value: Any) -> str:
     """A summary number as text: counts whole, fractions as %, times in s."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if key == "availability":
+    if key in ("availability", "success_rate"):
         return f"{100 * value:.2f} %"
+    if key == "max_amplification" and isinstance(value, float):
+        return f"{value:.3g}"
     if key in _FRACTIONS:
         return f"{100 * value:.1f} %"
     if isinstance(value, int):
@@ -170,7 +203,7 @@ def summary_html(summary: Mapping[str, Any], bottleneck: str | None = None) -> s
     helps = SUMMARY_HELP
     cells = []
     for key, label, unit in KEY_NUMBERS:
-        if key not in summary:
+        if not _shows(key, summary):
             continue
         unit_html = (f" <span style='color:#888'>({html.escape(unit)})</span>"
                      if unit and unit != "%" else "")
@@ -217,10 +250,10 @@ def health_html(warnings: Sequence[str]) -> str:
 
 
 def difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float]:
-    """``b - a`` for each key number both summaries have."""
+    """``b - a`` for each key number both summaries show."""
     out: dict[str, float] = {}
     for key, _, _ in KEY_NUMBERS:
-        if key in a and key in b:
+        if _shows(key, a, b):
             out[key] = float(b[key]) - float(a[key])
     return out
 
@@ -232,7 +265,7 @@ def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
     helps = SUMMARY_HELP
     rows = []
     for key, label, unit in KEY_NUMBERS:
-        if key not in a or key not in b:
+        if not _shows(key, a, b):
             continue
         va, vb = float(a[key]), float(b[key])
         delta = vb - va
@@ -245,8 +278,9 @@ def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
         rel = (f"{100 * (vb / va - 1):+.1f} %" if va and not math.isnan(va)
                and not math.isnan(vb) and key not in _FRACTIONS else "")
         colour = ""
-        better_up = key in ("completed", "availability", "throughput")
-        worse_up = key in ("failed", "pending_share", "mean_latency", "p50", "p95", "p99")
+        better_up = key in ("completed", "availability", "throughput", "success_rate")
+        worse_up = key in ("failed", "pending_share", "mean_latency", "p50", "p95", "p99",
+                           "retries", "breaker_opens", "max_amplification")
         if delta and not math.isnan(delta) and (better_up or worse_up):
             good = (delta > 0) == better_up
             colour = "color:#009E73;" if good else "color:#D55E00;"
