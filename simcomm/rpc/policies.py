@@ -58,6 +58,25 @@ says; Resilience4j's order by default)::
 
 A crash of the caller (the worker is interrupted) gives back every slot the
 call held; a breaker records the call as failed.
+
+Limits.  Every wait of a call (for a slot, a permit, a retry's backoff, the
+reply) stops at the earliest limit in force: the deadline, or the time
+limit of the layer it is inside.  An inner limit later than an outer one
+never fires; at a tie the outer one rules.  A reply (or a slot) that comes
+at exactly the limit is late, as :meth:`TimeLimiter.timed_out` says.  A
+limit that runs out is an exception for the layers it crosses on its way
+out (a breaker records an error, a bulkhead gives its slot back, a retry
+does not retry) until the layer that set it turns it into its outcome; a
+fallback also answers a deadline cut-off.  Resilience4j cancels the inner
+future, so in a non-default order (a time limit *outside* a retry, say)
+the layers inside it stop too; only a bulkhead slot outlives a cut-off,
+when ``cancel_running_future`` is off.
+
+Replies made by a policy have id 0 and are in no ledger: a
+``short_circuited``, ``bulkhead_full`` or ``rate_limited`` call, and a call
+whose budget was spent before it could be sent, put no message on the
+network.  Time limits cost no event per call: the calls of an edge share
+one timer, set for the first limit still running.
 """
 
 from __future__ import annotations
