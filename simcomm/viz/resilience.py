@@ -49,6 +49,7 @@ from simcomm.viz.style import (
     GREY,
     INK,
     OUTCOME_COLORS,
+    OUTCOMES,
     POOL_COLORS,
     SERIES_COLORS,
     new_figure,
@@ -616,9 +617,9 @@ def breaker_states(res: Result, edges: Sequence[Any] | None = None,
     for i, edge in enumerate(chosen):
         strip, calls = axs[2 * i], axs[2 * i + 1]
         ks = reuse.keeper(strip, "breaker_states")
-        if ks.fresh:
-            strip.set_yticks([])
-            strip.tick_params(axis="x", labelbottom=False, length=0)
+        if ks.fresh:  # no axes to read off a strip: no ticks to lay out at every draw
+            strip.xaxis.set_visible(False)
+            strip.yaxis.set_visible(False)
             for side in ("top", "right", "left", "bottom"):
                 strip.spines[side].set_visible(False)
         iv = stretches.get(edge, [])
@@ -776,8 +777,12 @@ def outcomes_by_endpoint(res: Result, bin: float | None = None,
     else:
         fig = root_figure(axs[0])
     rq = res.requests
+    handles: dict[str, Artist] = {}  # one legend for all rows: each costs a redraw time
     for i, (ax, endpoint) in enumerate(zip(axs, endpoints, strict=True)):
-        outcomes_over_time(res, bin, ax=ax, by=by, faults=faults, endpoint=endpoint)
+        outcomes_over_time(res, bin, ax=ax, by=by, faults=faults, endpoint=endpoint,
+                           legend=False)
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
         mine = rq if endpoint is None else rq[rq["endpoint"] == endpoint]
         outcome = mine["outcome"]
         answered = int(outcome.isin(_ANSWERS).sum())
@@ -795,7 +800,10 @@ def outcomes_by_endpoint(res: Result, bin: float | None = None,
     for ax in axs:
         if ax.get_ylim()[1] != top:
             ax.set_ylim(0, top)
-        pin_axis_labels(ax)
+            pin_axis_labels(ax)  # the tick labels changed
+    order = [o for o in OUTCOMES if o in handles]
+    order += [label for label in handles if label not in order]
+    _legend_at(axs[0], [handles[label] for label in order], order)
     return fig
 
 

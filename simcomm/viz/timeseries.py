@@ -334,7 +334,8 @@ def _endpoints(res: Result) -> list[str]:
 
 def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = None, *,
                        by: str = "start", stacked: bool = True,
-                       faults: bool = True, endpoint: str | None = None) -> Figure:
+                       faults: bool = True, endpoint: str | None = None,
+                       legend: bool = True) -> Figure:
     """How many requests per second ended in each outcome, over time.
 
     What the learner sees: stacked areas, one colour per outcome (green ok
@@ -349,7 +350,9 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
     ``bin`` is the bin width in seconds (default: a round number near
     1/60 of the run); ``stacked=False`` draws one line per outcome instead;
     ``endpoint`` shows only the requests to one endpoint (its name leads
-    the title).  Drawing again on the same ``ax`` updates it in place.
+    the title); ``legend=False`` leaves the legend to the caller (a figure
+    of several rows shows one).  Drawing again on the same ``ax`` updates it
+    in place.
     """
     df = outcome_rates(res, bin, by, endpoint)  # checks the arguments before drawing
     fig, ax, _ = figure_for(ax, 9.0, 3.6, margins=(0.75, 2.35, 0.4, 0.55))
@@ -385,7 +388,10 @@ def outcomes_over_time(res: Result, bin: float | None = None, ax: Axes | None = 
                + (", stacked" if stacked else ""))
     pin_axis_labels(ax)
     k.finish()
-    _legend(ax)
+    if legend:
+        _legend(ax)
+    elif ax.get_legend() is not None:
+        ax.get_legend().remove()  # type: ignore[union-attr]
     return fig
 
 
