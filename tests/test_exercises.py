@@ -26,7 +26,14 @@ import pytest
 import simcomm
 from simcomm import exercises
 from simcomm.errors import OverloadWarning, ParamError
-from simcomm.exercises import _core, nb00_tour, nb01_sync, nb02_formats
+from simcomm.exercises import (
+    _core,
+    nb00_tour,
+    nb01_sync,
+    nb02_formats,
+    nb03_partial_failure,
+    nb04_retries,
+)
 from simcomm.scenarios import base
 from simcomm.scenarios import formats as fs
 
@@ -65,6 +72,30 @@ WRONG: dict[str, list[tuple[object, str]]] = {
              ({"bandwidth": 50}, "did you mean 'bandwidth_mbps'"),
              ({"message_format": "jsn"}, "the simulator refused it"),
              ("avro", "as a dict")],
+    "03.1": [(0.267, "gives the hung calls 4 workers"), (0.667, "the whole pool"),
+             (0.24, "Use createOrder's rate"), (0.6, "getCustomer's rate"),
+             (400, "milliseconds"), (0.3, "too low"), ("half a second", "give a number")],
+    "03.2": [("breaker", "trips after the damage"), ("fallback", "never gets to answer"),
+             ("retries", "worse, not better"), ("fallbak", "did you mean 'fallback'"),
+             (5, "as a string")],
+    "03.3": [({}, "Nothing stops a call"), ({}, "getCustomer's own service is healthy"),
+             ({"fallback": "value"}, "make it fail fast first"),
+             ({"call_timeout": 0.5}, "only a fallback turns it into an answer"),
+             ({"call_timeout": 1.0, "fallback": "value"}, "answered, but late"),
+             ({"max_attempts": 2}, "not a setting this exercise lets you change"),
+             ({"call_timout": 0.5}, "did you mean 'call_timeout'"),
+             ({"breaker": "netflix"}, "the simulator refused it"),
+             ("timeout", "as a dict")],
+    "04.1": [(3, "can feed itself"), (1, "so is one more"), (4, "notebook's max_attempts"),
+             (2.5, "attempts are whole"), (0, "at least 1")],
+    "04.2": [(60, "exactly 5 tokens"), (51, "takes a token first"), (50, "exactly half"),
+             (6, "not a whole one"), (100, "refills the whole bucket")],
+    "04.3": [({"retry_backoff": "none"}, "must lengthen the cycle"),
+             ({"retry_backoff": "constant"}, "below the capacity, but only by"),
+             ({"retry_backoff": "exponential", "retry_max_wait": 1.0}, "Still in the storm"),
+             ({"retry_budget": True}, "not a setting this exercise lets you change"),
+             ({"max_attempts": 2}, "fixed by the question"),
+             ({"retry_backoff": "exponentail"}, "the simulator refused it")],
 }
 
 
@@ -81,7 +112,8 @@ def _quiet():
 def test_there_are_two_or_three_exercises_per_notebook():
     per_notebook = exercises.list().groupby("notebook").size()
     assert set(per_notebook.index) == {"00-tour", "01-sync-request-response",
-                                       "02-message-formats"}
+                                       "02-message-formats", "03-partial-failure",
+                                       "04-retries-and-storms"}
     assert per_notebook.between(2, 3).all(), per_notebook.to_dict()
 
 
@@ -414,3 +446,85 @@ def test_02_3_only_formats_whose_link_ceiling_is_high_enough_keep_up():
         fb = exercises.check("02.3", {"message_format": fmt,
                                       "bandwidth_mbps": nb02_formats.MAX_MBPS})
         assert fb.ok is (link > nb02_formats.LOAD_RATE), (fmt, fb)
+
+
+def _held_during_hang(res, callee: str) -> float:
+    """Mean number of the gateway's calls to ``callee`` in flight during the hang
+    (after its first second, while the calls pile up), from the attempts table."""
+    p = res.params
+    start, end = p.hang_at + 1, p.hang_at + p.hang_duration
+    a = res.attempts[res.attempts["callee"] == callee]
+    overlap = (a["end"].fillna(res.until).clip(upper=end) - a["time"].clip(lower=start))
+    return float(overlap.clip(lower=0).sum() / (end - start))
+
+
+def test_03_1_the_longest_timeout_leaves_the_workers_it_says():
+    """At the answer, the hung calls hold workers - FREE on average (Little's law) and
+    getCustomer is answered throughout the hang; at the whole-pool timeout it is not."""
+    settings = {"request_rate": nb03_partial_failure.RATE,
+                "create_order_share": nb03_partial_failure.SHARE}
+    answer = nb03_partial_failure._longest_timeout()
+    res = simcomm.run("gateway", seed=0, call_timeout=answer, progress=False, warn=False,
+                      **settings)
+    workers = nb03_partial_failure._workers()
+    p = res.params
+    calls = res.attempts.query("callee == 'order-1'")["time"]
+    rate = calls.between(p.hang_at + 1, p.hang_at + p.hang_duration).sum() / (
+        p.hang_duration - 1)
+    # Little's law holds exactly for the run's own arrivals; those are Poisson,
+    # ~360 in the window, so they match the question's rate to about 5 % (10 % is 2 sigma)
+    assert _held_during_hang(res, "order-1") == pytest.approx(rate * answer, rel=0.03)
+    assert rate * answer == pytest.approx(workers - nb03_partial_failure.FREE, rel=0.10)
+    customers = nb03_partial_failure.endpoint_report(res)["getCustomer"]
+    assert customers["answered"] == 1.0
+    full = simcomm.run("gateway", seed=0, call_timeout=1.5 * workers /
+                       nb03_partial_failure._order_rate(), progress=False, warn=False,
+                       **settings)
+    assert nb03_partial_failure.endpoint_report(full)["getCustomer"]["answered"] < 0.9
+
+
+def test_03_2_only_the_bulkhead_keeps_get_customer_answered():
+    """The premise of 03.2, run: each option alone, no call_timeout."""
+    answered = {}
+    for option, settings in nb03_partial_failure.ALONE.items():
+        res = simcomm.run("gateway", seed=1, progress=False, warn=False, **settings)
+        answered[option] = nb03_partial_failure.endpoint_report(res)["getCustomer"]["answered"]
+    assert answered["bulkhead"] > 0.99
+    assert all(v < 0.5 for option, v in answered.items() if option != "bulkhead"), answered
+    assert exercises.get("03.2").solution() == "bulkhead"
+
+
+@pytest.mark.parametrize("answer", [{"order_bulkhead": 5, "fallback": "value"},
+                                    {"call_timeout": 0.5, "fallback": "cache"}])
+def test_03_3_other_ways_to_answer_everyone_count_too(answer):
+    """A bulkhead with a fallback answers fast without any timeout; a cache works as well
+    as a value once the order service has answered before the hang."""
+    assert exercises.check("03.3", answer).ok is True
+
+
+def test_04_1_the_runs_agree_with_the_sum():
+    """With the answer the storm dies out, with one more attempt it stays (the checker's
+    runs), and in the storm the users offer what the sum says."""
+    safe = nb04_retries._largest_safe()
+    assert nb04_retries.storm_runs() == {safe: True, safe + 1: False}
+    from simcomm.scenarios.retry_storm import storm_report
+
+    res = simcomm.run("retry-storm", seed=nb04_retries.SEED, trace=True, progress=False,
+                      warn=False, users=nb04_retries.USERS, think_time=nb04_retries.THINK,
+                      max_attempts=safe + 1)
+    # the sum leaves out the network and the odd attempt that succeeds: within 5 %
+    assert storm_report(res)["offered_last"] == pytest.approx(
+        nb04_retries.storm_load(res.params), rel=0.05)
+
+
+def test_04_2_the_answer_is_the_rule_of_the_budget():
+    """Drive RetryBudget as gRPC's rule states it: tokens after the failure > max / 2."""
+    k = nb04_retries._successes_to_retry()
+    max_tokens, ratio = nb04_retries._budget_fields()
+    assert k * ratio - 1 > max_tokens / 2 >= (k - 1) * ratio - 1 - 1e-9
+
+
+def test_04_3_a_longer_constant_wait_works_too():
+    """Hint 3: a longer constant wait ends the storm, as growing waits do."""
+    assert exercises.check("04.3", {"retry_backoff": "constant", "retry_wait": 3.0}).ok is True
+    assert exercises.check("04.3", {"retry_backoff": "full_jitter"}).ok is True

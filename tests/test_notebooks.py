@@ -21,7 +21,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 def test_the_course_has_its_notebooks():
     names = [p.name for p in NOTEBOOKS]
     for expected in ("00-tour.ipynb", "01-sync-request-response.ipynb",
-                     "02-message-formats.ipynb"):
+                     "02-message-formats.ipynb", "03-partial-failure.ipynb",
+                     "04-retries-and-storms.ipynb"):
         assert expected in names
 
 

@@ -10,7 +10,7 @@ In a notebook::
     exercises.list("01")                # the exercises of a notebook, as a table
 
 Every exercise is declared once, in the module of its notebook
-(``nb00_tour``, ``nb01_sync``, ``nb02_formats``, ...), with its question,
+(``nb00_tour``, ``nb01_sync``, ..., ``nb04_retries``), with its question,
 its checker and one to three hints; expected values are computed from the
 package (queueing theory, a scenario's capacity model, ``format_ceilings``,
 runs), never typed in.  An unanswered exercise gives "no answer yet" and
@@ -23,7 +23,13 @@ from the package, for solved copies.  Importing this module is light: no
 pandas, matplotlib or widgets until a check needs them.
 """
 
-from simcomm.exercises import nb00_tour, nb01_sync, nb02_formats  # noqa: F401 (registration)
+from simcomm.exercises import (  # noqa: F401 (registration)
+    nb00_tour,
+    nb01_sync,
+    nb02_formats,
+    nb03_partial_failure,
+    nb04_retries,
+)
 from simcomm.exercises._core import (
     Checker,
     Choice,
