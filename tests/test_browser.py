@@ -343,6 +343,25 @@ def test_tour_runs_and_dashboard_slider_redraws(jupyterlab: str) -> None:
         assert after_png != before_png, "the figure did not change after the slider moved"
 
 
+#: Every course notebook besides the tour, which the test above runs.
+COURSE = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]-*.ipynb")
+                if p.name != NOTEBOOK)
+
+
+@pytest.mark.parametrize("notebook", COURSE)
+def test_course_notebook_runs_and_its_dashboards_render(jupyterlab: str, notebook: str) -> None:
+    """Run all cells of a course notebook in JupyterLab: no cell raises, and each
+    dashboard it opens renders with its first figure drawn."""
+    with _notebook_page(jupyterlab, notebook, f"browser-{notebook[:2]}") as page:
+        source = (REPO / "notebooks" / notebook).read_text()
+        if "simcomm.explore(" in source:
+            dash = page.locator(".simcomm-dashboard").first
+            dash.wait_for(state="visible")
+            dash.scroll_into_view_if_needed()
+            _wait_for_image(page, dash.locator("img.simcomm-figure").first)
+            _shot(dash, f"browser-{notebook[:2]}-dashboard.png")
+
+
 def test_playback_plays_and_compare_renders(jupyterlab: str) -> None:
     """Pressing Play moves the time slider (jslink) and redraws the topology; compare
     shows two columns of figures."""
