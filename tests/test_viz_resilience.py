@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 import simcomm
 from simcomm import viz
 from simcomm.engine import Instance, OpenLoop, World
-from simcomm.errors import ParamError
+from simcomm.errors import OverloadWarning, ParamError
 from simcomm.resilience import CircuitBreaker, EdgePolicy, RateLimiter, protect, protect_server
 from simcomm.result import Result
 from simcomm.rpc import forward
@@ -392,6 +392,24 @@ def test_pool_by_endpoint_splits_the_busy_workers(gw: Result) -> None:
     labels = [" ".join(t.get_text().split()) for t in legend.get_texts()]
     assert any("createOrder → order" in s for s in labels)
     assert any("getCustomer → customer" in s for s in labels)
+
+
+def test_calls_still_waiting_at_the_end_hold_their_workers() -> None:
+    """A hang that outlasts the run: its calls never end, so the attempts table
+    (which records an attempt when it ends) lacks them; they hold their workers
+    all the same, to the end."""
+    res = simcomm.run("gateway", seed=0, hang_duration=100.0)
+    att = res.attempts
+    assert att["time"].max() < 20.0  # nothing recorded after the gateway ran out
+    occ = viz.endpoint_occupancy(res, GATEWAY)
+    held = occ["createOrder"] + occ["getCustomer"]
+    assert (held <= occ["busy"] + 1e-9).all()
+    assert (occ.loc[20.0:59.9, "createOrder"] > 9.99).all()
+    with pytest.warns(OverloadWarning, match="stuck"):  # as it should: kitchen hangs
+        chain = simcomm.run("chain", seed=0, until=60, last_service_hangs=True, hang_at=40)
+    for node in ("api-gateway-1", "order-1", "payment-1"):  # each waits on the next
+        late = viz.endpoint_occupancy(chain, node).loc[50.0:59.9]
+        assert (late.drop(columns=["own_work", "busy", "queued"]).sum(axis=1) > 9.99).all()
 
 
 def test_a_bulkhead_caps_the_workers_one_endpoint_holds() -> None:

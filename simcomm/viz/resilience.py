@@ -261,33 +261,86 @@ def edge_call_rates(res: Result, bin: float | None = None) -> dict[Edge, pd.Data
     return out
 
 
+def _open_calls(res: Result, last_end: dict[tuple[str, int], float]
+                ) -> list[tuple[str, int, str, float]]:
+    """Calls still waiting when the run ended: ``(caller, trace_id, callee service,
+    sent)``.
+
+    The attempts table records an attempt when it ends, so a call still
+    waiting at the end (a hang that outlasts the run) is not in it.  It is
+    found in the message trace: a request a service sent after every
+    attempt recorded for the same user request had ended, whose reply never
+    came back.  It holds the worker to the end of the run, or to the
+    caller's crash.
+    """
+    from simcomm.engine.messages import COMMAND, DOCUMENT
+
+    if not res.world.trace.enabled:
+        return []
+    insts = set(data.instances(res))
+    answered: set[Any] = set()
+    sent: list[tuple[float, str, str, int, Any]] = []
+    kinds = (COMMAND, DOCUMENT)  # requests that wait for a reply (not events)
+    for t, event, mid, kind, src, dest, tid, _size, _reason, corr, *_ in \
+            res.world.trace.messages:
+        if kind == "reply":
+            if event == "deliver":
+                answered.add(corr)
+        elif event == "send" and kind in kinds and src in insts and tid is not None:
+            sent.append((t, src, dest, int(tid), mid))
+    crashes: dict[str, list[float]] = {}
+    for node, kind, a, _b, _d in data.fault_rows(res):
+        if kind == "down":
+            crashes.setdefault(node, []).append(a)
+    out = []
+    for t, src, dest, tid, mid in sent:
+        if mid in answered or t < last_end.get((src, tid), -math.inf):
+            continue
+        if any(c >= t for c in crashes.get(src, [])):
+            continue  # the caller crashed since: its worker is free (the call failed)
+        out.append((src, tid, _service(res, str(dest)), t))
+    return out
+
+
 def _holds(res: Result) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per caller instance and key: the step function ``(t, held)`` of its workers
     waiting in calls for that key (see :func:`endpoint_occupancy`)."""
     def make() -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
         att = _attempts(res)
-        out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-        if not att["time"].size:
-            return out
         endpoint_of = _endpoint_of(res)
-        start = att["time"] - att["wait_before"]
-        end = np.where(np.isnan(att["end"]), res.until, att["end"])
-        keys = []
-        for tid, callee in zip(att["trace_id"].tolist(), att["callee"].tolist(), strict=True):
-            ep = endpoint_of.get(int(tid)) if tid == tid else None  # NaN: no request
-            keys.append(ep if ep is not None else "→ " + str(callee))
-        key_arr = np.array(keys, dtype=object)
-        caller = att["caller"]
-        for name in pd.unique(caller):
+        start = (att["time"] - att["wait_before"]).tolist()
+        end = np.where(np.isnan(att["end"]), res.until, att["end"]).tolist()
+        callers = [str(c) for c in att["caller"].tolist()]
+        ids = [int(t) if t == t else -1 for t in att["trace_id"].tolist()]  # NaN: none
+        callees = [str(c) for c in att["callee"].tolist()]
+        last_end: dict[tuple[str, int], float] = {}
+        for c, tid, e in zip(callers, ids, end, strict=True):
+            if e > last_end.get((c, tid), -math.inf):
+                last_end[(c, tid)] = e
+        for c, tid, callee, sent in _open_calls(res, last_end):
+            callers.append(c)
+            ids.append(tid)
+            callees.append(callee)
+            start.append(sent)
+            end.append(res.until)
+        out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        if not callers:
+            return out
+        keys = np.array([endpoint_of.get(tid) or "→ " + callee
+                         for tid, callee in zip(ids, callees, strict=True)], dtype=object)
+        caller = np.array(callers, dtype=object)
+        start_a = np.asarray(start, dtype=float)
+        end_a = np.asarray(end, dtype=float)
+        for name in dict.fromkeys(callers):
             mine = caller == name
             per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            for key in sorted(set(key_arr[mine].tolist())):
-                m = mine & (key_arr == key)
-                t = np.concatenate([start[m], end[m]])
+            for key in sorted(set(keys[mine].tolist())):
+                m = mine & (keys == key)
+                t = np.concatenate([start_a[m], end_a[m]])
                 step = np.concatenate([np.ones(int(m.sum())), -np.ones(int(m.sum()))])
                 order = np.lexsort((step, t))  # at one instant, ends before starts
                 per[key] = (t[order], np.cumsum(step[order]))
-            out[str(name)] = per
+            out[name] = per
         return out
     return data.cached(res, "endpoint_holds", make)  # type: ignore[no-any-return]
 
@@ -305,9 +358,9 @@ def endpoint_occupancy(res: Result, node: str, *, max_points: int = 600) -> pd.D
     callers' requests if any), ``busy`` and ``queued``; index: the starts
     of ``max_points`` equal bins over the run, each value the time-weighted
     mean over its bin.  Needs the trace (attempts and pools tables).
-
-    Calls still waiting when the run ended are not in the attempts table
-    yet; their workers count as ``own_work``.
+    Calls still waiting when the run ended (not in the attempts table,
+    which records an attempt when it ends) are found in the message trace
+    and hold their worker to the end.
     """
     if node not in data.instances(res):
         raise ParamError("node", node, "the name of a service instance: "
