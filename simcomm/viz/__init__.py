@@ -13,6 +13,11 @@ no window opens; in Jupyter a cell ending in one shows it (see
 a dashboard's own axes.  Colours follow Okabe & Ito's colour-blind-safe
 palette with one fixed colour per request outcome (:mod:`simcomm.viz.style`).
 
+Partial failure has figures of its own (:mod:`simcomm.viz.resilience`):
+``breaker_states``, ``outcomes_by_endpoint``, ``pool_by_endpoint`` and
+``load_vs_goodput``, with their data as tables (``breaker_intervals``,
+``edge_call_rates``, ``endpoint_occupancy``, ``load_rates``).
+
 ``VIEWS`` maps the names scenarios list in their ``views`` to the figure
 functions; ``view(name, res)`` draws one by name, and ``redraw(name, res,
 fig)`` draws it again into a figure it drew before, updating the artists
