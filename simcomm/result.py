@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
-__all__ = ["FAILURES", "PENDING_SHARE", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
+__all__ = ["FAILURES", "LATE_SHARE", "PENDING_SHARE", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS",
+           "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither, and
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
@@ -56,6 +57,10 @@ PENDING_SHARE = 0.10
 #: Fewer pending requests than this never count as a backlog: a handful
 #: still in service at the end of a tiny run says nothing about overload.
 MIN_PENDING = 10
+
+#: The closing share of a run in which a saturated pool means an overload
+#: that outlived its trigger (a metastable failure).
+LATE_SHARE = 0.25
 
 #: The unit of every :meth:`Result.summary` key: ``"s"`` seconds,
 #: ``"req/s"`` requests per second, ``"fraction"`` a number from 0 to 1
@@ -454,7 +459,14 @@ class Result:
         * *backlog* -- more than :data:`PENDING_SHARE` of the requests, and
           at least :data:`MIN_PENDING`, were still pending at the end.  A
           hang that ended before the run did leaves its callers reset or
-          abandoned, not pending, and does not count.
+          abandoned, not pending, and does not count;
+        * *saturated at the end* -- a worker pool was at least
+          :data:`SATURATED` busy over the last :data:`LATE_SHARE` of the run
+          while no instance was hanging (needs the pool trace).  This is how
+          a metastable failure shows: a trigger that passed left an overload
+          behind it (a retry storm keeps a service busy on work nobody waits
+          for), which the whole-run mean dilutes and a closed loop of users
+          never turns into a backlog.
         """
         reqs = self.world.trace.requests
         n = len(reqs)
@@ -484,12 +496,28 @@ class Result:
         saturated = u >= SATURATED
         over = source == "model" and load >= 1
         backlog = pending >= MIN_PENDING and pending_share > PENDING_SHARE
+        late = self._late_saturation()
         return {"requests": n, "completed": completed, "pending": pending,
                 "completed_share": completed / n if n else math.nan,
                 "pending_share": pending_share, "offered_rate": offered,
                 "capacity": capacity, "capacity_source": source, "offered_load": load,
                 "bottleneck": neck, "saturated": saturated, "over_capacity": over,
-                "backlog": backlog, "stable": not (saturated or over or backlog)}
+                "backlog": backlog, "late": late,
+                "stable": not (saturated or over or backlog or late is not None)}
+
+    def _late_saturation(self) -> tuple[str, float] | None:
+        """The busiest pool over the run's last :data:`LATE_SHARE`, if it was
+        saturated there and nothing was hanging; None otherwise or untraced."""
+        from simcomm.engine.nodes import Instance
+
+        if not self.world.trace.enabled or any(
+                isinstance(node, Instance) and node.hung for node in self.world.nodes.values()):
+            return None
+        late = self.utilisation(start=self.until * (1.0 - LATE_SHARE))
+        if not late:
+            return None
+        name = max(late, key=lambda k: late[k])
+        return (name, late[name]) if late[name] >= SATURATED else None
 
     def warnings(self) -> list[str]:
         """What makes this run's headline numbers misleading, in plain sentences.
@@ -531,8 +559,13 @@ class Result:
             lead, why = "stuck", ""
             parts.append(f"{', '.join(hung)} {'was' if len(hung) == 1 else 'were'} "
                          f"hanging at the end")
-        elif h["saturated"] or h["over_capacity"]:
+        elif h["saturated"] or h["over_capacity"] or h["late"] is not None:
             lead, why = "overloaded", ""
+            if h["late"] is not None:
+                name, busy = h["late"]
+                parts.append(f"{name}'s workers were {_percent(busy)} busy over the last "
+                             f"{_percent(LATE_SHARE)} of the run: the overload outlived "
+                             f"what started it")
         else:
             lead, why = "unfinished", (" The run may be too short for its latencies, or "
                                        "requests are stuck waiting.")

@@ -277,3 +277,19 @@ def test_result_itself_issues_no_python_warning():
         assert res.warnings() and res.summary()["stable"] is False
         res.bottleneck()
         res.resources()
+
+
+def test_a_retry_storm_that_outlives_its_trigger_is_not_called_stable():
+    """Metastable failure: the service stays saturated after the slowdown ends,
+    though the whole-run mean is below saturation and users wait in a closed
+    loop (no backlog).  The last quarter of the run gives it away."""
+    storm = simcomm.run("retry-storm", seed=1, warn=False, progress=False)
+    s = storm.summary()
+    assert s["bottleneck_utilisation"] < SATURATED  # diluted by the calm before
+    assert not s["stable"]
+    (text,) = storm.warnings()
+    assert text.startswith("overloaded:")
+    assert "busy over the last 25 % of the run: the overload outlived what started it" in text
+    calm = simcomm.run("retry-storm", seed=1, retry_backoff="exponential", warn=False,
+                       progress=False)
+    assert calm.summary()["stable"] and calm.warnings() == []
