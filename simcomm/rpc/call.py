@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from simpy.events import Event
 
 from simcomm.engine.messages import COMMAND, Message
-from simcomm.rpc.policies import plain_edge
+from simcomm.rpc.policies import CutOff, plain_edge
 
 if TYPE_CHECKING:
     from simcomm.engine.nodes import Context
@@ -76,13 +76,20 @@ def call(ctx: Context, dest: str, body: Any = None, *, kind: str = COMMAND,
     """
     caller = ctx.instance
     router = caller.outbound
-    if router is not None:
-        edge = router[dest]
-        if edge is not None:
-            return (yield from edge.call(ctx, dest, body, kind, key))
     request = ctx.request
-    if request.deadline is not None:
-        return (yield from plain_edge(caller).call(ctx, dest, body, kind, key))
+    edge = router[dest] if router is not None else None
+    if edge is None and request.deadline is not None:
+        edge = plain_edge(caller)
+    if edge is not None:
+        # Edge.call, in this frame: one generator fewer per protected call
+        c = edge.begin(ctx, dest, body, kind, key)
+        try:
+            answer: Message = yield from edge.first(c, 1)
+        except CutOff as exc:
+            answer = edge.cut_off(c, exc)
+        if answer.status == "fallback":
+            ctx.status = "fallback"
+        return answer
     env = caller.env
     start = env.now
     fmt = caller.format

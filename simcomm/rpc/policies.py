@@ -97,7 +97,13 @@ from simcomm.resilience.breakers import (
     CircuitBreaker,
     ConsecutiveFailureBreaker,
 )
-from simcomm.resilience.bulkhead import QUEUED, REJECTED, WAITING, ThreadPoolBulkhead
+from simcomm.resilience.bulkhead import (
+    QUEUED,
+    REJECTED,
+    WAITING,
+    SemaphoreBulkhead,
+    ThreadPoolBulkhead,
+)
 from simcomm.resilience.edge import EdgePolicy
 from simcomm.resilience.timelimiter import TimeLimiter
 
@@ -106,7 +112,7 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.resilience.ratelimiter import RateLimiter
 
-__all__ = ["SUCCESS", "install", "install_server", "plain_edge"]
+__all__ = ["SUCCESS", "CutOff", "install", "install_server", "plain_edge"]
 
 #: Outcomes that answer the call (the callee's own answer, or a fallback's).
 SUCCESS = frozenset({"ok", "fallback"})
@@ -127,7 +133,7 @@ class _Scope:
 _DEADLINE = _Scope("deadline_exceeded", True)
 
 
-class _CutOff(Exception):
+class CutOff(Exception):
     """A wait was stopped by ``scope``; ``hold`` is the reply still awaited, if any."""
 
     def __init__(self, scope: _Scope) -> None:
@@ -228,19 +234,21 @@ class _Pause:
 #: many in one generator.  The others (retry, fallback) are generators.
 _HOOKS = frozenset({"once", "circuit_breaker", "rate_limiter", "time_limit", "bulkhead"})
 
-_Hook = tuple[Callable[[_Call], Any], Callable[[_Call, Any, Any, Any], tuple[Any, Any]] | None]
+_Hook = tuple[Callable[[_Call, float], Any],
+              Callable[[_Call, Any, Any, Any, float], tuple[Any, Any]] | None]
 
 
 class _Edge:
     """One caller instance's copy of an edge policy, applied to its calls.
 
     A call runs through ``self._steps``: each step is a generator function
-    ``step(c, i)`` that runs the next one as ``self._steps[i](c, i + 1)``;
-    the last one sends.  A retry and a fallback are steps of their own.
-    The layers that only act before and after the inside (breaker, rate
-    limiter, time limit, bulkhead, the attempt record) are *hooks*, an
-    ``enter`` and a ``leave`` method each, and a run of them in a row is one
-    step (:meth:`_hooked`): fewer generators per call, the same order.
+    ``step(c, i)`` that runs the next one as ``self._steps[i](c, i + 1)``.
+    A retry and a fallback are steps of their own.  The layers that only
+    act before and after the inside (breaker, rate limiter, time limit,
+    bulkhead, the attempt record) are *hooks*, an ``enter`` and a ``leave``
+    method each, and a run of them in a row is one step (:meth:`_hooked`);
+    the last step is always such a run (maybe empty) and sends the request
+    itself.  Fewer generators per call, the same order.
     """
 
     def __init__(self, world: World, caller: Node, callee: str | None,
@@ -260,7 +268,15 @@ class _Edge:
         self.layers = tuple(layers)
         steps: list[Callable[..., Generator[Event, Any, Message]]] = []
         group: list[_Hook] = []
-        for name in layers:
+        attempts: str | None = None
+        for j, name in enumerate(layers):
+            if name in ("retry", "once") and all(n in _HOOKS for n in layers[j + 1:]):
+                # the attempt layer right outside the last group: it runs there
+                if group:
+                    steps.append(partial(self._hooked, tuple(group), None))
+                    group = []
+                attempts = name
+                continue
             if name in _HOOKS:
                 enter = "thread_pool" if name == "bulkhead" and isinstance(
                     policy.bulkhead, ThreadPoolBulkhead) else name
@@ -268,13 +284,15 @@ class _Edge:
                               getattr(self, "_leave_" + name, None)))
                 continue
             if group:
-                steps.append(partial(self._hooked, tuple(group)))
+                steps.append(partial(self._hooked, tuple(group), None))
                 group = []
             steps.append(getattr(self, "_" + name))
-        if group:
-            steps.append(partial(self._hooked, tuple(group)))
-        steps.append(self._send)
+        # the last step is a group of hooks (maybe none) that sends
+        steps.append(partial(self._hooked, tuple(group), attempts))
         self._steps = tuple(steps)
+        self.first = steps[0]
+        self._last = len(steps)
+        self._format = getattr(caller, "format", None)
         tl = policy.time_limit
         self._limit = (_Scope("timeout", tl.cancel_running_future)
                        if isinstance(tl, TimeLimiter) else None)
@@ -301,6 +319,7 @@ class _Edge:
         if cb is not None:
             cb.add_listener(_Recorder(self.trace.breakers, caller.name, callee or ""))
         # whether the breaker can have timers to drive (see _arm)
+        self._breaker: Any = cb
         self._timed = not isinstance(cb, ConsecutiveFailureBreaker) and not (
             isinstance(cb, CircuitBreaker)
             and not cb.automatic_transition_from_open_to_half_open_enabled
@@ -309,25 +328,44 @@ class _Edge:
     # -- entry ---------------------------------------------------------
     def call(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
              trace_id: int | None = None) -> Generator[Event, Any, Message]:
-        """Make one call through the policies; return the reply (real or local)."""
-        c = _Call(self.caller, ctx, dest, body, kind, key,
-                  ctx.request.trace_id if ctx is not None else trace_id)
-        deadline = ctx.request.deadline if ctx is not None else None
+        """Make one call through the policies; return the reply (real or local).
+
+        :func:`simcomm.rpc.call` does the same in its own frame (one
+        generator fewer per call).
+        """
+        c = self.begin(ctx, dest, body, kind, key, trace_id)
+        try:
+            reply = yield from self._steps[0](c, 1)
+        except CutOff as exc:
+            reply = self.cut_off(c, exc)
+        if ctx is not None and reply.status == "fallback":
+            ctx.status = "fallback"
+        return reply
+
+    def begin(self, ctx: Context | None, dest: str, body: Any, kind: str, key: Any,
+              trace_id: int | None = None) -> _Call:
+        """The state of a new call, with its deadline (the edge's or the incoming one,
+        whichever is sooner)."""
+        if ctx is not None:
+            request = ctx.request
+            c = _Call(self.caller, ctx, dest, body, kind, key, request.trace_id)
+            deadline = request.deadline
+        else:
+            c = _Call(self.caller, ctx, dest, body, kind, key, trace_id)
+            deadline = None
         if self.deadline is not None:
             mine = self.env.now + self.deadline
             if deadline is None or mine < deadline:
                 deadline = mine
         if deadline is not None:
             c.deadline = c.until = deadline
-        try:
-            reply = yield from self._steps[0](c, 1)
-        except _CutOff as exc:
-            if exc.scope is not _DEADLINE:  # pragma: no cover - each limit catches its own
-                raise
-            reply = self._local(c, "deadline_exceeded")
-        if ctx is not None and reply.status == "fallback":
-            ctx.status = "fallback"
-        return reply
+        return c
+
+    def cut_off(self, c: _Call, exc: CutOff) -> Message:
+        """The reply of a call the deadline cut off (the only limit that gets here)."""
+        if exc.scope is not _DEADLINE:  # pragma: no cover - each limit catches its own
+            raise exc
+        return self._local(c, "deadline_exceeded")
 
     def _local(self, c: _Call, status: str, body: Any = None) -> Message:
         """A reply made here, never sent (id 0): a policy's verdict."""
@@ -336,7 +374,7 @@ class _Edge:
                        status=status)
 
     def _wait(self, c: _Call, ev: Event) -> Generator[Event, Any, Any]:
-        """Wait for ``ev``, but not past ``c.until`` (then raise _CutOff).
+        """Wait for ``ev``, but not past ``c.until`` (then raise CutOff).
 
         A tie goes to the limit: an event at exactly the limit is late, as
         :meth:`TimeLimiter.timed_out` says.
@@ -346,10 +384,10 @@ class _Edge:
             return (yield ev)
         env = self.env
         if env.now >= until:
-            raise _CutOff(c.scope)
+            raise CutOff(c.scope)
         yield ev | c.timer(env)
         if env.now >= until:
-            raise _CutOff(c.scope)
+            raise CutOff(c.scope)
         return ev.value
 
     def _row(self, c: _Call, start: float, n: int, outcome: str, wait: float) -> None:
@@ -357,49 +395,7 @@ class _Edge:
             self.trace.attempts.append((start, c.trace_id, self.caller.name, c.dest, n,
                                         outcome, wait, self.env.now))
 
-    # -- the innermost step: send and wait -----------------------------
-    def _send(self, c: _Call, _i: int) -> Generator[Event, Any, Message]:
-        env = self.env
-        caller = self.caller
-        ctx = c.ctx
-        fmt = getattr(caller, "format", None)
-        size = None
-        if fmt is not None and c.body is not None:
-            size = c.size
-            if size is None:
-                size = c.size = fmt.size(c.body)
-            if ctx is not None:
-                ctx.debt += fmt.encode_cost(size) * caller.slowdown  # type: ignore[attr-defined]
-        if ctx is not None and ctx.debt > 0:
-            # encoding on the caller's own CPU: not cut short by a limit
-            debt, ctx.debt = ctx.debt, 0.0
-            yield env.timeout(debt)
-        until = c.until
-        if env.now >= until:
-            raise _CutOff(c.scope)   # the budget is spent: nothing is sent
-        ev = caller.request(c.dest, c.body, kind=c.kind, key=c.key, trace_id=c.trace_id,
-                            format=fmt, size=size, deadline=c.deadline)
-        if until == _INF:
-            reply = yield ev
-        else:
-            if c.scope is not self._limit:
-                c.timer(env)   # a deadline: its own timer (a time limit's is shared)
-            c.waiting = ev
-            c.rid = ev.request_id  # type: ignore[attr-defined]
-            try:
-                reply = yield ev
-            finally:   # a crash of the caller interrupts the wait too
-                c.waiting = None
-            if reply is _CUT or env.now >= until:   # a tie goes to the limit
-                exc = _CutOff(c.scope)
-                self._abandon(c, reply, exc)
-                raise exc
-        if ctx is not None and fmt is not None and reply.format is not None \
-                and reply.body is not None:
-            ctx.debt += fmt.decode_cost(reply.size) * caller.slowdown  # type: ignore[attr-defined]
-        return reply
-
-    def _abandon(self, c: _Call, reply: Any, exc: _CutOff) -> None:
+    def _abandon(self, c: _Call, reply: Any, exc: CutOff) -> None:
         """The caller stopped waiting for the reply to request ``c.rid``.
 
         ``reply`` is ``_CUT`` (the limit's timer fired first: the request is
@@ -430,70 +426,161 @@ class _Edge:
         exc.hold = hold
 
     # -- the hooks, run by one generator ---------------------------------
-    def _hooked(self, group: tuple[_Hook, ...], c: _Call,
+    def _hooked(self, group: tuple[_Hook, ...], attempts: str | None, c: _Call,
                 i: int) -> Generator[Event, Any, Message]:
-        """Enter each hook of ``group`` in turn, run the next step, leave them in
-        reverse.  A hook that answers (a short-circuit, a full bulkhead) stops
-        the way in; every hook entered sees the outcome on the way out, and may
-        change it (a time limit turns its own cut-off into ``timeout``)."""
-        entered: list[tuple[Any, Any]] = []
-        reply: Message | None = None
-        exc: BaseException | None = None
-        try:
-            for enter, leave in group:
-                token = enter(c)
-                if token.__class__ is _Pause:
-                    try:
-                        value = yield from self._wait(c, token.event)
-                    except (_CutOff, simpy.Interrupt):
-                        token.abort()
-                        raise
-                    token = token.resume(value)
-                if token.__class__ is Message:
-                    reply = token
-                    break
-                if leave is not None:
-                    entered.append((leave, token))
-            else:
-                reply = yield from self._steps[i](c, i + 1)
-        except (_CutOff, simpy.Interrupt) as e:
-            exc = e
-        for leave, token in reversed(entered):
-            reply, exc = leave(c, token, reply, exc)
-        if exc is not None:
-            raise exc
-        assert reply is not None
-        return reply
+        """Enter each hook of ``group`` in turn, run the next step (or, for the
+        last group, send the request and wait for the reply), leave the hooks
+        in reverse.
 
-    def _enter_once(self, c: _Call) -> float:
-        return self.env.now
+        A hook that answers (a short-circuit, a full bulkhead) stops the way
+        in; every hook entered sees the outcome on the way out, and may change
+        it (a time limit turns its own cut-off into ``timeout``).  Hooks get
+        the time as an argument: it is read once on the way in and once on
+        the way out.
+
+        When the layer just outside the group is the attempt layer,
+        ``attempts`` says so and the group runs it too (one generator fewer):
+        ``"retry"`` tries again as :meth:`_retry` does, ``"once"`` records the
+        single attempt.
+        """
+        env = self.env
+        trace = self.trace
+        rctx = self.policy.retry.context() if attempts == "retry" else None  # type: ignore[union-attr]
+        wait = 0.0
+        n = 0
+        while True:
+            n += 1
+            tokens: list[Any] = [None] * len(group)   # of the hooks entered, by position
+            k = 0                                      # how many were entered
+            reply: Message | None = None
+            exc: BaseException | None = None
+            start = now = env.now
+            try:
+                for enter, _leave in group:
+                    token = enter(c, now)
+                    if token.__class__ is _Pause:
+                        try:
+                            value = yield from self._wait(c, token.event)
+                        except (CutOff, simpy.Interrupt):
+                            token.abort()
+                            raise
+                        now = env.now
+                        token = token.resume(value)
+                    if token.__class__ is Message:
+                        reply = token
+                        break
+                    tokens[k] = token
+                    k += 1
+                else:
+                    if i < self._last:
+                        reply = yield from self._steps[i](c, i + 1)
+                    else:
+                        # -- send the request and wait for its reply, up to the
+                        # limit in force (inline: the hot path, one generator
+                        # fewer on every call)
+                        caller = self.caller
+                        ctx = c.ctx
+                        fmt = self._format
+                        size = None
+                        if fmt is not None and c.body is not None:
+                            size = c.size
+                            if size is None:
+                                size = c.size = fmt.size(c.body)
+                            if ctx is not None:
+                                ctx.debt += fmt.encode_cost(size) * caller.slowdown  # type: ignore[attr-defined]
+                        if ctx is not None and ctx.debt > 0:
+                            # encoding on the caller's own CPU: not cut short by a limit
+                            debt, ctx.debt = ctx.debt, 0.0
+                            yield env.timeout(debt)
+                        until = c.until
+                        if until != _INF and env.now >= until:
+                            raise CutOff(c.scope)   # the budget is spent: nothing is sent
+                        ev = caller.request(c.dest, c.body, kind=c.kind, key=c.key,
+                                            trace_id=c.trace_id, format=fmt, size=size,
+                                            deadline=c.deadline)
+                        if until == _INF:
+                            reply = yield ev
+                        else:
+                            if c.scope is not self._limit:
+                                c.timer(env)   # a deadline: its own timer
+                            c.waiting = ev
+                            c.rid = ev.request_id  # type: ignore[attr-defined]
+                            try:
+                                got = yield ev
+                            finally:   # a crash of the caller interrupts the wait too
+                                c.waiting = None
+                            if got is _CUT or env.now >= until:   # a tie: the limit's
+                                cut = CutOff(c.scope)
+                                self._abandon(c, got, cut)
+                                raise cut
+                            reply = got
+                        if ctx is not None and fmt is not None \
+                                and reply.format is not None and reply.body is not None:  # type: ignore[union-attr]
+                            ctx.debt += fmt.decode_cost(reply.size) * caller.slowdown  # type: ignore[attr-defined,union-attr]
+            except (CutOff, simpy.Interrupt) as e:
+                exc = e
+            if k:
+                now = env.now
+                while k:
+                    k -= 1
+                    leave = group[k][1]
+                    if leave is not None:
+                        reply, exc = leave(c, tokens[k], reply, exc, now)
+            if attempts is None:
+                if exc is not None:
+                    raise exc
+                return reply  # type: ignore[return-value]
+            # -- the attempt layer: record it, and maybe try again
+            now = env.now
+            if exc is not None:
+                if exc.__class__ is CutOff and trace.enabled:
+                    trace.attempts.append((start, c.trace_id, self.caller.name, c.dest, n,
+                                           exc.scope.outcome, wait, now))  # type: ignore[attr-defined]
+                raise exc
+            assert reply is not None
+            status = reply.status
+            if trace.enabled:
+                trace.attempts.append((start, c.trace_id, self.caller.name, c.dest, n,
+                                       status, wait, now))
+            if rctx is None:
+                return reply
+            if status in SUCCESS:
+                rctx.on_success(now)
+                return reply
+            after = rctx.on_error(now, status)
+            if after is None:
+                return reply
+            self.retries += 1
+            wait = after
+            if after > 0:
+                yield from self._wait(c, env.timeout(after))
+
+    def _enter_once(self, c: _Call, now: float) -> float:
+        return now
 
     def _leave_once(self, c: _Call, start: float, reply: Message | None,
-                    exc: BaseException | None) -> tuple[Message | None, BaseException | None]:
+                    exc: BaseException | None,
+                    now: float) -> tuple[Message | None, BaseException | None]:
         if reply is not None:
             self._row(c, start, 1, reply.status, 0.0)
-        elif isinstance(exc, _CutOff):
-            self._row(c, start, 1, exc.scope.outcome, 0.0)
+        elif exc.__class__ is CutOff:
+            self._row(c, start, 1, exc.scope.outcome, 0.0)  # type: ignore[union-attr]
         return reply, exc
 
-    def _enter_circuit_breaker(self, c: _Call) -> float | Message:
-        cb = self.policy.circuit_breaker
-        now = self.env.now
-        if cb.try_acquire(now):  # type: ignore[union-attr]
+    def _enter_circuit_breaker(self, c: _Call, now: float) -> float | Message:
+        if self._breaker.try_acquire(now):
             return now
         if self._timed:
             self._arm()
         return self._local(c, "short_circuited")
 
     def _leave_circuit_breaker(self, c: _Call, start: float, reply: Message | None,
-                               exc: BaseException | None
-                               ) -> tuple[Message | None, BaseException | None]:
-        cb = self.policy.circuit_breaker
-        now = self.env.now
+                               exc: BaseException | None,
+                               now: float) -> tuple[Message | None, BaseException | None]:
         if reply is not None and reply.status in SUCCESS:
-            cb.on_success(now, now - start)  # type: ignore[union-attr]
+            self._breaker.on_success(now, now - start)
         else:   # a failed outcome, a cut-off, or the caller crashed mid-call
-            cb.on_error(now, now - start)  # type: ignore[union-attr]
+            self._breaker.on_error(now, now - start)
         if self._timed:
             self._arm()
         return reply, exc
@@ -519,10 +606,10 @@ class _Edge:
         self.policy.circuit_breaker.advance(now)  # type: ignore[union-attr]
         self._arm()
 
-    def _enter_rate_limiter(self, c: _Call) -> Any:
+    def _enter_rate_limiter(self, c: _Call, now: float) -> Any:
         rl = self.policy.rate_limiter
         env = self.env
-        granted, held = rl.acquire_permission(env.now)  # type: ignore[union-attr]
+        granted, held = rl.acquire_permission(now)  # type: ignore[union-attr]
         if held > 0:
             # refused or not, the caller is held (Resilience4j's waitForPermission)
             return _Pause(env.timeout(held),
@@ -530,9 +617,8 @@ class _Edge:
                           _nothing)
         return None if granted else self._local(c, "rate_limited")
 
-    def _enter_time_limit(self, c: _Call) -> Any:
-        env = self.env
-        end = env.now + self._limit_seconds
+    def _enter_time_limit(self, c: _Call, now: float) -> Any:
+        end = now + self._limit_seconds
         if not end < c.until:   # an outer limit comes first (or together): it rules
             return None
         saved = (c.until, c.until_ev, c.scope)
@@ -543,12 +629,12 @@ class _Edge:
         return saved
 
     def _leave_time_limit(self, c: _Call, saved: Any, reply: Message | None,
-                          exc: BaseException | None
-                          ) -> tuple[Message | None, BaseException | None]:
+                          exc: BaseException | None,
+                          now: float) -> tuple[Message | None, BaseException | None]:
         if saved is None:
             return reply, exc
         c.until, c.until_ev, c.scope = saved
-        if isinstance(exc, _CutOff) and exc.scope is self._limit:
+        if exc.__class__ is CutOff and exc.scope is self._limit:  # type: ignore[union-attr]
             return self._local(c, "timeout"), None
         return reply, exc
 
@@ -582,11 +668,11 @@ class _Edge:
             else:
                 due.popleft()
 
-    def _enter_thread_pool(self, c: _Call) -> Any:
+    def _enter_thread_pool(self, c: _Call, now: float) -> Any:
         tp = self.policy.bulkhead
         assert isinstance(tp, ThreadPoolBulkhead)
         env = self.env
-        verdict = tp.submit(env.now, c)
+        verdict = tp.submit(now, c)
         if verdict == REJECTED:
             return self._local(c, "bulkhead_full")
         if verdict != QUEUED:
@@ -601,11 +687,10 @@ class _Edge:
 
         return _Pause(ev, lambda _v: True, dequeue)
 
-    def _enter_bulkhead(self, c: _Call) -> Any:
-        bh = self.policy.bulkhead
-        assert bh is not None and not isinstance(bh, ThreadPoolBulkhead)
+    def _enter_bulkhead(self, c: _Call, now: float) -> Any:
+        bh: SemaphoreBulkhead = self.policy.bulkhead  # type: ignore[assignment]
         env = self.env
-        verdict = bh.acquire_permission(env.now, c)
+        verdict = bh.acquire_permission(now, c)
         if verdict == REJECTED:
             return self._local(c, "bulkhead_full")
         if verdict != WAITING:
@@ -623,14 +708,14 @@ class _Edge:
                       self._local(c, "bulkhead_full"), give_up)
 
     def _leave_bulkhead(self, c: _Call, _token: Any, reply: Message | None,
-                        exc: BaseException | None
-                        ) -> tuple[Message | None, BaseException | None]:
+                        exc: BaseException | None,
+                        now: float) -> tuple[Message | None, BaseException | None]:
         """Give the slot (or thread) back -- or, if the call was cut off while its
         reply is still awaited without cancelling, when that reply comes."""
-        if exc is not None and exc.__class__ is _CutOff and exc.hold is not None:  # type: ignore[attr-defined]
+        if exc is not None and exc.__class__ is CutOff and exc.hold is not None:  # type: ignore[attr-defined]
             _on_reply(exc.hold, lambda _e: self._free())  # type: ignore[attr-defined]
             return reply, exc
-        waiter = self.policy.bulkhead.on_complete(self.env.now)  # type: ignore[union-attr]
+        waiter = self.policy.bulkhead.on_complete(now)  # type: ignore[union-attr]
         if waiter is not None:
             self._wake.pop(waiter).succeed(True)
         return reply, exc
@@ -661,17 +746,18 @@ class _Edge:
             start = env.now
             try:
                 reply = yield from step(c, i + 1)
-            except _CutOff as exc:
+            except CutOff as exc:
                 self._row(c, start, n, exc.scope.outcome, wait)
                 raise
             status = reply.status
+            now = env.now
             if trace.enabled:
                 trace.attempts.append((start, c.trace_id, self.caller.name, c.dest, n,
-                                       status, wait, env.now))
+                                       status, wait, now))
             if status in SUCCESS:
-                rctx.on_success(env.now)
+                rctx.on_success(now)
                 return reply
-            after = rctx.on_error(env.now, status)
+            after = rctx.on_error(now, status)
             if after is None:
                 return reply
             self.retries += 1
@@ -682,7 +768,7 @@ class _Edge:
     def _fallback(self, c: _Call, i: int) -> Generator[Event, Any, Message]:
         try:
             reply = yield from self._steps[i](c, i + 1)
-        except _CutOff as exc:
+        except CutOff as exc:
             if exc.scope is not _DEADLINE:
                 raise
             reply = self._local(c, "deadline_exceeded")
