@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
-__all__ = ["FAILURES", "LATE_SHARE", "PENDING_SHARE", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS",
-           "Result"]
+__all__ = ["FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "PENDING_SHARE", "SATURATED",
+           "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither, and
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
@@ -61,6 +61,10 @@ MIN_PENDING = 10
 #: The closing share of a run in which a saturated pool means an overload
 #: that outlived its trigger (a metastable failure).
 LATE_SHARE = 0.25
+
+#: Requests a pool must receive in that closing share before its being busy
+#: there counts: a short run's last seconds can be busy by chance.
+LATE_MIN_ARRIVALS = 100
 
 #: The unit of every :meth:`Result.summary` key: ``"s"`` seconds,
 #: ``"req/s"`` requests per second, ``"fraction"`` a number from 0 to 1
@@ -461,8 +465,9 @@ class Result:
           hang that ended before the run did leaves its callers reset or
           abandoned, not pending, and does not count;
         * *saturated at the end* -- a worker pool was at least
-          :data:`SATURATED` busy over the last :data:`LATE_SHARE` of the run
-          while no instance was hanging (needs the pool trace).  This is how
+          :data:`SATURATED` busy over the last :data:`LATE_SHARE` of the run,
+          having received at least :data:`LATE_MIN_ARRIVALS` requests there,
+          while no instance was hanging (needs the trace).  This is how
           a metastable failure shows: a trigger that passed left an overload
           behind it (a retry storm keeps a service busy on work nobody waits
           for), which the whole-run mean dilutes and a closed loop of users
@@ -513,11 +518,18 @@ class Result:
         if not self.world.trace.enabled or any(
                 isinstance(node, Instance) and node.hung for node in self.world.nodes.values()):
             return None
-        late = self.utilisation(start=self.until * (1.0 - LATE_SHARE))
+        start = self.until * (1.0 - LATE_SHARE)
+        late = self.utilisation(start=start)
         if not late:
             return None
         name = max(late, key=lambda k: late[k])
-        return (name, late[name]) if late[name] >= SATURATED else None
+        if late[name] < SATURATED:
+            return None
+        # enough work arrived there for "busy" to mean overload, not chance
+        arrivals = sum(1 for m in self.world.trace.messages
+                       if m[0] >= start and m[1] == "deliver" and m[5] == name
+                       and m[3] != "reply")
+        return (name, late[name]) if arrivals >= LATE_MIN_ARRIVALS else None
 
     def warnings(self) -> list[str]:
         """What makes this run's headline numbers misleading, in plain sentences.

@@ -293,3 +293,11 @@ def test_a_retry_storm_that_outlives_its_trigger_is_not_called_stable():
     calm = simcomm.run("retry-storm", seed=1, retry_backoff="exponential", warn=False,
                        progress=False)
     assert calm.summary()["stable"] and calm.warnings() == []
+
+
+def test_a_short_run_busy_at_its_end_by_chance_is_not_overload():
+    """50 s of M/M/1 at 80 %: its last 12.5 s can be busy throughout, but a
+    dozen arrivals say nothing about overload (LATE_MIN_ARRIVALS)."""
+    res = simcomm.run("mmc", seed=0, until=50, warn=False, progress=False)
+    assert res.utilisation(start=37.5)["server-1"] >= SATURATED  # busy at the end...
+    assert res.summary()["stable"] and res.warnings() == []      # ...by chance
