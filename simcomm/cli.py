@@ -287,8 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
-            for name in api.scenarios():
-                print(f"{name:10s} {base.get(name).title}")
+            names = api.scenarios()
+            print(_table([(name, base.get(name).title) for name in names]))
             return 0
         if args.command == "describe":
             sc = base.get(args.scenario)
