@@ -41,6 +41,7 @@ import simcomm
 from simcomm.errors import OverloadWarning
 from simcomm.scenarios import base
 from simcomm.scenarios import formats as fs
+from simcomm.sweep import theory_sweep
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 TOUR, SYNC, FORMATS_NB = "00-tour", "01-sync-request-response", "02-message-formats"
@@ -367,9 +368,8 @@ def test_tour_confidence_bar_is_95_percent():
 def test_tour_theory_sweep_has_nine_loads():
     import inspect
 
-    from simcomm import viz
 
-    default = inspect.signature(viz.theory_sweep).parameters["utilisations"].default
+    default = inspect.signature(theory_sweep).parameters["utilisations"].default
     assert len(default) == 9
 
 

@@ -23,6 +23,7 @@ from simcomm.engine import Instance, OpenLoop, World
 from simcomm.engine.workload import RateSchedule
 from simcomm.errors import ParamError
 from simcomm.result import Result
+from simcomm.sweep import theory_sweep
 
 CHAIN_NODES = ["users", "api-gateway-1", "order-1", "payment-1", "kitchen-1"]
 
@@ -540,7 +541,7 @@ def test_theory_sweep_leaves_unstable_loads_out_and_says_so():
     from simcomm.errors import OverloadWarning
 
     with pytest.warns(OverloadWarning, match="overloaded"):  # the run at 1.25 says so too
-        df = viz.theory_sweep(utilisations=(0.5, 1.25), until=300)
+        df = theory_sweep(utilisations=(0.5, 1.25), until=300)
     fig = viz.theory_sweep_figure(df)
     ax = fig.axes[0]
     (sim,) = [c for c in ax.containers if c.get_label().startswith("simulation")]
@@ -562,7 +563,7 @@ def test_theory_drawn_again_updates_in_place(mmc3):
 
 
 def test_theory_sweep_small():
-    df = viz.theory_sweep(servers=2, service_rate=1.0, utilisations=(0.3, 0.6), until=800)
+    df = theory_sweep(servers=2, service_rate=1.0, utilisations=(0.3, 0.6), until=800)
     assert list(df.columns) == ["utilisation", "arrival_rate", "sim_mean", "sim_se",
                                 "theory", "requests"]
     assert df["theory"].tolist() == pytest.approx(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,3 +79,23 @@ def batch_means(values: np.ndarray | pd.Series, batches: int = 20) -> tuple[floa
         raise ValueError(f"need at least {batches} values, got {arr.size}")
     means = arr[: n * batches].reshape(batches, n).mean(axis=1)
     return float(arr.mean()), float(means.std(ddof=1) / math.sqrt(batches))
+
+
+def steady_mean(res: Any, warmup: float = 0.1, batches: int = 20) -> tuple[float, float, int]:
+    """Mean latency of a run's ok requests after its warm-up, with a batch-means
+    standard error: ``(mean, se, n)``.
+
+    ``warmup`` is the fraction of the run dropped (requests that started
+    before ``warmup * until``); the standard error is NaN with fewer than
+    two requests per batch, and the mean too with none.  ``res`` is a
+    :class:`~simcomm.result.Result`.
+    """
+    rq = res.requests
+    ok = rq[(rq["outcome"] == "ok") & (rq["start"] >= warmup * res.until)]
+    lat = ok.sort_values("start", kind="stable")["latency"].to_numpy(dtype=float)
+    if lat.size == 0:
+        return math.nan, math.nan, 0
+    if lat.size < 2 * batches:
+        return float(lat.mean()), math.nan, int(lat.size)
+    mean, se = batch_means(lat, batches)
+    return mean, se, int(lat.size)

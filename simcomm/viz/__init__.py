@@ -52,7 +52,6 @@ from simcomm.viz.sequence import sequence_diagram
 from simcomm.viz.style import OKABE_ITO, OUTCOME_COLORS, OUTCOMES
 from simcomm.viz.theory import (
     theory_curve,
-    theory_sweep,
     theory_sweep_figure,
     theory_vs_simulation,
     unstable_band,
@@ -78,7 +77,7 @@ __all__ = [
     "formats_sweep_figure", "latency_over_time", "load_rates", "load_vs_goodput",
     "outcome_rates", "outcomes_by_endpoint", "outcomes_over_time", "pool_by_endpoint",
     "pool_usage", "redraw", "reuse", "sequence_diagram", "service_capacity", "style",
-    "theory_curve", "theory_sweep", "theory_sweep_figure", "theory_vs_simulation", "topology",
+    "theory_curve", "theory_sweep_figure", "theory_vs_simulation", "topology",
     "topology_state", "unstable_band", "view",
 ]
 

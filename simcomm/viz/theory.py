@@ -24,7 +24,7 @@ import pandas as pd
 
 from simcomm._checks import as_real, is_whole
 from simcomm.analysis import theory as qt
-from simcomm.analysis.metrics import batch_means
+from simcomm.analysis.metrics import steady_mean
 from simcomm.errors import ParamError
 from simcomm.viz import reuse
 from simcomm.viz.style import GREY, INK, OKABE_ITO, figure_for, pin_axis_labels, style_axes
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from simcomm.result import Result
 
-__all__ = ["theory_curve", "theory_sweep", "theory_sweep_figure", "theory_vs_simulation"]
+__all__ = ["theory_curve", "theory_sweep_figure", "theory_vs_simulation"]
 
 _Z95 = 1.959963984540054
 _DISTRIBUTIONS = ("exponential", "constant", "lognormal")
@@ -109,18 +109,6 @@ def _mmc_params(res: Result) -> Any:
                          "a Result of the mmc scenario (it needs arrival_rate, service_rate, "
                          "servers and service_distribution)")
     return p
-
-
-def _measure(res: Result, warmup: float, batches: int) -> tuple[float, float, int]:
-    rq = res.requests
-    ok = rq[(rq["outcome"] == "ok") & (rq["start"] >= warmup * res.until)]
-    lat = ok.sort_values("start", kind="stable")["latency"].to_numpy(dtype=float)
-    if lat.size == 0:
-        return math.nan, math.nan, 0
-    if lat.size < 2 * batches:
-        return float(lat.mean()), math.nan, int(lat.size)
-    mean, se = batch_means(lat, batches)
-    return mean, se, int(lat.size)
 
 
 #: The theory figures' utilisation axis ends here: the band from 1 to it is
@@ -221,7 +209,7 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
                if p.service_distribution != "exponential" else None)
     offered = p.arrival_rate / (p.servers * p.service_rate)
     stable = offered < 1.0
-    mean, se, n = _measure(res, warmup, batches)
+    mean, se, n = steady_mean(res, warmup, batches)
     rho = offered
     if server is not None:  # after the warm-up too; a run without trace has the total only
         start = warmup * res.until if res.world.trace.enabled else 0.0
@@ -290,46 +278,10 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
     return fig
 
 
-def theory_sweep(servers: int = 1, service_rate: float = 1.0,
-                 utilisations: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8,
-                                                  0.9),
-                 seed: int = 0, until: float = 10_000.0,
-                 service_distribution: str = "exponential", *, warmup: float = 0.1,
-                 batches: int = 20) -> pd.DataFrame:
-    """Run the mmc scenario at several loads and hold each against theory.
-
-    One run per utilisation (arrival rate ``rho * servers * service_rate``,
-    the same ``seed`` for all: common random numbers make the points move
-    together and the curve's shape clearer), traced lightly
-    (``trace=False``).  Returns a DataFrame with columns ``utilisation``,
-    ``arrival_rate``, ``sim_mean`` (mean latency of ok requests after the
-    ``warmup`` fraction, s), ``sim_se`` (its batch-means standard error),
-    ``theory`` (mean response time, s) and ``requests``; ``attrs`` keeps
-    the queue's parameters for :func:`theory_sweep_figure`.
-    """
-    from simcomm.api import run
-
-    rhos = [float(u) for u in utilisations]
-    if not rhos:
-        raise ParamError("utilisations", list(utilisations), "at least one utilisation")
-    theory = theory_curve(servers, service_rate, service_distribution, rhos)
-    rows = []
-    for rho, lam, w in zip(rhos, theory["arrival_rate"], theory["response"], strict=True):
-        res = run("mmc", seed=seed, until=until, trace=False, arrival_rate=float(lam),
-                  service_rate=service_rate, servers=servers,
-                  service_distribution=service_distribution)
-        mean, se, n = _measure(res, warmup, batches)
-        rows.append((rho, float(lam), mean, se, float(w), n))
-    df = pd.DataFrame(rows, columns=["utilisation", "arrival_rate", "sim_mean", "sim_se",
-                                     "theory", "requests"])
-    df.attrs.update(servers=servers, service_rate=service_rate,
-                    service_distribution=service_distribution, seed=seed, until=until,
-                    model=theory.attrs["model"], warmup=warmup)
-    return df
-
-
 def theory_sweep_figure(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """Simulated means (points, 95 % bars) on the theory curve, from :func:`theory_sweep`.
+    """Simulated means (points, 95 % bars) on the theory curve.
+
+    ``df`` comes from :func:`simcomm.sweep.theory_sweep` (viz only draws).
 
     What the learner sees: the theory's mean response time against
     utilisation and, at each load that was simulated, a vermillion point
