@@ -2,7 +2,7 @@
 
 from simcomm.engine.faults import Crash, ErrorRate, Fault, Hang, Outages, Slowdown, install
 from simcomm.engine.formats import FORMATS, Format, get_format
-from simcomm.engine.messages import COMMAND, DOCUMENT, EVENT, KINDS, REPLY, Message
+from simcomm.engine.messages import COMMAND, CONTROL, DOCUMENT, EVENT, KINDS, REPLY, Message
 from simcomm.engine.network import Link, Network
 from simcomm.engine.nodes import Context, Instance, Node, Service, ServiceError, serve
 from simcomm.engine.randomness import (
@@ -20,7 +20,7 @@ from simcomm.engine.workload import ClosedLoop, OpenLoop, RateSchedule, spike
 from simcomm.engine.world import World
 
 __all__ = [
-    "COMMAND", "DOCUMENT", "EVENT", "FORMATS", "KINDS", "REPLY",
+    "COMMAND", "CONTROL", "DOCUMENT", "EVENT", "FORMATS", "KINDS", "REPLY",
     "ClosedLoop", "Constant", "Context", "Crash", "Distribution", "Empirical", "ErrorRate",
     "Exponential", "Fault", "Format", "Hang", "Instance", "Link", "LogNormal", "Message",
     "Network", "Node", "OpenLoop", "Outages", "RateSchedule", "Service", "ServiceError",

@@ -14,13 +14,16 @@ from typing import Any
 
 from simcomm.engine.formats import Format
 
-__all__ = ["COMMAND", "DOCUMENT", "EVENT", "KINDS", "REPLY", "Message"]
+__all__ = ["COMMAND", "CONTROL", "DOCUMENT", "EVENT", "KINDS", "REPLY", "Message"]
 
 COMMAND = "command"
 EVENT = "event"
 DOCUMENT = "document"
 REPLY = "reply"
-KINDS = (COMMAND, EVENT, DOCUMENT, REPLY)
+#: protocol traffic that carries no application message: a broker's acks,
+#: confirms, subscriptions and connection closes (AMQP's methods)
+CONTROL = "control"
+KINDS = (COMMAND, EVENT, DOCUMENT, REPLY, CONTROL)
 
 
 class Message:
@@ -29,7 +32,8 @@ class Message:
     Header fields:
 
     * ``id`` -- unique in the world, from a counter.
-    * ``kind`` -- ``command``, ``event``, ``document`` or ``reply``.
+    * ``kind`` -- ``command``, ``event``, ``document``, ``reply``, or
+      ``control`` for protocol traffic (acks, confirms, subscriptions).
     * ``source``, ``dest`` -- node names.
     * ``correlation_id`` -- on a reply, the id of the request it answers.
     * ``reply_to`` -- on a request, the node that waits for the reply.

@@ -24,15 +24,26 @@ Tables (column names are the DataFrame columns):
 * ``breakers`` -- every state change of every circuit breaker on a
   protected edge: time, caller instance, callee service, from, to, why.
   Always kept: they are few.
+* ``mq`` -- the life of every application message on a channel (see
+  :mod:`simcomm.messaging`): ``publish``, ``enqueue``, ``deliver``,
+  ``ack``, ``nack``, ``requeue``, ``dead_letter``, ``drop``, ``consume``,
+  ``confirm``.  ``message_id`` is the application message's id (that of
+  the network message that first carried it), the same on every hop and
+  every copy; ``channel`` is the queue, exchange or brokerless channel;
+  ``node`` who did it; ``detail`` a routing key or a reason.  Kept with
+  ``enabled`` only, as messages.
+* ``queues`` -- each broker queue's ready and unacknowledged counts
+  whenever one of them changes (``enabled`` only).
 
 The engine only holds these tables; what fills ``attempts`` and
-``breakers`` is the call path above it (:mod:`simcomm.rpc`).
+``breakers`` is the call path above it (:mod:`simcomm.rpc`), and what fills
+``mq`` and ``queues`` is the messaging layer (:mod:`simcomm.messaging`).
 """
 
 from __future__ import annotations
 
 __all__ = ["ATTEMPT_COLUMNS", "BREAKER_COLUMNS", "EVENT_COLUMNS", "MESSAGE_COLUMNS",
-           "POOL_COLUMNS", "REQUEST_COLUMNS", "Trace"]
+           "MQ_COLUMNS", "POOL_COLUMNS", "QUEUE_COLUMNS", "REQUEST_COLUMNS", "Trace"]
 
 MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
                    "trace_id", "size", "reason", "correlation_id", "status")
@@ -43,12 +54,15 @@ EVENT_COLUMNS = ("time", "node", "event", "detail")
 ATTEMPT_COLUMNS = ("time", "trace_id", "caller", "callee", "attempt", "outcome",
                    "wait_before", "end")
 BREAKER_COLUMNS = ("time", "caller", "callee", "from_state", "to_state", "why")
+MQ_COLUMNS = ("time", "event", "message_id", "channel", "node", "detail")
+QUEUE_COLUMNS = ("time", "node", "queue", "ready", "unacked")
 
 
 class Trace:
     """Append-only lists of tuples; ``enabled=False`` keeps only requests."""
 
-    __slots__ = ("attempts", "breakers", "enabled", "events", "messages", "pools", "requests")
+    __slots__ = ("attempts", "breakers", "enabled", "events", "messages", "mq", "pools",
+                 "queues", "requests")
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -58,6 +72,8 @@ class Trace:
         self.events: list[tuple] = []
         self.attempts: list[tuple] = []
         self.breakers: list[tuple] = []
+        self.mq: list[tuple] = []
+        self.queues: list[tuple] = []
 
     def event(self, time: float, node: str, event: str, detail: str = "") -> None:
         """Record a timeline event (always kept: they are few)."""
