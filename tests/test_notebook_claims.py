@@ -1,15 +1,18 @@
-"""Every number the notebooks' prose states is recomputed here (DESIGN.md, principle 10).
+"""Every number notebooks 00-04's prose states is recomputed here (DESIGN.md, principle 10).
 
 Each test below checks one claim of a notebook against the same package calls
 the notebook's cells make, and registers the exact phrases it checks with
-:func:`claim`.  Two more tests make the rule enforceable:
+:func:`claim`.  The machinery is ``tests/claims_kit.py``, which later
+notebooks' claim modules use too.  Three more tests make the rule enforceable:
 
 * every registered phrase must still be in its notebook's markdown (change the
   words and the check goes with them, or the test fails);
 * every digit in a notebook's markdown must sit inside a registered phrase, an
   entry of :data:`ALLOWED` (a parameter the cells set, a question's givens,
-  a name), or a :data:`GENERIC` pattern (book sections, links, instance names,
-  list numbers).  A new number in the prose fails until it is checked here or
+  a name), or a ``claims_kit.GENERIC`` pattern (book sections, links,
+  instance names, list numbers);
+* the code cells must still make the calls the fixtures below repeat
+  (:data:`CALLS`).  A new number in the prose fails until it is checked here or
   allowed with a reason.
 
 Numbers written as words ("about fifty times", "eight") are not scanned, but
@@ -26,16 +29,13 @@ prose has to be rewritten, and each is justified by the length of the run.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import statistics
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from claims_kit import Prose, default, enforce, quiet
 
 import simcomm
 from simcomm.errors import OverloadWarning
@@ -43,39 +43,9 @@ from simcomm.scenarios import base
 from simcomm.scenarios import formats as fs
 from simcomm.sweep import theory_sweep
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 TOUR, SYNC, FORMATS_NB = "00-tour", "01-sync-request-response", "02-message-formats"
 PARTIAL, STORMS = "03-partial-failure", "04-retries-and-storms"
 NOTEBOOKS = (TOUR, SYNC, FORMATS_NB, PARTIAL, STORMS)
-
-
-def _cells(stem: str, kind: str) -> list[str]:
-    """The notebook's own cells of ``kind``.  The Exercises section is left out:
-    tools/sync_exercises.py writes it from simcomm.exercises, whose numbers
-    tests/test_exercises.py holds against the model."""
-    nb = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())
-    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind
-            and "exercise" not in c.get("metadata", {}).get("tags", [])]
-
-
-def _squash(text: str) -> str:
-    """Whitespace runs as one space: phrases match across line breaks."""
-    return re.sub(r"\s+", " ", text).strip()
-
-
-MARKDOWN = {stem: "\n\n".join(_cells(stem, "markdown")) for stem in NOTEBOOKS}
-CODE = {stem: _squash("\n\n".join(_cells(stem, "code"))) for stem in NOTEBOOKS}
-
-#: Phrases of each notebook's prose that a test below checks.
-CLAIMS: dict[str, list[str]] = {stem: [] for stem in NOTEBOOKS}
-
-
-def claim(stem: str, *phrases: str) -> Callable:
-    """Mark a test as the check of ``phrases`` (exact words) in notebook ``stem``."""
-    def mark(test: Callable) -> Callable:
-        CLAIMS[stem].extend(phrases)
-        return test
-    return mark
 
 
 #: Numbers in the prose that are not claims, each with the reason.
@@ -127,56 +97,6 @@ ALLOWED: dict[str, dict[str, str]] = {
         "**max attempts** 2 and 3": "dashboard settings for the learner to try",
     },
 }
-
-#: Patterns whose digits are never claims.
-GENERIC = [
-    (r"§\d+(?:\.\d+)*", "a section of the book"),
-    (r"\[\d\d — ", "a notebook's number in a link"),
-    (r"\]\(\d\d-[\w-]+\.ipynb\)", "a link to a notebook"),
-    (r"\b[a-z]+-\d+\b", "an instance name such as payment-1"),
-    (r"`p\d\d`", "the name of a percentile column"),
-    (r"(?m)^\d+\. ", "a question's number"),
-    (r"(?i)resilience4j", "a library's name (and the breaker kind named after it)"),
-]
-
-
-def _unclaimed_numbers(stem: str) -> list[str]:
-    text = MARKDOWN[stem]
-    line_patterns = [p for p, _ in GENERIC if p.startswith("(?m)")]
-    for pattern in line_patterns:  # before line breaks are squashed away
-        text = re.sub(pattern, " ", text)
-    text = _squash(text)
-    for phrase in [*CLAIMS[stem], *ALLOWED[stem]]:
-        text = text.replace(_squash(phrase), " ")
-    for pattern, _reason in GENERIC:
-        if pattern not in line_patterns:
-            text = re.sub(pattern, " ", text)
-    return [text[max(0, m.start() - 40): m.end() + 40]
-            for m in re.finditer(r"\d+(?:[.,]\d+)*", text)]
-
-
-# -- the rule, enforced -----------------------------------------------------------
-
-@pytest.mark.parametrize("stem", NOTEBOOKS)
-def test_every_claimed_or_allowed_phrase_is_in_its_notebook(stem):
-    prose = _squash(MARKDOWN[stem])
-    missing = [p for p in [*CLAIMS[stem], *ALLOWED[stem]] if _squash(p) not in prose]
-    assert not missing, f"{stem}: the prose no longer says {missing}; update the checks"
-
-
-@pytest.mark.parametrize("stem", NOTEBOOKS)
-def test_every_number_in_the_prose_is_checked_or_allowed(stem):
-    assert CLAIMS[stem], "no claims registered"
-    left = _unclaimed_numbers(stem)
-    assert not left, (f"{stem}: numbers in the prose that no test checks (claim them in "
-                      f"tests/test_notebook_claims.py or allow them with a reason): {left}")
-
-
-def test_an_unchecked_number_would_be_caught(monkeypatch):
-    """The scanner is not vacuous: a new number in the prose is reported."""
-    monkeypatch.setitem(MARKDOWN, TOUR, MARKDOWN[TOUR] + "\n\nIt is 42 % faster.")
-    assert any("42 %" in s for s in _unclaimed_numbers(TOUR))
-
 
 #: The calls the fixtures below repeat, as each notebook's code cells make them.
 CALLS = {
@@ -250,21 +170,27 @@ CALLS = {
 }
 
 
-@pytest.mark.parametrize("stem", NOTEBOOKS)
-def test_the_notebooks_still_make_the_calls_checked_here(stem):
-    missing = [call for call in CALLS[stem] if _squash(call) not in CODE[stem]]
-    assert not missing, f"{stem}: cells changed; update the fixtures that repeat {missing}"
+PROSE = {stem: Prose(stem, allowed=ALLOWED[stem], calls=CALLS[stem]) for stem in NOTEBOOKS}
 
 
-def _quiet(make: Callable):
-    """Run ``make()`` without its overload warning (asserted where the prose says so)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OverloadWarning)
-        return make()
+def claim(stem: str, *phrases: str) -> Callable:
+    """Mark a test as the check of ``phrases`` (exact words) in notebook ``stem``."""
+    return PROSE[stem].claim(*phrases)
 
 
-def _default(scenario: str, field: str):
-    return {f.name: f.default for f in base.get(scenario).fields()}[field]
+(test_every_claimed_or_allowed_phrase_is_in_its_notebook,
+ test_every_number_in_the_prose_is_checked_or_allowed,
+ test_the_notebooks_still_make_the_calls_checked_here) = enforce(*PROSE.values())
+
+
+def test_an_unchecked_number_would_be_caught():
+    """The scanner is not vacuous: a new number in the prose is reported."""
+    tour = PROSE[TOUR]
+    left = tour.unclaimed_numbers(tour.markdown + "\n\nIt is 42 % faster.")
+    assert any("42 %" in s for s in left)
+
+
+_quiet, _default = quiet, default
 
 
 # == 00-tour ======================================================================
