@@ -17,7 +17,7 @@ import hashlib
 import math
 from collections import Counter
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from simcomm._checks import as_real
 from simcomm.engine.trace import (
@@ -32,13 +32,15 @@ from simcomm.engine.workload import _Client
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
-__all__ = ["FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "PENDING_SHARE", "SATURATED",
-           "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
+__all__ = ["FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "MESSAGING_KEYS", "PENDING_SHARE",
+           "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither, and
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
@@ -82,7 +84,16 @@ SUMMARY_UNITS: dict[str, str] = {
     "offered_rate": "req/s", "capacity": "req/s", "offered_load": "",
     "bottleneck": "", "bottleneck_utilisation": "fraction", "stable": "",
     "messages_sent": "", "messages_dropped": "",
+    "messages_published": "", "messages_consumed": "", "messages_lost": "",
+    "messages_dead_lettered": "", "messages_queued": "", "redeliveries": "",
+    "message_p95_latency": "s",
 }
+
+#: The :meth:`Result.summary` keys of a run with messaging (publishers,
+#: brokers, consumers); a run without any has none of them.
+MESSAGING_KEYS = ("messages_published", "messages_consumed", "messages_lost",
+                  "messages_dead_lettered", "messages_queued", "redeliveries",
+                  "message_p95_latency")
 
 #: One line on the meaning of every :meth:`Result.summary` key.
 SUMMARY_HELP: dict[str, str] = {
@@ -135,6 +146,22 @@ SUMMARY_HELP: dict[str, str] = {
               "and at most 10 % of requests pending",
     "messages_sent": "messages put on the network (requests, replies, ...)",
     "messages_dropped": "messages lost, cut off or refused on the way",
+    "messages_published": "application messages published to a channel (each once, however "
+                          "many queues or subscribers it reaches)",
+    "messages_consumed": "copies of messages (one per queue or subscription a message "
+                         "reached) settled after a handler finished with them: acked, or "
+                         "auto-acked / brokerless and handled",
+    "messages_lost": "copies lost for any reason but dead-lettering: unroutable, queue full "
+                     "or over its length, a broker or consumer crash, lost on the way to "
+                     "the broker, ...",
+    "messages_dead_lettered": "copies moved to a dead-letter exchange (rejected, over the "
+                              "queue's length or its delivery limit)",
+    "messages_queued": "copies not settled at the end: ready in a queue, delivered and not "
+                       "yet acked, or on their way",
+    "redeliveries": "deliveries flagged redelivered: a message handed out again after a "
+                    "nack, a consumer's crash or a broker restart",
+    "message_p95_latency": "95th percentile time from publish to a handler first finishing "
+                           "with the message, over the copies handled",
 }
 
 
@@ -157,6 +184,11 @@ class Result:
     * ``utilisation()``, ``link_utilisation()``, ``resources()``,
       ``bottleneck()`` -- how busy each worker pool and link was;
       ``warnings()`` -- what makes the headline numbers misleading.
+    * messaging (a run with publishers, brokers and consumers):
+      ``deliveries`` -- one row per copy of a message with its fate;
+      ``queue_depth`` and ``consumer_inflight`` over time;
+      ``message_latency()``, ``ordering()`` and ``message_ledger()``; the
+      summary then also has the keys of :data:`MESSAGING_KEYS`.
     """
 
     def __init__(self, world: World, scenario: Scenario | None = None,
@@ -302,6 +334,108 @@ class Result:
         counts["balanced"] = bool(balanced)
         return counts
 
+    # -- messaging (see simcomm.analysis.messaging) ---------------------
+    @cached_property
+    def deliveries(self) -> pd.DataFrame:
+        """One row per copy of an application message (a message on one
+        queue, subscription or brokerless channel): who published it, where
+        it went, who consumed it, its publish / enqueue / deliver / ack
+        times, redeliveries, its ``fate`` at the end (``consumed``,
+        ``dead_lettered``, ``dropped`` with a ``reason``, ``queued``,
+        ``unacked``, ``in_flight``) and its ``latency`` from publish to a
+        handler finishing with it.  Columns and rules:
+        :func:`simcomm.analysis.messaging.deliveries`.  Needs the trace
+        (empty with ``trace=False``)."""
+        from simcomm.analysis.messaging import deliveries
+
+        mq = self.world.trace.mq
+        return deliveries(mq, self.messages if mq else None)
+
+    @cached_property
+    def queue_depth(self) -> pd.DataFrame:
+        """Every broker queue's ``ready`` and ``unacked`` counts over time:
+        ``time, node, queue, ready, unacked``, a row whenever one changed
+        (a step function per queue).  Needs the trace."""
+        from simcomm.analysis.messaging import queue_depth
+
+        return queue_depth(self.world.trace.queues)
+
+    @cached_property
+    def consumer_inflight(self) -> pd.DataFrame:
+        """How many deliveries each consumer held unsettled over time:
+        ``time, consumer, queue, unacked``, a row whenever a count changed
+        (with manual acks, RabbitMQ's unacknowledged count that prefetch
+        caps; with auto-ack or brokerless, messages received and not yet
+        handled).  Rules: :func:`simcomm.analysis.messaging.consumer_inflight`.
+        Needs the trace."""
+        from simcomm.analysis.messaging import consumer_inflight
+
+        return consumer_inflight(self.world.trace.mq)
+
+    @cached_property
+    def _consumptions(self) -> pd.DataFrame:
+        from simcomm.analysis.messaging import consumptions
+
+        return consumptions(self.world.trace.mq)
+
+    @overload
+    def message_latency(self, percentiles: Sequence[float] = ...,
+                        by: None = None) -> dict[str, float]: ...
+
+    @overload
+    def message_latency(self, percentiles: Sequence[float] = ...,
+                        *, by: str | Sequence[str]) -> pd.DataFrame: ...
+
+    def message_latency(self, percentiles: Sequence[float] = (50, 95, 99),
+                        by: str | Sequence[str] | None = None) -> dict[str, float] | pd.DataFrame:
+        """End-to-end latency of messages: from the publish to the first
+        time a handler finished with the copy (its effect happened), over
+        every copy handled.  ``{"messages": n, "mean": ..., "p50": ...,
+        "p95": ..., "p99": ...}`` (seconds; a key per percentile, NaN with
+        none handled).  ``by`` (a column of :attr:`deliveries` or a tuple of
+        them, e.g. ``"channel"`` or ``("producer", "consumer")``) gives a
+        DataFrame instead, one row per group with the same columns.
+        ``percentiles``: numbers from 0 to 100.  Needs the trace."""
+        from simcomm.analysis.messaging import message_latency
+
+        return message_latency(self.deliveries, percentiles, by)
+
+    def ordering(self, by: str | Sequence[str] = ("producer", "consumer")) -> pd.DataFrame:
+        """The ordering report: one row per producer → consumer pair (or per
+        group of ``by``, any column of
+        :func:`~simcomm.analysis.messaging.consumptions`) with ``messages``,
+        ``consumes``, ``out_of_order`` (consumed after a message of the same
+        producer published later), ``duplicates`` (consumed again) and
+        ``redelivered``.  The exact rules:
+        :func:`simcomm.analysis.messaging.mark_order`.  Needs the trace."""
+        from simcomm.analysis.messaging import ordering
+
+        return ordering(self._consumptions, by)
+
+    @cached_property
+    def _message_counts(self) -> dict[str, Any] | None:
+        """The summary's messaging keys (:data:`MESSAGING_KEYS`), or None
+        for a run without messaging.  With the trace they are counted from
+        the copies of :attr:`deliveries`."""
+        import numpy as np
+
+        if not self.world.trace.mq:
+            return None
+        df = self.deliveries
+        fates = df["fate"].value_counts()
+        lat = df["latency"].to_numpy(dtype=float)
+        lat = lat[np.isfinite(lat)]
+        return {
+            "messages_published": int(df.loc[df["producer"].notna(), "message_id"].nunique()),
+            "messages_consumed": int(fates.get("consumed", 0)),
+            "messages_lost": int(fates.get("dropped", 0)),
+            "messages_dead_lettered": int(fates.get("dead_lettered", 0)),
+            "messages_queued": int(sum(fates.get(f, 0)
+                                       for f in ("queued", "unacked", "in_flight"))),
+            "redeliveries": int(df["redeliveries"].sum()),
+            "message_p95_latency": float(np.percentile(lat, 95)) if lat.size else math.nan,
+        }
+
     # -- numbers -------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Headline numbers (seconds, per second, fractions); see
@@ -360,6 +494,9 @@ class Result:
             "messages_sent": self.world.network.sent,
             "messages_dropped": sum(self.world.network.dropped.values()),
         })
+        mq = self._message_counts
+        if mq is not None:
+            out.update({key: mq[key] for key in MESSAGING_KEYS})
         return out
 
     def _edges(self) -> list[Any]:
@@ -590,6 +727,11 @@ class Result:
         for table in (tr.messages, tr.requests, tr.pools, tr.events, tr.attempts,
                       tr.breakers):
             h.update(repr(table).encode())
+        # the messaging tables only when a run has them, so that runs without
+        # messaging keep the fingerprints they always had
+        for table in (tr.mq, tr.queues):
+            if table:
+                h.update(repr(table).encode())
         return h.hexdigest()
 
     def __repr__(self) -> str:

@@ -397,3 +397,80 @@ def test_latency_stats_of_nothing_are_nan():
 def test_latency_stats_refuse_bad_percentiles(bad):
     with pytest.raises(ParamError, match="percentiles"):
         am.latency_stats([1.0], percentiles=bad)
+
+
+# -- Result: the same tables on a run ---------------------------------------------------
+def synthetic_result(mq, queues=()):
+    """A finished World whose messaging tables hold ``mq`` and ``queues``."""
+    from simcomm.engine import World
+    from simcomm.result import Result
+
+    w = World(0)
+    w.run(10)
+    w.trace.mq.extend(mq)
+    w.trace.queues.extend(queues)
+    return Result(w)
+
+
+def test_result_tables_come_from_the_trace():
+    mq = [pub(0, 1), *handled(0.5, 1, queue="q", consumer="c1"), pub(1, 2),
+          ev(1.1, "enqueue", 2, "q", "b"), ev(1.2, "deliver", 2, "q", "c2")]
+    res = synthetic_result(mq, [(0.5, "b", "q", 1, 0), (0.6, "b", "q", 0, 1)])
+    assert list(res.deliveries["fate"]) == ["consumed", "unacked"]
+    assert res.queue_depth.values.tolist() == [[0.5, "b", "q", 1, 0], [0.6, "b", "q", 0, 1]]
+    assert res.consumer_inflight["unacked"].tolist() == [1, 0, 1]
+    rep = res.ordering()
+    assert rep[["producer", "consumer", "messages"]].values.tolist() == [["p", "c1", 1]]
+    lat = res.message_latency()
+    assert lat["messages"] == 1 and lat["p50"] == pytest.approx(0.7)
+
+
+def test_message_latency_by_group_and_bad_arguments():
+    mq = [pub(0, 1), *handled(0, 1, consumer="c1"), pub(1, 2), *handled(1, 2, consumer="c2",
+                                                                        ack_after=0.3)]
+    res = synthetic_result(mq)
+    df = res.message_latency((50,), by="consumer")
+    assert df.columns.tolist() == ["consumer", "messages", "mean", "p50"]
+    assert df.values.tolist() == [["c1", 1, pytest.approx(0.2), pytest.approx(0.2)],
+                                  ["c2", 1, pytest.approx(0.2), pytest.approx(0.2)]]
+    two = res.message_latency(by=("producer", "channel"))
+    assert two[["producer", "channel", "messages"]].values.tolist() == [["p", "orders", 2]]
+    with pytest.raises(ParamError, match="percentiles"):
+        res.message_latency((50, 120))
+    with pytest.raises(ParamError, match="by"):
+        res.message_latency(by="latency")
+
+
+def test_summary_gains_the_messaging_keys_only_for_a_run_with_messaging():
+    from simcomm.result import MESSAGING_KEYS, SUMMARY_HELP, SUMMARY_UNITS
+
+    plain = synthetic_result([]).summary()
+    assert not set(MESSAGING_KEYS) & set(plain)
+    mq = [pub(0, 1), *handled(0, 1),                                       # consumed
+          pub(1, 2, exchange="x"), ev(1.1, "drop", 2, "x", "b", "unroutable"),  # lost
+          pub(2, 3), ev(2.1, "enqueue", 3, "q", "b"),                         # queued
+          ev(2.2, "deliver", 3, "q", "c1"), ev(2.3, "requeue", 3, "q", "b", "consumer_gone"),
+          ev(2.4, "deliver", 3, "q", "c2", "redelivered"),                    # unacked
+          ev(2.5, "nack", 3, "q", "c2", "discard"),
+          ev(2.5, "dead_letter", 3, "q", "b", "rejected"),                    # dead-lettered
+          ev(2.5, "enqueue", 3, "dlq", "b", "dead_letter")]                   # queued
+    s = synthetic_result(mq).summary()
+    assert set(s) == set(SUMMARY_UNITS) == set(SUMMARY_HELP)
+    assert {k: s[k] for k in MESSAGING_KEYS[:-1]} == {
+        "messages_published": 3, "messages_consumed": 1, "messages_lost": 1,
+        "messages_dead_lettered": 1, "messages_queued": 1, "redeliveries": 1}
+    assert s["message_p95_latency"] == pytest.approx(0.2)
+    assert SUMMARY_UNITS["message_p95_latency"] == "s"
+
+
+def test_the_fingerprint_sees_the_messaging_tables_and_ignores_them_when_empty():
+    from simcomm.engine import World
+    from simcomm.result import Result
+
+    w = World(0)
+    w.run(10)
+    before = Result(w).fingerprint()
+    assert synthetic_result([]).fingerprint() == before
+    a = synthetic_result([pub(0, 1)]).fingerprint()
+    assert a != before and a != synthetic_result([pub(0, 2)]).fingerprint()
+    assert synthetic_result([], [(0.0, "b", "q", 1, 0)]).fingerprint() != before

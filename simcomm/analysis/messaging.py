@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from simcomm._checks import as_real
 from simcomm.errors import ParamError
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CONSUMPTION_COLUMNS", "DELIVERY_COLUMNS", "FATES", "INFLIGHT_COLUMNS",
            "ORDERING_BY", "consumer_inflight", "consumptions", "copy_ledger", "deliveries",
-           "latency_stats", "mark_order", "ordering", "queue_depth"]
+           "latency_stats", "mark_order", "message_latency", "ordering", "queue_depth"]
 
 #: Every fate a copy can end a run with (see the module docstring).
 FATES = ("consumed", "dead_lettered", "dropped", "queued", "unacked", "in_flight")
@@ -516,6 +516,36 @@ def latency_stats(latency: Any, percentiles: Sequence[float] = (50, 95, 99)) -> 
     for q, v in zip(qs, values, strict=True):
         out[f"p{q:g}"] = float(v)
     return out
+
+
+@overload
+def message_latency(copies: pd.DataFrame, percentiles: Sequence[float] = ...,
+                    by: None = None) -> dict[str, float]: ...
+
+
+@overload
+def message_latency(copies: pd.DataFrame, percentiles: Sequence[float],
+                    by: str | Sequence[str]) -> pd.DataFrame: ...
+
+
+def message_latency(copies: pd.DataFrame, percentiles: Sequence[float] = (50, 95, 99),
+                    by: str | Sequence[str] | None = None) -> dict[str, float] | pd.DataFrame:
+    """:func:`latency_stats` of the ``latency`` column of ``copies`` (from
+    :func:`deliveries`: publish to the first time a handler finished, over
+    the copies handled); with ``by`` (a column of ``copies`` or a tuple of
+    them) a DataFrame of the same statistics, one row per group in the
+    order the groups first appear."""
+    import pandas as pd
+
+    qs = _check_percentiles(percentiles)
+    if by is None:
+        return latency_stats(copies["latency"], qs)
+    cols = _check_by(by, [c for c in copies.columns if c != "latency"])
+    names = [*cols, *latency_stats([], qs)]
+    rows = [(*(key if isinstance(key, tuple) else (key,)),
+             *latency_stats(group["latency"], qs).values())
+            for key, group in copies.groupby(list(cols), sort=False, dropna=False)]
+    return pd.DataFrame(rows, columns=names)
 
 
 def _check_percentiles(percentiles: object) -> list[float]:
