@@ -1,16 +1,52 @@
-"""Asynchronous messaging: channels, a RabbitMQ-like broker, and consumers.
+"""Asynchronous messaging: channels, a RabbitMQ-like broker, producers and consumers.
 
 *Microservices Patterns* ch. 3.3: services exchange messages over channels
 -- point-to-point (one consumer gets each message: commands) and
 publish-subscribe (each subscription gets a copy: events).  This package
-holds the broker core that follows RabbitMQ's documented semantics
-(REFERENCE §4): exchanges and their routing rules, queues with competing
-consumers, acknowledgements, redelivery and dead-lettering.
+holds:
+
+* the pure pieces: :func:`topic_matches` (RabbitMQ's topic rule) and
+  :class:`Exchange` (direct, fanout, topic, the default exchange);
+* :class:`Broker` -- a broker node with RabbitMQ's semantics (REFERENCE
+  §4): queues with competing consumers, prefetch, manual and automatic
+  acks, nack / reject and requeue to the original position, redelivery,
+  dead-letter exchanges, delivery limits, length limits, persistence
+  across a crash, publisher confirms;
+* :class:`Consumer` -- a service instance that reads a queue or a
+  subscription, and :class:`Reject` for a handler to nack;
+* :func:`publish` from any node, and :class:`Producer`, a Poisson publisher;
+* :class:`Transport` -- what a broker and a brokerless transport share, so
+  one knob switches between them.
+
+    >>> from simcomm.engine import World
+    >>> from simcomm.messaging import Broker, Consumer, Producer
+    >>> world = World(seed=1)
+    >>> broker = Broker(world)
+    >>> orders = broker.point_to_point("orders")
+    >>> _ = Producer(world, "web", broker, orders, rate=5.0, count=10)
+    >>> consumer = Consumer(world, "billing", broker, orders, service_time=0.01)
+    >>> _ = world.run(until=100)
+    >>> consumer.consumed
+    10
+
+Everything that crosses between nodes is a network message, and every
+message's life is recorded in ``world.trace.mq`` (publish, enqueue,
+deliver, ack, nack, requeue, dead_letter, drop, consume, confirm) and each
+queue's depth in ``world.trace.queues``.
 """
 
+from simcomm.messaging.broker import DROP_REASONS, RECONNECT_INTERVAL, Broker
+from simcomm.messaging.consumer import ON_ERROR, Consumer, DeliveryHandler, Reject
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
+from simcomm.messaging.producer import APP_KINDS, Producer, publish
+from simcomm.messaging.queues import OVERFLOW, Channel, Queue
 from simcomm.messaging.topic import topic_matches
+from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Transport
 
-__all__ = ["DEFAULT_EXCHANGE", "EXCHANGE_TYPES", "Delivery", "Envelope", "Exchange",
-           "topic_matches"]
+__all__ = [
+    "APP_KINDS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES", "ON_ERROR", "OVERFLOW",
+    "POINT_TO_POINT", "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Channel",
+    "Consumer", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "Producer", "Queue",
+    "Reject", "Transport", "publish", "topic_matches",
+]
