@@ -2,6 +2,7 @@
 
 from simcomm.scenarios import (  # noqa: F401  (registration)
     chain,
+    competing_consumers,
     formats,
     gateway,
     mmc,
