@@ -835,14 +835,14 @@ class Broker(Instance):
             consumer.connected = True
 
     def settle(self, consumer: Consumer, delivery: Delivery, ack: bool,
-               requeue: bool = False) -> None:
+               requeue: bool = False, multiple: bool = False) -> None:
         ch: Channel = delivery.channel
         if ch is None or ch.conn != consumer.conn:
             return  # its connection is gone: an ack cannot travel on a closed channel
         world = self.world
         mid = world.message_count = world.message_count + 1
-        body = ((_ACK, ch, delivery.delivery_tag, False) if ack
-                else (_NACK, ch, delivery.delivery_tag, False, requeue))
+        body = ((_ACK, ch, delivery.delivery_tag, multiple) if ack
+                else (_NACK, ch, delivery.delivery_tag, multiple, requeue))
         self._network.send(Message(mid, CONTROL, consumer.name, self.name, self.env.now,
                                    body))
 

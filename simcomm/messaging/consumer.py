@@ -111,7 +111,7 @@ class Consumer(Instance):
                  auto_ack: bool = False, workers: int = 1,
                  service_time: Distribution | float = 0.0, on_error: str = "requeue",
                  subscription: str | None = None, durable: bool = True,
-                 reconnect_interval: float | None = None,
+                 reconnect_interval: float | None = None, batch_ack: int = 1,
                  format: Format | str | None = None, service: str | None = None) -> None:
         if not isinstance(transport, Transport):
             raise ParamError("transport", transport,
@@ -128,6 +128,13 @@ class Consumer(Instance):
         for field, flag in (("auto_ack", auto_ack), ("durable", durable)):
             if not is_flag(flag):
                 raise ParamError(field, flag, "True or False")
+        if not is_whole(batch_ack) or batch_ack < 1:
+            raise ParamError("batch_ack", batch_ack, "a whole number >= 1 (1: ack each "
+                                                     "delivery)")
+        if batch_ack > 1 and workers != 1:
+            raise ParamError("batch_ack", batch_ack, "1 unless workers=1 (an ack with "
+                                                     "multiple=True covers every earlier "
+                                                     "delivery, finished or not)")
         if on_error not in ON_ERROR:
             raise ParamError("on_error", on_error, " or ".join(map(repr, ON_ERROR)))
         if reconnect_interval is None:
@@ -151,6 +158,9 @@ class Consumer(Instance):
         self.auto_ack = bool(auto_ack)
         self.on_error = on_error
         self.reconnect_interval = interval
+        self.batch_ack = int(batch_ack)
+        self._done = 0  # finished deliveries not acked yet (batch_ack > 1)
+        self._last_done: Delivery | None = None
         #: this consumer's connection number: +1 at every (re)connection
         self.conn = 0
         #: True once the transport has confirmed the subscription
@@ -266,16 +276,40 @@ class Consumer(Instance):
                         self.failed += 1
                     if self.hung:
                         yield self._unhang  # type: ignore[misc]  # the ack waits
-                    if not self.auto_ack:
+                    if self.auto_ack:
+                        if not ok:
+                            self._lose(d, "rejected")
+                    elif self.batch_ack == 1:
                         self.transport.settle(self, d, ok, requeue)
-                    elif not ok:
-                        self._lose(d, "rejected")
+                    else:
+                        self._settle_batched(d, ok, requeue)
                 self._busy_area += env.now
                 self.busy -= 1
                 self._log_pool()
         except simpy.Interrupt:
             if ev is not None and (wid, ev) in idle:
                 idle.remove((wid, ev))
+
+    def _settle_batched(self, d: Delivery, ok: bool, requeue: bool) -> None:
+        """Spring AMQP's ``batchSize``: ack with ``multiple=True`` once
+        ``batch_ack`` deliveries are done, or when no more wait (so a batch
+        never holds the prefetch window shut); a failure acks the finished
+        ones first, then nacks its own."""
+        if ok:
+            self._done += 1
+            self._last_done = d
+            if self._done >= self.batch_ack or not self.queue:
+                self._flush_acks()
+        else:
+            self._flush_acks()
+            self.transport.settle(self, d, False, requeue)
+
+    def _flush_acks(self) -> None:
+        last = self._last_done
+        if last is not None:
+            self._done = 0
+            self._last_done = None
+            self.transport.settle(self, last, True, multiple=True)
 
     # -- connection ------------------------------------------------------
     def connection_lost(self) -> None:
@@ -286,6 +320,8 @@ class Consumer(Instance):
         self._discard_buffer()
 
     def _discard_buffer(self) -> None:
+        self._done = 0  # acks not sent yet cannot travel any more
+        self._last_done = None
         held = [m.body for m in self.queue]
         self.queue.clear()
         if held:
@@ -303,6 +339,8 @@ class Consumer(Instance):
         held = [m.body for m in (*self._current.values(), *self._frozen.values(),
                                  *self.queue)]
         self._frozen.clear()
+        self._done = 0
+        self._last_done = None
         super().crash(repair_after)
         self.connected = False
         if self.auto_ack:

@@ -110,8 +110,9 @@ class Transport(Protocol):
         ...
 
     def settle(self, consumer: Consumer, delivery: Delivery, ack: bool,
-               requeue: bool = False) -> None:
-        """After the handler: ack, or nack with or without requeue (manual acks only)."""
+               requeue: bool = False, multiple: bool = False) -> None:
+        """After the handler: ack, or nack with or without requeue (manual acks
+        only); ``multiple`` settles every earlier delivery of the channel too."""
         ...
 
     def disconnect(self, consumer: Consumer) -> None:
