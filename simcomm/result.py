@@ -412,6 +412,66 @@ class Result:
 
         return ordering(self._consumptions, by)
 
+    def message_ledger(self) -> dict[str, Any]:
+        """Every copy of every message accounted for: ``published``
+        (messages), ``copies`` (one per queue or subscription a message
+        reached; a publish that reached none is one copy), one count per
+        fate (``consumed``, ``dead_lettered``, ``dropped``, ``queued``,
+        ``unacked``, ``in_flight``), ``dropped_by_reason``,
+        ``redeliveries``, and ``balanced``.
+
+        ``balanced`` means: copies = consumed + dead_lettered + dropped +
+        queued + unacked + in_flight, each copy having exactly one fate; no
+        copy of a message that was never published; no broker decision on a
+        copy already settled (``conflicts``); and the brokers agree -- the
+        copies each one holds at the end (:meth:`Broker.contents
+        <simcomm.messaging.Broker.contents>`) are exactly the queued and
+        unacked ones on its queues, and its own counters of acks,
+        dead-letterings and drops by reason (``Broker.stats``) equal the
+        events it recorded.  Needs the trace (with ``trace=False`` the
+        counts come from the counters and only their sum is checked).
+        """
+        from collections import Counter
+
+        from simcomm.analysis.messaging import FATES, copy_ledger
+
+        tr = self.world.trace
+        brokers = self._brokers()
+        out = copy_ledger(tr.mq, self.messages if tr.mq else None)
+        balanced = (out["copies"] == sum(out[f] for f in FATES)
+                    and out["unpublished"] == 0 and out["conflicts"] == 0)
+        df = self.deliveries
+        held = df[df["fate"].isin(("queued", "unacked"))]
+        traced = Counter(zip(held["channel"], held["message_id"], strict=True))
+        holds: Counter = Counter()
+        for b in brokers:
+            holds.update((queue, mid) for queue, mid, _, _ in b.contents())
+        out["held_by_brokers"] = sum(holds.values())
+        balanced = balanced and holds == traced
+        names = {b.name for b in brokers}
+        acks: Counter = Counter()
+        drops: Counter = Counter()
+        for _, ev, _, _, node, detail in tr.mq:
+            if ev == "drop" and node in names:
+                drops[(node, detail)] += 1
+            elif ev in ("ack", "dead_letter"):
+                acks[ev] += 1
+        stats = [b.stats for b in brokers]
+        balanced = (balanced
+                    and acks["ack"] == sum(st["consumed"] for st in stats)
+                    and acks["dead_letter"] == sum(st["dead_lettered"] for st in stats)
+                    and drops == Counter({(b.name, why): n for b, st in zip(brokers, stats,
+                                                                            strict=True)
+                                          for why, n in st["dropped"].items() if n}))
+        out["balanced"] = bool(balanced)
+        return out
+
+    def _brokers(self) -> list[Any]:
+        """The run's broker nodes."""
+        from simcomm.messaging import Broker
+
+        return [n for n in self.world.nodes.values() if isinstance(n, Broker)]
+
     @cached_property
     def _message_counts(self) -> dict[str, Any] | None:
         """The summary's messaging keys (:data:`MESSAGING_KEYS`), or None
