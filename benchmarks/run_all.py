@@ -31,7 +31,9 @@ def main() -> int:
         print(f"== {path.stem}")
         t0 = time.perf_counter()
         results = _load(path).main()
-        for key, value in results.items():
+        # a dict of numbers to print, or rows of a table the benchmark printed itself
+        # (bench_memory), which would otherwise stop the run before the next script
+        for key, value in (results.items() if isinstance(results, dict) else ()):
             print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
         print(f"  (took {time.perf_counter() - t0:.1f} s)")
     return 0
