@@ -3,6 +3,7 @@
 from simcomm.scenarios import (  # noqa: F401  (registration)
     chain,
     competing_consumers,
+    create_order,
     formats,
     gateway,
     mmc,
