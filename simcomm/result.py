@@ -153,7 +153,8 @@ SUMMARY_HELP: dict[str, str] = {
                          "auto-acked / brokerless and handled",
     "messages_lost": "copies lost for any reason but dead-lettering: unroutable, queue full "
                      "or over its length, a broker or consumer crash, lost on the way to "
-                     "the broker, ...",
+                     "the broker, ... (with trace=False a publish still on its way at the "
+                     "end counts too)",
     "messages_dead_lettered": "copies moved to a dead-letter exchange (rejected, over the "
                               "queue's length or its delivery limit)",
     "messages_queued": "copies not settled at the end: ready in a queue, delivered and not "
@@ -161,7 +162,8 @@ SUMMARY_HELP: dict[str, str] = {
     "redeliveries": "deliveries flagged redelivered: a message handed out again after a "
                     "nack, a consumer's crash or a broker restart",
     "message_p95_latency": "95th percentile time from publish to a handler first finishing "
-                           "with the message, over the copies handled",
+                           "with the message, over the copies handled (NaN with "
+                           "trace=False: it needs each message's times)",
 }
 
 
@@ -428,14 +430,18 @@ class Result:
         <simcomm.messaging.Broker.contents>`) are exactly the queued and
         unacked ones on its queues, and its own counters of acks,
         dead-letterings and drops by reason (``Broker.stats``) equal the
-        events it recorded.  Needs the trace (with ``trace=False`` the
-        counts come from the counters and only their sum is checked).
-        """
-        from collections import Counter
+        events it recorded.
 
+        With ``trace=False`` the same counts come from the counters the
+        brokers and consumers keep (see :meth:`_counted_ledger`), and
+        ``balanced`` checks each broker's conservation of the copies it
+        enqueued.
+        """
         from simcomm.analysis.messaging import FATES, copy_ledger
 
         tr = self.world.trace
+        if not tr.enabled:
+            return self._counted_ledger()
         brokers = self._brokers()
         out = copy_ledger(tr.mq, self.messages if tr.mq else None)
         balanced = (out["copies"] == sum(out[f] for f in FATES)
@@ -466,21 +472,104 @@ class Result:
         out["balanced"] = bool(balanced)
         return out
 
+    def _counted_ledger(self) -> dict[str, Any]:
+        """:meth:`message_ledger` from the brokers' and consumers' counters
+        (``Broker.stats``, ``Consumer.stats``), for a run without a trace.
+
+        Per broker, from its counters: published = ``sent``; consumed =
+        manual acks (``consumed - auto_acked``) plus the auto-acked messages
+        whose handler finished (the consumers' ``consumed``); dead-lettered
+        = ``dead_lettered``; dropped = its drops by reason, the consumers'
+        ``lost`` (auto-acked messages a crash or a failed handler lost) and
+        the publishes that never reached it (``not_arrived``: ``sent``
+        minus those it routed, holds unrouted or lost unrouted in a crash);
+        queued = ``ready``; unacked = ``unacked``; in flight = publishes
+        waiting to be routed plus auto-acked messages not yet handled.
+
+        Differences from the traced ledger, said rather than hidden: a
+        publish still on the wire when the run ends counts as dropped
+        (``not_arrived``: without a trace the network cannot tell a publish
+        on its way from one it lost), and consumer losses are not split by
+        reason (``consumer_lost``).  ``balanced`` checks that each broker
+        accounts for every copy it enqueued: ``routed`` = acks (auto
+        included) + dead-lettered + drops of enqueued copies + ready +
+        unacked.
+        """
+        from simcomm.analysis.messaging import FATES
+        from simcomm.messaging import Consumer
+
+        fates = dict.fromkeys(FATES, 0)
+        reasons: Counter[str] = Counter()
+        published = copies = redeliveries = held = 0
+        balanced = True
+        consumers = [n for n in self.world.nodes.values() if isinstance(n, Consumer)]
+        for b in self._brokers():
+            st = b.stats
+            dropped = st["dropped"]
+            arrived = st["published"] + st["waiting"] + st["unrouted_lost"]
+            not_arrived = st["sent"] - arrived
+            mine = [c for c in consumers if c.transport is b]
+            auto = [c.stats for c in mine if c.auto_ack]
+            handled = sum(c["consumed"] for c in auto)
+            lost = sum(c.stats["lost"] for c in mine)
+            published += st["sent"]
+            fates["consumed"] += st["consumed"] - st["auto_acked"] + handled
+            fates["dead_lettered"] += st["dead_lettered"]
+            fates["dropped"] += sum(dropped.values()) + not_arrived + lost
+            fates["queued"] += st["ready"]
+            fates["unacked"] += st["unacked"]
+            in_flight = st["auto_acked"] - handled - sum(c["lost"] for c in auto)
+            fates["in_flight"] += st["waiting"] + in_flight
+            reasons.update(dropped)
+            reasons.update({"not_arrived": not_arrived, "consumer_lost": lost})
+            redeliveries += sum(c.stats["redelivered"] for c in mine)
+            held += st["ready"] + st["unacked"]
+            not_enqueued = (dropped.get("unroutable", 0) + dropped.get("queue_full", 0)
+                            + st["unrouted_lost"])
+            copies += st["routed"] + not_enqueued + not_arrived + st["waiting"]
+            balanced = balanced and not_arrived >= 0 and in_flight >= 0 and st["routed"] == (
+                st["consumed"] + st["dead_lettered"] + sum(dropped.values()) - not_enqueued
+                + st["ready"] + st["unacked"])
+        return {"published": published, "copies": copies, **fates,
+                "dropped_by_reason": {k: n for k, n in sorted(reasons.items()) if n},
+                "redeliveries": redeliveries, "held_by_brokers": held,
+                "balanced": bool(balanced and copies == sum(fates.values()))}
+
     def _brokers(self) -> list[Any]:
         """The run's broker nodes."""
         from simcomm.messaging import Broker
 
         return [n for n in self.world.nodes.values() if isinstance(n, Broker)]
 
+    def _has_messaging(self) -> bool:
+        """Messages were published, or the run has a broker, a consumer or a
+        producer (a messaging run in which nothing happened says so)."""
+        if self.world.trace.mq:
+            return True
+        from simcomm.messaging import Broker, Consumer, Producer
+
+        return any(isinstance(n, (Broker, Consumer, Producer))
+                   for n in self.world.nodes.values())
+
     @cached_property
     def _message_counts(self) -> dict[str, Any] | None:
         """The summary's messaging keys (:data:`MESSAGING_KEYS`), or None
         for a run without messaging.  With the trace they are counted from
-        the copies of :attr:`deliveries`."""
+        the copies of :attr:`deliveries`; without, from the counters
+        (:meth:`_counted_ledger`), and the latency is NaN (it needs each
+        message's times)."""
         import numpy as np
 
-        if not self.world.trace.mq:
+        if not self._has_messaging():
             return None
+        if not self.world.trace.enabled:
+            led = self._counted_ledger()
+            return {"messages_published": led["published"],
+                    "messages_consumed": led["consumed"],
+                    "messages_lost": led["dropped"],
+                    "messages_dead_lettered": led["dead_lettered"],
+                    "messages_queued": led["queued"] + led["unacked"] + led["in_flight"],
+                    "redeliveries": led["redeliveries"], "message_p95_latency": math.nan}
         df = self.deliveries
         fates = df["fate"].value_counts()
         lat = df["latency"].to_numpy(dtype=float)

@@ -564,3 +564,102 @@ def test_a_redelivery_to_another_consumer_is_out_of_order():
     assert (first["consumer"], first["consumers"], first["redeliveries"]) == ("c2", 2, 1)
     assert first["fate"] == "consumed"
     assert res.message_ledger()["balanced"]
+
+
+def everything_run(*, trace=True, seed=2, until=30.0, latency=None):
+    """Every way a copy can end: fanout to two queues, a dead-letter exchange,
+    a length limit of each kind, a delivery limit, unroutable publishes,
+    rejects, manual and auto acks, a routing cost, consumer crashes, a broker
+    hang and a broker crash."""
+    from simcomm.engine import Link, World
+    from simcomm.messaging import Broker, Consumer, Producer, Reject
+    from simcomm.result import Result
+
+    w = World(seed=seed, trace=trace, network=Link(latency=latency))
+    broker = Broker(w, routing_rate=200.0)
+    broker.declare_exchange("events", "fanout")
+    broker.declare_exchange("dlx", "fanout")
+    broker.declare_exchange("direct", "direct")
+    broker.declare_queue("orders", max_length=30, dead_letter_exchange="dlx",
+                         delivery_limit=2)
+    broker.declare_queue("audit", max_length=10, overflow="reject-publish")
+    broker.declare_queue("dead")
+    broker.declare_queue("tmp", durable=False, max_length=5)
+    broker.bind("orders", "events")
+    broker.bind("audit", "events")
+    broker.bind("dead", "dlx")
+    broker.bind("tmp", "direct", "tmp")
+    Producer(w, "web", broker, "events", rate=15.0)
+    Producer(w, "batch", broker, "events", rate=3.0, persistent=False)
+    Producer(w, "stray", broker, "direct", rate=1.0, routing_key="nowhere")
+    Producer(w, "temp", broker, "direct", rate=2.0, routing_key="tmp")
+
+    def picky(ctx, d):
+        yield ctx.work()
+        if d.message_id % 7 == 0:
+            raise Reject(requeue=d.message_id % 2 == 0)
+
+    c1 = Consumer(w, "c1", broker, "orders", handler=picky, prefetch=2, service_time=0.05)
+    c2 = Consumer(w, "c2", broker, "orders", auto_ack=True, service_time=0.08)
+    Consumer(w, "slow", broker, "audit", service_time=0.3, prefetch=5)
+    w.at(5.0, lambda: c1.crash(repair_after=2.0))
+    w.at(8.0, lambda: c2.crash(repair_after=2.0))
+    w.at(12.0, lambda: broker.crash(repair_after=3.0))
+    w.at(20.0, lambda: broker.hang())
+    w.at(21.0, lambda: broker.unhang())
+    w.at(25.0, lambda: c2.crash(repair_after=10.0))
+    w.run(until=until)
+    return Result(w)
+
+
+def test_every_fate_is_accounted_for_in_a_run_that_has_them_all():
+    res = everything_run()
+    led = res.message_ledger()
+    assert led["balanced"]
+    reasons = led["dropped_by_reason"]
+    for why in ("unroutable", "queue_full", "maxlen", "broker_crash", "node_down",
+                "consumer_crash"):
+        assert reasons.get(why, 0) > 0, why
+    assert led["dead_lettered"] > 0 and led["dead_letter_copies"] == led["dead_lettered"]
+    assert led["queued"] > 0 and led["redeliveries"] > 0
+    d = res.deliveries
+    assert set(d["fate"]) >= {"consumed", "dead_lettered", "dropped", "queued"}
+    dead = d[d["dead_letter_copy"]]
+    assert (dead["channel"] == "dead").all() and len(dead) == led["dead_lettered"]
+    # the queues, and the exchanges of publishes that reached no queue
+    assert set(d.loc[~d["dead_letter_copy"], "channel"]) == {
+        "orders", "audit", "tmp", "direct", "events"}
+    unrouted = d[d["channel"] == "events"]  # lost on the way or with the broker, or waiting
+    assert set(zip(unrouted["fate"], unrouted["reason"], strict=True)) <= {
+        ("dropped", "node_down"), ("dropped", "broker_crash"), ("in_flight", "")}
+
+
+@pytest.mark.parametrize("run", [crashing_run, everything_run])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_summary_is_the_same_without_the_trace(run, seed):
+    """The counters the brokers and consumers keep give the summary's
+    messaging numbers that the trace gives (the latency needs the trace)."""
+    from simcomm.result import MESSAGING_KEYS
+
+    on, off = run(seed=seed), run(seed=seed, trace=False)
+    a, b = on.summary(), off.summary()
+    assert {k: a[k] for k in MESSAGING_KEYS[:-1]} == {k: b[k] for k in MESSAGING_KEYS[:-1]}
+    assert math.isfinite(a["message_p95_latency"]) and math.isnan(b["message_p95_latency"])
+    traced, counted = on.message_ledger(), off.message_ledger()
+    assert traced["balanced"] and counted["balanced"]
+    for key in ("published", "copies", "consumed", "dead_lettered", "dropped",
+                "redeliveries", "held_by_brokers"):
+        assert traced[key] == counted[key], key
+    assert traced["queued"] + traced["unacked"] + traced["in_flight"] == \
+        counted["queued"] + counted["unacked"] + counted["in_flight"]
+    lost_on_the_way = sum(n for why, n in traced["dropped_by_reason"].items()
+                          if why in ("node_down", "partition", "loss"))
+    assert counted["dropped_by_reason"].get("not_arrived", 0) == lost_on_the_way
+
+
+def test_with_network_latency_both_ledgers_balance():
+    """Deliveries and acks take time on the wire: the copies on it at the end
+    are in flight (traced) -- the counters see the same total."""
+    on, off = everything_run(latency=0.01), everything_run(latency=0.01, trace=False)
+    assert on.message_ledger()["balanced"] and off.message_ledger()["balanced"]
+    assert on.summary()["messages_published"] == off.summary()["messages_published"]
