@@ -85,7 +85,7 @@ def test_the_handler_runs_then_the_message_counts_consumed_then_it_is_acked():
         (1.0, "publish", "pub"), (1.5, "enqueue", "broker"), (2.0, "deliver", "c"),
         (4.0, "consume", "c"), (4.5, "ack", "c")]
     assert c.stats == {"received": 1, "consumed": 1, "failed": 0, "lost": 0, "buffered": 0,
-                       "busy": 0}
+                       "busy": 0, "redelivered": 0}
 
 
 def test_the_default_handler_is_one_unit_of_work_stretched_by_a_slowdown():
@@ -287,18 +287,39 @@ def test_a_broker_crash_mid_handler_gives_a_duplicate_at_least_once():
     assert b.bodies("ack") == ["m"]
 
 
-def test_a_hung_consumer_is_restarted_and_what_it_held_redelivered():
+@pytest.mark.parametrize("own_handler", [True, False])
+def test_a_hung_consumer_is_restarted_and_what_it_held_redelivered(own_handler):
     b = Bench()
     b.broker.point_to_point("q")
     log: list = []
-    Consumer(b.world, "c", b.broker, "q", prefetch=2, handler=logging(log, 1.0))
+    c = Consumer(b.world, "c", b.broker, "q", prefetch=2, service_time=1.0,
+                 handler=logging(log, 1.0) if own_handler else None)
     for i in range(3):
         b.publish_at(1.5 + i, "q", i)
     install(b.world, [Hang("c", at=1.0, duration=9.0)])
     b.run(30)
-    assert [(t, body, red) for t, _, body, red in log] == [
-        (10.0, 0, True), (11.0, 1, True), (12.0, 2, False)]
+    assert [(r[0], b.body[r[2]], r[5]) for r in b.mq("deliver")] == [
+        (1.5, 0, ""), (2.5, 1, ""), (10.0, 0, "redelivered"), (10.0, 1, "redelivered"),
+        (11.0, 2, "")]
+    assert [(r[0], b.body[r[2]]) for r in b.mq("consume")] == [(11.0, 0), (12.0, 1), (13.0, 2)]
     assert [r[5] for r in b.mq("requeue")] == ["consumer_gone"] * 2
+    # one worker: stopped on 0 from 1.5 to 10 (1 waited in the buffer), then 3 x 1 s
+    assert c.busy == 0 and c.busy_seconds(30.0) == pytest.approx(8.5 + 3 * 1.0)
+
+
+@pytest.mark.parametrize("own_handler", [True, False])
+def test_a_hang_during_the_handler_holds_the_ack_and_the_message_comes_back(own_handler):
+    b = Bench()
+    b.broker.point_to_point("q")
+    c = Consumer(b.world, "c", b.broker, "q", service_time=2.0,
+                 handler=logging([], 2.0) if own_handler else None)
+    b.publish_at(1, "q", "m")
+    install(b.world, [Hang("c", at=2.0, duration=5.0)])
+    b.run(20)
+    # consumed at 3 (the effect applied), the ack stuck until the restart at 7
+    assert [r[0] for r in b.mq("consume")] == [3.0, 9.0]
+    assert [r[5] for r in b.mq("deliver")] == ["", "redelivered"]
+    assert len(b.mq("ack")) == 1 and c.busy == 0
 
 
 # -- subscriptions ------------------------------------------------------------------------------

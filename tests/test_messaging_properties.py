@@ -37,6 +37,7 @@ consumer_st = st.fixed_dictionaries({
     "service": st.sampled_from([0.05, 0.3, 1.0]),
     "auto_ack": st.booleans(),
     "reject": st.sampled_from([0.0, 0.0, 0.2]),
+    "own_handler": st.booleans(),  # False: the default handler (timers, no process)
 })
 fault_st = st.tuples(st.sampled_from(["crash", "hang"]), st.integers(-1, 3),
                      st.floats(1.0, 40.0), st.floats(0.5, 15.0))
@@ -79,9 +80,11 @@ def build(p: dict) -> tuple[World, Broker, list[Consumer], list[Producer]]:
         sub = {} if i % 2 == 0 else {"queue": events, "subscription": f"s{i % 3}",
                                      "durable": i != 3}
         queue = sub.pop("queue", "work")
+        own = c["own_handler"] or c["reject"] > 0
         consumers.append(Consumer(world, f"c{i}", broker, queue, prefetch=c["prefetch"],
                                   workers=c["workers"], auto_ack=c["auto_ack"],
-                                  handler=handler, **sub))
+                                  handler=handler if own else None,
+                                  service_time=c["service"], **sub))
     producers = [Producer(world, "p-work", broker, "work", rate=p["rate"],
                           persistent=p["persistent"], count=150),
                  Producer(world, "p-events", broker, events, rate=p["rate"] / 2,

@@ -78,10 +78,8 @@ channel); deliveries are not batched; disk writes take no time.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-import simpy
 from simpy.events import Event
 
 from simcomm._checks import as_real, is_flag, is_whole
@@ -146,7 +144,12 @@ class Broker(Instance):
                                  "publishes per second > 0, or None for free routing")
             cost = None if math.isinf(rate) else 1.0 / rate
         interval = _interval("reconnect_interval", reconnect_interval)
-        self._cost = cost  # read by _start_workers, which Instance.__init__ calls
+        # read by _start_workers, which Instance.__init__ calls
+        self._cost = cost
+        self._epoch = 0  # +1 at every (re)start: a routing timer of a dead process is void
+        self._free = 0  # routing workers free now
+        self._job = 0  # routing jobs started (their keys in _current)
+        self._parked: list[int] = []  # jobs routed during a hang, waiting for its end
         super().__init__(world, name, workers=workers)
         self.routing_rate = None if cost is None else float(routing_rate)  # type: ignore[arg-type]
         self.reconnect_interval = interval
@@ -171,6 +174,9 @@ class Broker(Instance):
         self._n_dead_lettered = 0
         self._n_confirmed = 0
         self._n_rejected = 0
+        self._n_sent = 0  # publishes its clients sent (Result's summary with trace=False)
+        self._n_auto_acked = 0
+        self._n_unrouted_lost = 0
         self._dropped: dict[str, int] = {}
 
     # ==================================================================
@@ -359,6 +365,7 @@ class Broker(Instance):
                             persistent=persistent, correlation_id=correlation_id,
                             reply_to=reply_to, headers=headers, trace_id=trace_id,
                             format=format, size=size)
+        self._n_sent += 1
         mq = self._mq
         if mq is not None:
             mq((now, "publish", mid, channel, node.name, rk))
@@ -397,45 +404,52 @@ class Broker(Instance):
             self.arrivals += 1
             if self._cost is None:
                 self._route(msg)
+            elif self._free:
+                self._begin_route(msg)
             else:
-                Instance.handle(self, msg)  # to a routing worker, or its queue
+                self.queue.append(msg)  # waits for a routing worker, first come first served
+                self._log_pool()
 
+    # -- routing workers: a timer each, no process (the hot path) ------------
     def _start_workers(self) -> None:
-        self._procs = ([self.env.process(self._router(i)) for i in range(self.workers)]
-                       if self._cost is not None else [])
+        self._epoch += 1
+        self._free = self.workers if self._cost is not None else 0
+        self._procs = []
 
-    def _router(self, wid: int) -> Generator[Event, Any, None]:
-        """A routing worker: each publish costs ``1 / routing_rate`` s of CPU."""
+    def _begin_route(self, msg: Message) -> None:
+        """A free worker spends ``1 / routing_rate`` s (times the slowdown) on ``msg``."""
+        self._free -= 1
         env = self.env
-        queue = self.queue
-        idle = self._idle
-        current = self._current
-        cost: float = self._cost  # type: ignore[assignment]
-        ev: Event | None = None
-        try:
-            while True:
-                if queue:
-                    msg = queue.popleft()
-                else:
-                    ev = Event(env)
-                    idle.append((wid, ev))
-                    msg = yield ev
-                    ev = None
-                self._busy_area -= env.now
-                self.busy += 1
-                current[wid] = msg
-                self._log_pool()
-                yield env.timeout(cost * self.slowdown)
-                while self.hung and self._unhang is not None:
-                    yield self._unhang  # a stalled broker routes nothing
-                del current[wid]
-                self._route(msg)
-                self._busy_area += env.now
-                self.busy -= 1
-                self._log_pool()
-        except simpy.Interrupt:
-            if ev is not None and (wid, ev) in idle:
-                idle.remove((wid, ev))
+        now = env.now
+        self._busy_area -= now
+        self.busy += 1
+        job = self._job = self._job + 1
+        self._current[job] = msg
+        if self._record is not None:
+            self._record((now, self.name, self.busy, len(self.queue)))
+        epoch = self._epoch
+        env.timeout(self._cost * self.slowdown).callbacks.append(  # type: ignore[operator]
+            lambda _ev: self._end_route(job, msg, epoch))
+
+    def _end_route(self, job: int, msg: Message, epoch: int) -> None:
+        if epoch != self._epoch:
+            return  # the broker crashed meanwhile: the publish died with it
+        if self.hung:
+            self._parked.append(job)  # a stalled broker routes nothing
+            return
+        del self._current[job]
+        self._route(msg)
+        self._next_route()
+
+    def _next_route(self) -> None:
+        """A worker is done: it takes the next waiting publish, or goes idle."""
+        self._busy_area += self.env.now
+        self.busy -= 1
+        self._free += 1
+        if self.queue and not self.hung:
+            self._begin_route(self.queue.popleft())
+        else:
+            self._log_pool()
 
     def _route(self, msg: Message) -> None:
         envelope: Envelope = msg.body
@@ -496,6 +510,9 @@ class Broker(Instance):
         qlog = self._qlog
         name = self.name
         world = self.world
+        qname = q.name
+        now = env.now  # the loop takes no time
+        sent = 0
         while active and (ready or returned):
             ch = active.popleft()
             copy = q.pop() if returned else ready.popleft()
@@ -503,8 +520,7 @@ class Broker(Instance):
             copy.delivery_tag = tag
             copy.channel = ch
             envelope = copy.envelope
-            now = env.now
-            self._n_delivered += 1
+            sent += 1
             if copy.redelivered:
                 self._n_redelivered += 1
             mid = world.message_count = world.message_count + 1
@@ -513,8 +529,9 @@ class Broker(Instance):
                          format=envelope.format, size=envelope.size))
             if ch.auto_ack:
                 self._n_consumed += 1
+                self._n_auto_acked += 1
                 if mq is not None:
-                    mq((now, "ack", envelope.message_id, q.name, ch.consumer, "auto"))
+                    mq((now, "ack", envelope.message_id, qname, ch.consumer, "auto"))
                 active.append(ch)
             else:
                 unacked = ch.unacked
@@ -525,7 +542,8 @@ class Broker(Instance):
                 else:
                     ch.active = False
             if qlog is not None:
-                qlog((now, name, q.name, q.ready, q.unacked))
+                qlog((now, name, qname, len(ready) + len(returned), q.unacked))
+        self._n_delivered += sent
 
     def _control(self, msg: Message) -> None:
         body = msg.body
@@ -874,6 +892,10 @@ class Broker(Instance):
         waiting = [m for m in self._held if m.reply_to is not None]
         self._held = []
         super().crash(repair_after)  # resets confirms waiting in the routing queue
+        self._epoch += 1  # routing timers still running belong to the dead process
+        self._free = 0
+        self._parked = []
+        self._n_unrouted_lost += len(unrouted)
         for m in unrouted:
             self._drop(m.body.message_id, m.body.exchange, "broker_crash")
         for m in waiting:  # held during a hang: not in the Instance's queue
@@ -923,6 +945,10 @@ class Broker(Instance):
         was = self.hung
         super().unhang(token)
         if was and not self.hung:
+            parked, self._parked = self._parked, []
+            for job in parked:  # routed before the stall: their turn first
+                self._route(self._current.pop(job))
+                self._next_route()
             held, self._held = self._held, []
             for msg in held:
                 self.handle(msg)
@@ -961,7 +987,12 @@ class Broker(Instance):
         deliveries sent (``redelivered`` of them flagged so); ``consumed``
         copies acked (auto-acks included); ``nacked``; ``requeued``;
         ``dead_lettered``; ``confirmed`` / ``rejected`` confirms sent;
-        ``dropped`` by reason; ``ready`` and ``unacked`` now.
+        ``dropped`` by reason; ``ready`` and ``unacked`` now.  For
+        :meth:`Result.summary <simcomm.result.Result.summary>` without a
+        trace: ``sent`` publishes its clients sent to it, ``auto_acked`` (of
+        ``consumed``), ``unrouted_lost`` publishes that reached it and died
+        in a crash before they were routed (of ``dropped["broker_crash"]``),
+        ``waiting`` publishes that reached it and wait to be routed now.
         """
         return {
             "published": self._n_published, "routed": self._n_routed,
@@ -972,4 +1003,8 @@ class Broker(Instance):
             "rejected": self._n_rejected, "dropped": dict(self._dropped),
             "ready": sum(q.ready for q in self.queues.values()),
             "unacked": sum(q.unacked for q in self.queues.values()),
+            "sent": self._n_sent, "auto_acked": self._n_auto_acked,
+            "unrouted_lost": self._n_unrouted_lost,
+            "waiting": sum(1 for m in (*self._current.values(), *self.queue, *self._held)
+                           if m.kind != CONTROL),
         }

@@ -146,6 +146,13 @@ class Consumer(Instance):
                                  "seconds > 0 (finite), or None for the transport's")
         queue_name = transport.resolve_consumer(name, queue, subscription=subscription,
                                                 durable=bool(durable))
+        # read by _start_workers, which Instance.__init__ calls: the default
+        # handler runs as a timer per delivery, no process (the hot path)
+        self._fast = handler is None
+        self._epoch = 0  # +1 at every (re)start: a timer of a dead process is void
+        self._free = 0  # free workers (default handler)
+        self._job = 0  # deliveries taken by a worker (their keys in _current)
+        self._parked = 0  # workers stuck before their ack by a hang (default handler)
         super().__init__(world, name, workers=workers, service_time=service_time,
                          format=format, service=service)  # registers the node
         self.handler = handler  # type: ignore[assignment]
@@ -173,6 +180,7 @@ class Consumer(Instance):
         self.consumed = 0
         self.failed = 0
         self.lost = 0
+        self.redelivered = 0  # deliveries received flagged redelivered
         transport.attach(self)
         world.at(None, lambda: transport.connect(self))
 
@@ -196,17 +204,23 @@ class Consumer(Instance):
             return
         self.arrivals += 1
         self.received += 1
+        if d.redelivered:
+            self.redelivered += 1
         mq = self._mq
         if mq is not None:
             mq((self.env.now, "deliver", d.envelope.message_id, d.queue, self.name,
                 "redelivered" if d.redelivered else ""))
-        if self._idle:
+        if self._fast:
+            if self._free:
+                self._begin(msg)
+                return
+        elif self._idle:
             wid, ev = self._idle.popleft()
             self._current[wid] = msg
             ev.succeed(msg)
-        else:
-            self.queue.append(msg)
-            self._log_pool()
+            return
+        self.queue.append(msg)
+        self._log_pool()
 
     def _lose(self, d: Delivery, reason: str = "consumer_crash") -> None:
         """An auto-acked message this consumer will never process."""
@@ -216,9 +230,59 @@ class Consumer(Instance):
 
     # -- the workers -----------------------------------------------------
     def _start_workers(self) -> None:
-        self._procs = [self.env.process(self._consume(i)) for i in range(self.workers)]
+        self._epoch += 1
+        if self._fast:
+            self._free = self.workers
+            self._procs = []
+        else:
+            self._procs = [self.env.process(self._consume(i)) for i in range(self.workers)]
+
+    def _begin(self, msg: Message) -> None:
+        """Default handler: a free worker takes ``msg`` for one draw of the
+        service time -- a timer and a callback, no generator."""
+        self._free -= 1
+        env = self.env
+        now = env.now
+        self._busy_area -= now
+        self.busy += 1
+        if self._record is not None:
+            self._record((now, self.name, self.busy, len(self.queue)))
+        job = self._job = self._job + 1
+        if self.hung:
+            self._frozen[job] = msg  # stopped before the handler
+            return
+        self._current[job] = msg
+        work = self.service_time.sample(self.rng) * self.slowdown
+        fmt = self.format
+        if fmt is not None and msg.format is not None:
+            work += fmt.decode_cost(msg.size) * self.slowdown
+        epoch = self._epoch
+        env.timeout(work).callbacks.append(lambda _ev: self._end(job, msg, epoch))
+
+    def _end(self, job: int, msg: Message, epoch: int) -> None:
+        if epoch != self._epoch:
+            return  # the process died meanwhile, and the delivery with it
+        del self._current[job]
+        ok = True
+        requeue = False
+        if self.error_rate and self._error_rng.random() < self.error_rate:
+            ok, requeue = False, self.on_error == "requeue"
+        d = msg.body
+        self._finished(d, ok)
+        if self.hung:
+            self._parked += 1  # the ack waits for the watchdog's restart
+            return
+        self._settle(d, ok, requeue)
+        self._busy_area += self.env.now
+        self.busy -= 1
+        self._free += 1
+        if self.queue and not self.hung:
+            self._begin(self.queue.popleft())
+        else:
+            self._log_pool()
 
     def _consume(self, wid: int) -> Generator[Event, Any, None]:
+        """A worker process, for a handler of the user's (a generator)."""
         env = self.env
         queue = self.queue
         idle = self._idle
@@ -250,45 +314,48 @@ class Consumer(Instance):
                     fmt = self.format
                     debt = (fmt.decode_cost(msg.size) * self.slowdown
                             if fmt is not None and msg.format is not None else 0.0)
-                    handler = self.handler
-                    if handler is None:
-                        yield env.timeout(self.service_time.sample(self.rng) * self.slowdown
-                                          + debt)
-                    else:
-                        ctx = Context(self, msg, debt)
-                        try:
-                            yield from handler(ctx, d)  # type: ignore[arg-type]
-                            if ctx.debt > 0:
-                                yield env.timeout(ctx.debt)
-                        except Reject as exc:
-                            ok, requeue = False, exc.requeue
-                        except ServiceError:
-                            ok, requeue = False, self.on_error == "requeue"
+                    ctx = Context(self, msg, debt)
+                    try:
+                        yield from self.handler(ctx, d)  # type: ignore[arg-type]
+                        if ctx.debt > 0:
+                            yield env.timeout(ctx.debt)
+                    except Reject as exc:
+                        ok, requeue = False, exc.requeue
+                    except ServiceError:
+                        ok, requeue = False, self.on_error == "requeue"
                     if ok and self.error_rate and self._error_rng.random() < self.error_rate:
                         ok, requeue = False, self.on_error == "requeue"
                     del current[wid]
-                    if ok:
-                        self.consumed += 1
-                        if self._mq is not None:
-                            self._mq((env.now, "consume", d.envelope.message_id, d.queue,
-                                      self.name, ""))
-                    else:
-                        self.failed += 1
+                    self._finished(d, ok)
                     if self.hung:
                         yield self._unhang  # type: ignore[misc]  # the ack waits
-                    if self.auto_ack:
-                        if not ok:
-                            self._lose(d, "rejected")
-                    elif self.batch_ack == 1:
-                        self.transport.settle(self, d, ok, requeue)
-                    else:
-                        self._settle_batched(d, ok, requeue)
+                    self._settle(d, ok, requeue)
                 self._busy_area += env.now
                 self.busy -= 1
                 self._log_pool()
         except simpy.Interrupt:
             if ev is not None and (wid, ev) in idle:
                 idle.remove((wid, ev))
+
+    def _finished(self, d: Delivery, ok: bool) -> None:
+        """The handler is done: ``consume`` (its effect applied) or a failure."""
+        if ok:
+            self.consumed += 1
+            if self._mq is not None:
+                self._mq((self.env.now, "consume", d.envelope.message_id, d.queue,
+                          self.name, ""))
+        else:
+            self.failed += 1
+
+    def _settle(self, d: Delivery, ok: bool, requeue: bool) -> None:
+        """Ack or nack (manual acks); an auto-acked failure is lost."""
+        if self.auto_ack:
+            if not ok:
+                self._lose(d, "rejected")
+        elif self.batch_ack == 1:
+            self.transport.settle(self, d, ok, requeue)
+        else:
+            self._settle_batched(d, ok, requeue)
 
     def _settle_batched(self, d: Delivery, ok: bool, requeue: bool) -> None:
         """Spring AMQP's ``batchSize``: ack with ``multiple=True`` once
@@ -342,6 +409,9 @@ class Consumer(Instance):
         self._done = 0
         self._last_done = None
         super().crash(repair_after)
+        self._epoch += 1  # timers still running belong to the dead process
+        self._free = 0
+        self._parked = 0
         self.connected = False
         if self.auto_ack:
             for d in held:
@@ -362,6 +432,14 @@ class Consumer(Instance):
         if was and not self.hung:
             frozen = [m.body for m in self._frozen.values()]
             self._frozen.clear()
+            if self._fast:  # the stopped workers are free again
+                stuck = len(frozen) + self._parked
+                self._parked = 0
+                self._busy_area += stuck * self.env.now
+                self.busy -= stuck
+                self._free += stuck
+                if stuck:
+                    self._log_pool()
             if self.auto_ack:
                 for d in frozen:
                     self._lose(d)
@@ -371,8 +449,10 @@ class Consumer(Instance):
 
     @property
     def stats(self) -> dict[str, int]:
-        """``received`` deliveries, ``consumed`` (handler finished), ``failed``
+        """``received`` deliveries (``redelivered`` of them flagged so),
+        ``consumed`` (handler finished), ``failed``
         (handler failed: nacked, or lost with auto-ack), ``lost`` (auto-acked
         messages it never processed), ``buffered`` now, ``busy`` workers now."""
         return {"received": self.received, "consumed": self.consumed, "failed": self.failed,
-                "lost": self.lost, "buffered": len(self.queue), "busy": self.busy}
+                "lost": self.lost, "buffered": len(self.queue), "busy": self.busy,
+                "redelivered": self.redelivered}
