@@ -430,7 +430,8 @@ class Result:
         <simcomm.messaging.Broker.contents>`) are exactly the queued and
         unacked ones on its queues, and its own counters of acks,
         dead-letterings and drops by reason (``Broker.stats``) equal the
-        events it recorded.
+        events it recorded; every copy waiting in a brokerless transport's
+        pipes is in flight.
 
         With ``trace=False`` the same counts come from the counters the
         brokers and consumers keep (see :meth:`_counted_ledger`), and
@@ -454,6 +455,12 @@ class Result:
             holds.update((queue, mid) for queue, mid, _, _ in b.contents())
         out["held_by_brokers"] = sum(holds.values())
         balanced = balanced and holds == traced
+        # a brokerless transport's pipes hold copies the trace has in flight
+        flying = df[df["fate"] == "in_flight"]
+        flying_keys = set(zip(flying["channel"], flying["message_id"], strict=True))
+        for t in self._brokerless():
+            balanced = balanced and all((ch, mid) in flying_keys
+                                        for ch, mid, *_ in t.contents())
         names = {b.name for b in brokers}
         acks: Counter = Counter()
         drops: Counter = Counter()
@@ -485,6 +492,14 @@ class Result:
         minus those it routed, holds unrouted or lost unrouted in a crash);
         queued = ``ready``; unacked = ``unacked``; in flight = publishes
         waiting to be routed plus auto-acked messages not yet handled.
+
+        A brokerless transport (``Brokerless.stats``): published =
+        ``published``; consumed = its consumers' ``consumed`` (nothing to
+        acknowledge); dropped = its drops by reason and its consumers'
+        ``lost``; in flight = the rest of its copies (``copies`` put in
+        pipes, and ``refused`` ones dropped before a pipe): in a pipe, on
+        the wire, or in a consumer's hands; ``balanced`` checks that rest is
+        not negative.
 
         Differences from the traced ledger, said rather than hidden: a
         publish still on the wire when the run ends counts as dropped
@@ -530,10 +545,40 @@ class Result:
             balanced = balanced and not_arrived >= 0 and in_flight >= 0 and st["routed"] == (
                 st["consumed"] + st["dead_lettered"] + sum(dropped.values()) - not_enqueued
                 + st["ready"] + st["unacked"])
+        for t in self._brokerless():
+            st = t.stats
+            mine = [c for c in consumers if c.transport is t]
+            handled = sum(c.stats["consumed"] for c in mine)
+            lost = sum(c.stats["lost"] for c in mine)
+            dropped = st["dropped"]
+            total = st["copies"] + st["refused"]
+            in_flight = total - handled - sum(dropped.values()) - lost
+            published += st["published"]
+            copies += total
+            fates["consumed"] += handled
+            fates["dropped"] += sum(dropped.values()) + lost
+            fates["in_flight"] += in_flight
+            reasons.update(dropped)
+            reasons.update({"consumer_lost": lost})
+            redeliveries += sum(c.stats["redelivered"] for c in mine)
+            balanced = balanced and in_flight >= 0
         return {"published": published, "copies": copies, **fates,
                 "dropped_by_reason": {k: n for k, n in sorted(reasons.items()) if n},
                 "redeliveries": redeliveries, "held_by_brokers": held,
                 "balanced": bool(balanced and copies == sum(fates.values()))}
+
+    def _brokerless(self) -> list[Any]:
+        """The run's brokerless transports (not nodes: found through the
+        consumers and producers that use them)."""
+        from simcomm.messaging import Broker, Consumer, Producer
+
+        out: list[Any] = []
+        for n in self.world.nodes.values():
+            if isinstance(n, (Consumer, Producer)):
+                t = n.transport
+                if not isinstance(t, Broker) and all(t is not o for o in out):
+                    out.append(t)
+        return out
 
     def _brokers(self) -> list[Any]:
         """The run's broker nodes."""

@@ -204,8 +204,22 @@ def test_a_consumer_finishing_after_its_copy_was_settled_counts_but_does_not_cha
 
 
 def test_unknown_events_are_skipped():
-    mq = [pub(0, 1), ev(0, "enqueue", 1, "q", "b"), ev(0.1, "rebalance", 1, "q", "b")]
-    assert list(am.deliveries(mq)["fate"]) == ["queued"]
+    mq = [pub(0, 1), ev(0, "enqueue", 1, "q", "b"), ev(0.1, "rebalance", 1, "q", "b"),
+          ev(0.2, "rebalance", 1, "other", "b")]
+    df = am.deliveries(mq)
+    assert list(df["fate"]) == ["queued"] and list(df["channel"]) == ["q"]
+
+
+def test_brokerless_copies_in_a_pipe_are_in_flight_one_per_subscription():
+    """ZeroMQ's PUB: a copy per subscription goes into the sender's pipe to
+    it; one is received and handled, one still waits in its pipe."""
+    mq = [pub(0, 1, exchange="news", key=""),
+          ev(0, "pipe", 1, "news.a", "p", "a1"), ev(0, "pipe", 1, "news.b", "p", "b1"),
+          ev(0.1, "deliver", 1, "news.a", "a1"), ev(0.2, "consume", 1, "news.a", "a1")]
+    df = am.deliveries(mq)
+    assert list(zip(df["channel"], df["fate"], strict=True)) == [
+        ("news.a", "consumed"), ("news.b", "in_flight")]
+    assert am.copy_ledger(mq)["copies"] == 2
 
 
 def test_an_empty_trace_gives_empty_tables_with_their_columns():
@@ -663,3 +677,52 @@ def test_with_network_latency_both_ledgers_balance():
     on, off = everything_run(latency=0.01), everything_run(latency=0.01, trace=False)
     assert on.message_ledger()["balanced"] and off.message_ledger()["balanced"]
     assert on.summary()["messages_published"] == off.summary()["messages_published"]
+
+
+def brokerless_run(*, trace=True, seed=3, until=20.0, latency=0.005):
+    """ZeroMQ-style: PUSH to two competing consumers (one crashes), PUB to a
+    durable and a non-durable subscription (whose subscriber crashes), a
+    small high-water mark so full pipes drop."""
+    from simcomm.engine import Link, World
+    from simcomm.messaging import Consumer, Producer
+    from simcomm.messaging.brokerless import Brokerless
+    from simcomm.result import Result
+
+    w = World(seed=seed, trace=trace, network=Link(latency=latency))
+    t = Brokerless(w, high_water_mark=5)
+    q = t.point_to_point("orders")
+    news = t.publish_subscribe("news")
+    Producer(w, "web", t, q, rate=30.0)
+    Producer(w, "pr", t, news, rate=8.0)
+    c1 = Consumer(w, "c1", t, q, service_time=0.06)
+    Consumer(w, "c2", t, q, service_time=0.06)
+    Consumer(w, "s1", t, news, subscription="a", service_time=0.01)
+    s2 = Consumer(w, "s2", t, news, subscription="b", durable=False, service_time=0.01)
+    w.at(3.0, lambda: c1.crash(repair_after=4.0))
+    w.at(5.0, lambda: s2.crash(repair_after=2.0))
+    w.run(until=until)
+    return Result(w)
+
+
+def test_brokerless_runs_are_accounted_for_the_same_way():
+    res = brokerless_run()
+    led = res.message_ledger()
+    assert led["balanced"] and led["held_by_brokers"] == 0
+    assert led["copies"] > led["published"]  # two subscriptions each get a copy
+    assert led["dropped_by_reason"].get("hwm", 0) > 0
+    assert led["dropped_by_reason"].get("consumer_crash", 0) > 0
+    d = res.deliveries
+    assert set(d["channel"]) == {"orders", "news.a", "news.b"}
+    assert res.ordering()["duplicates"].sum() == 0  # nothing is ever sent twice
+    assert res.summary()["redeliveries"] == 0
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_a_brokerless_summary_is_the_same_without_the_trace(seed):
+    from simcomm.result import MESSAGING_KEYS
+
+    on, off = brokerless_run(seed=seed), brokerless_run(seed=seed, trace=False)
+    a, b = on.summary(), off.summary()
+    assert {k: a[k] for k in MESSAGING_KEYS[:-1]} == {k: b[k] for k in MESSAGING_KEYS[:-1]}
+    counted = off.message_ledger()
+    assert counted["balanced"] and counted["copies"] == on.message_ledger()["copies"]

@@ -33,8 +33,9 @@ its ``channel`` (the queue it sits on).  Every copy has exactly one
 * ``unacked`` -- delivered with manual acknowledgement and not yet acked
   (or nacked) when the run ended: the broker still holds it;
 * ``in_flight`` -- held where no queue accounts for it: a publish on the
-  wire or waiting to be routed, an auto-acked or brokerless message whose
-  handler had not finished.
+  wire or waiting to be routed, a brokerless copy in its sender's pipe or on
+  the wire, an auto-acked or brokerless message whose handler had not
+  finished.
 
 Only the messaging layer's own words are read (the ``trace.mq`` event table
 of the contract in :mod:`simcomm.messaging`); an event this module does not
@@ -84,6 +85,9 @@ _NAN = math.nan
 _SETTLED = frozenset(("consumed", "dead_lettered", "dropped"))
 # the broker's decisions on a copy, which a settled copy must not receive
 _CHANGES = frozenset(("ack", "requeue", "dead_letter", "drop"))
+# the events that concern one copy (publish and confirm concern the message)
+_COPY_EVENTS = frozenset(("enqueue", "pipe", "deliver", "consume", "ack", "nack", "requeue",
+                          "dead_letter", "drop"))
 
 
 class _Copy:
@@ -121,6 +125,8 @@ def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
 
     * ``enqueue`` → queued (a copy already settled that is enqueued again on
       the same queue -- a dead-letter cycle -- starts a new copy);
+    * ``pipe`` (brokerless: the copy entered the sender's pipe to a
+      consumer, ZeroMQ's send buffer) → in flight;
     * ``deliver`` → unacked on a broker; held by the consumer if the broker
       already counted it acked (auto-ack) or there is no broker;
     * ``ack`` → consumed; ``ack`` ``auto`` → acked on delivery, consumed
@@ -146,8 +152,8 @@ def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
             if mid not in pubs:
                 pubs[mid] = (t, node, ch, detail, len(pubs))
             continue
-        if ev == "confirm":
-            continue
+        if ev not in _COPY_EVENTS:
+            continue  # confirm, or an event this reading does not know
         key = (mid, ch)
         c = current.get(key)
         if c is None or (ev == "enqueue" and c.state in _SETTLED):
