@@ -248,11 +248,12 @@ def _async_handler(broker: Broker):
         confirms: list[Event] = []
         for service, channel, body in (("consumer", CONSUMER_COMMANDS, "VerifyConsumer"),
                                        ("restaurant", RESTAURANT_COMMANDS, "ValidateOrder")):
+            # the message id the publish gives its envelope is the next one
+            # handed out (glue until publish returns it): the reply's
+            # correlation id will be this
+            node.orders.commands[world.message_count + 1] = (order, service)
             ev = broker.publish(node, channel, {"command": body, "orderId": order},
                                 kind=COMMAND, confirm=True, reply_to=REPLIES, trace_id=order)
-            # the publish's message id is the last one handed out (glue until
-            # publish tells it): the reply's correlation id will be this
-            node.orders.commands[world.message_count] = (order, service)
             assert ev is not None  # a publish with confirm returns its confirm
             confirms.append(ev)
         yield node.env.all_of(confirms)
