@@ -32,10 +32,28 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
-from simcomm.viz import data, resilience, reuse, style, timeseries
+from simcomm.viz import data, messaging, resilience, reuse, style, timeseries
 from simcomm.viz.data import fault_intervals
 from simcomm.viz.display import enable_inline
 from simcomm.viz.formats import formats_comparison, formats_sweep_figure
+from simcomm.viz.messaging import (
+    availability_comparison,
+    availability_formula,
+    availability_over_time,
+    availability_windows,
+    consume_order,
+    consumer_counts,
+    consumer_series,
+    consumer_share,
+    flow_graph,
+    message_flow,
+    message_latencies,
+    message_latency,
+    message_order,
+    message_sequence,
+    queue_depth,
+    queue_series,
+)
 from simcomm.viz.resilience import (
     breaker_intervals,
     breaker_states,
@@ -71,14 +89,18 @@ if TYPE_CHECKING:
     from simcomm.result import Result
 
 __all__ = [
-    "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "breaker_intervals", "breaker_states",
-    "call_edges", "call_graph", "close", "edge_call_rates", "enable_inline",
-    "endpoint_occupancy", "fault_bands", "fault_intervals", "formats_comparison",
-    "formats_sweep_figure", "latency_over_time", "load_rates", "load_vs_goodput",
+    "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "availability_comparison",
+    "availability_formula", "availability_over_time", "availability_windows",
+    "breaker_intervals", "breaker_states", "call_edges", "call_graph", "close",
+    "consume_order", "consumer_counts", "consumer_series", "consumer_share",
+    "edge_call_rates", "enable_inline", "endpoint_occupancy", "fault_bands",
+    "fault_intervals", "flow_graph", "formats_comparison", "formats_sweep_figure",
+    "latency_over_time", "load_rates", "load_vs_goodput", "message_flow",
+    "message_latencies", "message_latency", "message_order", "message_sequence", "messaging",
     "outcome_rates", "outcomes_by_endpoint", "outcomes_over_time", "pool_by_endpoint",
-    "pool_usage", "redraw", "reuse", "sequence_diagram", "service_capacity", "style",
-    "theory_curve", "theory_sweep_figure", "theory_vs_simulation", "topology",
-    "topology_state", "unstable_band", "view",
+    "pool_usage", "queue_depth", "queue_series", "redraw", "reuse", "sequence_diagram",
+    "service_capacity", "style", "theory_curve", "theory_sweep_figure",
+    "theory_vs_simulation", "topology", "topology_state", "unstable_band", "view",
 ]
 
 #: The figures by the names scenarios use in their ``views``.
@@ -93,11 +115,18 @@ VIEWS: dict[str, Callable[..., Figure]] = {
     "outcomes_by_endpoint": outcomes_by_endpoint,
     "pool_by_endpoint": pool_by_endpoint,
     "load_vs_goodput": load_vs_goodput,
+    "queue_depth": queue_depth,
+    "message_flow": message_flow,
+    "message_sequence": message_sequence,
+    "message_latency": message_latency,
+    "consumer_share": consumer_share,
+    "message_order": message_order,
+    "availability_over_time": availability_over_time,
 }
 
 #: Views drawn on several axes, given back to them as ``axes=`` by :func:`redraw`.
 _MULTI = ("pool_usage", "breaker_states", "outcomes_by_endpoint", "pool_by_endpoint",
-          "load_vs_goodput")
+          "load_vs_goodput", "queue_depth", "message_order")
 
 
 def view(name: str, res: Result, **kwargs: Any) -> Figure:
@@ -118,7 +147,7 @@ def view(name: str, res: Result, **kwargs: Any) -> Figure:
 _REDRAW = "_simcomm_redraw"
 
 
-def _shape(name: str, res: Result) -> tuple[str, ...]:
+def _shape(name: str, res: Result, kwargs: dict[str, Any]) -> tuple[str, ...]:
     """What fixes a view's layout: its rows (worker pools, edges, endpoints) or
     its nodes.
 
@@ -135,6 +164,15 @@ def _shape(name: str, res: Result) -> tuple[str, ...]:
         return tuple(resilience._callers(res))
     if name in ("topology", "sequence_diagram"):
         return tuple(res.world.nodes)
+    if name == "queue_depth":  # a row per queue, a lane per consumer
+        queues, consumers, _ = messaging._queue_rows(res, kwargs.get("queues"))
+        return (*queues, "|", *consumers)
+    if name == "message_order":
+        return tuple(messaging._order_rows(res, kwargs.get("consumers")))
+    if name == "message_flow":
+        return tuple(messaging.flow_graph(res).nodes)
+    if name == "message_sequence":  # its lifelines set the figure's width
+        return messaging._lifelines(res, **kwargs)
     return ()
 
 
@@ -149,7 +187,7 @@ def redraw(name: str, res: Result, fig: Figure | None = None, **kwargs: Any) -> 
     drawn and returned; the caller can drop the old one.  Keyword
     arguments go to the figure function, as for :func:`view`.
     """
-    shape = (name, _shape(name, res), tuple(sorted(kwargs.items(), key=str)))
+    shape = (name, _shape(name, res, kwargs), tuple(sorted(kwargs.items(), key=str)))
     if fig is not None and getattr(fig, _REDRAW, None) == shape:
         rows = [ax for ax in fig.axes
                 if ax.get_label() not in ("queue", "<colorbar>")
