@@ -461,6 +461,49 @@ def test_a_hung_broker_delivers_nothing_and_catches_up_when_the_hang_ends():
     assert [round(r[0], 6) for r in b.mq("ack")] == [10.1, 10.2, 10.3]
 
 
+def test_heartbeats_end_a_connection_cut_off_by_a_partition_on_both_sides():
+    """AMQP heartbeats (RabbitMQ: 60 s): each side gives the other up after a
+    silence of the timeout; the broker requeues what the consumer held, and
+    the consumer's reconnect gets through once the partition heals."""
+    b = Bench()  # heartbeat 60 s: timers look every 15 s
+    b.broker.point_to_point("q")
+    Consumer(b.world, "c", b.broker, "q", service_time=1.0)
+    b.world.network.cut(["c"], at=10.0, heal_at=112.0)
+    b.publish_at(20, "q", "m")  # its delivery is lost in the partition
+    b.run(200)
+    timeouts = [(t, node, detail) for t, node, ev, detail in b.world.trace.events
+                if ev == "heartbeat_timeout"]
+    assert timeouts == [(75.0, "broker", "c"), (75.0, "c", "broker")]
+    assert [(r[0], r[5]) for r in b.mq("requeue")] == [(75.0, "consumer_gone")]
+    subs = [t for t, node, ev, _ in b.world.trace.events if node == "c" and ev == "subscribe"]
+    assert subs == [0.0, 115.0]
+    assert [(r[0], r[5]) for r in b.mq("deliver")] == [(115.0, "redelivered")]
+    assert [r[0] for r in b.mq("consume")] == [116.0]
+
+
+def test_an_idle_connection_stays_up_on_heartbeats_alone():
+    b = Bench(latency=0.5)
+    b.broker.point_to_point("q")
+    Consumer(b.world, "c", b.broker, "q", auto_ack=True, service_time=1.0)
+    b.publish_at(1000, "q", "late")
+    b.run(1100)
+    assert [ev for _, _, ev, _ in b.world.trace.events if ev != "subscribe"] == []
+    assert [r[0] for r in b.mq("consume")] == [1002.0]
+    beats = [r for r in b.world.trace.messages if r[1] == "send" and r[3] == "control"]
+    assert 60 < len(beats) < 80  # about one each way per 30 s of silence
+
+
+def test_without_heartbeats_a_cut_off_consumer_keeps_its_deliveries_unacked():
+    b = Bench(heartbeat=None)
+    b.broker.point_to_point("q")
+    Consumer(b.world, "c", b.broker, "q", service_time=1.0)
+    b.world.network.cut(["c"], at=10.0, heal_at=112.0)
+    b.publish_at(20, "q", "m")
+    b.run(300)
+    assert b.broker.queue_depth("q") == (0, 1)  # lost on the wire, never requeued
+    assert b.mq("consume") == []
+
+
 def test_the_routing_rate_makes_the_broker_a_bottleneck():
     world = World(seed=3)
     broker = Broker(world, routing_rate=100.0)
@@ -530,6 +573,7 @@ def test_the_counters_are_kept_without_a_trace():
     (lambda w, b: Broker(w, "b2", routing_rate="fast"), "routing_rate"),
     (lambda w, b: Broker(w, "b2", workers=0), "workers"),
     (lambda w, b: Broker(w, "b2", reconnect_interval=0), "reconnect_interval"),
+    (lambda w, b: Broker(w, "b2", heartbeat=-5), "heartbeat"),
     (lambda w, b: b.declare_exchange("x", "headers"), "type"),
     (lambda w, b: b.declare_exchange("", "direct"), "name"),
     (lambda w, b: b.declare_exchange("ex", "topic"), "type"),  # exists as fanout

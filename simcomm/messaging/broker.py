@@ -58,6 +58,17 @@ survive, as clients re-declare their topology when they reconnect.
 nothing is delivered -- and carries on where it stopped when the hang
 ends.  **Slowdown** stretches the routing cost.
 
+**Heartbeats and partitions** (AMQP 0-9-1 heartbeats, RabbitMQ's default
+timeout 60 s, ``heartbeat=None`` turns them off): each side sends a
+heartbeat when it has sent nothing for half the timeout, and gives the
+other up after a silence of the whole timeout.  So a consumer cut off by a
+partition loses its channel on the broker (its unacked deliveries are
+requeued, ``consumer_gone``) and tries to reconnect every
+``reconnect_interval`` s until the partition heals; a hung consumer loses
+its channel the same way.  The network drops what a partition cuts where
+TCP would retransmit it: a delivery or ack lost in a cut shorter than the
+timeout stays unacked until the channel closes for another reason.
+
 **Publisher confirms**: a publish with ``confirm`` is sent as a request;
 the broker answers once it is routed -- ``ok`` (a confirm, ``basic.ack``,
 unroutable messages included, as RabbitMQ confirms them too) or
@@ -78,6 +89,7 @@ channel); deliveries are not batched; disk writes take no time.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
@@ -98,11 +110,15 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.messaging.consumer import Consumer
 
-__all__ = ["DROP_REASONS", "RECONNECT_INTERVAL", "Broker"]
+__all__ = ["DROP_REASONS", "HEARTBEAT", "RECONNECT_INTERVAL", "Broker"]
 
 #: seconds between a consumer's attempts to reconnect (Spring AMQP's default
 #: recovery interval; the RabbitMQ Java client's network recovery interval)
 RECONNECT_INTERVAL = 5.0
+
+#: AMQP heartbeat timeout in seconds (RabbitMQ's server default): a peer silent
+#: this long is considered gone; heartbeats go out after half of it in silence
+HEARTBEAT = 60.0
 
 #: why the broker (or a consumer) drops a copy, as ``trace.mq`` records it
 DROP_REASONS = ("unroutable", "queue_full", "maxlen", "delivery_limit", "rejected",
@@ -110,6 +126,7 @@ DROP_REASONS = ("unroutable", "queue_full", "maxlen", "delivery_limit", "rejecte
 
 # control operations (the first item of a control message's body)
 _ACK, _NACK, _CONSUME, _CLOSE, _CANCEL = "ack", "nack", "consume", "close", "cancel"
+_HEARTBEAT = "heartbeat"
 
 
 def _interval(field: str, value: object) -> float:
@@ -135,7 +152,8 @@ class Broker(Instance):
 
     def __init__(self, world: World, name: str = "broker", *,
                  routing_rate: float | None = None, workers: int = 1,
-                 reconnect_interval: float = RECONNECT_INTERVAL) -> None:
+                 reconnect_interval: float = RECONNECT_INTERVAL,
+                 heartbeat: float | None = HEARTBEAT) -> None:
         cost = None
         if routing_rate is not None:
             rate = as_real(routing_rate)
@@ -144,6 +162,7 @@ class Broker(Instance):
                                  "publishes per second > 0, or None for free routing")
             cost = None if math.isinf(rate) else 1.0 / rate
         interval = _interval("reconnect_interval", reconnect_interval)
+        beat = None if heartbeat is None else _interval("heartbeat", heartbeat)
         # read by _start_workers, which Instance.__init__ calls
         self._cost = cost
         self._epoch = 0  # +1 at every (re)start: a routing timer of a dead process is void
@@ -153,6 +172,7 @@ class Broker(Instance):
         super().__init__(world, name, workers=workers)
         self.routing_rate = None if cost is None else float(routing_rate)  # type: ignore[arg-type]
         self.reconnect_interval = interval
+        self.heartbeat = beat
         self.exchanges: dict[str, Exchange] = {DEFAULT_EXCHANGE: default_exchange()}
         self.queues: dict[str, Queue] = {}
         self._channels: dict[str, list[Channel]] = {}  # consumer name -> its channels
@@ -178,6 +198,9 @@ class Broker(Instance):
         self._n_auto_acked = 0
         self._n_unrouted_lost = 0
         self._dropped: dict[str, int] = {}
+        self._clients: set[str] = set()  # consumers whose heartbeat timer runs
+        if beat is not None:
+            self.env.process(self._heartbeats())
 
     # ==================================================================
     # topology
@@ -519,6 +542,7 @@ class Broker(Instance):
             tag = ch.next_tag = ch.next_tag + 1
             copy.delivery_tag = tag
             copy.channel = ch
+            ch.sent = now
             envelope = copy.envelope
             sent += 1
             if copy.redelivered:
@@ -548,7 +572,12 @@ class Broker(Instance):
     def _control(self, msg: Message) -> None:
         body = msg.body
         op = body[0]
-        if op == _ACK:
+        if op == _HEARTBEAT:
+            now = self.env.now
+            for ch in self._channels.get(body[1], ()):
+                if ch.conn == body[2]:
+                    ch.heard = now
+        elif op == _ACK:
             self._ack(body[1], body[2], body[3])
         elif op == _NACK:
             self._nack(body[1], body[2], body[3], body[4])
@@ -578,6 +607,7 @@ class Broker(Instance):
     def _ack(self, ch: Channel, tag: int, multiple: bool) -> None:
         if not ch.open:
             return  # the channel died first: its deliveries were requeued
+        ch.heard = self.env.now
         copies = self._settled(ch, tag, multiple)
         if not copies:
             return
@@ -603,6 +633,7 @@ class Broker(Instance):
     def _nack(self, ch: Channel, tag: int, multiple: bool, requeue: bool) -> None:
         if not ch.open:
             return
+        ch.heard = self.env.now
         copies = self._settled(ch, tag, multiple)
         if not copies:
             return
@@ -718,7 +749,7 @@ class Broker(Instance):
         if q.exclusive and q.owner != cname:
             self.reply(msg, None, "locked")  # AMQP RESOURCE_LOCKED
             return
-        ch = Channel(cname, conn, q, prefetch, auto_ack)
+        ch = Channel(cname, conn, q, prefetch, auto_ack, self.env.now)
         chans.append(ch)
         q.consumers.append(ch)
         ch.active = True
@@ -772,6 +803,54 @@ class Broker(Instance):
         if self._qlog is not None:
             self._qlog((self.env.now, self.name, q.name, 0, 0))
 
+    # -- heartbeats (AMQP 0-9-1) ------------------------------------------------
+    def _heartbeats(self) -> Generator[Event, Any, None]:
+        """The broker's heartbeat timer (AMQP 0-9-1, as RabbitMQ): a peer silent
+        for ``heartbeat`` s is gone -- its channels are closed and their unacked
+        deliveries requeued -- and a heartbeat goes out on a connection the
+        broker has sent nothing on for half of that.  The timer looks every
+        quarter of it, so a live peer is never silent for more than three
+        quarters (room for latency).  A crashed or hung broker does neither.
+        """
+        beat: float = self.heartbeat  # type: ignore[assignment]
+        half = beat / 2
+        while True:
+            yield self.env.timeout(beat / 4)
+            if not self.up or self.hung:
+                continue
+            now = self.env.now
+            for chans in list(self._channels.values()):
+                for ch in list(chans):
+                    if now - ch.heard > beat:
+                        self.world.trace.event(now, self.name, "heartbeat_timeout",
+                                               ch.consumer)
+                        self._close_channel(ch, "consumer_gone")
+                    elif now - ch.sent >= half:
+                        ch.sent = now
+                        self.send(self.message(ch.consumer, (_HEARTBEAT, ch.conn),
+                                               kind=CONTROL))
+
+    def _client_heartbeats(self, consumer: Consumer) -> Generator[Event, Any, None]:
+        """The consumer's side, the same rule: a heartbeat when it has said
+        nothing for ``heartbeat / 2`` s; a broker silent for ``heartbeat`` s is
+        gone (the connection is dropped and a new one tried after the reconnect
+        interval)."""
+        beat: float = self.heartbeat  # type: ignore[assignment]
+        half = beat / 2
+        while True:
+            yield self.env.timeout(beat / 4)
+            if not consumer.up or consumer.hung or not consumer.connected:
+                continue
+            now = self.env.now
+            if now - consumer.heard > beat:
+                self.world.trace.event(now, consumer.name, "heartbeat_timeout", self.name)
+                consumer.connection_lost()
+                self.connect(consumer, delay=consumer.reconnect_interval)
+            elif now - consumer.said >= half:
+                consumer.said = now
+                consumer.send(consumer.message(self.name, (_HEARTBEAT, consumer.name,
+                                                           consumer.conn), kind=CONTROL))
+
     # ==================================================================
     # the consumer's side (Transport): its client library
     # ==================================================================
@@ -822,6 +901,9 @@ class Broker(Instance):
             consumer._declare = (consumer.channel, "")
 
     def connect(self, consumer: Consumer, delay: float = 0.0) -> None:
+        if self.heartbeat is not None and consumer.name not in self._clients:
+            self._clients.add(consumer.name)
+            self.env.process(self._client_heartbeats(consumer))
         consumer.conn += 1
         consumer.connected = False
         conn = consumer.conn
@@ -839,6 +921,7 @@ class Broker(Instance):
                                           consumer.prefetch, consumer.auto_ack,
                                           consumer._declare), kind=CONTROL)
         rid: int = ev.request_id  # type: ignore[attr-defined]
+        consumer.said = self.env.now
         ev.callbacks.append(lambda e: self._subscribed(consumer, conn, e.value))
         timer = self.env.timeout(consumer.reconnect_interval)
         timer.callbacks.append(lambda _e: self._retry(consumer, conn, rid))
@@ -851,6 +934,7 @@ class Broker(Instance):
     def _subscribed(self, consumer: Consumer, conn: int, reply: Message) -> None:
         if consumer.conn == conn and consumer.up and reply.status == "ok":
             consumer.connected = True
+            consumer.heard = self.env.now
 
     def settle(self, consumer: Consumer, delivery: Delivery, ack: bool,
                requeue: bool = False, multiple: bool = False) -> None:
@@ -859,6 +943,7 @@ class Broker(Instance):
             return  # its connection is gone: an ack cannot travel on a closed channel
         world = self.world
         mid = world.message_count = world.message_count + 1
+        consumer.said = self.env.now
         body = ((_ACK, ch, delivery.delivery_tag, multiple) if ack
                 else (_NACK, ch, delivery.delivery_tag, multiple, requeue))
         self._network.send(Message(mid, CONTROL, consumer.name, self.name, self.env.now,

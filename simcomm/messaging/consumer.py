@@ -172,6 +172,9 @@ class Consumer(Instance):
         self.conn = 0
         #: True once the transport has confirmed the subscription
         self.connected = False
+        #: when it last heard from / said something to its transport (heartbeats)
+        self.heard = 0.0
+        self.said = 0.0
         self._declare: Any = None  # what the transport declares when it subscribes
         self._frozen: dict[int, Message] = {}  # taken by a worker stopped by a hang
         self._mq = world.trace.mq.append if world.trace.enabled else None
@@ -189,6 +192,7 @@ class Consumer(Instance):
         return None  # the prefetch window is the broker's business
 
     def handle(self, msg: Message) -> None:
+        self.heard = self.env.now
         if msg.kind == CONTROL:
             self.transport.control(self, msg)
             return

@@ -139,11 +139,11 @@ class Queue:
 class Channel:
     """The broker's side of one consumer's subscription to one queue."""
 
-    __slots__ = ("active", "auto_ack", "conn", "consumer", "next_tag", "open", "prefetch",
-                 "queue", "unacked")
+    __slots__ = ("active", "auto_ack", "conn", "consumer", "heard", "next_tag", "open",
+                 "prefetch", "queue", "sent", "unacked")
 
     def __init__(self, consumer: str, conn: int, queue: Queue, prefetch: int,
-                 auto_ack: bool) -> None:
+                 auto_ack: bool, now: float = 0.0) -> None:
         self.consumer = consumer
         self.conn = conn  # the consumer's connection number
         self.queue = queue
@@ -153,6 +153,8 @@ class Channel:
         self.open = True
         self.active = False  # waiting in queue.active (has room)
         self.unacked: dict[int, Delivery] = {}  # tag -> copy, in tag order
+        self.heard = now  # when the broker last heard from the consumer on it
+        self.sent = now  # when the broker last sent on it (heartbeats fill silences)
 
     def has_room(self) -> bool:
         return self.prefetch == 0 or len(self.unacked) < self.prefetch
