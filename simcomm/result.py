@@ -350,8 +350,7 @@ class Result:
         (empty with ``trace=False``)."""
         from simcomm.analysis.messaging import deliveries
 
-        mq = self.world.trace.mq
-        return deliveries(mq, self.messages if mq else None)
+        return deliveries(self.world.trace.mq, self.world.trace.messages)
 
     @cached_property
     def queue_depth(self) -> pd.DataFrame:
@@ -444,7 +443,7 @@ class Result:
         if not tr.enabled:
             return self._counted_ledger()
         brokers = self._brokers()
-        out = copy_ledger(tr.mq, self.messages if tr.mq else None)
+        out = copy_ledger(tr.mq, tr.messages)
         balanced = (out["copies"] == sum(out[f] for f in FATES)
                     and out["unpublished"] == 0 and out["conflicts"] == 0)
         df = self.deliveries

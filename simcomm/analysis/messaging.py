@@ -207,29 +207,58 @@ def _fate(state: str | None) -> str:
     return state
 
 
-def _network(messages: pd.DataFrame | None, ids: list[int]) -> dict[int, tuple[str, str, str]]:
+def _network(messages: pd.DataFrame | Iterable[tuple] | None,
+             ids: list[int]) -> dict[int, tuple[str, str, str]]:
     """``{message_id: (kind, network fate, network reason)}`` of ``ids``
-    from the network ledger (empty without one)."""
-    if messages is None or not ids or messages.empty:
+    from the network's record: the ``trace.messages`` tuples
+    (:data:`~simcomm.engine.trace.MESSAGE_COLUMNS`), or the ledger
+    DataFrame (``message_id, kind, fate, reason``) of
+    :attr:`Result.messages <simcomm.result.Result.messages>`; empty without
+    one.  A message the network sent and neither delivered nor dropped is
+    ``in_flight``."""
+    if messages is None or not ids:
         return {}
-    m = messages.drop_duplicates("message_id").set_index("message_id")
-    m = m.reindex(ids)
+    import pandas as pd
+
     out: dict[int, tuple[str, str, str]] = {}
-    for mid, kind, fate, reason in zip(ids, m["kind"], m["fate"], m["reason"], strict=True):
-        if isinstance(kind, str):
-            out[mid] = (kind, fate, reason if isinstance(reason, str) else "")
+    if isinstance(messages, pd.DataFrame):
+        if messages.empty:
+            return out
+        m = messages.drop_duplicates("message_id").set_index("message_id").reindex(ids)
+        for mid, kind, fate, reason in zip(ids, m["kind"].tolist(), m["fate"].tolist(),
+                                           m["reason"].tolist(), strict=True):
+            if isinstance(kind, str):
+                out[mid] = (kind, fate, reason if isinstance(reason, str) else "")
+        return out
+    want = set(ids)
+    kinds: dict[int, str] = {}
+    ends: dict[int, tuple[str, str]] = {}
+    for row in messages:
+        mid = row[2]
+        if mid in want:
+            ev = row[1]
+            if ev == "send":
+                kinds.setdefault(mid, row[3])
+            elif ev == "deliver":
+                ends[mid] = ("delivered", "")
+            elif ev == "drop":
+                ends[mid] = ("dropped", row[8])
+    for mid, kind in kinds.items():
+        out[mid] = (kind, *ends.get(mid, ("in_flight", "")))
     return out
 
 
-def deliveries(mq: Iterable[tuple], messages: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per copy (a message on one queue or subscription), in the
-    order the copies appeared, with its fate at the end of the run.
+def deliveries(mq: Iterable[tuple],
+               messages: pd.DataFrame | Iterable[tuple] | None = None) -> pd.DataFrame:
+    """One row per copy (a message on one queue or subscription) with its
+    fate at the end of the run.
 
     Columns (:data:`DELIVERY_COLUMNS`; times in seconds, NaN when it never
     happened):
 
-    * ``message_id``, ``kind`` (from the network ledger ``messages``: the
-      kind of the publish; None without it), ``producer``, ``exchange`` and
+    * ``message_id``, ``kind`` (the kind of the publish, from the network's
+      record ``messages`` -- the ``trace.messages`` tuples or the ledger
+      DataFrame; None without it), ``producer``, ``exchange`` and
       ``routing_key`` (of the publish; a dead-letter copy keeps those of the
       original), ``channel`` (the queue, subscription or brokerless channel;
       for a publish that reached no queue, the exchange or channel it named);
@@ -251,9 +280,9 @@ def deliveries(mq: Iterable[tuple], messages: pd.DataFrame | None = None) -> pd.
 
     Rows come in the order the messages were published, a message's copies
     in the order they appeared.  A published message with no event on any
-    queue is one copy on the channel it was published to: ``dropped`` with the network's reason if
-    the network ledger says the publish was lost, else ``in_flight`` (on the
-    wire, or arrived and not yet routed).
+    queue is one copy on the channel it was published to: ``dropped`` with
+    the network's reason if the network lost the publish, else
+    ``in_flight`` (on the wire, or arrived and not yet routed).
     """
     import pandas as pd
 
@@ -277,14 +306,15 @@ def deliveries(mq: Iterable[tuple], messages: pd.DataFrame | None = None) -> pd.
         fate, reason = ("dropped", nreason) if nfate == "dropped" else ("in_flight", "")
         rows.append((mid, kind, producer, channel, channel, key, None, 0, t0, _NAN, _NAN,
                      _NAN, _NAN, 0, 0, 0, fate, reason, _NAN, False))
-    df = pd.DataFrame(rows, columns=list(DELIVERY_COLUMNS))
-    if rows:
-        seq = [pubs[mid][4] if mid in pubs else -1 for mid in df["message_id"]]
-        df = df.iloc[sorted(range(len(seq)), key=seq.__getitem__)].reset_index(drop=True)
-    return df
+    if not rows:
+        return pd.DataFrame(columns=list(DELIVERY_COLUMNS))
+    rows.sort(key=lambda r: pubs[r[0]][4] if r[0] in pubs else -1)  # stable: publish order
+    columns = map(list, zip(*rows, strict=True))
+    return pd.DataFrame(dict(zip(DELIVERY_COLUMNS, columns, strict=True)))
 
 
-def copy_ledger(mq: Iterable[tuple], messages: pd.DataFrame | None = None) -> dict[str, Any]:
+def copy_ledger(mq: Iterable[tuple],
+                messages: pd.DataFrame | Iterable[tuple] | None = None) -> dict[str, Any]:
     """Counts of the copies' fates, from the same reading as
     :func:`deliveries`: ``published`` (messages published), ``copies``,
     one count per fate of :data:`FATES`, ``dropped_by_reason``,
