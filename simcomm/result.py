@@ -639,7 +639,10 @@ class Result:
         all requests, ``offered_rate`` against ``capacity`` (their ratio
         ``offered_load``), the ``bottleneck`` and its utilisation, and
         ``stable`` (False when :meth:`warnings` has something to say).
-        Every number is the same with ``trace=False``.
+        Every number is the same with ``trace=False``; of the messaging keys
+        a run with messaging adds (:data:`MESSAGING_KEYS`), the latency then
+        needs the trace (NaN), and a publish still on its way to the broker
+        at the end counts as lost (:meth:`message_ledger`).
         """
         import numpy as np
 
