@@ -1,6 +1,7 @@
 """The ready-made scenarios, registered by name on import."""
 
 from simcomm.scenarios import (  # noqa: F401  (registration)
+    brokers,
     chain,
     competing_consumers,
     create_order,
