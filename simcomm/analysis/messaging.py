@@ -2,12 +2,12 @@
 
 Pure functions from the tuples the messaging layer records while a run goes
 (``trace.mq`` and ``trace.queues``, see :mod:`simcomm.engine.trace`) and the
-network ledger (:attr:`Result.messages <simcomm.result.Result.messages>`)
-to DataFrames.  The run appends plain tuples; the tables are built here,
-only when asked for (DESIGN principle 8).  :class:`~simcomm.result.Result`
-wraps them as ``res.deliveries``, ``res.queue_depth``,
-``res.consumer_inflight``, ``res.message_latency()``, ``res.ordering()`` and
-``res.message_ledger()``.
+network's record (``trace.messages``, or the ledger :attr:`Result.messages
+<simcomm.result.Result.messages>`) to DataFrames.  The run appends plain
+tuples; the tables are built here, only when asked for (DESIGN principle
+8).  :class:`~simcomm.result.Result` wraps them as ``res.deliveries``,
+``res.queue_depth``, ``res.consumer_inflight``, ``res.message_latency()``,
+``res.ordering()`` and ``res.message_ledger()``.
 
 The unit of account is a **copy**: one application message on one queue
 (or one subscription, or one brokerless channel).  A message published to
@@ -36,6 +36,13 @@ its ``channel`` (the queue it sits on).  Every copy has exactly one
   wire or waiting to be routed, a brokerless copy in its sender's pipe or on
   the wire, an auto-acked or brokerless message whose handler had not
   finished.
+
+What the events cannot tell, said rather than hidden: the table records a
+delivery when the consumer receives it, not when the broker sends it, so a
+copy on its way to a consumer at the end reads ``queued`` where the broker
+counts it unacked (the two together agree); and an auto-acked delivery the
+network loses (sent to a consumer that just crashed) leaves no event, so it
+reads ``in_flight``.
 
 Only the messaging layer's own words are read (the ``trace.mq`` event table
 of the contract in :mod:`simcomm.messaging`); an event this module does not
