@@ -827,12 +827,14 @@ def message_order(res: Result, consumers: str | Sequence[str] | None = None,
                markersize=3.0 if small else 1.8, markeredgewidth=0, color=colour, zorder=3,
                label="in order")
         if late.any():
-            k.line("late", pos[late], seq[late], linestyle="none", marker="X", markersize=7,
+            k.line("late", pos[late], seq[late], gid="mark:late", linestyle="none", marker="X",
+                   markersize=7,
                    color=OKABE_ITO["vermillion"], markeredgecolor="white",
                    markeredgewidth=0.5, zorder=4,
                    label="out of order: consumed after a later message")
         if dup.any():
-            k.line("dup", pos[dup], seq[dup], linestyle="none", marker="o", markersize=7,
+            k.line("dup", pos[dup], seq[dup], gid="mark:dup", linestyle="none", marker="o",
+                   markersize=7,
                    markerfacecolor="none", markeredgecolor=FATE_COLORS["dead_lettered"],
                    markeredgewidth=1.4, zorder=4, label="duplicate: consumed again")
         a.set_xlim(0, data.nice_top(max(float(pos.max(initial=0.0)), 1.0) * 1.02))
@@ -844,7 +846,8 @@ def message_order(res: Result, consumers: str | Sequence[str] | None = None,
         set_titles(a, f"{name} · {len(pos)} consumed · {int(late.sum())} out of order · "
                       f"{int(dup.sum())} duplicates", size=9)
         k.finish()
-        _legend(a, wrap=26, markerscale=1.2)
+        # the first row says what a plain point is; the others only what else they show
+        _legend(a, wrap=26, markerscale=1.2, only_gid=None if i == 0 else "mark:")
     if not names:
         a = axs[0]
         k = reuse.keeper(a, "message_order")
@@ -966,6 +969,12 @@ def _flow_data(res: Result) -> _FlowData:
                     f.edge(dead_from[mid], qn, "dead_letter")
                 elif target.get(mid) not in (None, qn):
                     f.edge(target[mid], qn, "route")
+            elif ev == "pipe":  # brokerless: a copy in the sender's pipe to one peer group
+                cn = f.node(f"ch:{ch}", "channel", str(ch))
+                if copy_at.get((mid, str(ch))) != cn:
+                    copy_at[(mid, str(ch))] = cn
+                    if target.get(mid) not in (None, cn):
+                        f.edge(target[mid], cn, "route")
             elif ev == "deliver":
                 src = copy_at.get((mid, str(ch))) or f.node(f"ch:{ch}", "channel", str(ch))
                 f.edge(src, f.node(f"con:{node}", "consumer", str(node)), "deliver",
@@ -997,11 +1006,17 @@ def _flow_data(res: Result) -> _FlowData:
 def _flow_layout(f: _FlowData) -> tuple[dict[str, tuple[float, float]], list[int]]:
     """Positions: a column per kind present (publishers left, consumers right),
     each column's nodes ordered by where their senders sit (fewer crossings)."""
-    present = sorted({_COLUMNS[n["kind"]] for n in f.nodes.values()})
+    fans = {u for (u, _), e in f.edges.items() if e["kind"] == "route"}
+
+    def column(nid: str) -> int:  # a brokerless channel that fans out sits as an exchange
+        kind = f.nodes[nid]["kind"]
+        return 1 if kind == "channel" and nid in fans else _COLUMNS[kind]
+
+    present = sorted({column(nid) for nid in f.nodes})
     col_of = {c: i for i, c in enumerate(present)}
     columns: dict[int, list[str]] = {i: [] for i in range(len(present))}
-    for nid, n in f.nodes.items():  # first appearance
-        columns[col_of[_COLUMNS[n["kind"]]]].append(nid)
+    for nid in f.nodes:  # first appearance
+        columns[col_of[column(nid)]].append(nid)
     rank: dict[str, float] = {}
     for c in range(len(present)):
         col = columns[c]
@@ -1127,6 +1142,8 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
                markersize=size, markerfacecolor=face, markeredgecolor=edge,
                markeredgewidth=1.6, zorder=3, gid=f"flow_node:{nid}")
         word = (f"exchange · {n.get('type', 'direct')}" if n["kind"] == "exchange"
+                else "channel · fanout, no broker"
+                if n["kind"] == "channel" and present[int(x)] == 1
                 else _KIND_WORDS[n["kind"]])
         if n["kind"] == "consumer":
             word = f"consumed {n['consumed']}"
@@ -1145,7 +1162,13 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
                    zorder=5)
     top = _ROW * (tallest - 1) / 2.0
     for c, kind_col in enumerate(present):
-        k.text(f"header:{c}", float(c), top + 0.5, _HEADERS[kind_col], ha="center",
+        header = _HEADERS[kind_col]
+        if kind_col == 1 and any(p[0] == c and f.nodes[nid]["kind"] == "channel"
+                                 for nid, p in pos.items()):
+            header = "fanning out" if not any(n["kind"] == "exchange"
+                                              for n in f.nodes.values()) else \
+                "exchanges and channels"
+        k.text(f"header:{c}", float(c), top + 0.5, header, ha="center",
                va="bottom", fontsize=8.5, color="#666666", style="italic")
     if not f.nodes:
         _no_data(k, ax, "no messages were published in this run" + _why_empty(res))
@@ -1429,6 +1452,13 @@ def _make_sequence(res: Result, first: int, since: float, acks: bool) -> tuple[s
                 elif lq != target:
                     sq.arrows.append((key, target, t, lq, t, "route", story, ""))
                 waiting[lq] = t
+            elif ev == "pipe":  # brokerless: the copy for one subscription, in a pipe
+                lq = channel(None, qch, "channel")
+                if where.get(qch) != lq:
+                    where[qch] = lq
+                    if lq != target:
+                        sq.arrows.append((key, target, t, lq, t, "route", story, ""))
+                waiting.setdefault(lq, t)
             elif ev == "deliver":
                 src = where.get(qch) or channel(None, qch, "channel")
                 t_s = float(row[6])
@@ -1559,7 +1589,7 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
     mode, chosen, sq = _sequence_data(res, int(first), float(since), acks)
     lanes = list(sq.lanes)
     ticks = [f"{n.strip('⟨⟩')}\n{sq.channels[n]}" if n in sq.channels else n for n in lanes]
-    width = min(9.0, max(7.6, 1.0 * len(lanes) + 3.2))
+    width = min(9.0, max(8.2, 1.0 * len(lanes) + 3.2))
     per_lane = (width - 3.05) / (len(lanes) + 0.7)  # inches between lifelines, about
     widest = [max(len(line) for line in t.split("\n")) * 0.068 for t in ticks]  # 8 pt
     staggered = any((a + b) / 2 > 0.92 * per_lane for a, b in itertools.pairwise(widest))
@@ -1630,9 +1660,11 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
         if not requeue:
             drop_x.append(xpos[lid])
             drop_y.append(t)
-        notes.append(k.text(f"drop_note:{key}", xpos[lid] + 0.12, t, reason, fontsize=7,
-                            color=INK if requeue else OKABE_ITO["vermillion"], ha="left",
-                            va="center", zorder=4))
+        # a requeue to the left of its queue, a loss to the right of its ✕
+        notes.append(k.text(f"drop_note:{key}", xpos[lid] + (-0.12 if requeue else 0.12), t,
+                            reason, fontsize=7,
+                            color=INK if requeue else OKABE_ITO["vermillion"],
+                            ha="right" if requeue else "left", va="center", zorder=4))
     if drop_x:
         k.line("drops", drop_x, drop_y, linestyle="none", marker="X", markersize=8,
                color=OKABE_ITO["vermillion"], markeredgecolor="white", markeredgewidth=0.6,
@@ -1650,8 +1682,8 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
         _no_data(k, ax, "no messages or requests to draw in this run" + _why_empty(res))
     pad = 0.04 * (t_hi - t_lo)
     # messages take milliseconds, the gaps between them seconds: shorten every gap
-    # longer than a twentieth of the time shown
-    compressed = (_compress_gaps(ax, k, times, t_lo, t_hi, share=0.05)
+    # longer than a tenth of the time shown
+    compressed = (_compress_gaps(ax, k, times, t_lo, t_hi, share=0.1)
                   if compress and times.size else [])
     if not compressed:
         if ax.get_yscale() != "linear":
@@ -1677,8 +1709,7 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
     n_chosen = len(chosen)
     plural = "s" if n_chosen != 1 else ""
     what = (f"{n_chosen} request{plural} and the messages they caused"
-            if mode == "requests" else f"{n_chosen} message{plural} and what "
-                                       "their handlers published")
+            if mode == "requests" else f"{n_chosen} message{plural} and what they caused")
     height_in = ax.get_position().height * fig.get_figheight()
     lift = (0.8 if staggered else 0.4) / max(height_in, 0.5)
     ax.set_title(f"Message sequence: {what}"
@@ -1725,6 +1756,16 @@ def _sequence_legend(ax: Axes, drawn: set[str], drops: int, channels: bool) -> N
 # =====================================================================================
 # availability of the user operation (the book's §3.4)
 # =====================================================================================
+def _percent_axis(ax: Axes, bottom: float, top: float = 1.0) -> None:
+    """Round percentage ticks from ``bottom`` up to ``top`` (fractions), as
+    many decimals as their step needs."""
+    step = data.nice_step((top - bottom) / 5.0)
+    ticks = [v for v in np.arange(top, bottom - 1e-9, -step)[::-1] if v >= bottom - 1e-9]
+    decimals = max(0, -math.floor(math.log10(step * 100) + 1e-9))
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=decimals))
+
+
 def availability_windows(res: Result, bin: float | None = None) -> pd.DataFrame:
     """The user requests' availability in time windows, by the time each was sent.
 
@@ -1829,16 +1870,12 @@ def availability_over_time(res: Result, bin: float | None = None, ax: Axes | Non
     low = min(float(finite.min()) if finite.size else 1.0, f["value"] if f else 1.0)
     bottom = max(0.0, math.floor((low - 0.05) * 10) / 10)
     ax.set_ylim(bottom, 1.0 + (1.0 - bottom) * 0.04)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.yaxis.set_major_locator(MaxNLocator(5))
+    _percent_axis(ax, bottom)
     ax.set_xlim(0, res.until)
     ax.set_xlabel("request sent (s)")
-    ax.set_ylabel("available: requests answered")
-    right = f"{total} requests"
-    if total:
-        right = f"measured {100 * overall:.2f} %" + (
-            f" · formula {100 * f['value']:.2f} %" if f else "") + f" · {right}"
-    set_titles(ax, "Availability of the user operation over time", right)
+    ax.set_ylabel("requests answered")
+    set_titles(ax, "Availability of the user operation over time",
+               f"{total} finished requests")
     pin_axis_labels(ax)
     k.finish()
     _legend(ax)
@@ -1906,7 +1943,8 @@ def availability_comparison(table: Any, ax: Axes | None = None) -> Figure:
     se = df["standard_error"].to_numpy()
     lows = np.concatenate([meas - np.nan_to_num(2 * se), form])
     bottom = max(0.0, math.floor((float(lows.min()) - 0.01) * 100) / 100)
-    top = 1.0 + (1.0 - bottom) * 0.12
+    highs = np.minimum(1.0, meas + np.nan_to_num(2 * se))  # the whiskers' tops
+    top = float(max(highs.max(), form.max())) + (1.0 - bottom) * 0.12
 
     def bars(centres: np.ndarray, heights: np.ndarray) -> list[list[tuple[float, float]]]:
         return [[(c - w / 2, bottom), (c + w / 2, bottom), (c + w / 2, h), (c - w / 2, h)]
@@ -1917,29 +1955,30 @@ def availability_comparison(table: Any, ax: Axes | None = None) -> Figure:
     k.polys("formula", bars(xs + w / 2 + 0.01, form), facecolor="white", edgecolor=INK,
             hatch="///", linewidth=0.8, zorder=2, label="product formula")
     if np.isfinite(se).any():
-        ex, ey = [], []
+        ex: list[float] = []
+        ey: list[float] = []
+        cap = w / 6
         for x0, m, s in zip(xs - w / 2 - 0.01, meas, se, strict=True):
             if np.isfinite(s):
-                ex += [x0, x0, math.nan]
-                ey += [max(bottom, m - 2 * s), min(1.0, m + 2 * s), math.nan]
-        k.line("error", ex, ey, color=INK, linewidth=1.2, zorder=3,
-               label="±2 standard errors")
-    for i in range(n):
-        for j, (x0, v) in enumerate(((xs[i] - w / 2 - 0.01, meas[i]),
-                                     (xs[i] + w / 2 + 0.01, form[i]))):
-            k.text(f"value:{i}:{j}", float(x0), float(v) + (top - bottom) * 0.015,
+                lo, hi = max(bottom, m - 2 * s), min(1.0, m + 2 * s)
+                ex += [x0, x0, math.nan, x0 - cap, x0 + cap, math.nan, x0 - cap, x0 + cap,
+                       math.nan]
+                ey += [lo, hi, math.nan, lo, lo, math.nan, hi, hi, math.nan]
+        k.line("error", ex, ey, color=INK, linewidth=1.1, zorder=3,
+               label="±2 standard errors (chance alone)")
+    for i in range(n):  # each value above its bar, and above its whisker
+        for j, (x0, v, up) in enumerate(((xs[i] - w / 2 - 0.01, meas[i], highs[i]),
+                                         (xs[i] + w / 2 + 0.01, form[i], form[i]))):
+            k.text(f"value:{i}:{j}", float(x0), float(max(v, up)) + (top - bottom) * 0.015,
                    f"{100 * v:.2f} %", ha="center", va="bottom", fontsize=8, color=INK,
                    zorder=4)
     ax.set_xlim(-0.7, n - 0.3)
     ax.set_ylim(bottom, top)
     ax.set_xticks(list(xs), list(df["design"]), fontsize=9)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1 if top - bottom < 0.05
-                                                  else 0))
-    ax.yaxis.set_major_locator(MaxNLocator(5))
+    _percent_axis(ax, bottom)
     ax.set_xlabel("design")
-    ax.set_ylabel("availability")
-    set_titles(ax, "Availability: measured vs. the product formula",
-               f"y axis from {100 * bottom:g} %" if bottom > 0 else None)
+    ax.set_ylabel("availability" + (f" (axis from {100 * bottom:g} %)" if bottom > 0 else ""))
+    set_titles(ax, "Availability: measured vs. the product formula")
     pin_axis_labels(ax)
     k.finish()
     _legend(ax)
