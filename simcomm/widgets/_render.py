@@ -66,7 +66,24 @@ KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
     ("retries", "retries", ""),
     ("breaker_opens", "breaker opens", ""),
     ("max_amplification", "amplification", "×"),
+    ("messages_published", "published", ""),
+    ("messages_consumed", "consumed", ""),
+    ("messages_lost", "lost", ""),
+    ("messages_dead_lettered", "dead-lettered", ""),
+    ("messages_queued", "still queued", ""),
+    ("redeliveries", "redeliveries", ""),
+    ("message_p95_latency", "message p95", "s"),
 )
+
+#: The request numbers: what a run with user requests is about.  A run of
+#: messages alone (producers, a broker, consumers) has none, and its
+#: dashboard shows the messaging numbers instead of a row of zeros.
+_REQUEST_KEYS = ("requests", "completed", "failed", "pending_share", "availability",
+                 "throughput", "mean_latency", "p50", "p95", "p99")
+
+
+def _has_requests(s: Mapping[str, Any]) -> bool:
+    return bool(s.get("requests")) or "messages_published" not in s
 
 #: Key numbers a run shows only when they say something: the resilience ones
 #: (fallback answers, the ok-only share beside an availability that counts
@@ -79,6 +96,10 @@ OPTIONAL: dict[str, Any] = {
     "breaker_opens": lambda s: bool(s.get("breaker_opens")),
     "max_amplification": lambda s: _finite(s.get("max_amplification")) and (
         s["max_amplification"] > 1 + 1e-9),
+    # the messaging keys are in a summary only when the run has messaging; of
+    # them, dead-lettering shows only when something was dead-lettered
+    "messages_dead_lettered": lambda s: bool(s.get("messages_dead_lettered")),
+    **dict.fromkeys(_REQUEST_KEYS, _has_requests),
 }
 
 
@@ -220,7 +241,7 @@ def summary_html(summary: Mapping[str, Any], bottleneck: str | None = None) -> s
     if bottleneck:
         notes.append(f"<div class='simcomm-bottleneck'>Busiest resource: "
                      f"{html.escape(bottleneck)}</div>")
-    if "availability" in summary and "availability" in helps:
+    if _shows("availability", summary) and "availability" in helps:
         notes.append("<div class='simcomm-footnote' style='color:#666;font-size:11px'>"
                      f"* availability = {html.escape(helps['availability'])}</div>")
     return ("<div class='simcomm-summary' style='border-bottom:1px solid #e5e5e5;"
@@ -278,9 +299,12 @@ def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
         rel = (f"{100 * (vb / va - 1):+.1f} %" if va and not math.isnan(va)
                and not math.isnan(vb) and key not in _FRACTIONS else "")
         colour = ""
-        better_up = key in ("completed", "availability", "throughput", "success_rate")
+        better_up = key in ("completed", "availability", "throughput", "success_rate",
+                            "messages_consumed")
         worse_up = key in ("failed", "pending_share", "mean_latency", "p50", "p95", "p99",
-                           "retries", "breaker_opens", "max_amplification")
+                           "retries", "breaker_opens", "max_amplification", "messages_lost",
+                           "messages_dead_lettered", "messages_queued", "redeliveries",
+                           "message_p95_latency")
         if delta and not math.isnan(delta) and (better_up or worse_up):
             good = (delta > 0) == better_up
             colour = "color:#009E73;" if good else "color:#D55E00;"
