@@ -726,3 +726,37 @@ def test_a_brokerless_summary_is_the_same_without_the_trace(seed):
     assert {k: a[k] for k in MESSAGING_KEYS[:-1]} == {k: b[k] for k in MESSAGING_KEYS[:-1]}
     counted = off.message_ledger()
     assert counted["balanced"] and counted["copies"] == on.message_ledger()["copies"]
+
+
+def test_without_the_trace_the_tables_are_empty_and_the_summary_still_counts():
+    from simcomm.engine import World
+    from simcomm.messaging import Broker, Consumer, Producer
+    from simcomm.result import Result
+
+    w = World(seed=4, trace=False)
+    broker = Broker(w)
+    q = broker.point_to_point("orders")
+    Producer(w, "web", broker, q, rate=5.0, count=20)
+    Consumer(w, "c", broker, q, service_time=0.01)
+    w.run(until=30)
+    res = Result(w)
+    assert res.deliveries.empty and list(res.deliveries.columns) == list(am.DELIVERY_COLUMNS)
+    assert res.consumer_inflight.empty and res.queue_depth.empty and res.ordering().empty
+    assert res.message_latency()["messages"] == 0
+    s = res.summary()
+    assert (s["messages_published"], s["messages_consumed"], s["messages_queued"]) == (20, 20, 0)
+    assert res.message_ledger()["balanced"]
+
+
+def test_a_messaging_run_where_nothing_was_published_still_says_so():
+    from simcomm.engine import World
+    from simcomm.messaging import Broker, Consumer
+    from simcomm.result import MESSAGING_KEYS, Result
+
+    w = World(seed=0)
+    broker = Broker(w)
+    Consumer(w, "c", broker, broker.point_to_point("orders"))
+    w.run(until=5)
+    s = Result(w).summary()
+    assert {k: s[k] for k in MESSAGING_KEYS[:-1]} == dict.fromkeys(MESSAGING_KEYS[:-1], 0)
+    assert math.isnan(s["message_p95_latency"])
