@@ -240,6 +240,26 @@ def test_the_report_defaults_to_the_runs_late_after(calm):
     assert strict["late"] > 0 and strict["late"] + strict["on_time"] == r["consumed"]
 
 
+def test_the_report_counts_the_same_without_a_trace(consumers_down):
+    """The counts come from the summary and the ledger, which hold untraced;
+    the times of single messages do not exist then: NaN, not zero."""
+    for transport in ("broker", "brokerless"):
+        traced = consumers_down[transport][1]
+        bare = transport_report(run(transport=transport, fault="consumer-down", trace=False))
+        for key in ("published", "consumed", "lost", "pending", "availability",
+                    "lost_by_reason"):
+            assert bare[key] == traced[key], key
+        for key in ("late", "on_time", "latency_p50", "latency_p95", "duplicates"):
+            assert math.isnan(bare[key]), key
+
+
+def test_the_report_refuses_a_bad_late_after(calm):
+    for bad in (0, -1.0, math.inf, math.nan, "1", True):
+        with pytest.raises(ParamError) as info:
+            transport_report(calm["broker"][0], late_after=bad)
+        assert info.value.field == "late_after"
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("transport", "carrier-pigeon"), ("transport", 1), ("fault", "meteor"),
     ("fault_at", -1.0), ("fault_duration", 0.0), ("publish_rate", 0.0),

@@ -87,6 +87,21 @@ def test_the_report_agrees_with_the_summary(default):
     assert (report["delivered"] - report["consumed"]).between(0, 1).all()
 
 
+def test_without_a_trace_the_counts_hold_and_the_order_is_unknown(default):
+    """Untraced, the consumers' counters still give what each did; what needs
+    each message's events (redelivered flags, order) is NaN, not zero."""
+    bare = consumer_report(run(trace=False))
+    traced = consumer_report(default)
+    for col in ("consumer", "delivered", "consumed", "share", "processing_time", "lost"):
+        assert bare[col].tolist() == traced[col].tolist(), col
+    for col in ("redelivered", "out_of_order", "duplicates"):
+        assert bare[col].isna().all(), col
+    s, t = bare.attrs["summary"], traced.attrs["summary"]
+    assert {k: s[k] for k in ("published", "consumed", "lost", "queued", "redeliveries")} \
+        == {k: t[k] for k in ("published", "consumed", "lost", "queued", "redeliveries")}
+    assert math.isnan(s["out_of_order"]) and math.isnan(s["duplicates"])
+
+
 def test_the_same_seed_gives_the_same_run(default):
     assert run().fingerprint() == default.fingerprint()
     assert run(seed=2).fingerprint() != default.fingerprint()

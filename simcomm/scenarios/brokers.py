@@ -50,11 +50,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from simcomm._checks import as_real
 from simcomm.engine.faults import Crash, Fault, Slowdown, install
 from simcomm.engine.messages import COMMAND
 from simcomm.engine.network import Link
 from simcomm.engine.randomness import distribution
 from simcomm.engine.world import World
+from simcomm.errors import ParamError
 from simcomm.messaging import Broker, Consumer, Producer
 from simcomm.scenarios.base import Load, Scenario, param, register
 
@@ -235,40 +237,55 @@ def transport_report(res: Result, late_after: float | None = None) -> dict[str, 
       an ack that never reached a crashed broker).
 
     Counts messages, not copies: on a point-to-point channel each message
-    is one copy.  Needs the trace.
+    is one copy.  The counts come from :meth:`Result.summary
+    <simcomm.result.Result.summary>` and :meth:`Result.message_ledger
+    <simcomm.result.Result.message_ledger>`, so they hold with
+    ``trace=False`` too; what needs each message's times (``late``,
+    ``on_time``, the latencies, ``duplicates``) is NaN then.
     """
     import numpy as np
 
     if late_after is None:
         late_after = float(getattr(res.params, "late_after", 1.0))
-    copies = res.deliveries
-    published = int(copies.loc[copies["producer"].notna(), "message_id"].nunique())
-    fate = copies["fate"]
-    consumed = copies[fate == "consumed"]
-    lost = copies[fate == "dropped"]
-    lat = consumed["latency"].to_numpy(dtype=float)
-    lat = lat[np.isfinite(lat)]
-    late = int((lat > late_after).sum())
-    pct = np.percentile(lat, [50, 95]) if lat.size else [math.nan, math.nan]
-    n_consumed = int(consumed["message_id"].nunique())
-    n_lost = int(lost["message_id"].nunique())
+    else:
+        seconds = as_real(late_after)
+        if seconds is None or not 0 < seconds < math.inf:
+            raise ParamError("late_after", late_after, "seconds > 0 (finite), or None for "
+                                                       "the run's late_after")
+        late_after = seconds
+    s = res.summary()
+    published = int(s.get("messages_published", 0))
+    consumed = int(s.get("messages_consumed", 0))
+    lost = int(s.get("messages_lost", 0))
+    reasons = res.message_ledger().get("dropped_by_reason", {}) if published else {}
+    nan = math.nan
+    late: float = nan
+    p50 = p95 = worst = duplicates = nan
+    if res.world.trace.enabled:
+        copies = res.deliveries
+        lat = copies.loc[copies["fate"] == "consumed", "latency"].to_numpy(dtype=float)
+        lat = lat[np.isfinite(lat)]
+        late = int((lat > late_after).sum())
+        if lat.size:
+            p50, p95 = (float(x) for x in np.percentile(lat, [50, 95]))
+            worst = float(lat.max())
+        duplicates = int((copies["consumes"] > 1).sum())
     return {
         "transport": getattr(res.params, "transport", None),
         "fault": getattr(res.params, "fault", None),
         "published": published,
-        "consumed": n_consumed,
-        "lost": n_lost,
-        "pending": published - n_consumed - n_lost,
+        "consumed": consumed,
+        "lost": lost,
+        "pending": published - consumed - lost,
         "late": late,
-        "on_time": n_consumed - late,
-        "availability": n_consumed / published if published else math.nan,
-        "on_time_share": (n_consumed - late) / published if published else math.nan,
-        "latency_p50": float(pct[0]),
-        "latency_p95": float(pct[1]),
-        "latency_max": float(lat.max()) if lat.size else math.nan,
-        "duplicates": int((copies["consumes"] > 1).sum()),
-        "lost_by_reason": {str(k): int(v)
-                           for k, v in lost["reason"].value_counts().sort_index().items()},
+        "on_time": consumed - late,
+        "availability": consumed / published if published else nan,
+        "on_time_share": (consumed - late) / published if published else nan,
+        "latency_p50": p50,
+        "latency_p95": p95,
+        "latency_max": worst,
+        "duplicates": duplicates,
+        "lost_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
         "late_after": late_after,
     }
 

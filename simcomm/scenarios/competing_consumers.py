@@ -273,18 +273,23 @@ def ordering_summary(res: Result) -> dict[str, Any]:
     ``messages_lost``), ``queued`` (not settled at the end), ``redeliveries``,
     and over every producer → consumer pair ``out_of_order`` and
     ``duplicates`` (:meth:`Result.ordering
-    <simcomm.result.Result.ordering>`).  Needs the trace."""
+    <simcomm.result.Result.ordering>`).  The order needs the trace: with
+    ``trace=False`` those two are NaN (the counts hold without it)."""
     s = res.summary()
-    table = res.ordering()
-    return {
+    out: dict[str, Any] = {
         "published": s.get("messages_published", 0),
         "consumed": s.get("messages_consumed", 0),
         "lost": s.get("messages_lost", 0),
         "queued": s.get("messages_queued", 0),
         "redeliveries": s.get("redeliveries", 0),
-        "out_of_order": int(table["out_of_order"].sum()) if len(table) else 0,
-        "duplicates": int(table["duplicates"].sum()) if len(table) else 0,
+        "out_of_order": math.nan,
+        "duplicates": math.nan,
     }
+    if res.world.trace.enabled:
+        table = res.ordering()
+        out["out_of_order"] = int(table["out_of_order"].sum()) if len(table) else 0
+        out["duplicates"] = int(table["duplicates"].sum()) if len(table) else 0
+    return out
 
 
 SCENARIO = register(Scenario(
