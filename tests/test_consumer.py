@@ -227,6 +227,24 @@ def test_auto_ack_loses_what_a_crashed_consumer_held():
     assert b.mq("consume") == [] and b.mq("requeue") == []
 
 
+def test_auto_ack_messages_on_their_way_to_a_crashed_consumer_are_lost_with_a_reset():
+    """The broker counted them done when it sent them; the dead consumer's host
+    answers each with a reset, and the broker records the loss when it comes."""
+    b = Bench(latency=0.5)
+    b.broker.point_to_point("q")
+    Consumer(b.world, "c", b.broker, "q", auto_ack=True, service_time=0.1)
+    b.publish_at(1.0, "q", "on-the-wire")  # delivered at 1.5, arrives at 2.0
+    b.publish_at(1.35, "q", "sent-to-the-dead")  # sent at 1.85, before the close arrives
+    b.publish_at(1.9, "q", "after-the-close")  # the channel is closed at 2.3
+    install(b.world, [Crash("c", at=1.8, duration=3.2)])
+    b.run(20)
+    assert [(r[0], b.body[r[2]], r[4], r[5]) for r in b.mq("drop")] == [
+        (2.5, "on-the-wire", "c", "consumer_crash"),
+        (2.85, "sent-to-the-dead", "c", "consumer_crash")]
+    assert b.bodies("consume") == ["after-the-close"]
+    assert b.broker.stats["dropped"] == {"consumer_crash": 2}
+
+
 def test_auto_ack_loses_a_message_whose_handler_failed():
     b = Bench()
     b.broker.point_to_point("q")

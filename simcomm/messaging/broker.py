@@ -89,14 +89,15 @@ channel); deliveries are not batched; disk writes take no time.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
 
 from simcomm._checks import as_real, is_flag, is_whole
-from simcomm.engine.messages import CONTROL, EVENT, Message
-from simcomm.engine.nodes import Instance
+from simcomm.engine.messages import CONTROL, EVENT, REPLY, Message
+from simcomm.engine.nodes import Instance, Node
 from simcomm.errors import ParamError
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, Exchange, default_exchange
@@ -415,6 +416,14 @@ class Broker(Instance):
     # ==================================================================
     # the broker node: arrival and routing
     # ==================================================================
+    def receive(self, msg: Message) -> None:
+        # a publish of kind "reply" (an application reply) is routed like any
+        # other, not taken for the answer to one of the broker's own requests
+        if msg.kind != REPLY or type(msg.body) is Envelope:
+            self.handle(msg)
+        else:
+            Node.receive(self, msg)
+
     def accept(self, msg: Message) -> str | None:
         return None  # no admission control: the queues decide (length limits)
 
@@ -548,16 +557,22 @@ class Broker(Instance):
             if copy.redelivered:
                 self._n_redelivered += 1
             mid = world.message_count = world.message_count + 1
-            send(Message(mid, envelope.kind, name, ch.consumer, now, copy,
-                         key=envelope.key, trace_id=envelope.trace_id,
-                         format=envelope.format, size=envelope.size))
+            msg = Message(mid, envelope.kind, name, ch.consumer, now, copy,
+                          key=envelope.key, trace_id=envelope.trace_id,
+                          format=envelope.format, size=envelope.size)
             if ch.auto_ack:
                 self._n_consumed += 1
                 self._n_auto_acked += 1
                 if mq is not None:
                     mq((now, "ack", envelope.message_id, qname, ch.consumer, "auto"))
                 active.append(ch)
+                if ch.node is not None and not ch.node.up:
+                    self._await_bounce(msg)  # to a dead process: its host resets it
+                else:
+                    self._on_the_wire(ch.wire, msg, now)  # type: ignore[arg-type]
+                send(msg)
             else:
+                send(msg)
                 unacked = ch.unacked
                 unacked[tag] = copy
                 q.unacked += 1
@@ -568,6 +583,33 @@ class Broker(Instance):
             if qlog is not None:
                 qlog((now, name, qname, len(ready) + len(returned), q.unacked))
         self._n_delivered += sent
+
+    def _on_the_wire(self, wire: deque[Message], msg: Message, now: float) -> None:
+        """Remember an auto-acked delivery until it has arrived (or is surely
+        lost: older than the heartbeat timeout), in case its consumer dies."""
+        wire.append(msg)
+        horizon = now - (self.heartbeat or HEARTBEAT)
+        while wire:
+            head = wire[0]
+            if head.delivered is None and head.created >= horizon:
+                break
+            wire.popleft()
+
+    def _await_bounce(self, msg: Message) -> None:
+        """``msg``, an auto-acked delivery, will reach a dead process: its
+        host answers with a reset (the network refuses a message with a
+        ``reply_to`` for a node that is down), and then the broker knows the
+        message is lost.  One that finds the consumer restarted meanwhile is
+        dropped by the consumer itself (a delivery from a closed connection)."""
+        msg.reply_to = self.name
+        self.expect(msg.id).callbacks.append(lambda _ev: self._bounced(msg))
+
+    def _bounced(self, msg: Message) -> None:
+        copy: Delivery = msg.body
+        self._dropped["consumer_crash"] = self._dropped.get("consumer_crash", 0) + 1
+        if self._mq is not None:
+            self._mq((self.env.now, "drop", copy.envelope.message_id, copy.queue, msg.dest,
+                      "consumer_crash"))
 
     def _control(self, msg: Message) -> None:
         body = msg.body
@@ -750,6 +792,7 @@ class Broker(Instance):
             self.reply(msg, None, "locked")  # AMQP RESOURCE_LOCKED
             return
         ch = Channel(cname, conn, q, prefetch, auto_ack, self.env.now)
+        ch.node = self.world.nodes.get(cname)
         chans.append(ch)
         q.consumers.append(ch)
         ch.active = True
@@ -781,6 +824,8 @@ class Broker(Instance):
         copies = list(ch.unacked.values())
         ch.unacked.clear()
         q.unacked -= len(copies)
+        if ch.wire is not None:
+            ch.wire.clear()
         now = self.env.now
         self.world.trace.event(now, ch.consumer, "unsubscribe", q.name)
         if q.exclusive and q.owner == ch.consumer and not q.consumers:
@@ -950,6 +995,13 @@ class Broker(Instance):
                                    body))
 
     def disconnect(self, consumer: Consumer) -> None:
+        if not consumer.up:  # it crashed: what is on its way to it will bounce
+            for ch in self._channels.get(consumer.name, ()):
+                if ch.wire:
+                    for msg in ch.wire:
+                        if msg.delivered is None and msg.reply_to is None:
+                            self._await_bounce(msg)
+                    ch.wire.clear()
         was = consumer.connected
         consumer.connected = False
         if was or consumer.conn:

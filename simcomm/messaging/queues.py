@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from simcomm.engine.messages import Message
+    from simcomm.engine.nodes import Node
     from simcomm.messaging.envelope import Delivery
 
 __all__ = ["OVERFLOW", "Channel", "Queue"]
@@ -139,12 +141,13 @@ class Queue:
 class Channel:
     """The broker's side of one consumer's subscription to one queue."""
 
-    __slots__ = ("active", "auto_ack", "conn", "consumer", "heard", "next_tag", "open",
-                 "prefetch", "queue", "sent", "unacked")
+    __slots__ = ("active", "auto_ack", "conn", "consumer", "heard", "next_tag", "node", "open",
+                 "prefetch", "queue", "sent", "unacked", "wire")
 
     def __init__(self, consumer: str, conn: int, queue: Queue, prefetch: int,
                  auto_ack: bool, now: float = 0.0) -> None:
         self.consumer = consumer
+        self.node: Node | None = None  # the consumer's node (its socket's other end)
         self.conn = conn  # the consumer's connection number
         self.queue = queue
         self.prefetch = 0 if auto_ack else prefetch
@@ -155,6 +158,9 @@ class Channel:
         self.unacked: dict[int, Delivery] = {}  # tag -> copy, in tag order
         self.heard = now  # when the broker last heard from the consumer on it
         self.sent = now  # when the broker last sent on it (heartbeats fill silences)
+        #: auto-ack deliveries maybe still on the wire (network messages): the
+        #: broker forgot them once acked, and must learn if they bounce
+        self.wire: deque[Message] | None = deque() if auto_ack else None
 
     def has_room(self) -> bool:
         return self.prefetch == 0 or len(self.unacked) < self.prefetch
