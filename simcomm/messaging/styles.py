@@ -100,6 +100,9 @@ STYLES = {
 
 #: Why a reply was an orphan (see the module docstring).
 ORPHAN_REASONS = ("late", "surplus", "duplicate", "unknown")
+# how a request's wait ended, one byte per message id (0: not this requester's)
+_UNKNOWN, _LATE, _SURPLUS, _DUPLICATE = 0, 1, 2, 3
+_WHY = ("unknown", "late", "surplus", "duplicate")
 
 
 def style(name: str) -> Callable[..., Any]:
@@ -277,7 +280,9 @@ class Requester(Consumer):
         self.reply_channel = reply_channel
         self.pending: dict[int, _Waiting] = {}
         self.orphans: list[tuple[float, int, int | None, str]] = []
-        self._ended: dict[int, str] = {}  # correlation id -> how its wait ended
+        # how each request's wait ended, indexed by its message id (a byte per
+        # id: a long run's requests cost little)
+        self._ended = bytearray()
         self._n_requests = 0
         self._n_replies = 0
         self._n_timeouts = 0
@@ -363,14 +368,26 @@ class Requester(Consumer):
         id is ``correlation_id``; its event never fires, and what comes for
         it later is an orphan (``late``)."""
         if self.pending.pop(correlation_id, None) is not None:
-            self._ended[correlation_id] = "late"
+            self._end(correlation_id, _LATE)
 
     # -- the ends of a wait ------------------------------------------------------------
+    def _end(self, mid: int, how: int) -> None:
+        ended = self._ended
+        if mid >= len(ended):
+            ended.extend(bytes(mid + 1 - len(ended) + 4096))
+        ended[mid] = how
+
+    def _why(self, cid: int | None) -> str:
+        ended = self._ended
+        if cid is None or not 0 <= cid < len(ended):
+            return "unknown"
+        return _WHY[ended[cid]]
+
     def _expire(self, mid: int) -> None:
         w = self.pending.pop(mid, None)
         if w is None:
             return
-        self._ended[mid] = "late"
+        self._end(mid, _LATE)
         if w.replies is None:
             self._n_timeouts += 1
             w.done.succeed(TimedOut(mid, self.env.now))
@@ -384,19 +401,18 @@ class Requester(Consumer):
         cid = d.correlation_id
         w = self.pending.get(cid) if cid is not None else None
         if w is None:
-            why = self._ended.get(cid, "unknown") if cid is not None else "unknown"
-            self._orphan(d, why)
+            self._orphan(d, self._why(cid))
             return
         self._n_replies += 1
         if w.replies is None:
             del self.pending[cid]  # type: ignore[arg-type]
-            self._ended[cid] = "duplicate"  # type: ignore[index]
+            self._end(cid, _DUPLICATE)  # type: ignore[arg-type]
             w.done.succeed(d)
             return
         w.replies.append(d)
         if w.count is not None and len(w.replies) >= w.count:
             del self.pending[cid]  # type: ignore[arg-type]
-            self._ended[cid] = "surplus"  # type: ignore[index]
+            self._end(cid, _SURPLUS)  # type: ignore[arg-type]
             w.replies.why = "count"
             w.done.succeed(w.replies)
 
