@@ -59,8 +59,8 @@ import simpy
 from simpy.events import Event
 
 from simcomm._checks import as_real, is_flag, is_whole
-from simcomm.engine.messages import CONTROL, Message
-from simcomm.engine.nodes import Context, Instance, ServiceError
+from simcomm.engine.messages import CONTROL, REPLY, Message
+from simcomm.engine.nodes import Context, Instance, Node, ServiceError
 from simcomm.errors import ParamError
 from simcomm.messaging.envelope import Delivery
 from simcomm.messaging.transport import Transport
@@ -188,6 +188,14 @@ class Consumer(Instance):
         world.at(None, lambda: transport.connect(self))
 
     # -- arrival ---------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        # a delivery of kind "reply" (an application reply on a channel) is
+        # work, not the answer to one of this node's own requests
+        if msg.kind != REPLY or type(msg.body) is Delivery:
+            self.handle(msg)
+        else:
+            Node.receive(self, msg)
+
     def accept(self, msg: Message) -> str | None:
         return None  # the prefetch window is the broker's business
 
@@ -216,7 +224,7 @@ class Consumer(Instance):
                 "redelivered" if d.redelivered else ""))
         if self._fast:
             if self._free:
-                self._begin(msg)
+                self._take_delivery(msg)
                 return
         elif self._idle:
             wid, ev = self._idle.popleft()
@@ -241,7 +249,7 @@ class Consumer(Instance):
         else:
             self._procs = [self.env.process(self._consume(i)) for i in range(self.workers)]
 
-    def _begin(self, msg: Message) -> None:
+    def _take_delivery(self, msg: Message) -> None:
         """Default handler: a free worker takes ``msg`` for one draw of the
         service time -- a timer and a callback, no generator."""
         self._free -= 1
@@ -261,9 +269,9 @@ class Consumer(Instance):
         if fmt is not None and msg.format is not None:
             work += fmt.decode_cost(msg.size) * self.slowdown
         epoch = self._epoch
-        env.timeout(work).callbacks.append(lambda _ev: self._end(job, msg, epoch))
+        env.timeout(work).callbacks.append(lambda _ev: self._delivery_done(job, msg, epoch))
 
-    def _end(self, job: int, msg: Message, epoch: int) -> None:
+    def _delivery_done(self, job: int, msg: Message, epoch: int) -> None:
         if epoch != self._epoch:
             return  # the process died meanwhile, and the delivery with it
         del self._current[job]
@@ -281,7 +289,7 @@ class Consumer(Instance):
         self.busy -= 1
         self._free += 1
         if self.queue and not self.hung:
-            self._begin(self.queue.popleft())
+            self._take_delivery(self.queue.popleft())
         else:
             self._log_pool()
 
