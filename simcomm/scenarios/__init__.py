@@ -9,6 +9,7 @@ from simcomm.scenarios import (  # noqa: F401  (registration)
     gateway,
     mmc,
     retry_storm,
+    styles,
 )
 from simcomm.scenarios.base import (
     FieldSpec,

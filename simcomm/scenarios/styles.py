@@ -23,16 +23,20 @@ style                      how many    sync / async  the order service answers t
                                                      ``reply_timeout`` passes first
 ========================== =========== ============= =========================================
 
-The asynchronous styles travel on a messaging ``transport``: a broker
-(RabbitMQ's rules, REFERENCE §4: the kitchen's commands on a durable
-queue, events on a fanout exchange with a durable queue per subscriber)
-or brokerless (ZeroMQ's: straight to the consumer's endpoint).  A request
-carries the reply channel (``order.replies``) and the reply the request's
-message id as its correlation id (§3.3.1); the order service's reply
-consumer (``order-1-replies``) matches each reply to the request waiting
-for it, and a reply that finds no request waiting -- it came after the
-timeout -- is an ``orphan_reply`` event.  The synchronous style needs no
-transport (the knob does not change it).
+Each style is the reusable piece of :mod:`simcomm.messaging.styles`
+(``notify``, ``request_async``, ``publish``, ``publish_collect``, ``reply``
+and the ``Requester``) or :func:`simcomm.rpc.call`.  The asynchronous
+styles travel on a messaging ``transport``: a broker (RabbitMQ's rules,
+REFERENCE §4: the kitchen's commands on a durable queue, events on a
+fanout exchange with a durable queue per subscriber) or brokerless
+(ZeroMQ's: straight to the consumer's endpoint).  A request carries the
+reply channel (``order.replies``) and the reply -- a document message --
+the request's message id as its correlation id (§3.3.1); the order
+service's reply consumer (``order-1-replies``, a ``Requester``) matches
+each reply to the request waiting for it, and a reply that finds no
+request waiting -- it came after the timeout, or beyond the replies a
+collection wanted -- is an ``orphan_reply`` event.  The synchronous style
+needs no transport (the knob does not change it).
 
 While it waits for replies the order service's worker is held, as a thread
 blocked on a future would be: what the asynchronous styles change is not
@@ -60,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 from simpy.events import Event
 
 from simcomm.engine.faults import Crash, install
-from simcomm.engine.messages import COMMAND, DOCUMENT, EVENT
+from simcomm.engine.messages import DOCUMENT
 from simcomm.engine.network import Link
 from simcomm.engine.nodes import Context, Instance, ServiceError
 from simcomm.engine.randomness import distribution
@@ -68,13 +72,21 @@ from simcomm.engine.workload import OpenLoop
 from simcomm.engine.world import World
 from simcomm.errors import ParamError
 from simcomm.messaging import Broker, Consumer, Delivery, Transport
+from simcomm.messaging.styles import (
+    Requester,
+    TimedOut,
+    notify,
+    publish,
+    publish_collect,
+    reply,
+    request_async,
+)
 from simcomm.rpc.call import call
 from simcomm.rpc.handlers import answer, answer_for
 from simcomm.scenarios.base import Load, Scenario, param, register
 
 if TYPE_CHECKING:
     from simcomm.engine.messages import Message
-    from simcomm.engine.nodes import Node
     from simcomm.result import Result
 
 __all__ = ["BROKER", "COMMANDS", "EVENTS", "KITCHEN", "ONE_TO_MANY", "ORDER", "REPLIES",
@@ -173,105 +185,27 @@ def _wanted(p: Params) -> int:
     return 1
 
 
-# -- the requester's side of the reply channel (glue) -----------------------------------
+# -- the services ---------------------------------------------------------------------
 
-class _Awaited:
-    """One request waiting for ``wanted`` replies until a deadline."""
-
-    __slots__ = ("done", "replies", "trace_id", "wanted")
-
-    def __init__(self, done: Event, wanted: int, trace_id: int | None) -> None:
-        self.done = done
-        self.wanted = wanted
-        self.replies: list[Delivery] = []
-        self.trace_id = trace_id
-
-
-class Requester(Consumer):
-    """The order service's reply consumer: requests awaiting replies, by correlation id.
-
-    :meth:`ask` publishes a message carrying the reply channel and
-    returns an event that fires with ``("ok", replies)`` once ``wanted``
-    replies whose correlation id is the message's id have arrived, or with
-    ``("timeout", replies so far)`` at the deadline.  It is a
-    :class:`~simcomm.messaging.Consumer` of the reply channel; a reply that
-    finds no request waiting is recorded as an ``orphan_reply`` event (as a
-    late reply to a call is) -- unless its request had already collected
-    what it wanted from fewer than all ``subscribers``: then it is one of
-    the ``surplus`` replies.  ``collected`` keeps, per user request
-    (``trace_id``), how many replies its requester got.
-    """
-
-    def __init__(self, world: World, name: str, transport: Transport, channel: str, *,
-                 workers: int, prefetch: int, subscribers: int = 1) -> None:
-        super().__init__(world, name, transport, channel, handler=self._on_reply,
-                         workers=workers, prefetch=prefetch, service="order")
-        self._subscribers = subscribers
-        self.waiting: dict[int, _Awaited] = {}
-        self.collected: dict[int, int] = {}
-        self._satisfied: set[int] = set()
-        #: replies that came after their request had timed out (``orphan_reply``)
-        self.orphans = 0
-        #: replies beyond the number a request collected (it had what it wanted)
-        self.surplus = 0
-
-    def ask(self, node: Node, channel: str, body: Any, *, kind: str, wanted: int,
-                timeout: float, trace_id: int | None) -> Event:
-        world = self.world
-        # the message id the publish gives its envelope, the next one handed
-        # out (both transports take it first; glue until publish returns it):
-        # the replies' correlation id
-        mid = world.message_count + 1
-        self.transport.publish(node, channel, body, kind=kind, reply_to=self.queue_name,
-                               trace_id=trace_id)
-        done = Event(world.env)
-        self.waiting[mid] = _Awaited(done, wanted, trace_id)
-        world.env.timeout(timeout).callbacks.append(lambda _e: self._expire(mid))
-        return done
-
-    def _finish(self, mid: int, verdict: str) -> None:
-        w = self.waiting.pop(mid)
-        if verdict == "ok" and w.wanted < self._subscribers:
-            self._satisfied.add(mid)  # more replies may come: not orphans
-        if w.trace_id is not None:
-            self.collected[w.trace_id] = len(w.replies)
-        w.done.succeed((verdict, w.replies))
-
-    def _expire(self, mid: int) -> None:
-        if mid in self.waiting:
-            self._finish(mid, "timeout")
-
-    def _on_reply(self, ctx: Context, d: Delivery) -> Generator[Event, Any, None]:
-        w = self.waiting.get(d.correlation_id)  # type: ignore[arg-type]
-        if w is None and d.correlation_id in self._satisfied:
-            self.surplus += 1
-        elif w is None:
-            self.orphans += 1
-            self.world.trace.event(ctx.now, self.name, "orphan_reply",
-                                   f"reply {d.message_id} to request {d.correlation_id}")
-        else:
-            w.replies.append(d)
-            if len(w.replies) >= w.wanted:
-                self._finish(d.correlation_id, "ok")  # type: ignore[arg-type]
-        return
-        yield  # a generator: the consumer runs it as a handler
-
-
-def _replier(transport: Transport, body: Any):
-    """A consumer's handler that does one unit of work and answers on the
-    message's reply channel, if it has one."""
+def _replier(transport: Transport, service: str):
+    """A consumer's handler that does one unit of work and, if the message
+    names a reply channel, answers there (:func:`simcomm.messaging.styles.reply`):
+    a document (§3.3.1) about the message's order, carrying the message's id
+    as its correlation id."""
 
     def handler(ctx: Context, d: Delivery) -> Generator[Event, Any, None]:
         yield ctx.work()
         if d.reply_to is not None:
-            transport.publish(ctx.instance, d.reply_to, body, kind=DOCUMENT,
-                              correlation_id=d.message_id, trace_id=d.envelope.trace_id)
+            body = {"service": service, "orderId": d.body["orderId"], "state": "APPROVED"}
+            reply(ctx.instance, transport, d, body, kind=DOCUMENT,
+                  trace_id=d.envelope.trace_id)
 
     return handler
 
 
-def _order_handler(p: Params, transport: Transport | None, requester: Requester | None):
-    """The order service's handler for ``p.style``."""
+def _order_handler(p: Params, transport: Transport | None):
+    """The order service's handler for ``p.style``: one unit of work, then the
+    style's piece (:mod:`simcomm.messaging.styles`, or :func:`simcomm.rpc.call`)."""
     style = p.style
     wanted = _wanted(p)
     timeout = p.reply_timeout
@@ -282,25 +216,30 @@ def _order_handler(p: Params, transport: Transport | None, requester: Requester 
         rid = request.trace_id
         body = {"orderId": rid, "restaurantId": 42}
         if style == "request-response":
-            reply = yield from call(ctx, KITCHEN, body)
-            return answer_for(KITCHEN, reply)
+            answer_ = yield from call(ctx, KITCHEN, body)
+            return answer_for(KITCHEN, answer_)
         assert transport is not None
         if style == "notification":
-            transport.publish(node, COMMANDS, body, kind=COMMAND, trace_id=rid)
+            notify(node, transport, COMMANDS, body, trace_id=rid)
             return {"orderId": rid, "state": "PENDING"}
         if style == "publish-subscribe":
-            transport.publish(node, EVENTS, body, kind=EVENT, trace_id=rid)
+            publish(node, transport, EVENTS, body, trace_id=rid)
             return {"orderId": rid, "state": "PENDING"}
-        assert requester is not None
-        channel, kind = (COMMANDS, COMMAND) if style == "request-async-response" \
-            else (EVENTS, EVENT)
-        verdict, replies = yield requester.ask(node, channel, body, kind=kind,
-                                                   wanted=wanted, timeout=timeout,
-                                                   trace_id=rid)
-        if verdict != "ok":
-            raise ServiceError(f"{len(replies)} of {wanted} replies in {timeout:g} s",
-                               status="timeout")
-        return {"orderId": rid, "replies": len(replies)}
+        if style == "request-async-response":
+            got = yield request_async(node, transport, COMMANDS, body, REPLIES,
+                                      timeout=timeout, trace_id=rid)
+            if isinstance(got, TimedOut):
+                raise ServiceError(f"no reply in {timeout:g} s", status="timeout")
+            replies = [got]
+        else:
+            replies = yield publish_collect(node, transport, EVENTS, body, REPLIES,
+                                            timeout=timeout, count=wanted, trace_id=rid)
+            if replies.why != "count":
+                raise ServiceError(f"{len(replies)} of {wanted} replies in {timeout:g} s",
+                                   status="timeout")
+        if any(r.body["orderId"] != rid for r in replies):  # matched by correlation id
+            raise ServiceError("a reply about another order")
+        return {"orderId": rid, "replies": [r.body["service"] for r in replies]}
 
     return handler
 
@@ -326,27 +265,25 @@ def build(world: World, p: Params) -> None:
     work = distribution("lognormal", p.service_time)
     workers = p.service_workers
     transport: Transport | None = None
-    requester: Requester | None = None
     if p.style == "request-response":
         Instance(world, KITCHEN, workers=workers, service="kitchen", service_time=work,
                  handler=answer(_TICKET))
     else:
         transport = _transport(world, p)
         if p.style in REPLYING:
-            requester = Requester(world, REPLY_CONSUMER, transport, REPLIES,
-                                  workers=workers, prefetch=workers,
-                                  subscribers=p.subscribers if p.style in ONE_TO_MANY else 1)
-        reply = _replier(transport, _TICKET)
+            Requester(world, REPLY_CONSUMER, transport, REPLIES, workers=workers,
+                      prefetch=workers, service="order")
         if p.style in ONE_TO_MANY:
             for name in SUBSCRIBERS[: p.subscribers]:
                 Consumer(world, f"{name}-1", transport, EVENTS, subscription=name,
-                         service=name, handler=reply, workers=workers, prefetch=workers,
-                         service_time=work)
+                         service=name, handler=_replier(transport, name), workers=workers,
+                         prefetch=workers, service_time=work)
         else:
-            Consumer(world, KITCHEN, transport, COMMANDS, service="kitchen", handler=reply,
-                     workers=workers, prefetch=workers, service_time=work)
+            Consumer(world, KITCHEN, transport, COMMANDS, service="kitchen",
+                     handler=_replier(transport, "kitchen"), workers=workers,
+                     prefetch=workers, service_time=work)
     Instance(world, ORDER, workers=workers, service="order", service_time=work,
-             handler=_order_handler(p, transport, requester))
+             handler=_order_handler(p, transport))
     if p.service_down_for > 0:
         install(world, [Crash(served_by(p)[0], p.service_down_at, p.service_down_for)])
     OpenLoop(world, USERS, ORDER, p.request_rate, patience=p.user_patience)
@@ -409,11 +346,11 @@ def styles_table(results: Result | Sequence[Result]) -> Any:
     replies), ``error`` (share failed otherwise: refused, reset, ...),
     ``wait_p50`` / ``wait_p95`` (s, how long users waited for the answers
     that came), ``messages_per_request`` (network messages sent per user
-    request, protocol traffic included), ``replies_per_request`` (mean
-    replies the order service collected, reply styles only),
-    ``orphan_replies`` (replies that came after their request gave up),
-    ``surplus_replies`` (replies beyond the ``replies_to_collect`` a request
-    had already collected) and
+    request, protocol traffic included), ``replies_per_request`` (replies
+    matched to a waiting request per request sent, reply styles only),
+    ``orphan_replies`` (replies that found no request waiting: late ones,
+    duplicates), ``surplus_replies`` (replies beyond the
+    ``replies_to_collect`` a request had already collected) and
     ``delivery_p95`` (s, 95th percentile from a message's publish to a
     handler finishing with it; NaN for the call, or without the trace).
     """
@@ -434,11 +371,14 @@ def styles_table(results: Result | Sequence[Result]) -> Any:
         lat = ok["latency"].to_numpy(dtype=float)
         pct = np.percentile(lat, [50, 95]) if lat.size else [math.nan, math.nan]
         s = res.summary()
-        replies = math.nan
+        replies, orphans, surplus = math.nan, 0, 0
         requester = res.world.nodes.get(REPLY_CONSUMER)
-        if isinstance(requester, Requester) and n:
-            replies = float(np.mean([requester.collected.get(r, 0)
-                                     for r in finished["request_id"]]))
+        if isinstance(requester, Requester):
+            st: dict[str, Any] = dict(requester.stats)
+            if st["requests"]:
+                replies = st["replies"] / st["requests"]
+            surplus = st["orphans"]["surplus"]
+            orphans = sum(st["orphans"].values()) - surplus
         rows.append({
             "style": p.style,
             "transport": p.transport if p.style != "request-response" else "none",
@@ -451,8 +391,8 @@ def styles_table(results: Result | Sequence[Result]) -> Any:
             "wait_p95": float(pct[1]),
             "messages_per_request": s["messages_sent"] / len(rq) if len(rq) else math.nan,
             "replies_per_request": replies,
-            "orphan_replies": s["orphan_replies"],
-            "surplus_replies": requester.surplus if isinstance(requester, Requester) else 0,
+            "orphan_replies": orphans,
+            "surplus_replies": surplus,
             "delivery_p95": s.get("message_p95_latency", math.nan),
         })
     return pd.DataFrame(rows)
