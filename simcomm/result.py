@@ -460,21 +460,34 @@ class Result:
         for t in self._brokerless():
             balanced = balanced and all((ch, mid) in flying_keys
                                         for ch, mid, *_ in t.contents())
+        # the brokers' counters against their events: acks, dead-letterings,
+        # and drops -- per reason for those only a broker records, in total
+        # for those a consumer may record too (an auto-acked message lost
+        # with a crashed consumer: the consumer, or the broker hearing the
+        # reset, records it)
+        from simcomm.messaging import Consumer
+
         names = {b.name for b in brokers}
+        readers = {n.name: n for n in self.world.nodes.values()
+                   if isinstance(n, Consumer) and n.transport in brokers}
+        shared = ("consumer_crash", "rejected")
         acks: Counter = Counter()
         drops: Counter = Counter()
         for _, ev, _, _, node, detail in tr.mq:
-            if ev == "drop" and node in names:
-                drops[(node, detail)] += 1
+            if ev == "drop" and (node in names or node in readers):
+                drops[detail if node in names and detail not in shared else "*"] += 1
             elif ev in ("ack", "dead_letter"):
                 acks[ev] += 1
         stats = [b.stats for b in brokers]
+        counted: Counter = Counter()
+        for st in stats:
+            for why, n in st["dropped"].items():
+                counted[why if why not in shared else "*"] += n
+        counted["*"] += sum(c.stats["lost"] for c in readers.values())
         balanced = (balanced
                     and acks["ack"] == sum(st["consumed"] for st in stats)
                     and acks["dead_letter"] == sum(st["dead_lettered"] for st in stats)
-                    and drops == Counter({(b.name, why): n for b, st in zip(brokers, stats,
-                                                                            strict=True)
-                                          for why, n in st["dropped"].items() if n}))
+                    and +drops == +counted)
         out["balanced"] = bool(balanced)
         return out
 
@@ -490,7 +503,9 @@ class Result:
         the publishes that never reached it (``not_arrived``: ``sent``
         minus those it routed, holds unrouted or lost unrouted in a crash);
         queued = ``ready``; unacked = ``unacked``; in flight = publishes
-        waiting to be routed plus auto-acked messages not yet handled.
+        waiting to be routed plus auto-acked messages not yet handled (nor
+        lost: by the consumer, or by the broker hearing a dead consumer's
+        host reset one, its ``consumer_crash`` drops).
 
         A brokerless transport (``Brokerless.stats``): published =
         ``published``; consumed = its consumers' ``consumed`` (nothing to
@@ -506,8 +521,8 @@ class Result:
         on its way from one it lost), and consumer losses are not split by
         reason (``consumer_lost``).  ``balanced`` checks that each broker
         accounts for every copy it enqueued: ``routed`` = acks (auto
-        included) + dead-lettered + drops of enqueued copies + ready +
-        unacked.
+        included) + dead-lettered + drops of enqueued copies (not of those
+        already auto-acked) + ready + unacked.
         """
         from simcomm.analysis.messaging import FATES
         from simcomm.messaging import Consumer
@@ -526,13 +541,15 @@ class Result:
             auto = [c.stats for c in mine if c.auto_ack]
             handled = sum(c["consumed"] for c in auto)
             lost = sum(c.stats["lost"] for c in mine)
+            # auto-acked deliveries the broker heard were lost with their consumer
+            bounced = dropped.get("consumer_crash", 0)
             published += st["sent"]
             fates["consumed"] += st["consumed"] - st["auto_acked"] + handled
             fates["dead_lettered"] += st["dead_lettered"]
             fates["dropped"] += sum(dropped.values()) + not_arrived + lost
             fates["queued"] += st["ready"]
             fates["unacked"] += st["unacked"]
-            in_flight = st["auto_acked"] - handled - sum(c["lost"] for c in auto)
+            in_flight = st["auto_acked"] - handled - sum(c["lost"] for c in auto) - bounced
             fates["in_flight"] += st["waiting"] + in_flight
             reasons.update(dropped)
             reasons.update({"not_arrived": not_arrived, "consumer_lost": lost})
@@ -543,7 +560,7 @@ class Result:
             copies += st["routed"] + not_enqueued + not_arrived + st["waiting"]
             balanced = balanced and not_arrived >= 0 and in_flight >= 0 and st["routed"] == (
                 st["consumed"] + st["dead_lettered"] + sum(dropped.values()) - not_enqueued
-                + st["ready"] + st["unacked"])
+                - bounced + st["ready"] + st["unacked"])
         for t in self._brokerless():
             st = t.stats
             mine = [c for c in consumers if c.transport is t]

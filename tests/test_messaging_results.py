@@ -760,3 +760,25 @@ def test_a_messaging_run_where_nothing_was_published_still_says_so():
     s = Result(w).summary()
     assert {k: s[k] for k in MESSAGING_KEYS[:-1]} == dict.fromkeys(MESSAGING_KEYS[:-1], 0)
     assert math.isnan(s["message_p95_latency"])
+
+
+@pytest.mark.parametrize("trace", [True, False])
+def test_auto_acked_deliveries_lost_on_the_way_to_a_crashed_consumer_are_dropped(trace):
+    """The broker sends auto-acked deliveries to a consumer that has just
+    crashed (its close is still on the wire): they are lost, and the
+    ledger says so rather than leaving them in flight."""
+    from simcomm.engine import Link, World
+    from simcomm.messaging import Broker, Consumer, Producer
+    from simcomm.result import Result
+
+    w = World(seed=1, trace=trace, network=Link(latency=0.05))
+    broker = Broker(w)
+    q = broker.point_to_point("orders")
+    Producer(w, "web", broker, q, rate=50.0, count=200)
+    c = Consumer(w, "c", broker, q, auto_ack=True, service_time=0.01, prefetch=0)
+    w.at(1.0, lambda: c.crash(repair_after=1.0))
+    w.run(until=20)
+    led = Result(w).message_ledger()
+    assert led["balanced"]
+    assert (led["published"], led["in_flight"], led["queued"]) == (200, 0, 0)
+    assert led["consumed"] + led["dropped"] == 200 and led["dropped"] > 0

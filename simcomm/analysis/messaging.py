@@ -40,9 +40,10 @@ its ``channel`` (the queue it sits on).  Every copy has exactly one
 What the events cannot tell, said rather than hidden: the table records a
 delivery when the consumer receives it, not when the broker sends it, so a
 copy on its way to a consumer at the end reads ``queued`` where the broker
-counts it unacked (the two together agree); and an auto-acked delivery the
-network loses (sent to a consumer that just crashed) leaves no event, so it
-reads ``in_flight``.
+counts it unacked (the two together agree); and an auto-acked delivery
+lost on its way reads ``in_flight`` unless the transport records the loss
+(the broker does, as a ``drop`` ``consumer_crash``, when a dead consumer's
+host resets it).
 
 Only the messaging layer's own words are read (the ``trace.mq`` event table
 of the contract in :mod:`simcomm.messaging`); an event this module does not
