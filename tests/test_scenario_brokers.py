@@ -18,7 +18,14 @@ import simcomm
 from simcomm.cli import main
 from simcomm.errors import ParamError
 from simcomm.scenarios import get, make_params
-from simcomm.scenarios.brokers import PREFETCH, capacity, load, transport_report
+from simcomm.scenarios.brokers import (
+    PREFETCH,
+    TABLE_COLUMNS,
+    capacity,
+    load,
+    transport_report,
+    transport_table,
+)
 
 NAME = "brokers"
 
@@ -251,6 +258,17 @@ def test_the_report_counts_the_same_without_a_trace(consumers_down):
             assert bare[key] == traced[key], key
         for key in ("late", "on_time", "latency_p50", "latency_p95", "duplicates"):
             assert math.isnan(bare[key]), key
+
+
+def test_the_table_sets_runs_side_by_side(consumers_down, broker_down):
+    runs = [consumers_down["broker"][0], consumers_down["brokerless"][0],
+            broker_down["broker"][0], broker_down["brokerless"][0]]
+    table = transport_table(runs)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert list(table["transport"]) == ["broker", "brokerless"] * 2
+    assert list(table["fault"]) == ["consumer-down"] * 2 + ["broker-down"] * 2
+    assert table.iloc[2]["lost"] == broker_down["broker"][1]["lost"]
+    assert transport_table(runs[:1], late_after=100.0).iloc[0]["late"] == 0
 
 
 def test_the_report_refuses_a_bad_late_after(calm):

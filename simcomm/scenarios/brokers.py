@@ -61,11 +61,16 @@ from simcomm.messaging import Broker, Consumer, Producer
 from simcomm.scenarios.base import Load, Scenario, param, register
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import pandas as pd
+
     from simcomm.messaging import Transport
     from simcomm.result import Result
 
-__all__ = ["BROKER", "CHANNEL", "FAULTS", "PREFETCH", "PRODUCER", "TRANSPORTS", "Params",
-           "capacity", "consumer_names", "load", "transport_report"]
+__all__ = ["BROKER", "CHANNEL", "FAULTS", "PREFETCH", "PRODUCER", "TABLE_COLUMNS",
+           "TRANSPORTS", "Params", "capacity", "consumer_names", "load", "transport_report",
+           "transport_table"]
 
 BROKER = "broker"
 PRODUCER = "order-service"
@@ -73,6 +78,11 @@ CHANNEL = "kitchen-commands"
 SERVICE = "kitchen"
 
 TRANSPORTS = ("broker", "brokerless")
+
+#: Columns of :func:`transport_table`.
+TABLE_COLUMNS = ("transport", "fault", "published", "consumed", "lost", "pending", "late",
+                 "availability", "on_time_share", "latency_p50", "latency_p95", "latency_max",
+                 "duplicates")
 FAULTS = ("none", "consumer-down", "broker-down", "slow-consumer")
 
 #: Unacknowledged messages the broker lets each consumer hold: enough that
@@ -288,6 +298,24 @@ def transport_report(res: Result, late_after: float | None = None) -> dict[str, 
         "lost_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
         "late_after": late_after,
     }
+
+
+def transport_table(results: Iterable[Result], late_after: float | None = None
+                    ) -> pd.DataFrame:
+    """:func:`transport_report` of each run in ``results``, one row each
+    (:data:`TABLE_COLUMNS`), to set broker and brokerless side by side::
+
+        runs = [simcomm.run("brokers", transport=t, fault=f)
+                for f in ("consumer-down", "broker-down") for t in ("broker", "brokerless")]
+        transport_table(runs)
+    """
+    import pandas as pd
+
+    rows = []
+    for res in results:
+        r = transport_report(res, late_after)
+        rows.append(tuple(r[c] for c in TABLE_COLUMNS))
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
 SCENARIO = register(Scenario(
