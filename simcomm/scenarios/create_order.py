@@ -249,8 +249,10 @@ def _async_handler(broker: Broker):
         for service, channel, body in (("consumer", CONSUMER_COMMANDS, "VerifyConsumer"),
                                        ("restaurant", RESTAURANT_COMMANDS, "ValidateOrder")):
             # the message id the publish gives its envelope is the next one
-            # handed out (glue until publish returns it): the reply's
-            # correlation id will be this
+            # handed out (both transports take it first): the reply's
+            # correlation id will be this.  The broker's own publish, as the
+            # arguments are fixed: simcomm.messaging.publish would check them
+            # on every call, which costs more than the hop itself
             node.orders.commands[world.message_count + 1] = (order, service)
             ev = broker.publish(node, channel, {"command": body, "orderId": order},
                                 kind=COMMAND, confirm=True, reply_to=REPLIES, trace_id=order)
@@ -273,6 +275,8 @@ def _command_handler(broker: Broker, reply: dict[str, Any]):
 
     def handler(ctx: Context, d: Delivery) -> Generator[Any, Any, Any]:
         yield ctx.work()
+        # what simcomm.messaging.styles.reply sends (reply channel, correlation
+        # id), by the broker's own publish for the same reason as the commands
         ev = broker.publish(ctx.instance, d.reply_to or REPLIES, reply, kind=DOCUMENT,
                             correlation_id=d.message_id, confirm=True,
                             trace_id=d.envelope.trace_id)
