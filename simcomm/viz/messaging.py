@@ -1604,7 +1604,8 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
         return _SEQ_CYCLE[story % len(_SEQ_CYCLE)] if story >= 0 else INK
 
     times = np.array([t for a in sq.arrows for t in (a[2], a[4])]
-                     + [lb[2] for lb in sq.labels], dtype=float)
+                     + [lb[2] for lb in sq.labels] + [d[2] for d in sq.drops]
+                     + [t for b in sq.bars for t in (b[1], b[2])], dtype=float)
     times = times[np.isfinite(times)]
     t_lo = float(times.min()) if times.size else 0.0
     t_hi = float(times.max()) if times.size else 1.0
