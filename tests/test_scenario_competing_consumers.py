@@ -232,11 +232,26 @@ def test_capacity_matches_a_saturated_consumer():
     assert s["stable"] is False
 
 
+@pytest.mark.parametrize(("knobs", "ceiling"), [
+    ({"prefetch": 1}, 3 / 0.09), ({"prefetch": 10}, 60.0), ({"ack_mode": "auto"}, 60.0)])
+def test_prefetch_and_ack_mode_set_the_throughput(knobs, ceiling):
+    """Offered 100 msg/s with 20 ms a hop, three consumers at 0.05 s a message:
+    with prefetch 1 each waits 40 ms for its ack's round trip after every
+    message and they carry 3 / 0.09 = 33 msg/s (seeds 1-3: 32.8-34.1); a
+    window of 10, or auto-ack, keeps them busy: 60 msg/s (59.0-61.8)."""
+    res = run(publish_rate=100, network_latency=0.02, **knobs)
+    assert capacity(res.params) == pytest.approx(ceiling)
+    rate = consumer_report(res)["consumed"].sum() / res.until
+    assert rate == pytest.approx(ceiling, rel=0.06)
+
+
 def test_capacity_and_load_follow_the_knobs():
     sc = get(NAME)
     p = make_params(sc)
     assert capacity(p) == pytest.approx(3 / 0.054)
     assert capacity(make_params(sc, {"prefetch": 10})) == pytest.approx(60.0)
+    assert capacity(make_params(sc, {"prefetch": 2, "network_latency": 0.1})
+                    ) == pytest.approx(3 * 2 / 0.25)
     assert capacity(make_params(sc, {"reject_rate": 0.5, "prefetch": 10})) == pytest.approx(30)
     auto = make_params(sc, {"ack_mode": "auto", "slow_consumer": 2.0})
     assert capacity(auto) == pytest.approx(3 / 0.1)
