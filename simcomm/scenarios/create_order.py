@@ -141,7 +141,8 @@ class Params:
         help="workers in each service (and the prefetch of each service's consumer)")
     network_latency: float = param(
         0.002, range=(0.0, 0.5), unit="s", step=0.001,
-        help="mean one-way network delay of every hop (exponential)")
+        help="one-way network delay of every hop (constant: one connection never "
+             "reorders its messages)")
     user_patience: float = param(
         10.0, range=(0.1, 600.0), unit="s", step=0.1,
         help="how long a user waits for the answer to createOrder before giving up")
@@ -296,8 +297,7 @@ def _reply_handler(orders: Orders):
 
 
 def build(world: World, p: Params) -> None:
-    world.network.set_default(Link(latency=distribution("exponential", p.network_latency)
-                                   if p.network_latency > 0 else None))
+    world.network.set_default(Link(latency=p.network_latency))
     work = distribution("lognormal", p.service_time)
     if p.design == "sync":
         order = OrderService(world, ORDER, workers=p.service_workers, service="order",
