@@ -5,23 +5,19 @@ what the ``style`` says with the services behind it and answers the user
 when the style lets it.  The requests table therefore measures what the
 requester waits for in each style:
 
-========================== =========== ============= =========================================
-style                      how many    sync / async  the order service answers the user ...
-========================== =========== ============= =========================================
-``request-response``       one-to-one  synchronous   after the kitchen service's reply to its
-                                                     call (:func:`simcomm.rpc.call`)
-``notification``           one-to-one  asynchronous  as soon as the command is sent to the
-                                                     kitchen's point-to-point channel: no reply
-``request-async-response`` one-to-one  asynchronous  when the kitchen's reply arrives on its
-                                                     reply channel, matched by correlation id --
-                                                     or ``timeout`` after ``reply_timeout``
-``publish-subscribe``      one-to-many asynchronous  as soon as the event is published on the
-                                                     ``order.events`` channel: every subscriber
-                                                     gets a copy, nobody answers
-``publish-async-responses`` one-to-many asynchronous when ``replies_to_collect`` subscribers
-                                                     have replied -- or ``timeout`` when
-                                                     ``reply_timeout`` passes first
-========================== =========== ============= =========================================
+* ``request-response`` (one-to-one, synchronous) -- after the kitchen
+  service's reply to its call (:func:`simcomm.rpc.call`);
+* ``notification`` (one-to-one, asynchronous) -- as soon as the command
+  is sent to the kitchen's point-to-point channel: no reply;
+* ``request-async-response`` (one-to-one, asynchronous) -- when the
+  kitchen's reply arrives on the reply channel, matched by correlation id,
+  or ``timeout`` after ``reply_timeout``;
+* ``publish-subscribe`` (one-to-many, asynchronous) -- as soon as the
+  event is published on the ``order.events`` channel: every subscriber
+  gets a copy, nobody answers;
+* ``publish-async-responses`` (one-to-many, asynchronous) -- when
+  ``replies_to_collect`` subscribers have replied, or ``timeout`` when
+  ``reply_timeout`` passes first.
 
 Each style is the reusable piece of :mod:`simcomm.messaging.styles`
 (``notify``, ``request_async``, ``publish``, ``publish_collect``, ``reply``
