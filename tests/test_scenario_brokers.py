@@ -200,6 +200,20 @@ def test_a_broker_routing_slower_than_the_publish_rate_is_the_bottleneck():
     assert same.bottleneck()["resource"] != "broker" and same.summary()["stable"]
 
 
+def test_over_a_slow_network_the_prefetch_window_caps_the_brokered_design():
+    """500 ms a hop: each consumer's window of 10 comes back only after a
+    1 s round trip, so two carry 2 x 10 / 1.02 = 19.6 msg/s of the 30 offered
+    (seeds 1-2: 19.3 over 120 s, the first second without acks yet).
+    Brokerless there is no ack to wait for: it carries all 30."""
+    slow = dict(fault="none", publish_rate=30, network_latency=0.5, seed=1)
+    res = simcomm.run(NAME, until=120, warn=False, **slow)
+    rate = transport_report(res)["consumed"] / res.until
+    assert rate == pytest.approx(capacity(res.params), rel=0.03)
+    free = simcomm.run(NAME, until=120, warn=False, transport="brokerless", **slow)
+    r = transport_report(free)
+    assert r["consumed"] / r["published"] > 0.99
+
+
 # -- a slow consumer ---------------------------------------------------------------------------
 
 def test_with_slow_consumers_the_broker_queues_the_backlog():
@@ -231,6 +245,10 @@ def test_capacity_and_load_follow_the_knobs():
     assert capacity(make_params(sc, {"broker_routing_rate": 15.0})) == 15.0
     assert capacity(make_params(sc, {"broker_routing_rate": 15.0,
                                      "transport": "brokerless"})) == pytest.approx(100)
+    slow_net = make_params(sc, {"network_latency": 0.5})
+    assert capacity(slow_net) == pytest.approx(2 * PREFETCH / 1.02)
+    assert capacity(make_params(sc, {"network_latency": 0.5, "transport": "brokerless"})
+                    ) == pytest.approx(100)
     assert load(p).requests_per_s == p.publish_rate
     assert load(p).messages_per_request == 3  # publish, deliver, ack
     assert load(make_params(sc, {"transport": "brokerless"})).messages_per_request == 1

@@ -183,18 +183,22 @@ def build(world: World, p: Params) -> None:
 
 
 def capacity(p: Params) -> float:
-    """Messages per second the design can carry when nothing is wrong.
+    """Messages per second the design can carry when nothing is wrong: an
+    optimistic ceiling.
 
-    The consumers handle ``consumers / service_time`` (with a prefetch of
-    :data:`PREFETCH` the round trip of an ack never leaves one idle); with a
-    broker every message must also be routed, at most
-    ``broker_routing_rate`` per second, so the lesser of the two.  The
-    fault is left out (it passes).
+    Each consumer handles at most ``1 / service_time``.  Through a broker
+    with manual acks a consumer's window of :data:`PREFETCH` deliveries
+    frees a slot only after the ack's round trip (two hops), so it carries
+    at most ``PREFETCH / (service_time + 2 × network_latency)`` -- the same
+    unless the network is very slow -- and every message must also be
+    routed, at most ``broker_routing_rate`` per second.  Brokerless there is
+    neither.  The fault is left out (it passes).
     """
-    consumers = p.consumers / p.service_time
-    if p.transport == "broker":
-        return min(consumers, p.broker_routing_rate)
-    return consumers
+    if p.transport == "brokerless":
+        return p.consumers / p.service_time
+    each = min(1.0 / p.service_time,
+               PREFETCH / (p.service_time + 2 * p.network_latency))
+    return min(p.consumers * each, p.broker_routing_rate)
 
 
 def load(p: Params) -> Load:
