@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from simcomm.scenarios.base import Scenario
 
 __all__ = ["FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "MESSAGING_KEYS", "PENDING_SHARE",
-           "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
+           "REQUEST_KEYS", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither, and
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
@@ -81,7 +81,8 @@ SUMMARY_UNITS: dict[str, str] = {
     "mean_latency": "s", "p50": "s", "p95": "s", "p99": "s",
     "throughput": "req/s", "availability": "fraction", "success_rate": "fraction",
     "retries": "", "breaker_opens": "", "orphan_replies": "", "max_amplification": "",
-    "offered_rate": "req/s", "capacity": "req/s", "offered_load": "",
+    "offered_rate": "req/s", "capacity": "req/s",
+    "publish_rate": "msg/s", "message_capacity": "msg/s", "offered_load": "",
     "bottleneck": "", "bottleneck_utilisation": "fraction", "stable": "",
     "messages_sent": "", "messages_dropped": "",
     "messages_published": "", "messages_consumed": "", "messages_lost": "",
@@ -94,6 +95,16 @@ SUMMARY_UNITS: dict[str, str] = {
 MESSAGING_KEYS = ("messages_published", "messages_consumed", "messages_lost",
                   "messages_dead_lettered", "messages_queued", "redeliveries",
                   "message_p95_latency")
+
+#: The keys about client requests.  A run of messages alone (producers,
+#: brokers and consumers, no users waiting for replies) leaves them out of
+#: its summary, and says ``publish_rate`` and ``message_capacity`` where a
+#: run with requests says ``offered_rate`` and ``capacity``.
+REQUEST_KEYS = ("requests", "completed", "fallback", "answered", "failed", "pending",
+                *FAILURES, "completed_share", "pending_share", "mean_latency", "p50", "p95",
+                "p99", "throughput", "availability", "success_rate", "retries",
+                "breaker_opens", "orphan_replies", "max_amplification", "offered_rate",
+                "capacity")
 
 #: One line on the meaning of every :meth:`Result.summary` key.
 SUMMARY_HELP: dict[str, str] = {
@@ -138,12 +149,19 @@ SUMMARY_HELP: dict[str, str] = {
     "offered_rate": "requests sent per second (the load offered to the system)",
     "capacity": "requests per second the system can carry: the scenario's model, or "
                 "estimated as throughput / utilisation of the bottleneck",
+    "publish_rate": "in a run of messages alone: messages published per second (the load "
+                    "offered to the system)",
+    "message_capacity": "in a run of messages alone: messages per second the system can "
+                        "carry: the scenario's model, or estimated as consumed per second / "
+                        "utilisation of the bottleneck",
     "offered_load": ("arrival rate / capacity (the scenario's nominal rate where it declares "
-                     "one, else offered_rate): 1 or more cannot be carried for long"),
+                     "one, else offered_rate; in a run of messages alone, the publish rate): "
+                     "1 or more cannot be carried for long"),
     "bottleneck": "the busiest resource: a worker pool (instance) or a link (a → b)",
     "bottleneck_utilisation": "mean fraction of time the bottleneck was busy",
     "stable": "no sign of overload: bottleneck below 99 % busy, offered load below 1 "
-              "and at most 10 % of requests pending",
+              "and at most 10 % of requests pending (of messages still queued, in a run "
+              "of messages alone)",
     "messages_sent": "messages put on the network (requests, replies, ...)",
     "messages_dropped": "messages lost, cut off or refused on the way",
     "messages_published": "application messages published to a channel (each once, however "
@@ -663,6 +681,8 @@ class Result:
         """
         import numpy as np
 
+        if self._message_run:
+            return self._message_summary()
         df = self.requests
         outcomes = df["outcome"]
         ok = df[outcomes == "ok"]
@@ -710,6 +730,31 @@ class Result:
         mq = self._message_counts
         if mq is not None:
             out.update({key: mq[key] for key in MESSAGING_KEYS})
+        return out
+
+    @cached_property
+    def _message_run(self) -> bool:
+        """A run of messages alone: messaging, and no client sending requests."""
+        return self._has_messaging() and not any(
+            isinstance(node, _Client) for node in self.world.nodes.values())
+
+    def _message_summary(self) -> dict[str, Any]:
+        """The summary of a run of messages alone: no request keys (there were
+        no requests), the messaging keys first, and the load in messages."""
+        health = self._health
+        mq = self._message_counts
+        assert mq is not None
+        out: dict[str, Any] = {key: mq[key] for key in MESSAGING_KEYS}
+        out.update({
+            "publish_rate": health["offered_rate"],
+            "message_capacity": health["capacity"],
+            "offered_load": health["offered_load"],
+            "bottleneck": health["bottleneck"]["resource"],
+            "bottleneck_utilisation": health["bottleneck"]["utilisation"],
+            "stable": health["stable"],
+            "messages_sent": self.world.network.sent,
+            "messages_dropped": sum(self.world.network.dropped.values()),
+        })
         return out
 
     def _edges(self) -> list[Any]:
@@ -823,12 +868,19 @@ class Result:
           for), which the whole-run mean dilutes and a closed loop of users
           never turns into a backlog.
         """
-        reqs = self.world.trace.requests
-        n = len(reqs)
-        completed = sum(1 for r in reqs if r[5] == "ok")
-        pending = sum(len(node.open) for node in self.world.nodes.values()
-                      if isinstance(node, _Client))
-        n += pending
+        if self._message_run:
+            # the work is messages: published ones, of which consumed or still queued
+            mq = self._message_counts
+            assert mq is not None
+            n, completed = mq["messages_published"], mq["messages_consumed"]
+            pending = mq["messages_queued"]
+        else:
+            reqs = self.world.trace.requests
+            n = len(reqs)
+            completed = sum(1 for r in reqs if r[5] == "ok")
+            pending = sum(len(node.open) for node in self.world.nodes.values()
+                          if isinstance(node, _Client))
+            n += pending
         neck = self.bottleneck()
         u = neck["utilisation"]
         offered = n / self.until
@@ -909,13 +961,16 @@ class Result:
         hung = [name for name, node in self.world.nodes.items()
                 if isinstance(node, Instance) and node.hung]
         n, pending = h["requests"], h["pending"]
-        parts = [f"{_count(pending)} of {_count(n)} requests "
-                 f"({_percent(h['pending_share'] if n else 0.0)}) were still pending "
+        messages = self._message_run
+        work, unit, left = (("messages", "msg/s", "still queued") if messages
+                            else ("requests", "req/s", "still pending"))
+        parts = [f"{_count(pending)} of {_count(n)} {work} "
+                 f"({_percent(h['pending_share'] if n else 0.0)}) were {left} "
                  f"at the end", h["bottleneck"]["text"]]
         if math.isfinite(h["capacity"]):
             how = "a capacity" if h["capacity_source"] == "model" else "an estimated capacity"
-            parts.append(f"offered {_rate(h['offered_rate'])} req/s against {how} of about "
-                         f"{_rate(h['capacity'])} req/s")
+            parts.append(f"{'published' if messages else 'offered'} {_rate(h['offered_rate'])} "
+                         f"{unit} against {how} of about {_rate(h['capacity'])} {unit}")
         if hung and not h["over_capacity"]:
             # busy workers held by a hang (here or downstream) are not overload
             lead, why = "stuck", ""
@@ -923,15 +978,17 @@ class Result:
                          f"hanging at the end")
         elif h["saturated"] or h["over_capacity"] or h["late"] is not None:
             lead, why = "overloaded", ""
-            if h["late"] is not None:
+            if h["late"] is not None and not (h["saturated"] or h["over_capacity"]):
+                # only news when the whole run's numbers do not show the overload
                 name, busy = h["late"]
                 parts.append(f"{name}'s workers were {_percent(busy)} busy over the last "
                              f"{_percent(LATE_SHARE)} of the run: the overload outlived "
                              f"what started it")
         else:
             lead, why = "unfinished", (" The run may be too short for its latencies, or "
-                                       "requests are stuck waiting.")
-        return [f"{lead}: {'; '.join(parts)}.{why} availability counts finished requests only."]
+                                       f"{work} are stuck waiting.")
+        tail = ("" if messages else " availability counts finished requests only.")
+        return [f"{lead}: {'; '.join(parts)}.{why}{tail}"]
 
     def fingerprint(self) -> str:
         """SHA-256 of every traced event: equal fingerprints, identical runs."""
@@ -950,6 +1007,11 @@ class Result:
     def __repr__(self) -> str:
         name = self.scenario.name if self.scenario else "world"
         s = self.summary()
+        if self._message_run:
+            return (f"<Result {name} seed={self.seed} until={self.until:g}s: "
+                    f"{s['messages_published']} messages published, "
+                    f"{s['messages_consumed']} consumed, "
+                    f"p95 {s['message_p95_latency']:.4g}s>")
         return (f"<Result {name} seed={self.seed} until={self.until:g}s: "
                 f"{s['requests']} requests, availability {s['availability']:.4f}, "
                 f"p50 {s['p50']:.4g}s>")

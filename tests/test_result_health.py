@@ -22,11 +22,13 @@ from simcomm.result import (
     MESSAGING_KEYS,
     MIN_PENDING,
     PENDING_SHARE,
+    REQUEST_KEYS,
     SATURATED,
     SUMMARY_HELP,
     SUMMARY_UNITS,
     Result,
 )
+from simcomm.scenarios import base
 
 HEALTH_KEYS = ("completed_share", "pending_share", "offered_rate", "capacity", "offered_load",
                "bottleneck", "bottleneck_utilisation", "stable")
@@ -162,9 +164,11 @@ def test_utilisation_from_a_later_start_needs_the_trace():
 def test_every_summary_key_has_a_unit_and_a_meaning():
     s = Result(one_user()).summary()
     assert set(HEALTH_KEYS) <= set(s)
-    # a run without messaging has no messaging keys (tests/test_messaging_results.py)
-    assert set(SUMMARY_UNITS) - set(MESSAGING_KEYS) == set(s) == set(SUMMARY_HELP) - set(
-        MESSAGING_KEYS)
+    # a run without messaging has no messaging keys (tests/test_messaging_results.py),
+    # nor the load keys of a run of messages alone
+    alone = {"publish_rate", "message_capacity"}
+    assert set(SUMMARY_UNITS) - set(MESSAGING_KEYS) - alone == set(s) == (
+        set(SUMMARY_HELP) - set(MESSAGING_KEYS) - alone)
     assert SUMMARY_UNITS["capacity"] == SUMMARY_UNITS["offered_rate"] == "req/s"
     assert SUMMARY_UNITS["pending_share"] == SUMMARY_UNITS["availability"] == "fraction"
     assert "pending" in SUMMARY_HELP["availability"]  # what availability leaves out
@@ -304,3 +308,26 @@ def test_a_short_run_busy_at_its_end_by_chance_is_not_overload():
     res = simcomm.run("mmc", seed=0, until=50, warn=False, progress=False)
     assert res.utilisation(start=37.5)["server-1"] >= SATURATED  # busy at the end...
     assert res.summary()["stable"] and res.warnings() == []      # ...by chance
+
+
+# -- a run of messages alone ------------------------------------------------------------------
+
+def test_a_run_of_messages_alone_is_summarised_in_messages():
+    """No users wait for replies: no request keys (a row of zeros and NaNs says
+    nothing), the load in messages per second, and the warning counts messages."""
+    res = quiet_run("competing-consumers", seed=1, until=30, prefetch=0, slow_consumer=4)
+    s = res.summary()
+    assert not set(s) & set(REQUEST_KEYS)
+    assert set(MESSAGING_KEYS) <= set(s) and {"publish_rate", "message_capacity"} <= set(s)
+    assert set(s) <= set(SUMMARY_UNITS) and set(s) <= set(SUMMARY_HELP)
+    assert s["publish_rate"] == pytest.approx(s["messages_published"] / 30)
+    assert s["offered_load"] == pytest.approx(
+        base.get("competing-consumers").load(res.params).requests_per_s
+        / s["message_capacity"])
+    assert not s["stable"] and s["messages_queued"] > 0
+    (text,) = res.warnings()
+    assert text.startswith(f"overloaded: {s['messages_queued']} of "
+                           f"{s['messages_published']:,} messages".replace(",", " "))
+    assert "still queued" in text and "msg/s" in text and "req/s" not in text
+    assert "requests" not in text
+    assert "messages published" in repr(res)
