@@ -33,6 +33,7 @@ from simcomm.exercises import (
     nb02_formats,
     nb03_partial_failure,
     nb04_retries,
+    nb06_async_messaging,
 )
 from simcomm.scenarios import base
 from simcomm.scenarios import formats as fs
@@ -96,6 +97,19 @@ WRONG: dict[str, list[tuple[object, str]]] = {
              ({"retry_budget": True}, "not a setting this exercise lets you change"),
              ({"max_attempts": 2}, "fixed by the question"),
              ({"retry_backoff": "exponentail"}, "the simulator refused it")],
+    "06.1": [(2.51, "the synchronous design"), (2.67, "all three services and the broker"),
+             (0.84, "the order service alone"), (0.168, "the broker alone"),
+             (0.144, "per day"), (60.4, "minutes"), (2.0, "too high")],
+    "06.2": [(50, "counts every request"), (5, "arrive in time"), (55, "do not add them"),
+             (0, "does not drop the commands"), (30, "too low")],
+    "06.3": [({}, "from every one of the 4 subscribers"),
+             ({"reply_timeout": 0.3}, "a shorter one only fails them sooner"),
+             ({"replies_to_collect": 5}, "more than can ever come"),
+             ({"replies_to_collect": 3, "reply_timeout": 0.02}, "cut some requests off"),
+             ({"subscribers": 3}, "fixed by the question"),
+             ({"replies_to_colect": 3}, "did you mean 'replies_to_collect'"),
+             ({"transport": "kafka"}, "the simulator refused it"),
+             (3, "as a dict")],
 }
 
 
@@ -113,7 +127,7 @@ def test_there_are_two_or_three_exercises_per_notebook():
     per_notebook = exercises.list().groupby("notebook").size()
     assert set(per_notebook.index) == {"00-tour", "01-sync-request-response",
                                        "02-message-formats", "03-partial-failure",
-                                       "04-retries-and-storms"}
+                                       "04-retries-and-storms", "06-async-messaging"}
     assert per_notebook.between(2, 3).all(), per_notebook.to_dict()
 
 
@@ -528,3 +542,47 @@ def test_04_3_a_longer_constant_wait_works_too():
     """Hint 3: a longer constant wait ends the storm, as growing waits do."""
     assert exercises.check("04.3", {"retry_backoff": "constant", "retry_wait": 3.0}).ok is True
     assert exercises.check("04.3", {"retry_backoff": "full_jitter"}).ok is True
+
+
+def test_06_1_the_formula_is_the_scenarios():
+    """The expected downtime is create-order's own product formula for the async design."""
+    from simcomm.scenarios import create_order
+
+    p = base.make_params(base.get("create-order"),
+                         {"design": "async", "broker_availability": 0.999})
+    assert create_order.required_nodes(p) == (create_order.ORDER, create_order.BROKER)
+    assert nb06_async_messaging._async_hours() == pytest.approx(
+        (1 - p.order_availability * 0.999) * 168)
+
+
+def test_06_2_the_runs_agree_with_the_model():
+    """The orphans of the question's outage, over five seeds: each run equals the requests
+    sent in the window the model names (a run's own Poisson count, give or take the few
+    the kitchen held when it crashed), and their mean is the model's within 2.5 standard
+    errors of a Poisson mean (sqrt(45 / 5) = 3: within ±7.5)."""
+    counts = []
+    for seed in range(1, 6):
+        res = simcomm.run("styles", seed=seed, progress=False, warn=False,
+                          **nb06_async_messaging.ORPHAN_SETTINGS)
+        p = res.params
+        start = res.requests["start"]
+        window = int(start.between(p.service_down_at,
+                                   p.service_down_at + p.service_down_for - p.reply_timeout,
+                                   inclusive="left").sum())
+        orphans = res.summary()["orphan_replies"]
+        assert window <= orphans <= window + 3, (seed, window, orphans)
+        counts.append(orphans)
+    expected = nb06_async_messaging._orphans()
+    assert abs(np.mean(counts) - expected) <= 2.5 * math.sqrt(expected / len(counts))
+
+
+def test_06_3_waiting_for_every_subscriber_fails_during_the_outage():
+    """The lesson the judge gives: collecting a reply from all four subscribers, hardly a
+    request sent during the kitchen's outage is answered ok within the limit; collecting
+    three, every one is."""
+    fixed = nb06_async_messaging.COLLECT_FIXED
+    every = simcomm.run("styles", seed=0, progress=False, warn=False, trace=False, **fixed)
+    three = simcomm.run("styles", seed=0, progress=False, warn=False, trace=False,
+                        replies_to_collect=3, **fixed)
+    assert nb06_async_messaging.collect_report(every)["fast_during_outage"] < 0.1
+    assert nb06_async_messaging.collect_report(three)["fast_during_outage"] == 1.0
