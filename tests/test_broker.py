@@ -12,7 +12,7 @@ import pytest
 
 from simcomm.engine import Crash, Hang, Link, Node, Slowdown, World, install
 from simcomm.errors import ParamError
-from simcomm.messaging import Broker, Consumer, Producer, Reject, publish
+from simcomm.messaging import Broker, Consumer, Producer, Reject, ReplicatedBroker, publish
 from simcomm.result import Result
 
 # -- helpers -------------------------------------------------------------------
@@ -623,3 +623,87 @@ def test_declaring_the_same_queue_twice_returns_it():
     q1 = broker.declare_queue("q", max_length=3)
     assert broker.declare_queue("q", max_length=3) is q1
     assert broker.declare_exchange("e", "topic") is broker.declare_exchange("e", "topic")
+
+
+# -- the replicated broker (optional in the issue) -------------------------------------
+
+
+class ClusterBench(Bench):
+    def __init__(self, failover_after: float = 3.0, **kw) -> None:
+        self.world = World(seed=0)
+        self.broker = ReplicatedBroker(self.world, failover_after=failover_after, **kw)
+        self.pub = Node(self.world, "pub")
+        self.body = {}
+        self.confirms = []
+
+
+def test_a_follower_takes_over_after_the_detection_delay_not_the_repair_time():
+    b = ClusterBench(failover_after=3.0)
+    b.broker.point_to_point("q")
+    Consumer(b.world, "c", b.broker, "q", service_time=0.1)
+    for i in range(20):
+        b.publish_at(0.5 + i, "q", i)
+    install(b.world, [Crash("broker-1", at=10.0)])  # never repaired
+    b.run(30)
+    events = [(t, node, ev) for t, node, ev, _ in b.world.trace.events
+              if ev in ("failover", "subscribe")]
+    assert events == [(0.0, "c", "subscribe"), (13.0, "broker-2", "failover"),
+                      (15.0, "c", "subscribe")]
+    refused = sorted(b.body[r[2]] for r in b.world.trace.messages
+                     if r[1] == "drop" and r[8] == "node_down" and r[2] in b.body)
+    assert refused == [10, 11, 12]  # sent while nobody led
+    assert sorted(b.bodies("consume")) == [i for i in range(20) if i not in (10, 11, 12)]
+    assert [r[4] for r in b.mq("enqueue")] == ["broker-1"] * 10 + ["broker-2"] * 7
+    assert b.broker.stats["failovers"] == 1 and b.broker.stats["consumed"] == 17
+
+
+def test_what_the_leader_had_replicated_survives_the_failover():
+    b = ClusterBench(failover_after=1.0)
+    b.broker.point_to_point("q")
+    b.publish_at(1, "q", "persistent")
+    b.publish_at(1, "q", "transient", persistent=False)
+    install(b.world, [Crash("broker-1", at=2.0, duration=100.0)])
+    late: list = []
+    b.world.at(5, lambda: late.append(Consumer(b.world, "c", b.broker, "q",
+                                               service_time=0.1)))
+    b.run(10)
+    assert b.bodies("consume") == ["persistent"]
+    assert [(b.body[r[2]], r[5]) for r in b.mq("drop")] == [("transient", "broker_crash")]
+    assert b.broker.leader.name == "broker-2" and b.broker.queue_depth("q") == (0, 0)
+
+
+def test_a_leader_back_before_the_delay_keeps_leading():
+    b = ClusterBench(failover_after=5.0)
+    b.broker.point_to_point("q")
+    install(b.world, [Crash("broker-1", at=2.0, duration=1.0)])
+    b.run(20)
+    assert b.broker.leader.name == "broker-1" and b.broker.failovers == 0
+
+
+def test_the_old_leader_rejoins_as_a_follower_and_takes_no_client_traffic():
+    b = ClusterBench(failover_after=1.0)
+    b.broker.point_to_point("q")
+    install(b.world, [Crash("broker-1", at=2.0, duration=2.0)])
+    b.run(10)
+    old = b.world.nodes["broker-1"]
+    assert old.up and b.broker.leader.name == "broker-2"
+    # a publish that was on its way to the old leader would be turned away
+    msg = b.pub.message("broker-1", None)
+    assert old.accept(msg) == "not_leader"
+    assert b.world.nodes["broker-2"].accept(b.pub.message("broker-2", None)) is None
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    (dict(replicas=1), "replicas"),
+    (dict(replicas=2.0), "replicas"),
+    (dict(failover_after=-1), "failover_after"),
+    (dict(name=""), "name"),
+    (dict(name="taken"), "name"),
+    (dict(routing_rate=0), "routing_rate"),
+])
+def test_bad_cluster_arguments_raise_a_param_error_naming_the_field(kwargs, field):
+    world = World()
+    Node(world, "taken-2")
+    with pytest.raises(ParamError) as err:
+        ReplicatedBroker(world, **kwargs)
+    assert err.value.field == field

@@ -15,8 +15,11 @@ holds:
 * :class:`Consumer` -- a service instance that reads a queue or a
   subscription, and :class:`Reject` for a handler to nack;
 * :func:`publish` from any node, and :class:`Producer`, a Poisson publisher;
-* :class:`Transport` -- what a broker and a brokerless transport share, so
-  one knob switches between them.
+* :class:`Brokerless` -- ZeroMQ-style messaging without a broker, and
+  :class:`Transport` -- what it and a broker share, so one knob switches
+  between them; :class:`ReplicatedBroker` -- a leader and followers, so the
+  broker is no longer a single point of failure;
+* :mod:`simcomm.messaging.styles` -- the five interaction styles on either.
 
     >>> from simcomm.engine import World
     >>> from simcomm.messaging import Broker, Consumer, Producer
@@ -35,18 +38,21 @@ deliver, ack, nack, requeue, dead_letter, drop, consume, confirm) and each
 queue's depth in ``world.trace.queues``.
 """
 
-from simcomm.messaging.broker import DROP_REASONS, RECONNECT_INTERVAL, Broker
+from simcomm.messaging.broker import DROP_REASONS, HEARTBEAT, RECONNECT_INTERVAL, Broker
+from simcomm.messaging.brokerless import HIGH_WATER_MARK, Brokerless
 from simcomm.messaging.consumer import ON_ERROR, Consumer, DeliveryHandler, Reject
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
 from simcomm.messaging.producer import APP_KINDS, Producer, publish
 from simcomm.messaging.queues import OVERFLOW, Channel, Queue
+from simcomm.messaging.replicated import FAILOVER_AFTER, ReplicatedBroker
 from simcomm.messaging.topic import topic_matches
 from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Transport
 
 __all__ = [
-    "APP_KINDS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES", "ON_ERROR", "OVERFLOW",
-    "POINT_TO_POINT", "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Channel",
-    "Consumer", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "Producer", "Queue",
-    "Reject", "Transport", "publish", "topic_matches",
+    "APP_KINDS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES", "FAILOVER_AFTER",
+    "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OVERFLOW", "POINT_TO_POINT",
+    "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
+    "Delivery", "DeliveryHandler", "Envelope", "Exchange", "Producer", "Queue", "Reject",
+    "ReplicatedBroker", "Transport", "publish", "topic_matches",
 ]

@@ -200,8 +200,15 @@ class Broker(Instance):
         self._n_unrouted_lost = 0
         self._dropped: dict[str, int] = {}
         self._clients: set[str] = set()  # consumers whose heartbeat timer runs
+        #: the ReplicatedBroker this broker is a member of, if any
+        self.cluster: Any = None
         if beat is not None:
             self.env.process(self._heartbeats())
+
+    @property
+    def address(self) -> str:
+        """Where clients send: this node, or its cluster's leader now."""
+        return self.name if self.cluster is None else self.cluster.leader.name
 
     # ==================================================================
     # topology
@@ -393,7 +400,7 @@ class Broker(Instance):
         mq = self._mq
         if mq is not None:
             mq((now, "publish", mid, channel, node.name, rk))
-        msg = Message(mid, kind, node.name, self.name, now, envelope, key=key,
+        msg = Message(mid, kind, node.name, self.address, now, envelope, key=key,
                       trace_id=trace_id, format=format, size=size,
                       reply_to=node.name if confirm else None)
         if not confirm:
@@ -425,7 +432,12 @@ class Broker(Instance):
             Node.receive(self, msg)
 
     def accept(self, msg: Message) -> str | None:
-        return None  # no admission control: the queues decide (length limits)
+        # no admission control: the queues decide (length limits); a follower
+        # of a replicated broker takes no client traffic
+        if self.cluster is not None and self.cluster.leader is not self and (
+                msg.kind != REPLY or type(msg.body) is Envelope):
+            return "not_leader"
+        return None
 
     def handle(self, msg: Message) -> None:
         if self.hung:
@@ -888,13 +900,13 @@ class Broker(Instance):
                 continue
             now = self.env.now
             if now - consumer.heard > beat:
-                self.world.trace.event(now, consumer.name, "heartbeat_timeout", self.name)
+                self.world.trace.event(now, consumer.name, "heartbeat_timeout", self.address)
                 consumer.connection_lost()
                 self.connect(consumer, delay=consumer.reconnect_interval)
             elif now - consumer.said >= half:
                 consumer.said = now
-                consumer.send(consumer.message(self.name, (_HEARTBEAT, consumer.name,
-                                                           consumer.conn), kind=CONTROL))
+                beat_msg = (_HEARTBEAT, consumer.name, consumer.conn)
+                consumer.send(consumer.message(self.address, beat_msg, kind=CONTROL))
 
     # ==================================================================
     # the consumer's side (Transport): its client library
@@ -962,9 +974,9 @@ class Broker(Instance):
         """Send ``basic.consume``; try again every reconnect interval until answered."""
         if consumer.conn != conn or consumer.connected or not consumer.up:
             return
-        ev = consumer.request(self.name, (_CONSUME, consumer.name, conn, consumer.queue_name,
-                                          consumer.prefetch, consumer.auto_ack,
-                                          consumer._declare), kind=CONTROL)
+        body = (_CONSUME, consumer.name, conn, consumer.queue_name, consumer.prefetch,
+                consumer.auto_ack, consumer._declare)
+        ev = consumer.request(self.address, body, kind=CONTROL)
         rid: int = ev.request_id  # type: ignore[attr-defined]
         consumer.said = self.env.now
         ev.callbacks.append(lambda e: self._subscribed(consumer, conn, e.value))
@@ -991,7 +1003,7 @@ class Broker(Instance):
         consumer.said = self.env.now
         body = ((_ACK, ch, delivery.delivery_tag, multiple) if ack
                 else (_NACK, ch, delivery.delivery_tag, multiple, requeue))
-        self._network.send(Message(mid, CONTROL, consumer.name, self.name, self.env.now,
+        self._network.send(Message(mid, CONTROL, consumer.name, self.address, self.env.now,
                                    body))
 
     def disconnect(self, consumer: Consumer) -> None:
@@ -1005,7 +1017,8 @@ class Broker(Instance):
         was = consumer.connected
         consumer.connected = False
         if was or consumer.conn:
-            consumer.send(consumer.message(self.name, (_CLOSE, consumer.name, consumer.conn),
+            consumer.send(consumer.message(self.address,
+                                           (_CLOSE, consumer.name, consumer.conn),
                                            kind=CONTROL))
 
     def control(self, consumer: Consumer, msg: Message) -> None:
@@ -1076,6 +1089,16 @@ class Broker(Instance):
                         self._drop(copy.envelope.message_id, q.name, "broker_crash")
             if self._qlog is not None:
                 self._qlog((now, self.name, q.name, q.ready, q.unacked))
+        if self.cluster is not None:
+            self.cluster._member_down(self)
+
+    def restart(self) -> None:
+        """Start again (routing workers fresh; the queues kept what survived)."""
+        if self.up:
+            return
+        super().restart()
+        if self.cluster is not None:
+            self.cluster._member_up(self)
 
     def unhang(self, token: Event | None = None) -> None:
         """End a hang: what arrived meanwhile is handled in order, then delivery resumes."""
