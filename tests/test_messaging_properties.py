@@ -21,12 +21,21 @@ schedule of faults -- consumer crashes and hangs, broker crashes and hangs
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simcomm.engine import Crash, Exponential, Hang, Link, World, install
-from simcomm.messaging import Broker, Consumer, Delivery, Envelope, Producer, Reject
+from simcomm.messaging import (
+    Broker,
+    Consumer,
+    Delivery,
+    Envelope,
+    Producer,
+    Reject,
+    ReplicatedBroker,
+)
 from simcomm.messaging.queues import Queue
 
 # -- generated runs -------------------------------------------------------------------
@@ -53,13 +62,19 @@ run_st = st.fixed_dictionaries({
     "delivery_limit": st.sampled_from([None, 1]),
     "dlx": st.booleans(),
     "faults": st.lists(fault_st, max_size=4),
+    "replicated": st.sampled_from([False, False, True]),
 })
 
 
 def build(p: dict) -> tuple[World, Broker, list[Consumer], list[Producer]]:
     latency = Exponential(0.01) if p["latency"] == "exp" else p["latency"]
     world = World(seed=p["seed"], network=Link(latency=latency) if latency else None)
-    broker = Broker(world, routing_rate=p["routing_rate"], reconnect_interval=2.0)
+    broker: Any
+    if p["replicated"]:
+        broker = ReplicatedBroker(world, replicas=2, failover_after=2.0,
+                                  routing_rate=p["routing_rate"], reconnect_interval=2.0)
+    else:
+        broker = Broker(world, routing_rate=p["routing_rate"], reconnect_interval=2.0)
     if p["dlx"]:
         broker.declare_exchange("dlx", "fanout")
         broker.declare_queue("dead")
@@ -89,7 +104,7 @@ def build(p: dict) -> tuple[World, Broker, list[Consumer], list[Producer]]:
                           persistent=p["persistent"], count=150),
                  Producer(world, "p-events", broker, events, rate=p["rate"] / 2,
                           persistent=p["persistent"], count=60)]
-    names = ["broker"] + [c.name for c in consumers]
+    names = ["broker-1" if p["replicated"] else "broker"] + [c.name for c in consumers]
     faults = []
     for kind, who, at, duration in p["faults"]:
         node = names[min(who + 1, len(names) - 1)]
@@ -132,13 +147,16 @@ def test_a_manual_ack_consumer_never_holds_more_than_its_prefetch(p):
 def test_every_published_copy_is_accounted_for_across_crashes(p):
     world, broker, consumers, producers = run(p)
     mq = world.trace.mq
+    members = getattr(broker, "members", [broker])
+    names = {m.name for m in members}
     queues = set(broker.queues) | {r[3] for r in mq if r[1] == "enqueue"}
     events = Counter(r[1] for r in mq)
-    copy_drops = Counter(r[5] for r in mq if r[1] == "drop" and r[4] == "broker"
+    copy_drops = Counter(r[5] for r in mq if r[1] == "drop" and r[4] in names
                          and r[3] in queues and r[5] != "queue_full")
+    held = sum(len(m.contents()) for m in members)
     # copies: each one put on a queue is acked, dead-lettered, dropped or held
     assert events["enqueue"] == (events["ack"] + events["dead_letter"]
-                                 + sum(copy_drops.values()) + len(broker.contents()))
+                                 + sum(copy_drops.values()) + held)
     # publishes: routed by the broker, lost with it, lost on the network, or on their way
     published = {r[2] for r in mq if r[1] == "publish"}
     assert len(published) == sum(p_.published for p_ in producers)
@@ -148,9 +166,9 @@ def test_every_published_copy_is_accounted_for_across_crashes(p):
     sent = {r[2] for r in net if r[1] == "send" and r[2] in published}
     arrived = {r[2] for r in net if r[1] == "deliver" and r[2] in published}
     lost_on_network = {r[2] for r in net if r[1] == "drop" and r[2] in published}
-    waiting = {m.body.message_id for m in (*broker.queue, *broker._current.values(),
-                                           *broker._held) if m.kind != "control"}
-    assert sent == published
+    waiting = {m.body.message_id for b in members
+               for m in (*b.queue, *b._current.values(), *b._held) if m.kind != "control"}
+    assert sent == published  # every publish went out (to whichever member led)
     assert broker.stats["published"] + len(lost_with_broker) + len(waiting) == len(arrived)
     assert len(arrived) + len(lost_on_network) + world.network.in_flight >= len(published)
     assert arrived | lost_on_network == published - in_flight_ids(world, published)
@@ -164,9 +182,9 @@ def test_every_published_copy_is_accounted_for_across_crashes(p):
         # with the broker up to hear every reset, an auto-acked copy not ended
         # is still with its consumer (or on its way, or its reset on the way back)
         missing = sum((auto_acked - ended).values())
-        held = sum(len(c.queue) + len(c._current) + len(c._frozen) for c in consumers
-                   if c.auto_ack)
-        assert missing <= held + world.network.in_flight
+        with_consumers = sum(len(c.queue) + len(c._current) + len(c._frozen)
+                             for c in consumers if c.auto_ack)
+        assert missing <= with_consumers + world.network.in_flight
 
 
 def in_flight_ids(world: World, ids: set) -> set:
