@@ -170,7 +170,7 @@ def _shape(name: str, res: Result, kwargs: dict[str, Any]) -> tuple[str, ...]:
     if name == "message_order":
         return tuple(messaging._order_rows(res, kwargs.get("consumers")))
     if name == "message_flow":
-        return tuple(messaging.flow_graph(res).nodes)
+        return tuple(sorted(messaging.flow_graph(res).nodes))
     if name == "message_sequence":  # its lifelines set the figure's width
         return messaging._lifelines(res, **kwargs)
     return ()

@@ -39,6 +39,7 @@ so given the axes it drew before it updates its artists in place.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -234,19 +235,17 @@ def consumer_series(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         from simcomm.analysis.messaging import consumer_inflight
 
         df = consumer_inflight(_mq(res))
-        per: dict[str, int] = {}
-        counts: dict[tuple[str, str], int] = {}
-        rows: dict[str, list[tuple[float, int]]] = {c: [] for c in _consumer_nodes(res)}
-        for t, consumer, queue, n in df.itertuples(index=False):
-            key = (str(consumer), str(queue))
-            total = per.get(key[0], 0) - counts.get(key, 0) + int(n)
-            counts[key] = int(n)
-            per[key[0]] = total
-            rows.setdefault(key[0], []).append((float(t), total))
-        out = {}
-        for c, r in rows.items():
-            arr = np.asarray(r, dtype=float).reshape(-1, 2)
-            out[c] = (arr[:, 0], arr[:, 1])
+        out = {c: (np.zeros(0), np.zeros(0)) for c in _consumer_nodes(res)}
+        if df.empty:
+            return out
+        # each row's change to its (consumer, queue) count, summed per consumer
+        diff = df.groupby(["consumer", "queue"], sort=False)["unacked"].diff()
+        change = diff.fillna(df["unacked"]).to_numpy(dtype=float)
+        consumer = df["consumer"].to_numpy()
+        t = df["time"].to_numpy(dtype=float)
+        for c, idx in pd.Series(range(len(df))).groupby(consumer, sort=False).groups.items():
+            rows = np.asarray(idx, dtype=int)
+            out[str(c)] = (t[rows], np.cumsum(change[rows]))
         return out
     return data.cached(res, "mq_consumer_series", make)  # type: ignore[no-any-return]
 
@@ -768,9 +767,16 @@ def consume_order(res: Result) -> pd.DataFrame:
     return data.cached(res, "mq_consume_order", make)  # type: ignore[no-any-return]
 
 
+def _consumers_consuming(res: Result) -> list[str]:
+    """The consumers that finished a message, in the order the run added them."""
+    added = {n: i for i, n in enumerate(res.world.nodes)}
+    return sorted(dict.fromkeys(str(c) for c in consume_order(res)["consumer"]),
+                  key=lambda c: (added.get(c, len(added)), c))
+
+
 def _order_rows(res: Result, consumers: Any) -> list[str]:
     """The consumers :func:`message_order` draws a row for."""
-    known = list(dict.fromkeys(consume_order(res)["consumer"]))
+    known = _consumers_consuming(res)
     picked = _pick(known, consumers, "consumers", "consumers that consumed in this run")
     return picked if picked is not None else known[:MAX_ROWS]
 
@@ -795,7 +801,7 @@ def message_order(res: Result, consumers: str | Sequence[str] | None = None,
     trace.  ``axes`` (one per row) draws into given axes, updated in place.
     """
     df = consume_order(res)
-    known = list(dict.fromkeys(df["consumer"]))
+    known = _consumers_consuming(res)
     names = _order_rows(res, consumers)
     n_rows = max(1, len(names))
     if axes is None:
@@ -886,6 +892,9 @@ _ROW = 1.25
 class _FlowData:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     edges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: a stable order for each node (as the run declared them), so that runs of
+    #: one system lay out alike whatever happened first in each
+    order: dict[str, tuple[int, int, str]] = field(default_factory=dict)
 
     def node(self, nid: str, kind: str, name: str, **attrs: Any) -> str:
         if nid not in self.nodes:
@@ -999,6 +1008,17 @@ def _flow_data(res: Result) -> _FlowData:
         for mid, reason in lost.items():  # a publish the network lost on the way
             if mid not in dropped_mq and not any((mid, b) in enqueued for b in brokers):
                 f.drop(f"pub:{pubs[mid][0]}", reason)
+        added = {n: i for i, n in enumerate(res.world.nodes)}
+        declared: dict[str, int] = {}
+        for i, (bname, broker) in enumerate(brokers.items()):
+            for j, name in enumerate([*broker.exchanges, *broker.queues]):
+                declared.setdefault(f"{bname}:{name}", 1000 * i + j)
+        for nid in f.nodes:
+            kind, _, rest = nid.partition(":")
+            if kind in ("pub", "con"):
+                f.order[nid] = (0, added.get(rest, len(added)), rest)
+            else:
+                f.order[nid] = (1, declared.get(rest, 10**6), rest)
         return f
     return data.cached(res, "mq_flow", make)  # type: ignore[no-any-return]
 
@@ -1015,7 +1035,7 @@ def _flow_layout(f: _FlowData) -> tuple[dict[str, tuple[float, float]], list[int
     present = sorted({column(nid) for nid in f.nodes})
     col_of = {c: i for i, c in enumerate(present)}
     columns: dict[int, list[str]] = {i: [] for i in range(len(present))}
-    for nid in f.nodes:  # first appearance
+    for nid in sorted(f.nodes, key=lambda n: f.order.get(n, (2, 0, n))):  # as declared
         columns[col_of[column(nid)]].append(nid)
     rank: dict[str, float] = {}
     for c in range(len(present)):
@@ -1280,19 +1300,7 @@ def _stories(res: Result, first: int, since: float) -> tuple[str, list[Any], dic
             pubs.append((float(row[0]), row[2], str(row[4])))
     rq = res.requests
     mode = "requests" if len(rq) else "messages"
-    # what each node was handling, and when: deliveries...
-    handling: dict[str, list[tuple[float, float, int]]] = {}  # node -> (from, to, mid)
-    open_: dict[tuple[int, str, str], float] = {}
-    for t, ev, mid, ch, node, _ in _mq(res):
-        if ev == "deliver":
-            open_[(mid, str(ch), str(node))] = float(t)
-        elif ev == "consume":
-            t0 = open_.pop((mid, str(ch), str(node)), None)
-            if t0 is not None:
-                handling.setdefault(str(node), []).append((t0, float(t), mid))
-    for (mid, _ch, node), t0 in open_.items():
-        handling.setdefault(node, []).append((t0, math.inf, mid))
-    # ...and requests: from a request's arrival to the node's reply to it
+    # the requests each node served, and when: from a request's arrival to its reply
     replied: dict[Any, float] = {}
     for mid, corr in net.corr.items():
         if corr is not None and net.kind.get(mid) == "reply":
@@ -1301,26 +1309,55 @@ def _stories(res: Result, first: int, since: float) -> tuple[str, list[Any], dic
     for mid, kind in net.kind.items():
         tr = net.trace.get(mid)
         end = net.end.get(mid)
-        if (tr is None or kind in ("reply", "control") or end is None or end[0] != "deliver"
-                or net.dst[mid] in brokers):
+        if (tr is None or tr is pd.NA or kind in ("reply", "control") or end is None
+                or end[0] != "deliver" or net.dst[mid] in brokers):
             continue
         serving.setdefault(net.dst[mid], []).append((end[1], replied.get(mid, math.inf), tr))
+    starts = {}
+    for node, spans in serving.items():
+        spans.sort(key=lambda s: s[0])
+        starts[node] = [s[0] for s in spans]
+
+    def served_at(node: str, t: float) -> Any:
+        """The request ``node`` began serving last before ``t`` and still served."""
+        spans = serving.get(node)
+        if not spans:
+            return None
+        i = bisect.bisect_right(starts[node], t) - 1
+        for t0, t1, trace in reversed(spans[max(0, i - 64):i + 1]):
+            if t0 <= t <= t1:
+                return ("req", int(trace))
+        return None
+
+    # one pass in time order: what each node holds when it publishes (a handler
+    # publishes before its message is recorded consumed)
     story_of: dict[int, Any] = {}
-    for t, mid, node in pubs:  # in time order: a parent's story is known first
-        tr = net.trace.get(mid)
-        key: Any = None
-        if tr is not None and tr is not pd.NA:
-            key = ("req", int(tr))
-        else:
-            best = -math.inf
-            for t0, t1, parent in handling.get(node, ()):
-                if t0 <= t <= t1 and t0 > best and parent in story_of:
-                    best, key = t0, story_of[parent]
-            if key is None:
-                for t0, t1, trace in serving.get(node, ()):
-                    if t0 <= t <= t1 and t0 > best:
-                        best, key = t0, ("req", int(trace))
-        story_of[mid] = key if key is not None else ("msg", mid)
+    holding: dict[str, dict[tuple[int, str], float]] = {}  # node -> {copy: delivered at}
+    for t, ev, mid, ch, node, _ in _mq(res):
+        if ev == "publish":
+            if mid in story_of:
+                continue
+            tr = net.trace.get(mid)
+            key: Any = None
+            if tr is not None and tr is not pd.NA:
+                key = ("req", int(tr))
+            else:
+                held = holding.get(node)
+                if held:  # the delivery it took last
+                    parent = max(held.items(), key=lambda kv: kv[1])[0][0]
+                    key = story_of.get(parent)
+                if key is None:
+                    key = served_at(str(node), float(t))
+            story_of[mid] = key if key is not None else ("msg", mid)
+        elif ev == "deliver":
+            holding.setdefault(node, {})[(mid, ch)] = float(t)
+        elif ev in ("consume", "ack", "nack"):
+            mine = holding.get(node)
+            if mine:
+                mine.pop((mid, ch), None)
+        elif ev in ("requeue", "dead_letter", "drop"):
+            for mine in holding.values():
+                mine.pop((mid, ch), None)
     if mode == "requests":
         chosen_rq = rq[rq["start"] >= since].head(first)
         chosen = [("req", int(r)) for r in chosen_rq["request_id"]]
