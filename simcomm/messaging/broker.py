@@ -15,15 +15,19 @@ by the key -- :mod:`simcomm.messaging.exchanges`) gives each matching queue
 one copy.  A publish that matches nothing is dropped (``unroutable``), as
 RabbitMQ drops it without the ``mandatory`` flag.  Each publish costs
 ``1 / routing_rate`` s of the broker's CPU on one of its ``workers``
-(``routing_rate=None``: free, routed the instant it arrives), so a busy
-broker is a bottleneck that shows in the utilisation tables.
+(``routing_rate=None``: free, routed the instant it arrives), first come
+first served, so a busy broker is a bottleneck that shows in the
+utilisation tables.  (A routing worker is a timer per publish, not a
+process: the broker's hot path takes one event per publish.)
 
 **Queues and consumers** (:mod:`simcomm.messaging.queues`): round-robin
 dispatch over the consumers with room in their prefetch window (0 =
 unlimited, 1 = fair dispatch); manual ack (``multiple=True`` acks every
 outstanding tag up to the one given, on that channel) or auto-ack (the
 broker counts a message done when it sends it -- lost if the consumer dies
-first); nack / reject with requeue puts the copy back at its original
+first; one still on its way to a consumer that died reaches a dead host,
+whose reset tells the broker, which records it lost, ``consumer_crash``);
+nack / reject with requeue puts the copy back at its original
 position and the next delivery carries ``redelivered=True``, without
 requeue it is dead-lettered (if the queue has a dead-letter exchange) or
 dropped.  A consumer's unacked deliveries are requeued when its connection
@@ -56,7 +60,8 @@ Declarations (exchanges, queues, bindings) are configuration: they
 survive, as clients re-declare their topology when they reconnect.
 **Hang**: the broker stalls -- publishes, acks and subscriptions wait,
 nothing is delivered -- and carries on where it stopped when the hang
-ends.  **Slowdown** stretches the routing cost.
+ends (a hang longer than the heartbeat timeout makes its consumers give
+it up and reconnect, see below).  **Slowdown** stretches the routing cost.
 
 **Heartbeats and partitions** (AMQP 0-9-1 heartbeats, RabbitMQ's default
 timeout 60 s, ``heartbeat=None`` turns them off): each side sends a
@@ -76,14 +81,21 @@ unroutable messages included, as RabbitMQ confirms them too) or
 other queues keep their copies).  A crashed broker's ``reset`` / ``refused``
 means no confirm.
 
-**Records.**  ``trace.mq`` and ``trace.queues`` as the table in the
-contract says (kept only with ``trace.enabled``); counters for the summary
+**Records.**  ``trace.mq`` and ``trace.queues`` (kept only with
+``trace.enabled``; the events and their details are listed in
+:mod:`simcomm.engine.trace` and :data:`DROP_REASONS`); the timeline
+(``trace.events``) gets ``subscribe`` / ``unsubscribe`` /
+``connection_lost`` / ``heartbeat_timeout`` / ``failover``; counters for the summary
 in :attr:`Broker.stats` whatever the trace.  :meth:`Broker.contents` lists
 every copy the broker holds, ready or unacked, for the ledger.
 
 **Simplifications** (said, not hidden): one AMQP channel per consumer per
 queue; acks for an unknown delivery tag are ignored (AMQP would close the
-channel); deliveries are not batched; disk writes take no time.
+channel); deliveries are not batched; disk writes take no time; classic
+queues' requeue-to-original-position is used for every queue (RabbitMQ's
+quorum queues put returned messages near the head instead).  A broker
+that is a member of a :class:`~simcomm.messaging.ReplicatedBroker` sends
+its clients to the current leader (:attr:`Broker.address`).
 """
 
 from __future__ import annotations

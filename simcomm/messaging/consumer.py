@@ -10,8 +10,9 @@ every restart; each delivery is handled by one of its ``workers``:
   instance's (``yield ctx.work()`` for CPU time, ``yield from
   simcomm.rpc.call(ctx, ...)`` for a call, ``publish(ctx.instance, ...)``
   to send a message on); the default is one unit of work (a draw of
-  ``service_time``).  When it returns, the message's effect has been
-  applied: ``consume`` is recorded in ``trace.mq``.
+  ``service_time``), run as a timer and a callback rather than a process,
+  since it is the hot path.  When it returns, the message's effect has
+  been applied: ``consume`` is recorded in ``trace.mq``.
 * then, with **manual acks** (the default), the consumer acks the delivery;
   a handler that raises :class:`Reject` nacks it (``Reject(requeue=True)``
   puts it back in its queue, ``Reject(requeue=False)`` dead-letters or drops
@@ -37,11 +38,16 @@ Faults, as a real consumer process suffers them:
   process, as for any instance: its connection is reset (the broker
   requeues what it held), the deliveries it sat on are dropped, and it
   resubscribes at once.
-* the **broker** closing its connection (the broker crashed) -- deliveries
+* the **broker** closing its connection (the broker crashed), or going
+  silent for the heartbeat timeout (a partition, a hung broker) -- deliveries
   still buffered are dropped (the broker requeues what it can), handlers
   already running finish (their acks cannot travel on a closed channel, so
   those messages come back: at-least-once), and it tries to reconnect every
   ``reconnect_interval`` s (default: the transport's, 5 s).
+
+With ``batch_ack=n`` (and one worker) the consumer acks with
+``multiple=True`` every ``n`` deliveries, or as soon as no more wait (Spring
+AMQP's ``batchSize``): fewer acks on the wire, more redeliveries if it dies.
 
 ``trace.mq``: ``deliver`` when a delivery arrives (``redelivered`` or ``""``),
 ``consume`` when the handler has finished with it, ``drop`` with
