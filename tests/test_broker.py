@@ -707,3 +707,17 @@ def test_bad_cluster_arguments_raise_a_param_error_naming_the_field(kwargs, fiel
     with pytest.raises(ParamError) as err:
         ReplicatedBroker(world, **kwargs)
     assert err.value.field == field
+
+
+def test_an_exclusive_queue_belongs_to_its_first_consumer_and_dies_with_its_connection():
+    b = Bench()
+    b.broker.declare_queue("mine", durable=False, exclusive=True)
+    Consumer(b.world, "first", b.broker, "mine", service_time=0.1)
+    Consumer(b.world, "second", b.broker, "mine", service_time=0.1)
+    b.publish_at(1, "mine", "a")
+    install(b.world, [Crash("first", at=5.0)])
+    b.run(10)
+    assert b.bodies("consume") == ["a"] and b.mq("consume")[0][4] == "first"
+    subs = [node for _, node, ev, _ in b.world.trace.events if ev == "subscribe"]
+    assert subs == ["first"]  # the second was refused (RESOURCE_LOCKED), and retries
+    assert "mine" not in b.broker.queues  # deleted when its owner's connection closed

@@ -142,10 +142,10 @@ _ACK, _NACK, _CONSUME, _CLOSE, _CANCEL = "ack", "nack", "consume", "close", "can
 _HEARTBEAT = "heartbeat"
 
 
-def _interval(field: str, value: object) -> float:
+def _interval(field: str, value: object, allowed: str = "seconds > 0 (finite)") -> float:
     seconds = as_real(value)
     if seconds is None or not 0 < seconds < math.inf:
-        raise ParamError(field, value, "seconds > 0 (finite)")
+        raise ParamError(field, value, allowed)
     return seconds
 
 
@@ -154,8 +154,9 @@ class Broker(Instance):
 
     ``routing_rate`` is how many publishes per second each of its
     ``workers`` can route (None: routing is free); ``reconnect_interval``
-    how long its clients wait between attempts to reconnect.  See the
-    module docstring for the rules it follows.
+    how long its clients wait between attempts to reconnect; ``heartbeat``
+    the AMQP heartbeat timeout (None: no heartbeats).  See the module
+    docstring for the rules it follows.
 
     Declare the topology before the run (each call checks its arguments
     and raises :class:`~simcomm.errors.ParamError` naming the field):
@@ -175,7 +176,8 @@ class Broker(Instance):
                                  "publishes per second > 0, or None for free routing")
             cost = None if math.isinf(rate) else 1.0 / rate
         interval = _interval("reconnect_interval", reconnect_interval)
-        beat = None if heartbeat is None else _interval("heartbeat", heartbeat)
+        beat = None if heartbeat is None else _interval(
+            "heartbeat", heartbeat, "seconds > 0 (finite), or None for no heartbeats")
         # read by _start_workers, which Instance.__init__ calls
         self._cost = cost
         self._epoch = 0  # +1 at every (re)start: a routing timer of a dead process is void
@@ -812,9 +814,12 @@ class Broker(Instance):
         if q is None:
             self.reply(msg, None, "not_found")
             return
-        if q.exclusive and q.owner != cname:
-            self.reply(msg, None, "locked")  # AMQP RESOURCE_LOCKED
-            return
+        if q.exclusive:
+            if q.owner is None:
+                q.owner = cname  # the first connection to use it owns it
+            elif q.owner != cname:
+                self.reply(msg, None, "locked")  # AMQP RESOURCE_LOCKED
+                return
         ch = Channel(cname, conn, q, prefetch, auto_ack, self.env.now)
         ch.node = self.world.nodes.get(cname)
         chans.append(ch)
