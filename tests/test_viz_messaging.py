@@ -221,6 +221,22 @@ def test_queue_depth_shows_the_crash_on_the_consumers_lane(crashy: Result) -> No
     assert vm.consumer_counts(crashy)["redelivered"].sum() >= before[-1]
 
 
+def test_brokerless_pipes_stand_where_the_queue_would() -> None:
+    """Without a broker the senders' pipes hold what the consumers cannot take,
+    up to ZeroMQ's high-water mark per pipe; beyond it messages are lost."""
+    res = simcomm.run("brokers", seed=0, transport="brokerless", fault="consumer-down")
+    series = vm.queue_series(res)
+    pipes = [lab for lab in series if lab.endswith(" (pipes)")]
+    assert len(pipes) == 1
+    _, ready, unacked = series[pipes[0]]
+    p = res.params
+    assert ready.max() == p.high_water_mark * p.consumers and not unacked.any()
+    assert res.summary()["messages_lost"] > 0
+    fig = vm.queue_depth(res)
+    assert f"the senders' pipes, no broker · most waiting {int(ready.max())}" in _texts(fig)
+    assert fig.get_suptitle().startswith("No broker")
+
+
 def test_message_flow_draws_every_node_edge_and_drop(hand: Result) -> None:
     fig = vm.message_flow(hand)
     g = vm.flow_graph(hand)

@@ -202,16 +202,41 @@ def _queue_labels(res: Result) -> dict[tuple[str, str], str]:
     return data.cached(res, "mq_queue_labels", make)  # type: ignore[no-any-return]
 
 
+#: The label :func:`queue_series` gives the pipes of a brokerless channel.
+PIPES = "{} (pipes)"
+
+
 def queue_series(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per broker queue (by label: its name, ``broker/name`` with several
     brokers): ``(time, ready, unacked)`` arrays of its step functions, from
     ``Result.queue_depth`` (each value holds until the next time; 0 before the
-    first).  Every declared queue is there, an idle one with empty arrays."""
+    first).  Every declared queue is there, an idle one with empty arrays.
+
+    A brokerless channel has no queue, but its senders keep a pipe per peer
+    (ZeroMQ's, up to the high-water mark): its copies count as ``ready``
+    (``unacked`` is 0: nothing is acknowledged) from the ``pipe`` event until
+    they reach the consumer or are dropped, under the label
+    ``"<channel> (pipes)"`` (:data:`PIPES`)."""
     def make() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         labels = _queue_labels(res)
         rows: dict[str, list[tuple[float, int, int]]] = {lab: [] for lab in labels.values()}
         for t, node, queue, ready, unacked in res.world.trace.queues:
             rows[labels[(str(node), str(queue))]].append((t, ready, unacked))
+        in_pipe: set[tuple[int, str]] = set()
+        count: dict[str, int] = {}
+        for t, ev, mid, ch, _node, _detail in _mq(res):
+            if ev == "pipe":
+                key = (mid, str(ch))
+                if key not in in_pipe:
+                    in_pipe.add(key)
+                    lab = PIPES.format(ch)
+                    count[lab] = count.get(lab, 0) + 1
+                    rows.setdefault(lab, []).append((t, count[lab], 0))
+            elif (ev == "deliver" or ev == "drop") and (mid, str(ch)) in in_pipe:
+                in_pipe.discard((mid, str(ch)))
+                lab = PIPES.format(ch)
+                count[lab] -= 1
+                rows[lab].append((t, count[lab], 0))
         out = {}
         for lab, r in rows.items():
             if r:
@@ -355,8 +380,12 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
         end_r = int(ready[-1]) if ready.size else 0
         end_u = int(unacked[-1]) if unacked.size else 0
         most = int(ready.max()) if ready.size else 0
-        set_titles(a, f"queue {name} · most waiting {most} · at the end {end_r} ready, "
-                      f"{end_u} unacked", size=9)
+        if name.endswith(PIPES.format("")):
+            set_titles(a, f"{name[:-len(PIPES.format(''))]}: the senders' pipes, no broker · "
+                          f"most waiting {most} · at the end {end_r}", size=9)
+        else:
+            set_titles(a, f"queue {name} · most waiting {most} · at the end {end_r} ready, "
+                          f"{end_u} unacked", size=9)
         k.finish()
         if i == 0:
             _legend(a, wrap=26)
@@ -385,8 +414,11 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
     if owned:
         more = (f" · first {len(names)} of {n_queues} queues"
                 if queues is None and n_queues > len(names) else "")
-        fig.suptitle("Queues: messages waiting (vermillion) on those delivered and not yet "
-                     "acknowledged (blue)" + more
+        pipes = [n for n in names if n.endswith(PIPES.format(""))]
+        head = ("Queues: messages waiting (vermillion) on those delivered and not yet "
+                "acknowledged (blue)" if len(pipes) < len(names) or not names else
+                "No broker: messages waiting in the senders' pipes (vermillion)")
+        fig.suptitle(head + more
                      + (f"; means per {res.until / max_points:.2g} s" if averaged else ""),
                      fontsize=10.5, x=0.1 / fig.get_figwidth(),
                      y=1 - 0.1 / fig.get_figheight(), ha="left", va="top")
@@ -586,12 +618,12 @@ def message_latency(res: Result, ax: Axes | None = None, *,
         for q in qs:
             v = float(np.percentile(lat[handled], q)) if n_handled else math.nan
             stats.append(f"p{q:g} {v:.3g} s")
-        right = (" · ".join(stats) + f" · lost {counts['dropped']} of {len(df)} copies"
+        right = (" · ".join(stats) + f" · lost {counts['dropped']} of {len(df)}"
                  + (f" · {counts['dead_lettered']} dead-lettered"
                     if counts["dead_lettered"] else ""))
     else:
         right = ""
-    set_titles(ax, "Message latency: publish → consumed", right)
+    set_titles(ax, "Message latency", right)
     pin_axis_labels(ax)
     k.finish()
     _legend(ax, markerscale=1.8)
