@@ -370,6 +370,42 @@ def test_each_view_says_what_it_cannot_show_for_a_run_without_messaging(
         assert "in this run" in _texts(fig)
 
 
+def test_each_view_says_when_it_needs_the_trace() -> None:
+    res = simcomm.run("competing-consumers", seed=0, until=10, trace=False)
+    for view in NEW_VIEWS:
+        if view != "availability_over_time":  # requests are kept without a trace
+            assert "trace=True" in _texts(viz.view(view, res)), view
+
+
+@pytest.mark.parametrize("view", NEW_VIEWS)
+def test_axis_labels_clear_the_tick_labels(view: str, runs: dict[str, Result]) -> None:
+    """Labels are pinned, not measured on every draw: they must still sit clear
+    of the tick labels, and inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    res = runs["create-order" if view == "availability_over_time" else "styles"]
+    if view in ("queue_depth", "consumer_share", "message_order"):
+        res = simcomm.run("styles", seed=0, style="publish-async-responses", until=20)
+    fig = viz.view(view, res)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis, ticks in ((ax.xaxis, ax.get_xticklabels()), (ax.yaxis, ax.get_yticklabels())):
+            label = axis.label
+            if not (label.get_visible() and label.get_text()):
+                continue
+            box = label.get_window_extent(renderer)
+            assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, label.get_text()
+            assert fig.bbox.y0 - 1 <= box.y0, label.get_text()
+            for t in [*ticks, *ax.texts]:
+                if t.get_visible() and t.get_text() and t.get_text().startswith("queue "):
+                    assert not box.overlaps(t.get_window_extent(renderer)), t.get_text()
+            for t in ticks:
+                if t.get_visible() and t.get_text():
+                    assert not box.overlaps(t.get_window_extent(renderer)), (
+                        label.get_text(), t.get_text())
+
+
 #: Pairs of runs of one shape (same queues, consumers, lifelines) and different
 #: contents: the second adds a crash, redeliveries, losses or another design.
 PAIRS: dict[str, tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {

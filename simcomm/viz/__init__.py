@@ -18,6 +18,14 @@ Partial failure has figures of its own (:mod:`simcomm.viz.resilience`):
 ``load_vs_goodput``, with their data as tables (``breaker_intervals``,
 ``edge_call_rates``, ``endpoint_occupancy``, ``load_rates``).
 
+Asynchronous messaging has its own too (:mod:`simcomm.viz.messaging`):
+``queue_depth``, ``message_flow``, ``message_sequence`` (channels as
+lifelines), ``message_latency``, ``consumer_share``, ``message_order`` and
+``availability_over_time``, with ``availability_comparison`` for the §3.4
+table, and their data as tables (``queue_series``, ``consumer_series``,
+``flow_graph``, ``message_latencies``, ``consumer_counts``,
+``consume_order``, ``availability_windows``, ``availability_formula``).
+
 ``VIEWS`` maps the names scenarios list in their ``views`` to the figure
 functions; ``view(name, res)`` draws one by name, and ``redraw(name, res,
 fig)`` draws it again into a figure it drew before, updating the artists

@@ -377,6 +377,8 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
         a.set_ylim(0, data.nice_top(max(top, 1.0) / 0.82))
         a.yaxis.set_major_locator(MaxNLocator(3, integer=True))
         a.set_ylabel("messages", fontsize=9)
+        if i == 0 and not res.world.trace.enabled:
+            _no_data(k, a, "queue depths are recorded only in a run with trace=True")
         end_r = int(ready[-1]) if ready.size else 0
         end_u = int(unacked[-1]) if unacked.size else 0
         most = int(ready.max()) if ready.size else 0
@@ -753,8 +755,9 @@ def consumer_share(res: Result, ax: Axes | None = None) -> Figure:
         text = f"{100 * share:.0f} %" if np.isfinite(share) else "–"
         k.text(f"share:{i}", float(x0), float(tot), text, ha="center", va="bottom",
                fontsize=8, color=INK, zorder=4)
-    if not len(df):
-        _no_data(k, ax, "no consumers in this run" + _why_empty(res))
+    if not len(df) or not res.world.trace.enabled:
+        _no_data(k, ax, ("no consumers in this run" if not len(df) else
+                         "no message was recorded consumed in this run") + _why_empty(res))
     ax.set_ylim(0, data.nice_top(max(top, 1.0) * 1.15))
     ax.set_xlim(-0.8, (float(xs.max()) if xs.size else 0.0) + 0.8)
     ax.set_xticks(list(xs), [str(c) for c in df["consumer"]], fontsize=8,
