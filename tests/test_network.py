@@ -108,6 +108,63 @@ def test_random_latency_has_the_configured_mean():
     assert min(delays) >= 0
 
 
+# -- order ----------------------------------------------------------------------------
+
+class OneConnection(Sink):
+    """A node whose traffic rides one connection per peer (as a broker's does)."""
+
+    fifo = True
+
+
+def _arrival_order(fifo_link: bool = False, sink: type[Sink] = Sink) -> list[int]:
+    """Ids of 200 messages, sent 1 ms apart over a 50 ms exponential link, in the
+    order they arrive."""
+    w = World(1)
+    a, _ = Sink(w, "a"), sink(w, "b")
+    w.network.link("a", "b", latency=Exponential(0.05), fifo=fifo_link)
+    sent = [send_at(w, a, "b", i * 0.001) for i in range(200)]
+    w.run(100)
+    got = w.nodes["b"].got  # type: ignore[attr-defined]
+    assert len(got) == len(sent)
+    return [m.id for _, m in got]
+
+
+def test_a_jittery_link_reorders_and_a_fifo_one_does_not():
+    """Packets on separate connections overtake each other; one TCP connection
+    delivers in order, each message no earlier than the one before it."""
+    jittery = _arrival_order()
+    assert jittery != sorted(jittery)
+    in_order = _arrival_order(fifo_link=True)
+    assert in_order == sorted(in_order)
+
+
+def test_a_node_on_one_connection_makes_its_links_fifo():
+    order = _arrival_order(sink=OneConnection)
+    assert order == sorted(order)
+
+
+def test_a_fifo_link_only_holds_back_what_would_overtake():
+    """Head-of-line blocking: a message arrives at max(its own arrival, the one
+    before's); the latency of one that would not overtake is untouched."""
+    w = World(1)
+    a, b = Sink(w, "a"), Sink(w, "b")
+    w.network.link("a", "b", latency=Constant(1.0), fifo=True)
+    w.network.link("a", "b", latency=Constant(1.0), fifo=True)
+    send_at(w, a, "b", 0.0)
+    w.run(0.5)
+    w.network.link("a", "b", latency=Constant(0.1), fifo=True)  # a new link: a new connection
+    send_at(w, a, "b", 0.6)
+    w.run(3)
+    assert [t for t, _ in b.got] == pytest.approx([0.7, 1.0])
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_fifo_must_be_a_flag(bad):
+    with pytest.raises(ParamError) as info:
+        Link(fifo=bad)
+    assert info.value.field == "fifo"
+
+
 # -- loss ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 1.0])

@@ -16,6 +16,15 @@ ledger as delivered, dropped with a reason, or in flight.
 
 Zero latency with unlimited bandwidth delivers in the same instant without
 scheduling an event, which keeps the theory scenarios fast.
+
+A link with random latency may deliver two messages in another order than
+they were sent, as packets on different connections do.  One TCP connection
+never does: a **FIFO** link delivers each message no earlier than the one
+sent before it on the same pair (head-of-line blocking).  A link is FIFO when
+it is configured so (``Link(fifo=True)``) or when either end is a node whose
+class says its traffic rides one connection (``Node.fifo``: a broker and its
+consumers talk over one AMQP connection each, so RabbitMQ's "one publisher,
+one queue, one consumer keep their order" holds over a jittery network too).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from simcomm._checks import as_real
+from simcomm._checks import as_real, is_flag
 from simcomm.engine.messages import REPLY, Message
 from simcomm.engine.randomness import Constant, Distribution
 from simcomm.errors import ParamError
@@ -43,12 +52,14 @@ class Link:
 
     ``latency`` is the one-way propagation delay in seconds (a distribution),
     ``loss`` the probability a message is lost, ``bandwidth`` bytes per
-    second (``None`` for unlimited).
+    second (``None`` for unlimited), ``fifo`` whether messages arrive in the
+    order they were sent (one TCP connection) however the latency varies.
     """
 
     latency: Distribution | float | None = None
     loss: float = 0.0
     bandwidth: float | None = None
+    fifo: bool = False
 
     def __post_init__(self) -> None:
         if self.latency is not None and not isinstance(self.latency, Distribution):
@@ -71,6 +82,9 @@ class Link:
                 raise ParamError("bandwidth", self.bandwidth,
                                  "bytes per second > 0 (finite), or None")
             self.bandwidth = rate
+        if not is_flag(self.fifo):
+            raise ParamError("fifo", self.fifo, "True or False")
+        self.fifo = bool(self.fifo)
 
     @property
     def instant(self) -> bool:
@@ -80,9 +94,10 @@ class Link:
 class _LinkState:
     """A link between one ordered pair, with its own random stream."""
 
-    __slots__ = ("bandwidth", "busy_until", "latency", "loss", "rng", "tx_seconds")
+    __slots__ = ("bandwidth", "busy_until", "fifo", "last_arrival", "latency", "loss", "rng",
+                 "tx_seconds")
 
-    def __init__(self, link: Link, rng) -> None:
+    def __init__(self, link: Link, rng, fifo: bool = False) -> None:
         # a Link turns a number of seconds into a Constant when it is made
         self.latency: Distribution | None = cast("Distribution | None", link.latency)
         self.loss = link.loss
@@ -90,6 +105,8 @@ class _LinkState:
         self.rng = rng
         self.busy_until = 0.0  # when the link finishes transmitting its backlog
         self.tx_seconds = 0.0  # transmission time of every message it took, queued or not
+        self.fifo = fifo or link.fifo
+        self.last_arrival = 0.0  # a FIFO link delivers nothing before this
 
 
 class Network:
@@ -120,10 +137,10 @@ class Network:
         self.nodes[node.name] = node
 
     def link(self, a: str, b: str, *, latency: Distribution | float | None = None,
-             loss: float = 0.0, bandwidth: float | None = None,
+             loss: float = 0.0, bandwidth: float | None = None, fifo: bool = False,
              symmetric: bool = True) -> Link:
         """Configure the link from ``a`` to ``b`` (and back, if symmetric)."""
-        cfg = Link(latency=latency, loss=loss, bandwidth=bandwidth)
+        cfg = Link(latency=latency, loss=loss, bandwidth=bandwidth, fifo=fifo)
         self._configured[(a, b)] = cfg
         self._retire((a, b))
         if symmetric:
@@ -147,7 +164,9 @@ class Network:
         state = self._links.get((source, dest))
         if state is None:
             cfg = self._configured.get((source, dest), self.default)
-            state = _LinkState(cfg, self.world.stream(f"link:{source}->{dest}"))
+            ends = (self.nodes.get(source), self.nodes.get(dest))
+            state = _LinkState(cfg, self.world.stream(f"link:{source}->{dest}"),
+                               fifo=any(getattr(node, "fifo", False) for node in ends))
             self._links[(source, dest)] = state
         return state
 
@@ -246,6 +265,14 @@ class Network:
             done = max(now, state.busy_until) + tx
             state.busy_until = done
             delay += done - now
+        if state.fifo:
+            # one connection: nothing overtakes what was sent before it
+            now = self.env.now
+            if now + delay < state.last_arrival:
+                delay = state.last_arrival - now
+                while now + delay < state.last_arrival:  # rounding: never an ulp early
+                    delay = math.nextafter(delay, math.inf)
+            state.last_arrival = now + delay  # the time SimPy schedules it for
         ev = self.env.timeout(delay)
         ev.callbacks.append(lambda _ev: self._arrive(msg))
 

@@ -99,7 +99,15 @@ class ServiceError(Exception):
 
 
 class Node:
-    """A network endpoint that can send, request and receive messages."""
+    """A network endpoint that can send, request and receive messages.
+
+    ``fifo`` (a class attribute) says that this kind of node talks to each
+    peer over one connection, so the network keeps the order of what it
+    sends and receives (see :mod:`simcomm.engine.network`).  Plain nodes do
+    not: their requests may overtake each other on a jittery link.
+    """
+
+    fifo: bool = False
 
     def __init__(self, world: World, name: str) -> None:
         if not isinstance(name, str) or not name:
