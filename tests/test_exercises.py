@@ -34,6 +34,7 @@ from simcomm.exercises import (
     nb03_partial_failure,
     nb04_retries,
     nb06_async_messaging,
+    nb07_brokers,
 )
 from simcomm.scenarios import base
 from simcomm.scenarios import formats as fs
@@ -110,6 +111,17 @@ WRONG: dict[str, list[tuple[object, str]]] = {
              ({"replies_to_colect": 3}, "did you mean 'replies_to_collect'"),
              ({"transport": "kafka"}, "the simulator refused it"),
              (3, "as a dict")],
+    "07.1": [(600, "both pipes hold together"), (10, "one second of the outage"),
+             (1000, "ZeroMQ's default"), (200, "too low")],
+    "07.2": [({"prefetch": 10, "ack_mode": "manual"}, "at the crash all it held"),
+             ({"prefetch": 0}, "round-robin"), ({"ack_mode": "auto"}, "were lost"),
+             ({"slow_consumer": 1}, "fixed by the question"),
+             ({"prefech": 1}, "did you mean 'prefetch'"),
+             ({"ack_mode": "sometimes"}, "the simulator refused it"),
+             ("manual", "as a dict")],
+    "07.3": [("fair", "Fair dispatch is about load"), ("auto", "simply lost"),
+             ("window", "behind the nine"), ("singel", "did you mean 'single'"),
+             (1, "as a string")],
 }
 
 
@@ -127,7 +139,8 @@ def test_there_are_two_or_three_exercises_per_notebook():
     per_notebook = exercises.list().groupby("notebook").size()
     assert set(per_notebook.index) == {"00-tour", "01-sync-request-response",
                                        "02-message-formats", "03-partial-failure",
-                                       "04-retries-and-storms", "06-async-messaging"}
+                                       "04-retries-and-storms", "06-async-messaging",
+                                       "07-brokers"}
     assert per_notebook.between(2, 3).all(), per_notebook.to_dict()
 
 
@@ -272,7 +285,7 @@ def test_list_of_one_notebook(notebook):
 
 
 @pytest.mark.parametrize(("notebook", "match"), [("01-sinc-request-response", "did you mean"),
-                                                 ("07", "with exercises"),
+                                                 ("99", "with exercises"),
                                                  (1.5, "notebook=1.5")])
 def test_list_of_an_unknown_notebook_is_refused(notebook, match):
     with pytest.raises(ParamError, match=match):
@@ -586,3 +599,48 @@ def test_06_3_waiting_for_every_subscriber_fails_during_the_outage():
                         replies_to_collect=3, **fixed)
     assert nb06_async_messaging.collect_report(every)["fast_during_outage"] < 0.1
     assert nb06_async_messaging.collect_report(three)["fast_during_outage"] == 1.0
+
+
+def test_07_1_the_pipes_hold_what_the_model_says():
+    """The premise of 07.1, over three seeds: with the mark 25 % above the answer a
+    30 s outage loses nothing (the Poisson count of 600 wanders by about 25, well
+    under the 150 of room), and with half of it the loss is the model's
+    ``rate × outage − consumers × mark`` plus what arrives while the pipes
+    reconnect (up to a second: 20 commands) -- within the count's wander."""
+    needed = nb07_brokers._needed()
+    p = nb07_brokers._hwm_params()
+    roomy, tight = [], []
+    for seed in (1, 2, 3):
+        for mark, out in ((round(needed * 1.25), roomy), (round(needed / 2), tight)):
+            res = simcomm.run("brokers", seed=seed, progress=False, warn=False, trace=False,
+                              high_water_mark=mark, **nb07_brokers.HWM_SETTINGS)
+            out.append(res.summary()["messages_lost"])
+    assert max(roomy) <= 1  # at most a command a crashed kitchen held
+    model = p.publish_rate * p.fault_duration - p.consumers * round(needed / 2)
+    reconnect = p.publish_rate * 1.0
+    assert model - 50 <= np.mean(tight) <= model + reconnect + 50
+
+
+def test_07_2_prefetch_and_acks_decide_it():
+    """What 07.2's judge says happens does: small windows with manual acks pass,
+    a large window or unlimited prefetch make commands late, auto-ack loses."""
+    check = exercises.get("07.2").check
+    for prefetch in (1, 2, 3):
+        assert exercises.check("07.2", {"prefetch": prefetch, "ack_mode": "manual"}).ok
+    report = nb07_brokers.crash_report(check.run({"prefetch": 0, "ack_mode": "manual"}))
+    assert report["lost"] == 0 and report["on_time"] < nb07_brokers.ON_TIME_SHARE
+    auto = nb07_brokers.crash_report(check.run({"prefetch": 1, "ack_mode": "auto"}))
+    assert auto["lost"] > 0 and auto["redeliveries"] == 0
+
+
+def test_07_3_only_one_consumer_with_prefetch_one_keeps_order_and_loses_nothing():
+    """Each option of 07.3 run with a kitchen crash and rejects, on two seeds: the
+    answer keeps the order and loses nothing; every other option fails one of the two."""
+    for seed in (0, 1):
+        for option, how in nb07_brokers.ORDER_OPTIONS.items():
+            res = simcomm.run("competing-consumers", seed=seed, progress=False, warn=False,
+                              **nb07_brokers.ORDER_FIXED, **how)
+            reordered = int(res.ordering(by=("producer", "channel"))["out_of_order"].sum())
+            lost = res.summary()["messages_lost"]
+            kept = reordered == 0 and lost == 0
+            assert kept == (option == "single"), (seed, option, reordered, lost)

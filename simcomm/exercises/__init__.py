@@ -30,6 +30,7 @@ from simcomm.exercises import (  # noqa: F401 (registration)
     nb03_partial_failure,
     nb04_retries,
     nb06_async_messaging,
+    nb07_brokers,
 )
 from simcomm.exercises._core import (
     Checker,
