@@ -1,6 +1,6 @@
 """``brokers``: a broker or no broker, under the same faults.
 
-*Microservices Patterns* §3.3.3 sets brokered messaging beside brokerless
+*Microservices Patterns* §3.3.4 sets brokered messaging beside brokerless
 messaging: a broker buffers, decouples and is flexible, but it is one more
 hop, a possible bottleneck and a single point of failure; without one the
 latency is lower and there is no broker to fail, but both ends must be up

@@ -1,6 +1,6 @@
 """``competing-consumers``: one queue, N consumers -- prefetch, acks, fairness and order.
 
-*Microservices Patterns* §3.3.2 (competing receivers) on RabbitMQ's rules
+*Microservices Patterns* §3.3.5 (competing receivers and message ordering) on RabbitMQ's rules
 (REFERENCE §4).  The ``order-service`` publishes ``CreateTicket`` commands
 as a Poisson stream on one point-to-point channel, the durable queue
 ``kitchen-commands`` on a broker; ``consumers`` instances of the kitchen
