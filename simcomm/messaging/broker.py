@@ -501,13 +501,14 @@ class Broker(Instance):
 
     def _next_route(self) -> None:
         """A worker is done: it takes the next waiting publish, or goes idle."""
-        self._busy_area += self.env.now
+        now = self.env.now
+        self._busy_area += now
         self.busy -= 1
         self._free += 1
         if self.queue and not self.hung:
             self._begin_route(self.queue.popleft())
-        else:
-            self._log_pool()
+        elif self._record is not None:
+            self._record((now, self.name, self.busy, len(self.queue)))
 
     def _route(self, msg: Message) -> None:
         envelope: Envelope = msg.body

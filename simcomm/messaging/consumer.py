@@ -291,13 +291,14 @@ class Consumer(Instance):
             self._parked += 1  # the ack waits for the watchdog's restart
             return
         self._settle(d, ok, requeue)
-        self._busy_area += self.env.now
+        now = self.env.now
+        self._busy_area += now
         self.busy -= 1
         self._free += 1
         if self.queue and not self.hung:
             self._take_delivery(self.queue.popleft())
-        else:
-            self._log_pool()
+        elif self._record is not None:
+            self._record((now, self.name, self.busy, len(self.queue)))
 
     def _consume(self, wid: int) -> Generator[Event, Any, None]:
         """A worker process, for a handler of the user's (a generator)."""
