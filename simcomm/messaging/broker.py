@@ -164,6 +164,9 @@ class Broker(Instance):
     channel helpers :meth:`point_to_point` and :meth:`publish_subscribe`.
     """
 
+    #: one AMQP connection per peer: the network keeps its messages in order
+    fifo = True
+
     def __init__(self, world: World, name: str = "broker", *,
                  routing_rate: float | None = None, workers: int = 1,
                  reconnect_interval: float = RECONNECT_INTERVAL,

@@ -1,6 +1,6 @@
 """Brokerless messaging, ZeroMQ's way: producers send straight to the consumers.
 
-*Microservices Patterns* §3.3.3 sets brokerless messaging beside the
+*Microservices Patterns* §3.3.4 sets brokerless messaging beside the
 broker: there is no node in the middle, so latency is lower and there is no
 broker to fail or to become the bottleneck -- but **both ends must be up at
 once and must know each other's address**, and nothing is kept anywhere but

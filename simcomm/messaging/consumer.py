@@ -69,7 +69,7 @@ from simcomm.engine.messages import CONTROL, REPLY, Message
 from simcomm.engine.nodes import Context, Instance, Node, ServiceError
 from simcomm.errors import ParamError
 from simcomm.messaging.envelope import Delivery
-from simcomm.messaging.transport import Transport
+from simcomm.messaging.transport import Transport, is_transport
 
 if TYPE_CHECKING:
     from simcomm.engine.formats import Format
@@ -112,6 +112,10 @@ class Consumer(Instance):
     consumer's connection is open (it misses what is published meanwhile).
     """
 
+    #: one connection per peer (AMQP, or a brokerless pipe's TCP): the network keeps its
+    #: messages in order
+    fifo = True
+
     def __init__(self, world: World, name: str, transport: Transport, queue: str, *,
                  handler: DeliveryHandler | None = None, prefetch: int = 1,
                  auto_ack: bool = False, workers: int = 1,
@@ -119,7 +123,7 @@ class Consumer(Instance):
                  subscription: str | None = None, durable: bool = True,
                  reconnect_interval: float | None = None, batch_ack: int = 1,
                  format: Format | str | None = None, service: str | None = None) -> None:
-        if not isinstance(transport, Transport):
+        if not is_transport(transport):
             raise ParamError("transport", transport,
                              "a Broker or Brokerless transport the consumer reads from")
         if not isinstance(queue, str) or not queue:

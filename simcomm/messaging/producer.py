@@ -32,7 +32,7 @@ from simcomm.engine.nodes import Node
 from simcomm.engine.workload import RateSchedule
 from simcomm.errors import ParamError
 from simcomm.messaging.topic import check_key
-from simcomm.messaging.transport import Transport
+from simcomm.messaging.transport import Transport, is_transport
 
 if TYPE_CHECKING:
     from simcomm.engine.world import World
@@ -47,7 +47,7 @@ def _check_publish(transport: Any, channel: Any, routing_key: Any, kind: Any,
                    persistent: Any, confirm: Any, correlation_id: Any, reply_to: Any,
                    headers: Any, size: Any, format: Any) -> tuple[int | None, Format | None]:
     """Check publish arguments; returns the size and the format, normalised."""
-    if not isinstance(transport, Transport):
+    if not is_transport(transport):
         raise ParamError("transport", transport, "a Broker or Brokerless transport")
     if not isinstance(channel, str):
         raise ParamError("channel", channel, "a channel name (a string)")

@@ -1,6 +1,6 @@
 """A replicated broker: a leader and followers, failover after a detection delay.
 
-*Microservices Patterns* §3.3.3 counts the broker as a possible single point
+*Microservices Patterns* §3.3.4 counts the broker as a possible single point
 of failure; production brokers remove it by replication -- RabbitMQ's
 quorum queues keep each queue on several nodes, one of them the leader,
 and when the leader's node fails the followers elect a new leader (Raft)

@@ -76,7 +76,7 @@ from simcomm.errors import ParamError
 from simcomm.messaging.consumer import Consumer
 from simcomm.messaging.envelope import Delivery
 from simcomm.messaging.producer import publish as _publish
-from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Transport
+from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Transport, is_transport
 
 if TYPE_CHECKING:
     from simcomm.engine.world import World
@@ -119,7 +119,7 @@ def style(name: str) -> Callable[..., Any]:
 
 
 def _check_kind(transport: Any, channel: Any, kind: str, what: str) -> None:
-    if not isinstance(transport, Transport):
+    if not is_transport(transport):
         raise ParamError("transport", transport, "a Broker or Brokerless transport")
     if not isinstance(channel, str) or transport.channel_kind(channel) != kind:
         raise ParamError("channel", channel, f"a {what} channel declared on the transport")
@@ -176,7 +176,7 @@ def replier(transport: Transport, body: Any = None, *, kind: str = REPLY,
     :func:`reply`'s.  For a service built without a handler of its own:
     ``Consumer(world, "kitchen-1", broker, "kitchen.commands",
     handler=replier(broker, {"ticketId": 1}))``."""
-    if not isinstance(transport, Transport):
+    if not is_transport(transport):
         raise ParamError("transport", transport, "a Broker or Brokerless transport")
 
     def handler(ctx: Context, d: Delivery) -> Generator[Event, Any, None]:
@@ -438,7 +438,7 @@ class Requester(Consumer):
 
 
 def _requester(transport: Any, reply_channel: Any) -> Requester:
-    if not isinstance(transport, Transport):
+    if not is_transport(transport):
         raise ParamError("transport", transport, "a Broker or Brokerless transport")
     found = _requesters.get(transport, {}).get(reply_channel) \
         if isinstance(reply_channel, str) else None
