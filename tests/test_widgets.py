@@ -340,6 +340,37 @@ def test_the_resilience_scenarios_show_every_knob_and_rerun_on_a_change(
     assert _leaked_figures() == []
 
 
+# -- the messaging scenarios -------------------------------------------------------
+@pytest.mark.parametrize("name, knobs", [
+    ("styles", {"style": "request-async-response", "transport": "brokerless"}),
+    ("create-order", {"design": "async"}),
+    ("brokers", {"transport": "brokerless"}),
+    ("competing-consumers", {"prefetch": 0, "slow_consumer": 4.0}),
+])
+def test_the_messaging_scenarios_show_every_knob_and_rerun_on_a_change(
+        name: str, knobs: dict[str, Any]) -> None:
+    """Every messaging scenario is in explore: a control per knob, its views drawn,
+    a re-run when a knob moves, and the messaging numbers in the summary (a run of
+    messages alone shows no row of request zeros)."""
+    sc = base.get(name)
+    dash = explore(name, until=30.0)
+    assert set(dash.controls) == {s.name for s in sc.fields()} | {"seed", "until"}
+    assert dash.views == sc.views and dash.error is None
+    assert all(bytes(img.value).startswith(PNG) for img in dash.images.values())
+    before = {v: bytes(img.value) for v, img in dash.images.items()}
+    dash.update(**knobs)
+    assert dash.error is None and dash.runs == 2
+    assert all(getattr(dash.params, k) == v for k, v in knobs.items())
+    assert any(bytes(dash.images[v].value) != before[v] for v in dash.views)
+    summary = dash.summary.value
+    if name in ("brokers", "competing-consumers"):
+        assert "data-key='messages_published'" in summary
+        assert "data-key='requests'" not in summary
+    else:
+        assert "data-key='requests'" in summary
+    assert _leaked_figures() == []
+
+
 def test_the_summary_adds_the_resilience_numbers_only_when_a_run_has_them() -> None:
     plain = explore("chain", until=20.0, views=("latency_over_time",))
     for key in ("fallback", "success_rate", "retries", "breaker_opens", "max_amplification"):
