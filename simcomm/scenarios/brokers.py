@@ -57,7 +57,7 @@ from simcomm.engine.network import Link
 from simcomm.engine.randomness import distribution
 from simcomm.engine.world import World
 from simcomm.errors import ParamError
-from simcomm.messaging import Broker, Consumer, Producer
+from simcomm.messaging import Broker, Consumer, Producer, ReplicatedBroker
 from simcomm.scenarios.base import Load, Scenario, param, register
 
 if TYPE_CHECKING:
@@ -68,9 +68,22 @@ if TYPE_CHECKING:
     from simcomm.messaging import Transport
     from simcomm.result import Result
 
-__all__ = ["BROKER", "CHANNEL", "FAULTS", "PREFETCH", "PRODUCER", "TABLE_COLUMNS",
-           "TRANSPORTS", "Params", "capacity", "consumer_names", "load", "transport_report",
-           "transport_table"]
+__all__ = [
+    "BROKER",
+    "CHANNEL",
+    "FAULTS",
+    "PREFETCH",
+    "PRODUCER",
+    "TABLE_COLUMNS",
+    "TRANSPORTS",
+    "Params",
+    "broker_node",
+    "capacity",
+    "consumer_names",
+    "load",
+    "transport_report",
+    "transport_table",
+]
 
 BROKER = "broker"
 PRODUCER = "order-service"
@@ -135,6 +148,11 @@ class Params:
         1000.0, range=(1.0, 100000.0), unit="msg/s", step=1.0,
         help="publishes per second the broker can route (each costs it 1/rate s of CPU); "
              "below the publish rate the broker is the bottleneck")
+    broker_replicas: int = param(
+        1, range=(1, 5), unit="nodes",
+        help="broker nodes: 1 is a single point of failure; with more, a follower takes "
+             "over the queues 5 s after the leader crashes (a replicated broker, as "
+             "RabbitMQ's quorum queues), so broker-down only pauses the messages")
     persistent: bool = param(
         True, help="publish persistent messages (delivery mode 2): they survive a broker "
                    "crash on the durable queue; transient ones are lost with it")
@@ -151,8 +169,17 @@ class Params:
         help="a message consumed more than this long after it was published counts as late")
 
 
+def broker_node(p: Params) -> str:
+    """The node the broker-down fault crashes: the broker, or the leader of a
+    replicated one (``broker-1``)."""
+    return BROKER if p.broker_replicas == 1 else f"{BROKER}-1"
+
+
 def _transport(world: World, p: Params) -> Transport:
     if p.transport == "broker":
+        if p.broker_replicas > 1:
+            return ReplicatedBroker(world, BROKER, replicas=p.broker_replicas,
+                                    routing_rate=p.broker_routing_rate)
         return Broker(world, BROKER, routing_rate=p.broker_routing_rate)
     from simcomm.messaging.brokerless import Brokerless
 
@@ -176,7 +203,7 @@ def build(world: World, p: Params) -> None:
         faults = [Slowdown(name, p.fault_at, p.fault_duration, factor=p.slowdown)
                   for name in names]
     elif p.fault == "broker-down" and p.transport == "broker":
-        faults = [Crash(BROKER, p.fault_at, p.fault_duration)]
+        faults = [Crash(broker_node(p), p.fault_at, p.fault_duration)]
     install(world, faults)
     Producer(world, PRODUCER, transport, channel, rate=p.publish_rate, kind=COMMAND,
              body=ticket, persistent=p.persistent)
