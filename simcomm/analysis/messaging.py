@@ -99,29 +99,47 @@ _COPY_EVENTS = frozenset(("enqueue", "pipe", "deliver", "consume", "ack", "nack"
 
 
 class _Copy:
-    """One copy while :func:`_walk` reads the events (plain slots)."""
+    """One copy while :func:`_walk` reads the events (plain slots).
+
+    Made by :func:`_new_copy` (one per copy: the attributes set directly,
+    without ``__init__``'s call, which a run of thousands of copies pays
+    for)."""
 
     __slots__ = ("acked", "applied", "brokered", "channel", "conflicts", "consumer",
                  "consumers", "consumes", "dead_letter", "deliveries", "enqueued",
                  "first_delivered", "message_id", "reason", "redeliveries", "state")
+    message_id: int
+    channel: str
+    state: str | None
+    reason: str
+    enqueued: float
+    first_delivered: float
+    acked: float
+    applied: float
+    deliveries: int
+    redeliveries: int
+    consumes: int
+    conflicts: int
+    consumer: str | None
+    consumers: set[str]
+    brokered: bool
+    dead_letter: bool
 
     def __init__(self, message_id: int, channel: str) -> None:
-        self.message_id = message_id
-        self.channel = channel
-        self.state: str | None = None
-        self.reason = ""
-        self.enqueued = _NAN
-        self.first_delivered = _NAN
-        self.acked = _NAN
-        self.applied = _NAN
-        self.deliveries = 0
-        self.redeliveries = 0
-        self.consumes = 0
-        self.consumer: str | None = None
-        self.consumers: set[str] = set()
-        self.conflicts = 0
-        self.brokered = False
-        self.dead_letter = False
+        _fill(self, message_id, channel)
+
+
+def _fill(c: _Copy, message_id: int, channel: str) -> _Copy:
+    c.message_id = message_id
+    c.channel = channel
+    c.state = None
+    c.reason = ""
+    c.enqueued = c.first_delivered = c.acked = c.applied = _NAN
+    c.deliveries = c.redeliveries = c.consumes = c.conflicts = 0
+    c.consumer = None
+    c.consumers = set()
+    c.brokered = c.dead_letter = False
+    return c
 
 
 def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
@@ -155,18 +173,25 @@ def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
     pubs: dict[int, tuple] = {}
     current: dict[tuple[int, str], _Copy] = {}
     copies: list[_Copy] = []
+    # the loop runs once per event of the run: names bound locally
+    get = current.get
+    append = copies.append
+    new = _Copy.__new__
+    settled = _SETTLED
+    changes = _CHANGES
+    copy_events = _COPY_EVENTS
     for t, ev, mid, ch, node, detail in mq:
         if ev == "publish":
             if mid not in pubs:
                 pubs[mid] = (t, node, ch, detail, len(pubs))
             continue
-        if ev not in _COPY_EVENTS:
+        if ev not in copy_events:
             continue  # confirm, or an event this reading does not know
         key = (mid, ch)
-        c = current.get(key)
-        if c is None or (ev == "enqueue" and c.state in _SETTLED):
-            c = current[key] = _Copy(mid, ch)
-            copies.append(c)
+        c = get(key)
+        if c is None or (ev == "enqueue" and c.state in settled):
+            c = current[key] = _fill(new(_Copy), mid, ch)
+            append(c)
         state = c.state
         if ev == "enqueue":
             c.brokered = True
@@ -183,7 +208,7 @@ def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
                 c.first_delivered = t
             c.consumer = node
             c.consumers.add(node)
-            if state not in _SETTLED:
+            if state not in settled:
                 c.state = "held" if (state == "auto" or not c.brokered) else "unacked"
         elif ev == "consume":
             c.consumes += 1
@@ -192,8 +217,8 @@ def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
             if state == "auto" or state == "held" or (state is None and not c.brokered):
                 c.state = "consumed"
                 c.acked = t
-        elif ev in _CHANGES:
-            if state in _SETTLED:
+        elif ev in changes:
+            if state in settled:
                 c.conflicts += 1
             elif ev == "ack":
                 if detail == "auto":
@@ -207,6 +232,15 @@ def _walk(mq: Iterable[tuple]) -> tuple[dict[int, tuple], list[_Copy]]:
                 c.state = "dead_lettered" if ev == "dead_letter" else "dropped"
                 c.reason = detail
     return pubs, copies
+
+
+def _numeric(values: list[Any]) -> Any:
+    """``values`` as the array pandas would make of the list (numbers, bools), or
+    the list itself when numpy would not read it so (pandas then decides)."""
+    import numpy as np
+
+    arr = np.array(values)
+    return arr if arr.dtype.kind in "biuf" and len(arr) == len(values) else values
 
 
 def _fate(state: str | None) -> str:
@@ -292,33 +326,72 @@ def deliveries(mq: Iterable[tuple],
     the network's reason if the network lost the publish, else
     ``in_flight`` (on the wire, or arrived and not yet routed).
     """
+    import numpy as np
     import pandas as pd
 
     pubs, copies = _walk(mq)
     seen = {c.message_id for c in copies}
     orphan = [mid for mid in pubs if mid not in seen]
     net = _network(messages, list(pubs))
-    rows = []
-    for c in copies:
-        pub = pubs.get(c.message_id)
-        kind = net.get(c.message_id, (None,))[0]
-        t0 = pub[0] if pub else _NAN
-        rows.append((c.message_id, kind, pub[1] if pub else None, c.channel,
-                     pub[2] if pub else None, pub[3] if pub else None, c.consumer,
-                     len(c.consumers), t0, c.enqueued, c.first_delivered, c.acked,
-                     c.applied, c.deliveries, c.redeliveries, c.consumes, _fate(c.state),
-                     c.reason, c.applied - t0, c.dead_letter))
-    for mid in orphan:
-        t0, producer, channel, key, _ = pubs[mid]
-        kind, nfate, nreason = net.get(mid, (None, "in_flight", ""))
-        fate, reason = ("dropped", nreason) if nfate == "dropped" else ("in_flight", "")
-        rows.append((mid, kind, producer, channel, channel, key, None, 0, t0, _NAN, _NAN,
-                     _NAN, _NAN, 0, 0, 0, fate, reason, _NAN, False))
-    if not rows:
+    if not copies and not orphan:
         return pd.DataFrame(columns=list(DELIVERY_COLUMNS))
-    rows.sort(key=lambda r: pubs[r[0]][4] if r[0] in pubs else -1)  # stable: publish order
-    columns = map(list, zip(*rows, strict=True))
-    return pd.DataFrame(dict(zip(DELIVERY_COLUMNS, columns, strict=True)))
+    # built column by column (a list, or an array of the dtype pandas would infer
+    # from it), not row by row: a run has thousands of copies
+    nan_pub = (_NAN, None, None, None, -1)
+    pub_of = [pubs.get(c.message_id, nan_pub) for c in copies]
+    no_kind = (None,)
+    mids = [c.message_id for c in copies] + orphan
+    published = [p[0] for p in pub_of] + [pubs[m][0] for m in orphan]
+    applied = [c.applied for c in copies] + [_NAN] * len(orphan)
+    orphan_net = [net.get(mid, (None, "in_flight", "")) for mid in orphan]
+    orphan_lost = [n[1] == "dropped" for n in orphan_net]
+    zeros = [0] * len(orphan)
+    nans = [_NAN] * len(orphan)
+    cols: dict[str, Any] = {
+        "message_id": mids,
+        "kind": [net.get(c.message_id, no_kind)[0] for c in copies]
+        + [n[0] for n in orphan_net],
+        "producer": [p[1] for p in pub_of] + [pubs[m][1] for m in orphan],
+        "channel": [c.channel for c in copies] + [pubs[m][2] for m in orphan],
+        "exchange": [p[2] for p in pub_of] + [pubs[m][2] for m in orphan],
+        "routing_key": [p[3] for p in pub_of] + [pubs[m][3] for m in orphan],
+        "consumer": [c.consumer for c in copies] + [None] * len(orphan),
+        "consumers": [len(c.consumers) for c in copies] + zeros,
+        "published": published,
+        "enqueued": [c.enqueued for c in copies] + nans,
+        "first_delivered": [c.first_delivered for c in copies] + nans,
+        "acked": [c.acked for c in copies] + nans,
+        "applied": applied,
+        "deliveries": [c.deliveries for c in copies] + zeros,
+        "redeliveries": [c.redeliveries for c in copies] + zeros,
+        "consumes": [c.consumes for c in copies] + zeros,
+        "fate": [_fate(c.state) for c in copies]
+        + ["dropped" if lost else "in_flight" for lost in orphan_lost],
+        "reason": [c.reason for c in copies]
+        + [n[2] if lost else "" for n, lost in zip(orphan_net, orphan_lost, strict=True)],
+        "latency": None,
+        "dead_letter_copy": [c.dead_letter for c in copies] + [False] * len(orphan),
+    }
+    seq = np.fromiter((p[4] for p in pub_of), dtype=np.int64, count=len(copies))
+    order = None
+    if orphan or (seq.size > 1 and bool((seq[1:] < seq[:-1]).any())):
+        # rows in publish order (a stable sort: a message's copies as they appeared)
+        keys = np.concatenate([seq, np.fromiter((pubs[m][4] for m in orphan),
+                                                dtype=np.int64, count=len(orphan))])
+        order = np.argsort(keys, kind="stable")
+    for name in ("message_id", "consumers", "published", "enqueued", "first_delivered",
+                 "acked", "applied", "deliveries", "redeliveries", "consumes",
+                 "dead_letter_copy"):
+        cols[name] = _numeric(cols[name])
+    applied_, published_ = cols["applied"], cols["published"]
+    cols["latency"] = (applied_ - published_ if isinstance(applied_, np.ndarray)
+                       and isinstance(published_, np.ndarray)
+                       else _numeric([a - p for a, p in zip(applied, published, strict=True)]))
+    if order is not None:
+        for name, values in cols.items():
+            cols[name] = (values[order] if isinstance(values, np.ndarray)
+                          else [values[i] for i in order.tolist()])
+    return pd.DataFrame(cols)
 
 
 def copy_ledger(mq: Iterable[tuple],
@@ -391,39 +464,56 @@ def consumer_inflight(mq: Iterable[tuple]) -> pd.DataFrame:
     """
     import pandas as pd
 
+    rows = _inflight_rows(mq)[0]
+    if not rows:
+        return pd.DataFrame(rows, columns=list(INFLIGHT_COLUMNS))
+    return pd.DataFrame(dict(zip(INFLIGHT_COLUMNS, map(list, zip(*rows, strict=True)),
+                                 strict=True)))
+
+
+def _inflight_rows(mq: Iterable[tuple]) -> tuple[list[tuple[float, str, str, int]], list[int]]:
+    """The rows of :func:`consumer_inflight` as tuples, and beside them each
+    row's change to its count (+1 or -1): what a figure summing a consumer's
+    queues needs, without a table."""
     holder: dict[tuple[int, str], str] = {}    # copy -> consumer holding it
     unmanaged: set[tuple[int, str]] = set()    # copies settled by their handler
     brokered: set[tuple[int, str]] = set()
     count: dict[tuple[str, str], int] = {}
     rows: list[tuple[float, str, str, int]] = []
-
-    def change(t: float, consumer: str, queue: str, by: int) -> None:
-        k = (consumer, queue)
-        n = count.get(k, 0) + by
-        count[k] = n
-        rows.append((t, consumer, queue, n))
-
+    signs: list[int] = []
+    append, sign = rows.append, signs.append
+    pop, get = holder.pop, count.get
+    settles = frozenset(("ack", "nack", "requeue", "dead_letter", "drop"))
     for t, ev, mid, ch, node, detail in mq:
-        key = (mid, ch)
         if ev == "deliver":
-            old = holder.pop(key, None)
+            key = (mid, ch)
+            old = pop(key, None)
             if old is not None:
-                change(t, old, ch, -1)
+                k = (old, ch)
+                n = count[k] = get(k, 0) - 1
+                append((t, old, ch, n))
+                sign(-1)
             holder[key] = node
-            change(t, node, ch, +1)
+            k = (node, ch)
+            n = count[k] = get(k, 0) + 1
+            append((t, node, ch, n))
+            sign(1)
             if key not in brokered:
                 unmanaged.add(key)
         elif ev == "enqueue":
+            key = (mid, ch)
             brokered.add(key)
             unmanaged.discard(key)
         elif ev == "ack" and detail == "auto":
-            unmanaged.add(key)
-        elif ev in ("ack", "nack", "requeue", "dead_letter", "drop") or (
-                ev == "consume" and key in unmanaged):
-            old = holder.pop(key, None)
+            unmanaged.add((mid, ch))
+        elif ev in settles or (ev == "consume" and (mid, ch) in unmanaged):
+            old = pop((mid, ch), None)
             if old is not None:
-                change(t, old, ch, -1)
-    return pd.DataFrame(rows, columns=list(INFLIGHT_COLUMNS))
+                k = (old, ch)
+                n = count[k] = get(k, 0) - 1
+                append((t, old, ch, n))
+                sign(-1)
+    return rows, signs
 
 
 def consumptions(mq: Iterable[tuple]) -> pd.DataFrame:
@@ -439,7 +529,9 @@ def consumptions(mq: Iterable[tuple]) -> pd.DataFrame:
 
     pubs: dict[int, tuple] = {}
     last: dict[tuple[int, str, str], bool] = {}  # (copy, consumer) -> redelivered
-    rows = []
+    rows: list[tuple] = []
+    append = rows.append
+    unknown = (_NAN, None, -1)
     for t, ev, mid, ch, node, detail in mq:
         if ev == "publish":
             if mid not in pubs:
@@ -447,11 +539,12 @@ def consumptions(mq: Iterable[tuple]) -> pd.DataFrame:
         elif ev == "deliver":
             last[(mid, ch, node)] = detail == "redelivered"
         elif ev == "consume":
-            pub = pubs.get(mid)
-            rows.append((t, mid, ch, node, pub[1] if pub else None,
-                         pub[0] if pub else _NAN, pub[2] if pub else -1,
-                         last.get((mid, ch, node), False)))
-    return pd.DataFrame(rows, columns=list(CONSUMPTION_COLUMNS))
+            pub = pubs.get(mid, unknown)
+            append((t, mid, ch, node, pub[1], pub[0], pub[2], last.get((mid, ch, node), False)))
+    if not rows:
+        return pd.DataFrame(rows, columns=list(CONSUMPTION_COLUMNS))
+    return pd.DataFrame(dict(zip(CONSUMPTION_COLUMNS, map(list, zip(*rows, strict=True)),
+                                 strict=True)))
 
 
 def _check_by(by: object, columns: Sequence[str]) -> tuple[str, ...]:
@@ -485,9 +578,10 @@ def mark_order(consumed: pd.DataFrame, by: Sequence[str] = ORDERING_BY) -> pd.Da
     state: dict[tuple, tuple[set, list[int]]] = {}
     dup = []
     late = []
-    keys = zip(*(consumed[b] for b in by), strict=True)
-    for key, mid, seq in zip(keys, consumed["message_id"], consumed["publish_seq"],
-                             strict=True):
+    # plain lists: iterating a pandas column yields one boxed value at a time
+    keys = zip(*(consumed[b].tolist() for b in by), strict=True)
+    for key, mid, seq in zip(keys, consumed["message_id"].tolist(),
+                             consumed["publish_seq"].tolist(), strict=True):
         s = state.get(key)
         if s is None:
             s = state[key] = (set(), [-1])
