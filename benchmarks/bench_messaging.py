@@ -48,8 +48,17 @@ run grows).  Every side must consume every message, and the mean publish
 -> consume latency of each is printed: the models agree (the random draws
 differ, the distributions do not; without a trace simcomm reports none).
 
+CPU time on a shared machine is noisy: one repetition's ratio can be a
+third off the next one's.  ``--instructions`` counts instead (valgrind):
+the instructions one more message costs on each side, the same on every
+run.  simcomm's ratios come out lower by that count than by time: it
+touches more memory per message (five objects per message, and with the
+trace about 2 kB of rows kept, written to fresh cache lines), which costs
+time but no instructions.
+
     python benchmarks/bench_messaging.py            # 5 repetitions of 200 000
     python benchmarks/bench_messaging.py 3 20000    # repetitions, messages
+    python benchmarks/bench_messaging.py --instructions   # counted by valgrind
 """
 
 from __future__ import annotations
@@ -57,7 +66,10 @@ from __future__ import annotations
 import gc
 import math
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -281,8 +293,49 @@ def main(reps: int = 5, n: int = MESSAGES) -> dict[str, Any]:
     return out
 
 
+def instructions(n1: int = 1_000, n2: int = 6_000) -> dict[str, Any]:
+    """Instructions per message of each side, counted by valgrind (cachegrind).
+
+    Each side runs alone in a child process under valgrind with ``n1`` and
+    then ``n2`` messages; the difference of the two counts over ``n2 - n1``
+    is what one more message costs, without the interpreter's start-up and
+    the imports.  Unlike CPU time the count does not depend on what else
+    the machine is doing, so the ratios are the same on every run -- but
+    they count work, not the cache misses a larger working set adds, so
+    they come out below the time ratios.  Needs ``valgrind`` on the PATH.
+    """
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on the PATH")
+    per_msg: dict[str, float] = {}
+    for side in SIDES:
+        counts = []
+        for n in (n1, n2):
+            child = subprocess.run(
+                ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                 "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--side",
+                 side, str(n)], check=True, capture_output=True, text=True)
+            found = re.search(r"I\s+refs:\s+([\d,]+)", child.stderr)
+            if found is None:
+                raise RuntimeError(f"no instruction count from valgrind: {child.stderr[-500:]}")
+            counts.append(int(found.group(1).replace(",", "")))
+        per_msg[side] = (counts[1] - counts[0]) / (n2 - n1)
+    out: dict[str, Any] = {f"{side}_instructions_per_message": v for side, v in per_msg.items()}
+    for side in SIDES:
+        if not side.startswith("bare"):
+            for base in ("bare", "bare_lean"):
+                out[f"instructions_{side}_over_{base}"] = per_msg[side] / per_msg[base]
+    return out
+
+
 if __name__ == "__main__":
-    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else MESSAGES
-    for key, value in main(reps, n).items():
+    args = sys.argv[1:]
+    if args[:1] == ["--side"]:  # one run of one side (a child of --instructions)
+        count, _ = SIDES[args[1]](int(args[2]), 1)
+        sys.exit(0 if count == int(args[2]) else 1)
+    if args[:1] == ["--instructions"]:
+        results = instructions(*(int(a) for a in args[1:3]))
+    else:
+        reps = int(args[0]) if args else 5
+        results = main(reps, int(args[1]) if len(args) > 1 else MESSAGES)
+    for key, value in results.items():
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
