@@ -234,7 +234,15 @@ def legend(ax: Axes, handles: Sequence[Any], labels: Sequence[str],
             old.remove()
         return None
     key = (tuple(labels), tuple(_look(h) for h in handles), repr(sorted(kwargs.items())))
-    if old is not None and getattr(old, "_simcomm_key", None) == key:
+    was = getattr(old, "_simcomm_key", None)
+    if old is not None and was == key:
+        return old
+    if old is not None and was is not None and was[1:] == key[1:]:
+        # the same entries with other words (a count in a label): its texts take the
+        # new ones, laid out again when drawn, as a new legend would have them
+        for text, label in zip(old.texts, labels, strict=True):
+            text.set_text(label)
+        old._simcomm_key = key  # type: ignore[attr-defined]
         return old
     leg = ax.legend(list(handles), list(labels), **kwargs)
     leg._simcomm_key = key  # type: ignore[attr-defined]
