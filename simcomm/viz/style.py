@@ -279,9 +279,9 @@ def _widest_tick_label(axis: Any) -> int:
     values = [v for v in axis.get_major_locator()() if lo <= v <= hi]
     if not values:
         return 1
-    if axis.get_scale() == "log":
-        return 4  # 10^-1 as mathtext: about four characters wide
     labels = axis.get_major_formatter().format_ticks(values)
+    if axis.get_scale() == "log" and any(label.startswith("$") for label in labels):
+        return 4  # 10^-1 as mathtext: about four characters wide
     return max(len(label) for label in labels)
 
 
