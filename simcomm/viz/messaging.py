@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FixedLocator, MaxNLocator, PercentFormatter
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
 from matplotlib.transforms import blended_transform_factory
 
 from simcomm._checks import is_flag, is_real, is_whole
@@ -128,6 +136,13 @@ def _mq(res: Result) -> list[tuple]:
     return res.world.trace.mq  # type: ignore[no-any-return]
 
 
+def _mq_events(res: Result) -> set[str]:
+    """The kinds of event the run's ``trace.mq`` holds (a figure skips a pass
+    over the table for an event that never happened)."""
+    return data.cached(res, "mq_events",  # type: ignore[no-any-return]
+                       lambda: set(map(operator.itemgetter(1), _mq(res))))
+
+
 def _brokers(res: Result) -> dict[str, Any]:
     """The Broker nodes of the run, in the order they were added."""
     def make() -> dict[str, Any]:
@@ -195,8 +210,11 @@ def _queue_labels(res: Result) -> dict[tuple[str, str], str]:
         for bname, broker in _brokers(res).items():
             for q in broker.queues:
                 keys[(bname, str(q))] = None
-        for row in res.world.trace.queues:  # (time, node, queue, ready, unacked)
-            keys.setdefault((str(row[1]), str(row[2])), None)
+        qrows = res.world.trace.queues  # (time, node, queue, ready, unacked)
+        for node, queue in dict.fromkeys(zip(map(operator.itemgetter(1), qrows),
+                                             map(operator.itemgetter(2), qrows),
+                                             strict=True)):
+            keys.setdefault((str(node), str(queue)), None)
         multi = len({b for b, _ in keys}) > 1
         return {k: (f"{k[0]}/{k[1]}" if multi else k[1]) for k in keys}
     return data.cached(res, "mq_queue_labels", make)  # type: ignore[no-any-return]
@@ -219,9 +237,33 @@ def queue_series(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
     ``"<channel> (pipes)"`` (:data:`PIPES`)."""
     def make() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         labels = _queue_labels(res)
-        rows: dict[str, list[tuple[float, int, int]]] = {lab: [] for lab in labels.values()}
-        for t, node, queue, ready, unacked in res.world.trace.queues:
-            rows[labels[(str(node), str(queue))]].append((t, ready, unacked))
+        out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        qrows = res.world.trace.queues  # (time, node, queue, ready, unacked)
+        # column by column: a busy queue changes thousands of times a run
+        cols = list(zip(*qrows, strict=True)) if qrows else [()] * 5
+        times, ready, unacked = (np.asarray(cols[i], dtype=float) for i in (0, 3, 4))
+        keys = list(zip(cols[1], cols[2], strict=True))
+        where: dict[tuple[Any, Any], list[int]] = {}
+        if keys and len(set(keys)) == 1:
+            where[keys[0]] = []  # one queue: all the rows, in order
+        else:
+            for i, key in enumerate(keys):
+                if key in where:
+                    where[key].append(i)
+                else:
+                    where[key] = [i]
+        found = {labels[(str(node), str(queue))]: idx for (node, queue), idx in where.items()}
+        for lab in labels.values():
+            idx = found.get(lab)
+            if idx is None:
+                out[lab] = (np.zeros(0), np.zeros(0), np.zeros(0))
+            elif len(where) == 1:
+                out[lab] = (times, ready, unacked)
+            else:
+                out[lab] = (times[idx], ready[idx], unacked[idx])
+        if "pipe" not in _mq_events(res):
+            return out
+        rows: dict[str, list[tuple[float, int, int]]] = {}
         in_pipe: set[tuple[int, str]] = set()
         count: dict[str, int] = {}
         for t, ev, mid, ch, _node, _detail in _mq(res):
@@ -237,13 +279,11 @@ def queue_series(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndar
                 lab = PIPES.format(ch)
                 count[lab] -= 1
                 rows[lab].append((t, count[lab], 0))
-        out = {}
         for lab, r in rows.items():
-            if r:
-                arr = np.asarray(r, dtype=float)
-                out[lab] = (arr[:, 0], arr[:, 1], arr[:, 2])
-            else:
-                out[lab] = (np.zeros(0), np.zeros(0), np.zeros(0))
+            if lab in out and out[lab][0].size:  # a queue of that name too: after its rows
+                r = [*zip(*(a.tolist() for a in out[lab]), strict=True), *r]
+            arr = np.asarray(r, dtype=float)
+            out[lab] = (arr[:, 0], arr[:, 1], arr[:, 2])
         return out
     return data.cached(res, "mq_queue_series", make)  # type: ignore[no-any-return]
 
@@ -257,20 +297,23 @@ def consumer_series(res: Result) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     is there (one that never received anything with empty arrays), in the
     order the run added them."""
     def make() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        from simcomm.analysis.messaging import consumer_inflight
+        from simcomm.analysis.messaging import _inflight_rows
 
-        df = consumer_inflight(_mq(res))
+        # the rows of Result.consumer_inflight and each one's change (+1 / -1),
+        # summed per consumer: no table, no group-by
+        rows, signs = _inflight_rows(_mq(res))
         out = {c: (np.zeros(0), np.zeros(0)) for c in _consumer_nodes(res)}
-        if df.empty:
+        if not rows:
             return out
-        # each row's change to its (consumer, queue) count, summed per consumer
-        diff = df.groupby(["consumer", "queue"], sort=False)["unacked"].diff()
-        change = diff.fillna(df["unacked"]).to_numpy(dtype=float)
-        consumer = df["consumer"].to_numpy()
-        t = df["time"].to_numpy(dtype=float)
-        for c, idx in pd.Series(range(len(df))).groupby(consumer, sort=False).groups.items():
-            rows = np.asarray(idx, dtype=int)
-            out[str(c)] = (t[rows], np.cumsum(change[rows]))
+        t = np.fromiter(map(operator.itemgetter(0), rows), dtype=float, count=len(rows))
+        codes, names = pd.factorize(np.fromiter(map(str, map(operator.itemgetter(1), rows)),
+                                                dtype=object, count=len(rows)))
+        order = np.argsort(codes, kind="stable")  # each consumer's rows, in time order
+        change = np.asarray(signs, dtype=float)[order]
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        for i, c in enumerate(names):
+            lo, hi = bounds[i], bounds[i + 1]
+            out[str(c)] = (t[order[lo:hi]], np.cumsum(change[lo:hi]))
         return out
     return data.cached(res, "mq_consumer_series", make)  # type: ignore[no-any-return]
 
@@ -607,6 +650,8 @@ def message_latency(res: Result, ax: Axes | None = None, *,
     scale = "log" if log else "linear"
     if ax.get_yscale() != scale:
         ax.set_yscale(scale)
+        if log:
+            _plain_log_ticks(ax.yaxis)
     if log:
         ax.set_ylim(floor / 1.5, top * 1.5 ** 2 / 0.9)
     else:
@@ -630,6 +675,20 @@ def message_latency(res: Result, ax: Axes | None = None, *,
     k.finish()
     _legend(ax, markerscale=1.8)
     return fig
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """A log axis labelled in plain numbers (0.01, 0.1, 1, 10: seconds read as
+    seconds), with minor ticks at 2 and 5 times each power of ten.
+
+    Matplotlib's default writes each decade as mathtext (10^-2), which its Agg
+    renderer draws glyph by glyph on every draw, and puts eight unlabelled
+    minor ticks in every decade: together two thirds of the cost of drawing
+    the axes of a log-scale figure, on every dashboard redraw."""
+    axis.set_major_locator(LogLocator(base=10.0))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0)))
+    axis.set_minor_formatter(NullFormatter())
 
 
 # -- consumers ---------------------------------------------------------------------------
@@ -664,8 +723,9 @@ def consumer_counts(res: Result) -> pd.DataFrame:
         c = _consumptions(res)
         consumed: dict[tuple[str, str], int] = {}
         redelivered: dict[tuple[str, str], int] = {}
-        for consumer, ch, again in zip(c["consumer"], c["channel"], c["redelivered"],
-                                       strict=True):
+        # plain lists: iterating a pandas column boxes one value at a time
+        for consumer, ch, again in zip(c["consumer"].tolist(), c["channel"].tolist(),
+                                       c["redelivered"].tolist(), strict=True):
             key = (str(consumer), str(ch))
             consumed[key] = consumed.get(key, 0) + 1
             if again:
@@ -805,7 +865,7 @@ def consume_order(res: Result) -> pd.DataFrame:
 def _consumers_consuming(res: Result) -> list[str]:
     """The consumers that finished a message, in the order the run added them."""
     added = {n: i for i, n in enumerate(res.world.nodes)}
-    return sorted(dict.fromkeys(str(c) for c in consume_order(res)["consumer"]),
+    return sorted(dict.fromkeys(str(c) for c in consume_order(res)["consumer"].unique()),
                   key=lambda c: (added.get(c, len(added)), c))
 
 
@@ -958,36 +1018,58 @@ def _flow_data(res: Result) -> _FlowData:
         mq = _mq(res)
         f = _FlowData()
         pubs: dict[int, tuple[str, str]] = {}
+        enqueued: set[tuple[int, str]] = set()
         for row in mq:
-            if row[1] == "publish" and row[2] not in pubs:
-                pubs[row[2]] = (str(row[4]), str(row[3]))
+            ev = row[1]
+            if ev == "publish":
+                if row[2] not in pubs:
+                    pubs[row[2]] = (str(row[4]), str(row[3]))
+            elif ev == "enqueue":
+                enqueued.add((row[2], str(row[4])))
         # where each publish went on the network, and whether it got there
         i_ev, i_id = MESSAGE_COLUMNS.index("event"), MESSAGE_COLUMNS.index("message_id")
         i_dest, i_reason = MESSAGE_COLUMNS.index("dest"), MESSAGE_COLUMNS.index("reason")
         dest: dict[int, str] = {}
         lost: dict[int, str] = {}
-        for row in res.world.trace.messages:
-            mid = row[i_id]
-            if mid in pubs:
-                if row[i_ev] == "send":
-                    dest[mid] = str(row[i_dest])
-                elif row[i_ev] == "drop":
-                    lost[mid] = str(row[i_reason])
+        for row in [r for r in res.world.trace.messages if r[i_id] in pubs]:
+            if row[i_ev] == "send":
+                dest[row[i_id]] = str(row[i_dest])
+            elif row[i_ev] == "drop":
+                lost[row[i_id]] = str(row[i_reason])
+
+        # the node of each (broker, name) and consumer, made once: a run has
+        # thousands of events on a handful of them
+        made: dict[tuple[str, Any, Any], str] = {}
 
         def exchange(b: str, name: str) -> str:
-            ex = brokers[b].exchanges.get(name)
-            label = name or "(default exchange)"
-            return f.node(f"ex:{b}:{name}", "exchange", label,
-                          type=getattr(ex, "type", "direct"))
+            nid = made.get(("ex", b, name))
+            if nid is None:
+                ex = brokers[b].exchanges.get(name)
+                label = name or "(default exchange)"
+                nid = made["ex", b, name] = f.node(f"ex:{b}:{name}", "exchange", label,
+                                                   type=getattr(ex, "type", "direct"))
+            return nid
 
-        def queue(b: str, name: str) -> str:
-            label = name if len(brokers) <= 1 else f"{b}/{name}"
-            return f.node(f"q:{b}:{name}", "queue", label)
+        def queue(b: Any, name: Any) -> str:
+            nid = made.get(("q", b, name))
+            if nid is None:
+                b, name = str(b), str(name)
+                label = name if len(brokers) <= 1 else f"{b}/{name}"
+                nid = made["q", b, name] = f.node(f"q:{b}:{name}", "queue", label)
+            return nid
 
-        enqueued: set[tuple[int, str]] = set()
-        for row in mq:
-            if row[1] == "enqueue":
-                enqueued.add((row[2], str(row[4])))
+        def channel(name: Any) -> str:
+            nid = made.get(("ch", name, None))
+            if nid is None:
+                nid = made["ch", name, None] = f.node(f"ch:{name}", "channel", str(name))
+            return nid
+
+        def consumer(name: Any) -> str:
+            nid = made.get(("con", name, None))
+            if nid is None:
+                nid = made["con", name, None] = f.node(f"con:{name}", "consumer", str(name))
+            return nid
+
         target: dict[int, str] = {}
         for mid, (node, ch) in pubs.items():
             src = f.node(f"pub:{node}", "publisher", node)
@@ -999,34 +1081,41 @@ def _flow_data(res: Result) -> _FlowData:
                 else:
                     tgt = exchange(b, ch)
             else:  # brokerless: the channel is the sender's name for its peers
-                tgt = f.node(f"ch:{ch}", "channel", ch)
+                tgt = channel(ch)
             target[mid] = tgt
             f.edge(src, tgt, "publish")
         copy_at: dict[tuple[int, str], str] = {}   # (message, queue name) -> queue node
         dead_from: dict[int, str] = {}             # message -> queue that dead-lettered it
         dropped_mq: set[int] = set()
+        edges = f.edges
+        nodes = f.nodes
         for _t, ev, mid, ch, node, detail in mq:
-            if ev == "enqueue":
-                qn = queue(str(node), str(ch))
+            if ev == "deliver":  # the commonest: FlowData.edge written out
+                src = copy_at.get((mid, str(ch))) or channel(ch)
+                key = (src, consumer(node))
+                e = edges.get(key)
+                if e is None:
+                    e = edges[key] = {"kind": "deliver", "messages": 0, "redelivered": 0}
+                e["messages"] += 1
+                if detail == "redelivered":
+                    e["redelivered"] += 1
+            elif ev == "consume":
+                nodes[consumer(node)]["consumed"] += 1
+            elif ev == "enqueue":
+                qn = queue(node, ch)
                 copy_at[(mid, str(ch))] = qn
                 if detail == "dead_letter" and mid in dead_from:
                     f.edge(dead_from[mid], qn, "dead_letter")
                 elif target.get(mid) not in (None, qn):
                     f.edge(target[mid], qn, "route")
             elif ev == "pipe":  # brokerless: a copy in the sender's pipe to one peer group
-                cn = f.node(f"ch:{ch}", "channel", str(ch))
+                cn = channel(ch)
                 if copy_at.get((mid, str(ch))) != cn:
                     copy_at[(mid, str(ch))] = cn
                     if target.get(mid) not in (None, cn):
                         f.edge(target[mid], cn, "route")
-            elif ev == "deliver":
-                src = copy_at.get((mid, str(ch))) or f.node(f"ch:{ch}", "channel", str(ch))
-                f.edge(src, f.node(f"con:{node}", "consumer", str(node)), "deliver",
-                       detail == "redelivered")
-            elif ev == "consume":
-                f.nodes[f.node(f"con:{node}", "consumer", str(node))]["consumed"] += 1
             elif ev == "dead_letter":
-                dead_from[mid] = copy_at.get((mid, str(ch))) or queue(str(node), str(ch))
+                dead_from[mid] = copy_at.get((mid, str(ch))) or queue(node, ch)
             elif ev == "drop":
                 dropped_mq.add(mid)
                 if node in brokers:
@@ -1036,7 +1125,7 @@ def _flow_data(res: Result) -> _FlowData:
                         nid = (exchange(b, name) if name in brokers[b].exchanges or not name
                                else queue(b, name))
                 elif node in consumers:
-                    nid = f.node(f"con:{node}", "consumer", str(node))
+                    nid = consumer(node)
                 else:
                     nid = f.node(f"pub:{node}", "publisher", str(node))
                 f.drop(nid, str(detail))
