@@ -92,7 +92,7 @@ class _GlyphCachingRenderer(RendererAgg):
         if metrics is None:
             from matplotlib.font_manager import fontManager, get_font
 
-            font = get_font(fontManager._find_fonts_by_props(prop))
+            font: Any = get_font(fontManager._find_fonts_by_props(prop))
             metrics = (None, None, None)
             for name, gap, ascent, descent in (
                     ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
