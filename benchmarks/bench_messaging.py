@@ -20,10 +20,13 @@ The two sides:
   the producer, the broker's CPU and each consumer, a ``simpy.Store`` for
   the broker's inbox and each consumer's inbox, and the network hops as
   the SimPy documentation's ``Cable`` (a process per message that waits
-  out the latency and puts the message in the receiver's Store).  A
-  second, leaner variant (``bare_lean``) sends each hop as one timeout
-  whose callback hands the message over, so no hop costs a process: the
-  least a SimPy model with these hops can do.
+  out the latency and puts the message in the receiver's Store; acks go
+  to a Store the broker's ack process reads, and are free, as simcomm's
+  broker takes them without routing cost).  A second, leaner variant
+  (``bare_lean``) sends each hop as one timeout whose callback hands the
+  message over (an ack straight to the broker's window bookkeeping), so
+  no hop costs a process: the least a SimPy model with these hops and
+  these processes can do.
 * **simcomm** -- ``simcomm.messaging``: a ``Broker`` with the routing
   rate, a ``point_to_point`` queue, a ``Producer`` with a count, and four
   ``Consumer`` nodes with manual acks and the prefetch; every publish,
@@ -52,9 +55,9 @@ CPU time on a shared machine is noisy: one repetition's ratio can be a
 third off the next one's.  ``--instructions`` counts instead (valgrind):
 the instructions one more message costs on each side, the same on every
 run.  simcomm's ratios come out lower by that count than by time: it
-touches more memory per message (five objects per message, and with the
-trace about 2 kB of rows kept, written to fresh cache lines), which costs
-time but no instructions.
+touches more memory per message (an envelope, a delivery and three
+network messages, and with the trace about 2 kB of rows kept, written to
+fresh cache lines), which costs time but no instructions.
 
     python benchmarks/bench_messaging.py            # 5 repetitions of 200 000
     python benchmarks/bench_messaging.py 3 20000    # repetitions, messages
