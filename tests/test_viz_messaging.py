@@ -249,8 +249,9 @@ def test_message_flow_draws_every_node_edge_and_drop(hand: Result) -> None:
 
 def test_message_sequence_has_channels_as_lifelines(hand: Result) -> None:
     fig = vm.message_sequence(hand, first=6)
-    ticks = [t.get_text().split("\n")[0] for t in fig.axes[0].get_xticklabels()]
-    assert ticks[:2] == ["shop", "misc"] and {"orders", "events", "events.audit"} <= set(ticks)
+    names = [t.get_text().split("\n")[0] for t in fig.axes[0].texts
+             if (t.get_gid() or "").startswith("lifeline_name:")]
+    assert names[:2] == ["shop", "misc"] and {"orders", "events", "events.audit"} <= set(names)
     arrows = _gid(fig, "seq:", FancyArrowPatch)
     kinds = [a.get_gid().split(":")[1] for a in arrows]
     assert kinds.count("publish") == 6  # each message published once
@@ -510,3 +511,36 @@ def test_figures_are_bare_figures_unknown_to_pyplot(hand: Result) -> None:
     for name in NEW_VIEWS:
         fig = viz.view(name, hand)
         assert isinstance(fig, Figure) and fig.canvas.manager is None
+
+
+# -- labels clear of each other ------------------------------------------------------------
+def _boxes(fig: Figure, texts: list[Any]) -> list[tuple[str, Any]]:
+    """The rendered boxes of the visible, non-empty ``texts`` of ``fig``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    return [(t.get_text().strip(), t.get_window_extent(renderer)) for t in texts
+            if t.get_visible() and t.get_text().strip()]
+
+
+def _overlapping(boxes: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    return [(a, b) for (i, (a, box_a)) in enumerate(boxes) for (b, box_b) in boxes[i + 1:]
+            if box_a.overlaps(box_b)]
+
+
+@pytest.mark.parametrize(("style", "subscribers"), [("publish-subscribe", 3),
+                                                     ("publish-subscribe", 6),
+                                                     ("publish-async-responses", 4)])
+def test_lifeline_names_never_overlap(style: str, subscribers: int) -> None:
+    """Several channels side by side (an exchange and a queue per subscriber):
+    each lifeline's name and kind stay clear of every other's."""
+    res = simcomm.run("styles", seed=0, style=style, subscribers=subscribers, until=20)
+    fig = vm.message_sequence(res)
+    ax = fig.axes[0]
+    boxes = _boxes(fig, [t for t in ax.texts if (t.get_gid() or "").startswith("lifeline_name:")])
+    assert len(boxes) == len(vm._lifelines(res))
+    assert _overlapping(boxes) == []
+    title = _boxes(fig, [ax._left_title])[0][1]  # type: ignore[attr-defined]
+    assert not any(box.overlaps(title) for _, box in boxes)  # the title above them all
+    assert all(box.y1 <= fig.bbox.y1 for _, box in boxes)    # and inside the figure

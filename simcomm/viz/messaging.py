@@ -40,7 +40,6 @@ so given the axes it drew before it updates its artists in place.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -1749,15 +1748,12 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
     _check_sequence_args(first, since, acks, compress)
     mode, chosen, sq = _sequence_data(res, int(first), float(since), acks)
     lanes = list(sq.lanes)
-    ticks = [f"{n.strip('⟨⟩')}\n{sq.channels[n]}" if n in sq.channels else n for n in lanes]
+    names = [f"{n.strip('⟨⟩')}\n{sq.channels[n]}" if n in sq.channels else n for n in lanes]
     width = min(9.0, max(8.2, 1.0 * len(lanes) + 3.2))
-    per_lane = (width - 3.05) / (len(lanes) + 0.7)  # inches between lifelines, about
-    widest = [max(len(line) for line in t.split("\n")) * 0.068 for t in ticks]  # 8 pt
-    staggered = any((a + b) / 2 > 0.92 * per_lane for a, b in itertools.pairwise(widest))
-    if staggered:  # every other name two lines higher: long names side by side never touch
-        ticks = [t + "\n\n" if i % 2 else t for i, t in enumerate(ticks)]
+    rows = _name_rows(names, [n in sq.channels for n in lanes], width - 3.05)
+    n_rows = max(rows, default=0) + 1
     fig, ax, _ = figure_for(ax, width, 6.4,
-                            margins=(0.85, 2.2, 1.2 if staggered else 0.85, 0.2))
+                            margins=(0.85, 2.2, 0.85 + _ROW_IN * (n_rows - 1), 0.2))
     k = reuse.keeper(ax, "message_sequence")
     xpos = {n: float(i) for i, n in enumerate(lanes)}
 
@@ -1858,22 +1854,27 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
     room = max(0.7, need_in * (x_right + 0.06) / max(width_in - need_in, 0.5))
     ax.set_xlim(-room, x_right)
     if k.fresh:
-        ax.xaxis.tick_top()
         ax.tick_params(axis="x", length=0)
         for side in ("right", "bottom", "top"):
             ax.spines[side].set_visible(False)
-    ax.set_xticks(list(xpos.values()), ticks, fontsize=8)
-    for n, tick in zip(lanes, ax.xaxis.get_major_ticks(len(lanes)), strict=False):
-        for label in (tick.label1, tick.label2):  # channels' names blue, in italics
-            label.set_color(OKABE_ITO["blue"] if n in sq.channels else INK)
-            label.set_fontstyle("italic" if n in sq.channels else "normal")
+    ax.set_xticks([])
+    # each lifeline's name above it, in the row _name_rows gave it (channels' names
+    # blue, in italics): names too long to sit side by side climb a row
+    height_in = ax.get_position().height * fig.get_figheight()
+    above = blended_transform_factory(ax.transData, ax.transAxes)
+    for n, name, row in zip(lanes, names, rows, strict=True):
+        channel_lane = n in sq.channels
+        k.text(f"lane_name:{n}", xpos[n], 1.0 + (_NAME_PAD + row * _ROW_IN) / height_in,
+               name, transform=above, ha="center", va="bottom", fontsize=_NAME_SIZE,
+               color=OKABE_ITO["blue"] if channel_lane else INK,
+               fontstyle="italic" if channel_lane else "normal", clip_on=False,
+               gid=f"lifeline_name:{n}")
     ax.set_ylabel("time (s), running down" + ("; quiet gaps shortened" if compressed else ""))
     n_chosen = len(chosen)
     plural = "s" if n_chosen != 1 else ""
     what = (f"{n_chosen} request{plural} and the messages they caused"
             if mode == "requests" else f"{n_chosen} message{plural} and what they caused")
-    height_in = ax.get_position().height * fig.get_figheight()
-    lift = (0.8 if staggered else 0.4) / max(height_in, 0.5)
+    lift = (0.4 + _ROW_IN * (n_rows - 1)) / max(height_in, 0.5)
     ax.set_title(f"Message sequence: {what}"
                  + (f" from t = {float(since):g} s" if since else "")
                  + "; one colour each", loc="left", fontsize=11, y=1.0 + lift)
@@ -1888,6 +1889,53 @@ def message_sequence(res: Result, first: int = 4, ax: Axes | None = None, *,
         spread_labels(col)
     _sequence_legend(ax, drawn, len(drop_x), bool(sq.channels))
     return fig
+
+
+#: The lifelines' names: their size (points), their distance above the axes and the
+#: height of a row of them (inches: a row holds a channel's two lines).
+_NAME_SIZE = 8.0
+_NAME_PAD = 0.05
+_ROW_IN = 0.35
+_NAME_WIDTHS: dict[tuple[str, bool], float] = {}
+
+
+def _name_width(text: str, italic: bool) -> float:
+    """Inches the widest line of ``text`` takes at :data:`_NAME_SIZE` points."""
+    width = _NAME_WIDTHS.get((text, italic))
+    if width is None:
+        from matplotlib.font_manager import FontProperties
+        from matplotlib.textpath import text_to_path
+
+        prop = FontProperties(size=_NAME_SIZE, style="italic" if italic else "normal")
+        width = _NAME_WIDTHS[(text, italic)] = max(
+            text_to_path.get_text_width_height_descent(line, prop, ismath=False)[0]
+            for line in text.split("\n")) / 72.0
+    return width
+
+
+def _name_rows(names: Sequence[str], italic: Sequence[bool], width_in: float) -> list[int]:
+    """The row each lifeline's name goes in (0 just above the axes, 1 above
+    that ...): the lowest where it clears, by a little, every name already in
+    that row.  The lifelines stand one apart on an axes ``width_in`` inches
+    wide, with room on the left for the longest request label a run may have
+    (so that the rows, and the figure's height above the axes, depend on the
+    lifelines alone: a redraw keeps them)."""
+    n = len(names)
+    x_right = max(n - 1, 0) + 0.45
+    need_in = 0.15 + 14 * 0.6 * 7.5 / 72  # a request label of 14 characters: "123' timeout"
+    room = max(0.7, need_in * (x_right + 0.06) / max(width_in - need_in, 0.5))
+    spacing = width_in / (x_right + room)  # inches from one lifeline to the next
+    right: list[float] = []  # in each row, the right edge of its names so far
+    rows = []
+    for i, (name, slanted) in enumerate(zip(names, italic, strict=True)):
+        half = _name_width(name, slanted) / 2
+        x = i * spacing
+        row = next((r for r, edge in enumerate(right) if x - half >= edge + 0.08), len(right))
+        if row == len(right):
+            right.append(-math.inf)
+        right[row] = max(right[row], x + half)
+        rows.append(row)
+    return rows
 
 
 def _sequence_legend(ax: Axes, drawn: set[str], drops: int, channels: bool) -> None:
