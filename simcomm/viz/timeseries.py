@@ -142,10 +142,21 @@ def fault_bands(ax: Axes, res: Result, nodes: Iterable[str] | None = None,
                        label=f"{FAULT_LABELS[kind]}: {who}" if label else None)
         out.append(coll)
     if annotate and nodes is None and len(iv) <= 12:
-        for i, (node, _kind, start, *_) in enumerate(iv):
-            k.text(f"{key}_name:{i}", start, ymax - 0.02, f" {node}", transform=trans,
-                   rotation=90, va="top", ha="left", fontsize=7, color=INK, alpha=0.8,
-                   clip_on=True, zorder=zorder)
+        # bands starting within a line of each other (two nodes crashing together)
+        # share one label, a line per node, side by side: never one name over another
+        fig = root_figure(ax)
+        line = 9.0 * res.until / max(ax.get_position().width * fig.get_figwidth() * 72, 1.0)
+        groups: list[tuple[float, list[str]]] = []
+        for node, _kind, start, *_ in sorted(iv, key=lambda r: r[2]):
+            if groups and start < groups[-1][0] + line * len(groups[-1][1]):
+                if node not in groups[-1][1]:
+                    groups[-1][1].append(node)
+            else:
+                groups.append((start, [node]))
+        for i, (start, names) in enumerate(groups):
+            k.text(f"{key}_name:{i}", start, ymax - 0.02, "\n".join(f" {n}" for n in names),
+                   transform=trans, rotation=90, va="top", ha="left", fontsize=7, color=INK,
+                   alpha=0.8, clip_on=True, zorder=zorder)
     return out
 
 
