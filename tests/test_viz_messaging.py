@@ -544,3 +544,51 @@ def test_lifeline_names_never_overlap(style: str, subscribers: int) -> None:
     title = _boxes(fig, [ax._left_title])[0][1]  # type: ignore[attr-defined]
     assert not any(box.overlaps(title) for _, box in boxes)  # the title above them all
     assert all(box.y1 <= fig.bbox.y1 for _, box in boxes)    # and inside the figure
+
+
+def _fault_names(ax: Any) -> list[Any]:
+    """The texts naming the nodes of fault bands on ``ax`` (drawn by fault_bands or
+    by message_latency along the top)."""
+    keeper = ax._simcomm_keeper
+    return [a for key, a in keeper.artists.items() if "_name:" in key]
+
+
+def test_fault_names_of_nodes_crashing_together_never_overlap() -> None:
+    """order-service-1 and its reply consumer crash together: one label, a line
+    for each name, clear of every other band's label."""
+    res = simcomm.run("create-order", seed=0, design="async")
+    fig = vm.availability_over_time(res)
+    names = _fault_names(fig.axes[0])
+    text = " ".join(t.get_text() for t in names)
+    assert "order-service-1-replies" in text and "consumer-service-1" in text
+    boxes = _boxes(fig, names)
+    assert len(boxes) == len(names) and _overlapping(boxes) == []
+    assert any("order-service-1\n order-service-1-replies" in t.get_text() for t in names)
+
+
+@pytest.mark.parametrize("fault", ["broker-down", "consumer-down"])
+def test_message_latency_names_its_faults_clear_of_the_data(fault: str) -> None:
+    """The name of a crashed node runs along the top, above the markers of lost
+    messages and the latency points and steps, which all stay below it."""
+    from matplotlib.patches import StepPatch
+
+    res = simcomm.run("brokers", seed=0, fault=fault)
+    fig = vm.message_latency(res)
+    ax = fig.axes[0]
+    names = _fault_names(ax)
+    assert names and all(t.get_rotation() == 0 for t in names)
+    boxes = _boxes(fig, names)
+    assert _overlapping(boxes) == []
+    for _, box in boxes:
+        for line in ax.lines:  # markers, reaching half their size around each point
+            xy = line.get_transform().transform(np.column_stack(line.get_data()))
+            pad = line.get_markersize() / 2 * fig.dpi / 72
+            inside = ((xy[:, 0] >= box.x0 - pad) & (xy[:, 0] <= box.x1 + pad)
+                      & (xy[:, 1] >= box.y0 - pad) & (xy[:, 1] <= box.y1 + pad))
+            assert not inside.any(), line.get_gid()
+        for patch in ax.patches:  # the percentile steps
+            if isinstance(patch, StepPatch):
+                path = patch.get_transform().transform_path(patch.get_path())
+                v = path.vertices[np.isfinite(path.vertices).all(axis=1)]
+                assert not ((v[:, 0] >= box.x0) & (v[:, 0] <= box.x1)
+                            & (v[:, 1] >= box.y0)).any(), patch.get_gid()

@@ -642,8 +642,9 @@ def message_latency(res: Result, ax: Axes | None = None, *,
                color=OKABE_ITO["vermillion"], linestyle=":", linewidth=1.4, zorder=3,
                label=f"late after {late_v:g} s")
         top = max(top, late_v)
-    if faults:
-        fault_bands(ax, res)
+    if faults:  # the names along the top, above the markers: the points climb in a band
+        fault_bands(ax, res, annotate=False)
+        _fault_names_on_top(ax, k, res)
     if not len(df):
         _no_data(k, ax, "no messages were published in this run" + _why_empty(res))
     scale = "log" if log else "linear"
@@ -674,6 +675,37 @@ def message_latency(res: Result, ax: Axes | None = None, *,
     k.finish()
     _legend(ax, markerscale=1.8)
     return fig
+
+
+def _fault_names_on_top(ax: Axes, k: reuse.Keeper, res: Result) -> None:
+    """The name of the node behind each fault band :func:`fault_bands` shades by
+    default, written across the top of ``ax`` (above the strip of markers at
+    0.94 and the data, which keep below it) from the band's start; bands whose
+    names would run into each other (two nodes crashing together) share one."""
+    from simcomm.viz.timeseries import DEFAULT_BANDS, TRANSIENT_BANDS
+
+    half = res.until / 2
+    iv = [r for r in data.fault_rows(res) if r[1] in DEFAULT_BANDS
+          or (r[1] in TRANSIENT_BANDS and r[3] - r[2] < half)]
+    if not iv or len(iv) > 12:
+        return
+    fig = root_figure(ax)
+    per_pt = res.until / max(ax.get_position().width * fig.get_figwidth() * 72, 1.0)
+    groups: list[tuple[float, float, list[str]]] = []  # start, end of its text, names
+    for node, _kind, start, *_ in sorted(iv, key=lambda r: r[2]):
+        if groups and start < groups[-1][1]:
+            g_start, _, names = groups.pop()
+            if node not in names:
+                names.append(node)
+        else:
+            g_start, names = start, [node]
+        text = " " + ", ".join(names)
+        groups.append((g_start, g_start + (len(text) * 0.6 * 7 + 4) * per_pt, names))
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for i, (start, _, names) in enumerate(groups):
+        k.text(f"fault_top_name:{i}", start, 0.985, " " + ", ".join(names), transform=top,
+               ha="left", va="center", fontsize=7, color=INK, alpha=0.8, clip_on=True,
+               zorder=4)
 
 
 def _plain_log_ticks(axis: Any) -> None:
