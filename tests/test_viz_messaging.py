@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
 import simcomm
@@ -592,3 +593,44 @@ def test_message_latency_names_its_faults_clear_of_the_data(fault: str) -> None:
                 v = path.vertices[np.isfinite(path.vertices).all(axis=1)]
                 assert not ((v[:, 0] >= box.x0) & (v[:, 0] <= box.x1)
                             & (v[:, 1] >= box.y0)).any(), patch.get_gid()
+
+
+@pytest.mark.parametrize(("scenario", "params"), [
+    ("styles", {"style": "publish-async-responses", "subscribers": 4}),
+    ("styles", {"style": "publish-subscribe", "subscribers": 6}),
+    ("styles", {"style": "request-async-response", "transport": "brokerless"}),
+    ("create-order", {"design": "async"}),
+    ("brokers", {"consumers": 5}),
+    ("brokers", {"fault": "broker-down", "transport": "brokerless"}),
+    ("competing-consumers", {"consumers": 6, "reject_rate": 0.3, "long": 50}),
+])
+def test_flow_counts_sit_clear_of_the_nodes_and_each_other(scenario: str,
+                                                           params: dict[str, Any]) -> None:
+    """Where a fan of edges crosses a column, each edge's count moves along its
+    edge to a spot clear of every node, node label and other count.  ``long``
+    multiplies the counts, as a run that many times longer would have them
+    (five digits and a line of redeliveries: the labels of a fan that collided)."""
+    params = dict(params)
+    long = params.pop("long", 1)
+    res = simcomm.run(scenario, seed=0, until=30, **params)
+    flow = vm._flow_data(res)
+    for e in flow.edges.values():
+        e["messages"] *= long
+        e["redelivered"] *= long
+    for n in flow.nodes.values():
+        n["consumed"] *= long
+    fig = vm.message_flow(res)
+    ax = fig.axes[0]
+    counts = [t for t in ax.texts if (t.get_gid() or "").startswith("edge_label:")]
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith(("label:", "drop_label:"))]
+    count_boxes = _boxes(fig, counts)
+    label_boxes = _boxes(fig, labels)
+    assert len(count_boxes) == len(counts) > 1
+    assert _overlapping(count_boxes) == []
+    for text, box in count_boxes:
+        assert not any(box.overlaps(other) for _, other in label_boxes), text
+        for node in _gid(fig, "flow_node:", Line2D):
+            x, y = node.get_transform().transform(np.column_stack(node.get_data()))[0]
+            half = node.get_markersize() / 2 * fig.dpi / 72
+            assert not (box.x0 < x + half and x - half < box.x1
+                        and box.y0 < y + half / 2 and y - half / 2 < box.y1), text

@@ -412,9 +412,12 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
         k.stairs("ready", vu + vr, edges, baseline=vu, fill=True, facecolor=ready_face,
                  edgecolor="none", linewidth=0, zorder=1,
                  label="ready: waiting for a consumer")
-        if faults:  # the areas are opaque: the bands run as a strip along the top
-            fault_bands(a, res, label=i == 0, annotate=i == 0, ymin=0.88, zorder=3,
+        if faults:  # the areas are opaque: the bands run as a strip along the top,
+            # the first row naming the nodes in it (the areas keep below 82 %)
+            fault_bands(a, res, label=i == 0, annotate=False, ymin=0.88, zorder=3,
                         alpha=0.85, key="fault_strip")
+            if i == 0:
+                _fault_names_on_top(a, k, res, y=0.94)
         top = float((vu + vr).max(initial=0.0))
         a.set_ylim(0, data.nice_top(max(top, 1.0) / 0.82))
         a.yaxis.set_major_locator(MaxNLocator(3, integer=True))
@@ -677,10 +680,11 @@ def message_latency(res: Result, ax: Axes | None = None, *,
     return fig
 
 
-def _fault_names_on_top(ax: Axes, k: reuse.Keeper, res: Result) -> None:
+def _fault_names_on_top(ax: Axes, k: reuse.Keeper, res: Result, y: float = 0.985) -> None:
     """The name of the node behind each fault band :func:`fault_bands` shades by
-    default, written across the top of ``ax`` (above the strip of markers at
-    0.94 and the data, which keep below it) from the band's start; bands whose
+    default, written across ``ax`` at height ``y`` (a fraction of the axes: by
+    default along the top, above message_latency's strip of markers at 0.94
+    and the data, which keep below it) from the band's start; bands whose
     names would run into each other (two nodes crashing together) share one."""
     from simcomm.viz.timeseries import DEFAULT_BANDS, TRANSIENT_BANDS
 
@@ -703,7 +707,7 @@ def _fault_names_on_top(ax: Axes, k: reuse.Keeper, res: Result) -> None:
         groups.append((g_start, g_start + (len(text) * 0.6 * 7 + 4) * per_pt, names))
     top = blended_transform_factory(ax.transData, ax.transAxes)
     for i, (start, _, names) in enumerate(groups):
-        k.text(f"fault_top_name:{i}", start, 0.985, " " + ", ".join(names), transform=top,
+        k.text(f"fault_top_name:{i}", start, y, " " + ", ".join(names), transform=top,
                ha="left", va="center", fontsize=7, color=INK, alpha=0.8, clip_on=True,
                zorder=4)
 
@@ -1255,6 +1259,93 @@ _KIND_WORDS = {"publisher": "publishes", "queue": "queue", "channel": "channel, 
                "consumer": "consumes"}
 
 
+def _edge_text(e: Mapping[str, Any]) -> str:
+    """What an edge of the flow says: its messages, redeliveries, dead-lettering."""
+    text = f"{e['messages']}"
+    if e["redelivered"]:
+        text += f"\n({e['redelivered']} redelivered)"
+    if e["kind"] == "dead_letter":
+        text += " dead-lettered"
+    return text
+
+
+def _node_text(n: Mapping[str, Any], column_kind: int) -> str:
+    """A flow node's label: its name, and what it is (or what it consumed)."""
+    word = (f"exchange · {n.get('type', 'direct')}" if n["kind"] == "exchange"
+            else "channel · fanout, no broker"
+            if n["kind"] == "channel" and column_kind == 1
+            else _KIND_WORDS[n["kind"]])
+    if n["kind"] == "consumer":
+        word = f"consumed {n['consumed']}"
+    return f"{n['name']}\n{word}"
+
+
+def _text_box(text: str, size: float, spacing: float = 1.2) -> tuple[float, float]:
+    """About how wide and tall (points) ``text`` is at ``size`` points."""
+    lines = text.split("\n")
+    return (max(len(line) for line in lines) * 0.62 * size,
+            (len(lines) - 1) * spacing * size * 1.17 + 1.17 * size)
+
+
+def _flow_label_spots(f: _FlowData, pos: Mapping[str, tuple[float, float]],
+                      present: Sequence[int], limits: tuple[float, float, float, float],
+                      size_pt: tuple[float, float]) -> dict[tuple[str, str], tuple[float, float]]:
+    """Where each edge's count goes: at its middle (a delivery a little past it),
+    unless that box would touch a node, a node's label, a loss note or a count
+    placed before -- where a fan of edges crosses a column -- and then the
+    nearest spot along the edge that touches none (the middle if none does).
+    Boxes are estimated from the texts (points to data units by the axes'
+    size ``size_pt`` over ``limits``), the same in a fresh drawing and a redraw."""
+    x_lo, x_hi, y_lo, y_hi = limits
+    kx = (x_hi - x_lo) / max(size_pt[0], 1.0)  # data units per point
+    ky = (y_hi - y_lo) / max(size_pt[1], 1.0)
+    taken: list[tuple[float, float, float, float]] = []
+
+    def box(cx: float, cy: float, w_pt: float, h_pt: float,
+            top: bool = False) -> tuple[float, float, float, float]:
+        w, h = w_pt * kx, h_pt * ky
+        return (cx - w / 2, cy - h, cx + w / 2, cy) if top else (
+            cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+    for nid, n in f.nodes.items():
+        x, y = pos[nid]
+        size = _NODE_LOOK[n["kind"]][1]
+        taken.append(box(x, y, size + 4, (size / 2.2 if n["kind"] in ("queue", "channel")
+                                          else size) + 4))
+        w, h = _text_box(_node_text(n, present[int(x)]), 8.5, 1.1)
+        taken.append(box(x, y - 0.26, w + 4, h + 2, top=True))
+        if n["dropped"]:
+            taken.append((x - 0.06 - 5 * kx, y - 0.78 - 6 * ky, x + 0.02 + 160 * kx,
+                          y - 0.78 + 6 * ky))
+
+    def free(b: tuple[float, float, float, float]) -> bool:
+        return all(b[2] <= o[0] or o[2] <= b[0] or b[3] <= o[1] or o[3] <= b[1]
+                   for o in taken)
+
+    spots: dict[tuple[str, str], tuple[float, float]] = {}
+    for (u, v), e in f.edges.items():
+        (x0, y0), (x1, y1) = pos[u], pos[v]
+        w, h = _text_box(_edge_text(e), 8.0)
+        w, h = w + 6, h + 4  # the white box around the text
+        if e["kind"] == "dead_letter":
+            spot = (x0 + 0.32, (y0 + y1) / 2)
+            spots[(u, v)] = spot
+            taken.append(box(*spot, w, h))
+            continue
+        base = 0.5 if e["kind"] != "deliver" else 0.55
+        tries = [base] + [base + sign * step for step in (0.08, 0.16, 0.24, 0.32)
+                          for sign in (1, -1) if 0.15 <= base + sign * step <= 0.85]
+        for share in tries:
+            spot = (x0 + (x1 - x0) * share, y0 + (y1 - y0) * share)
+            if free(box(*spot, w, h)):
+                break
+        else:
+            spot = (x0 + (x1 - x0) * base, y0 + (y1 - y0) * base)
+        spots[(u, v)] = spot
+        taken.append(box(*spot, w, h))
+    return spots
+
+
 def message_flow(res: Result, ax: Axes | None = None) -> Figure:
     """Where the messages went: publishers → exchanges → queues → consumers.
 
@@ -1287,6 +1378,12 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
             spine.set_visible(False)
     rect = _rect_marker()
     max_n = max([e["messages"] for e in f.edges.values()] or [1])
+    top = _ROW * (tallest - 1) / 2.0
+    limits = (-0.6, max(n_cols - 1, 0) + 0.75, -top - 0.95, top + 0.85)
+    box = ax.get_position()
+    spots = _flow_label_spots(f, pos, present, limits,
+                              (box.width * fig.get_figwidth() * 72,
+                               box.height * fig.get_figheight() * 72))
     for (u, v), e in f.edges.items():
         (x0, y0), (x1, y1) = pos[u], pos[v]
         dead = e["kind"] == "dead_letter"
@@ -1297,15 +1394,8 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
                 connectionstyle=f"arc3,rad={0.6 if dead else 0.0}",
                 color=MESSAGE_COLORS["dead_letter"] if dead else "#8C8C8C", zorder=1,
                 gid=f"flow_edge:{u}->{v}")
-        text = f"{e['messages']}"
-        if e["redelivered"]:
-            text += f"\n({e['redelivered']} redelivered)"
-        if dead:
-            text += " dead-lettered"
-            lx, ly = x0 + 0.32, (y0 + y1) / 2
-        else:
-            share = 0.5 if e["kind"] != "deliver" else 0.55
-            lx, ly = x0 + (x1 - x0) * share, y0 + (y1 - y0) * share
+        text = _edge_text(e)
+        lx, ly = spots[(u, v)]
         k.text(f"edge_label:{u}->{v}", lx, ly, text, ha="center", va="center", fontsize=8,
                color=MESSAGE_COLORS["dead_letter"] if dead else INK, zorder=4,
                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
@@ -1316,13 +1406,7 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
         k.line(f"node:{nid}", [x], [y], linestyle="none", marker=marker or rect,
                markersize=size, markerfacecolor=face, markeredgecolor=edge,
                markeredgewidth=1.6, zorder=3, gid=f"flow_node:{nid}")
-        word = (f"exchange · {n.get('type', 'direct')}" if n["kind"] == "exchange"
-                else "channel · fanout, no broker"
-                if n["kind"] == "channel" and present[int(x)] == 1
-                else _KIND_WORDS[n["kind"]])
-        if n["kind"] == "consumer":
-            word = f"consumed {n['consumed']}"
-        k.text(f"label:{nid}", x, y - 0.26, f"{n['name']}\n{word}", ha="center", va="top",
+        k.text(f"label:{nid}", x, y - 0.26, _node_text(n, present[int(x)]), ha="center", va="top",
                fontsize=8.5, color=INK, zorder=4, linespacing=1.1)
         if n["dropped"]:
             lost = sum(n["dropped"].values())
@@ -1335,7 +1419,6 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
             k.text(f"drop_label:{nid}", x + 0.02, y - 0.78, f"{lost} lost: {why}",
                    ha="left", va="center", fontsize=7.5, color=OKABE_ITO["vermillion"],
                    zorder=5)
-    top = _ROW * (tallest - 1) / 2.0
     for c, kind_col in enumerate(present):
         header = _HEADERS[kind_col]
         if kind_col == 1 and any(p[0] == c and f.nodes[nid]["kind"] == "channel"
@@ -1347,8 +1430,8 @@ def message_flow(res: Result, ax: Axes | None = None) -> Figure:
                va="bottom", fontsize=8.5, color="#666666", style="italic")
     if not f.nodes:
         _no_data(k, ax, "no messages were published in this run" + _why_empty(res))
-    ax.set_xlim(-0.6, max(n_cols - 1, 0) + 0.75)
-    ax.set_ylim(-top - 0.95, top + 0.85)
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
     ax.set_xticks([])
     ax.set_yticks([])
     k.text("caption", 0.0, 0.0, "messages flow left to right · arrow width = messages",
