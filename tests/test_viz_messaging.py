@@ -634,3 +634,22 @@ def test_flow_counts_sit_clear_of_the_nodes_and_each_other(scenario: str,
             half = node.get_markersize() / 2 * fig.dpi / 72
             assert not (box.x0 < x + half and x - half < box.x1
                         and box.y0 < y + half / 2 and y - half / 2 < box.y1), text
+
+
+def test_queue_depth_says_why_an_auto_ack_queue_stays_empty() -> None:
+    """With automatic acknowledgement the broker hands every message out at
+    once: the queue's panel says so (inside it, clear of its ticks) instead of
+    an empty 0-1 axis; a manually acked queue's panel has no such note."""
+    auto = vm.queue_depth(simcomm.run("competing-consumers", seed=0, ack_mode="auto",
+                                      until=20))
+    ax = auto.axes[0]
+    notes = [t for t in ax.texts if "auto-ack" in t.get_text()]
+    assert len(notes) == 1 and "hands each message" in notes[0].get_text()
+    assert "(auto-ack: never unacked)" in ax.get_title(loc="left")
+    (_, box), *ticks = _boxes(auto, [notes[0], *ax.get_yticklabels()])
+    assert ax.get_window_extent().contains(box.x0, box.y0)
+    assert ax.get_window_extent().contains(box.x1, box.y1)
+    assert not any(box.overlaps(other) for _, other in ticks)
+    manual = vm.queue_depth(simcomm.run("competing-consumers", seed=0, until=20))
+    assert not any("auto-ack" in t.get_text() for a in manual.axes for t in a.texts)
+    assert "auto-ack" not in manual.axes[0].get_title(loc="left")

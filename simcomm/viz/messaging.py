@@ -394,6 +394,7 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
         fig = root_figure(axs[0])
     owned = getattr(fig, _OWNER, None) == "queue_depth"
     series = queue_series(res)
+    auto = _auto_ack_queues(res)
     averaged = False
     unacked_face = opaque(MESSAGE_COLORS["unacked"], 0.75)
     ready_face = opaque(MESSAGE_COLORS["ready"], 0.85)
@@ -424,12 +425,19 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
         a.set_ylabel("messages", fontsize=9)
         if i == 0 and not res.world.trace.enabled:
             _no_data(k, a, "queue depths are recorded only in a run with trace=True")
+        elif name in auto and top == 0:  # an empty panel is the point: say why
+            k.text("auto_ack", 0.5, 0.45, _AUTO_ACK_NOTE, transform=a.transAxes,
+                   ha="center", va="center", fontsize=8, color=INK, zorder=5,
+                   linespacing=1.3)
         end_r = int(ready[-1]) if ready.size else 0
         end_u = int(unacked[-1]) if unacked.size else 0
         most = int(ready.max()) if ready.size else 0
         if name.endswith(PIPES.format("")):
             set_titles(a, f"{name[:-len(PIPES.format(''))]}: the senders' pipes, no broker · "
                           f"most waiting {most} · at the end {end_r}", size=9)
+        elif name in auto:  # nothing is ever unacked: the consumers settle as they take
+            set_titles(a, f"queue {name} (auto-ack: never unacked) · most waiting {most} · "
+                          f"at the end {end_r} ready", size=9)
         else:
             set_titles(a, f"queue {name} · most waiting {most} · at the end {end_r} ready, "
                           f"{end_u} unacked", size=9)
@@ -470,6 +478,31 @@ def queue_depth(res: Result, queues: str | Sequence[str] | None = None,
                      fontsize=10.5, x=0.1 / fig.get_figwidth(),
                      y=1 - 0.1 / fig.get_figheight(), ha="left", va="top")
     return fig
+
+
+#: What :func:`queue_depth` says in the panel of a queue whose consumers all
+#: use automatic acknowledgement.
+_AUTO_ACK_NOTE = ("auto-ack: the broker hands each message to a consumer as soon as it\n"
+                  "arrives and forgets it -- nothing waits here, nothing is unacked:\n"
+                  "the consumers hold the messages instead (below)")
+
+
+def _auto_ack_queues(res: Result) -> set[str]:
+    """The labels of the broker queues read only by consumers with automatic
+    acknowledgement (RabbitMQ's autoAck: a message is settled as it is sent,
+    so the queue shows no unacked messages and, while a consumer is up, no
+    ready ones either)."""
+    labels = _queue_labels(res)
+    names = {id(b): name for name, b in _brokers(res).items()}
+    modes: dict[str, set[bool]] = {}
+    for node in _consumer_nodes(res).values():
+        broker = names.get(id(getattr(node, "transport", None)))
+        if broker is None:
+            continue
+        label = labels.get((broker, str(getattr(node, "queue_name", None))))
+        if label is not None:
+            modes.setdefault(label, set()).add(bool(getattr(node, "auto_ack", False)))
+    return {label for label, m in modes.items() if m == {True}}
 
 
 def _consumer_lanes(a: Axes, res: Result, cons: list[str], max_points: int,
