@@ -36,7 +36,7 @@ in place (what a dashboard does after every run: see
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
@@ -184,10 +184,12 @@ def _shape(name: str, res: Result, kwargs: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-def redraw(name: str, res: Result, fig: Figure | None = None, **kwargs: Any) -> Figure:
+def redraw(name: str, res: Result, fig: Figure | Sequence[Figure] | None = None,
+           **kwargs: Any) -> Figure:
     """The figure of view ``name`` for ``res``, drawn into ``fig`` if it can be.
 
-    ``fig`` is a figure this function returned before for the same view.
+    ``fig`` is a figure this function returned before for the same view (or
+    a sequence of them: the first of the right shape is used).
     If it shows a system of the same shape (the same worker pools, the same
     nodes), its artists are updated in place -- no new axes, ticks or
     texts, which is most of what building a figure costs -- and ``fig``
@@ -196,7 +198,9 @@ def redraw(name: str, res: Result, fig: Figure | None = None, **kwargs: Any) -> 
     arguments go to the figure function, as for :func:`view`.
     """
     shape = (name, _shape(name, res, kwargs), tuple(sorted(kwargs.items(), key=str)))
-    if fig is not None and getattr(fig, _REDRAW, None) == shape:
+    kept = [] if fig is None else list(fig) if isinstance(fig, Sequence) else [fig]
+    fig = next((f for f in kept if getattr(f, _REDRAW, None) == shape), None)
+    if fig is not None:
         rows = [ax for ax in fig.axes
                 if ax.get_label() not in ("queue", "<colorbar>")
                 and getattr(ax, "_colorbar", None) is None]

@@ -137,9 +137,11 @@ def check_views(names: Iterable[str] | str | None, default: Sequence[str]) -> tu
     return chosen
 
 
-def draw_view(name: str, res: Result, into: Figure | None = None, **kwargs: Any) -> Figure:
+def draw_view(name: str, res: Result, into: Figure | Sequence[Figure] | None = None,
+              **kwargs: Any) -> Figure:
     """The figure of view ``name`` for ``res``: drawn into ``into`` (a figure this
-    view drew before) when it fits, else a new one (see :func:`simcomm.viz.redraw`)."""
+    view drew before, or several) when one fits, else a new one (see
+    :func:`simcomm.viz.redraw`)."""
     from simcomm import viz
 
     return viz.redraw(name, res, into, **kwargs)
