@@ -111,6 +111,9 @@ class Dashboard(widgets.VBox):
         self.warnings: list[str] = []
         self._cache: OrderedDict[tuple[Any, int, float], _Shown] = OrderedDict()
         self._figures: dict[str, Figure] = {}  # one per view, redrawn run after run
+        # and the figures of its two shapes before: a run of a shape seen lately (a
+        # choice toggled back) is redrawn in its figure instead of one built anew
+        self._earlier: dict[str, list[Figure]] = {}
         self._hold = False
         self._busy = False
 
@@ -273,11 +276,15 @@ class Dashboard(widgets.VBox):
             for name in self.views:  # each figure appears as soon as it is ready
                 t_view = time.perf_counter()
                 try:
-                    fig = _render.draw_view(name, res, into=self._figures.get(name))
+                    kept = [*([self._figures[name]] if name in self._figures else []),
+                            *self._earlier.get(name, [])]
+                    fig = _render.draw_view(name, res, into=kept)
                     self._figures[name] = fig
+                    self._earlier[name] = [f for f in kept if f is not fig][:2]
                     pngs[name] = _render.png_bytes(fig, self.dpi, close=False)
                 except Exception as exc:
                     self._figures.pop(name, None)  # maybe half drawn: start afresh next time
+                    self._earlier.pop(name, None)
                     failed.append(f"{name}: {type(exc).__name__}: {exc}")
                     continue
                 self.images[name].value = pngs[name]
@@ -352,6 +359,7 @@ class Dashboard(widgets.VBox):
     def close(self) -> None:
         """Close the widgets and let the kept figures go."""
         getattr(self, "_figures", {}).clear()  # absent if __init__ failed early
+        getattr(self, "_earlier", {}).clear()
         super().close()
 
     def __repr__(self) -> str:
