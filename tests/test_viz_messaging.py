@@ -653,3 +653,29 @@ def test_queue_depth_says_why_an_auto_ack_queue_stays_empty() -> None:
     manual = vm.queue_depth(simcomm.run("competing-consumers", seed=0, until=20))
     assert not any("auto-ack" in t.get_text() for a in manual.axes for t in a.texts)
     assert "auto-ack" not in manual.axes[0].get_title(loc="left")
+
+
+def test_redraw_picks_the_kept_figure_of_the_runs_shape() -> None:
+    """Given the figures of earlier shapes, redraw draws into the one of this
+    run's shape (a choice toggled back), and only makes one when none fits."""
+    a = simcomm.run("brokers", seed=0, until=10)
+    b = simcomm.run("brokers", seed=0, until=10, transport="brokerless")
+    fig_a = viz.redraw("message_flow", a)
+    fig_b = viz.redraw("message_flow", b, fig_a)
+    assert fig_b is not fig_a  # queues and channels: another shape
+    again = simcomm.run("brokers", seed=1, until=10)
+    assert viz.redraw("message_flow", again, [fig_b, fig_a]) is fig_a
+    assert _png(fig_a) == _png(viz.redraw("message_flow", again))
+    assert viz.redraw("message_flow", b, (fig_a,)) is not fig_a
+
+
+def test_a_dashboard_toggled_back_redraws_its_earlier_figures() -> None:
+    from simcomm.widgets import explore
+
+    dash = explore("brokers", until=10.0)
+    first = dict(dash._figures)
+    dash.update(transport="brokerless")
+    assert dash._figures["message_flow"] is not first["message_flow"]
+    dash.update(transport="broker", seed=1)  # back: a new run in the earlier figures
+    assert dash._figures == first
+    dash.close()
