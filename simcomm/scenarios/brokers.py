@@ -59,6 +59,7 @@ from simcomm.engine.world import World
 from simcomm.errors import ParamError
 from simcomm.messaging import Broker, Consumer, Producer, ReplicatedBroker
 from simcomm.scenarios.base import Load, Scenario, param, register
+from simcomm.scenarios.payloads import ticket
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -107,11 +108,6 @@ PREFETCH = 10
 def consumer_names(n: int) -> list[str]:
     """``kitchen-1`` ... ``kitchen-n``."""
     return [f"{SERVICE}-{i}" for i in range(1, n + 1)]
-
-
-def ticket(i: int) -> dict[str, Any]:
-    """The body of the ``i``-th command: the book's CreateTicket, small."""
-    return {"command": "CreateTicket", "orderId": 1000 + i}
 
 
 @dataclass(frozen=True)

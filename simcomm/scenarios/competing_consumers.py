@@ -54,6 +54,8 @@ from simcomm.engine.randomness import distribution
 from simcomm.engine.world import World
 from simcomm.messaging import Broker, Consumer, Producer, Reject
 from simcomm.scenarios.base import Load, Scenario, param, register
+from simcomm.scenarios.brokers import CHANNEL, PRODUCER, SERVICE, consumer_names
+from simcomm.scenarios.payloads import ticket
 
 if TYPE_CHECKING:
     import random
@@ -69,23 +71,11 @@ __all__ = ["BROKER", "PRODUCER", "QUEUE", "REPORT_COLUMNS", "Params", "capacity"
            "consumer_names", "consumer_report", "load", "ordering_summary"]
 
 BROKER = "broker"
-PRODUCER = "order-service"
-QUEUE = "kitchen-commands"
-SERVICE = "kitchen"
+QUEUE = CHANNEL  # the brokers scenario's channel: the same kitchen, the same commands
 
 #: Columns of :func:`consumer_report`.
 REPORT_COLUMNS = ("consumer", "delivered", "consumed", "share", "redelivered",
                   "processing_time", "out_of_order", "duplicates", "lost")
-
-
-def consumer_names(n: int) -> list[str]:
-    """``kitchen-1`` ... ``kitchen-n``: the consumers, the first one the troubled one."""
-    return [f"{SERVICE}-{i}" for i in range(1, n + 1)]
-
-
-def ticket(i: int) -> dict[str, Any]:
-    """The body of the ``i``-th command: the book's CreateTicket, small."""
-    return {"command": "CreateTicket", "orderId": 1000 + i}
 
 
 @dataclass(frozen=True)

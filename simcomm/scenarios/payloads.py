@@ -40,3 +40,9 @@ def order_reply(body: dict[str, Any]) -> dict[str, Any]:
     """The order service's reply: the order as stored, with its state."""
     return {"orderId": body["orderId"], "state": "APPROVED",
             **{k: v for k, v in body.items() if k != "orderId"}}
+
+
+def ticket(i: int) -> dict[str, Any]:
+    """The body of the ``i``-th CreateTicket command the order service sends the
+    kitchen (the book's FTGO example), small: what the messaging scenarios carry."""
+    return {"command": "CreateTicket", "orderId": 1000 + i}

@@ -1,8 +1,8 @@
 """Figures of a run: each a function from a Result to a matplotlib Figure.
 
-    >>> import simcomm
+viz only draws: give a figure the Result that ``simcomm.run`` returned.
+
     >>> from simcomm import viz
-    >>> res = simcomm.run("chain")
     >>> fig = viz.latency_over_time(res)        # doctest: +SKIP
     >>> fig.savefig("latency.png")              # doctest: +SKIP
 
