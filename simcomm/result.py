@@ -999,7 +999,7 @@ class Result:
             h.update(repr(table).encode())
         # the messaging tables only when a run has them, so that runs without
         # messaging keep the fingerprints they always had
-        for table in (tr.mq, tr.queues):
+        for table in (tr.mq, tr.queues, tr.records):
             if table:
                 h.update(repr(table).encode())
         return h.hexdigest()

@@ -34,16 +34,31 @@ Tables (column names are the DataFrame columns):
   ``enabled`` only, as messages.
 * ``queues`` -- each broker queue's ready and unacknowledged counts
   whenever one of them changes (``enabled`` only).
+* ``records`` -- the life of every keyed application record (see
+  :mod:`simcomm.messaging`, issue 9): ``produce`` (the application emitted
+  it: the per-key produced order), ``retry``, ``append``, ``dedup``,
+  ``refuse``, ``ack``, ``fail``, ``truncate`` (on a partitioned log),
+  ``apply`` / ``skip`` (a consumer applied its effect, or skipped a
+  duplicate), ``commit``, ``commit_failed``, ``assign``, ``revoke``,
+  ``rebalance_start``, ``rebalance_end``, ``join``, ``leave``, ``expire``,
+  ``reset`` (consumer groups), ``send`` (a record sent under an id given
+  by its caller: a relay or a dual write), ``tx_commit``, ``tx_abort``
+  (a service's database).  ``record_id`` is the application record's id,
+  the same on every copy; ``partition`` and ``offset`` are -1 where they
+  do not apply; ``detail`` a reason or a mode.  Kept with ``enabled``
+  only, as messages.
 
 The engine only holds these tables; what fills ``attempts`` and
 ``breakers`` is the call path above it (:mod:`simcomm.rpc`), and what fills
-``mq`` and ``queues`` is the messaging layer (:mod:`simcomm.messaging`).
+``mq``, ``queues`` and ``records`` is the messaging layer
+(:mod:`simcomm.messaging`).
 """
 
 from __future__ import annotations
 
 __all__ = ["ATTEMPT_COLUMNS", "BREAKER_COLUMNS", "EVENT_COLUMNS", "MESSAGE_COLUMNS",
-           "MQ_COLUMNS", "POOL_COLUMNS", "QUEUE_COLUMNS", "REQUEST_COLUMNS", "Trace"]
+           "MQ_COLUMNS", "POOL_COLUMNS", "QUEUE_COLUMNS", "RECORD_COLUMNS", "REQUEST_COLUMNS",
+           "Trace"]
 
 MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
                    "trace_id", "size", "reason", "correlation_id", "status")
@@ -56,13 +71,15 @@ ATTEMPT_COLUMNS = ("time", "trace_id", "caller", "callee", "attempt", "outcome",
 BREAKER_COLUMNS = ("time", "caller", "callee", "from_state", "to_state", "why")
 MQ_COLUMNS = ("time", "event", "message_id", "channel", "node", "detail")
 QUEUE_COLUMNS = ("time", "node", "queue", "ready", "unacked")
+RECORD_COLUMNS = ("time", "event", "record_id", "topic", "partition", "offset", "key", "node",
+                  "detail")
 
 
 class Trace:
     """Append-only lists of tuples; ``enabled=False`` keeps only requests."""
 
     __slots__ = ("attempts", "breakers", "enabled", "events", "messages", "mq", "pools",
-                 "queues", "requests")
+                 "queues", "records", "requests")
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -74,6 +91,7 @@ class Trace:
         self.breakers: list[tuple] = []
         self.mq: list[tuple] = []
         self.queues: list[tuple] = []
+        self.records: list[tuple] = []
 
     def event(self, time: float, node: str, event: str, detail: str = "") -> None:
         """Record a timeline event (always kept: they are few)."""

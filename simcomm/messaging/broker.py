@@ -417,6 +417,9 @@ class Broker(Instance):
         mq = self._mq
         if mq is not None:
             mq((now, "publish", mid, channel, node.name, rk))
+            if key is not None:  # a keyed message: its place in the key's produced order
+                world.trace.records.append((now, "produce", mid, channel, -1, -1, key,
+                                            node.name, ""))
         msg = Message(mid, kind, node.name, self.address, now, envelope, key=key,
                       trace_id=trace_id, format=format, size=size,
                       reply_to=node.name if confirm else None)

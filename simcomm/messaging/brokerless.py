@@ -377,6 +377,9 @@ class Brokerless:
         mq = self._mq
         if mq is not None:
             mq((now, "publish", mid, channel, node.name, routing_key))
+            if key is not None:  # a keyed message: its place in the key's produced order
+                world.trace.records.append((now, "produce", mid, channel, -1, -1, key,
+                                            node.name, ""))
         sock = self._socket(node, ch)
         copies = 0
         refused = False

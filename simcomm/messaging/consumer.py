@@ -365,8 +365,12 @@ class Consumer(Instance):
         if ok:
             self.consumed += 1
             if self._mq is not None:
-                self._mq((self.env.now, "consume", d.envelope.message_id, d.queue,
-                          self.name, ""))
+                env = d.envelope
+                self._mq((self.env.now, "consume", env.message_id, d.queue, self.name, ""))
+                if env.key is not None:  # a keyed message's effect, for the ordering ledger
+                    self.world.trace.records.append((self.env.now, "apply", env.message_id,
+                                                     d.queue, -1, -1, env.key, self.name,
+                                                     "redelivered" if d.redelivered else ""))
         else:
             self.failed += 1
 
