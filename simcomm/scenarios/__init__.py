@@ -8,6 +8,7 @@ from simcomm.scenarios import (  # noqa: F401  (registration)
     formats,
     gateway,
     mmc,
+    order_lifecycle,
     retry_storm,
     styles,
 )

@@ -7,7 +7,8 @@ from typing import Any
 from simcomm._checks import is_whole
 from simcomm.errors import ParamError
 
-__all__ = ["MAX_LINES", "order", "order_reply"]
+__all__ = ["MAX_LINES", "ORDER_EVENTS", "order", "order_cancelled", "order_created",
+           "order_event", "order_reply", "order_revised", "ticket"]
 
 #: Most line items an order may have.
 MAX_LINES = 2000
@@ -46,3 +47,41 @@ def ticket(i: int) -> dict[str, Any]:
     """The body of the ``i``-th CreateTicket command the order service sends the
     kitchen (the book's FTGO example), small: what the messaging scenarios carry."""
     return {"command": "CreateTicket", "orderId": 1000 + i}
+
+
+#: The order lifecycle's domain events, in the order the order service emits them for
+#: one order (FTGO's Order aggregate: created, then revised, then cancelled).
+ORDER_EVENTS = ("OrderCreated", "OrderRevised", "OrderCancelled")
+
+
+def order_created(order_id: int, customer_id: int) -> dict[str, Any]:
+    """The body of ``OrderCreated`` for order ``order_id`` of customer ``customer_id``:
+    the first event of an order's life (version 1), small -- what the ordering
+    scenarios carry."""
+    return {"event": "OrderCreated", "orderId": order_id, "consumerId": customer_id,
+            "version": 1}
+
+
+def order_revised(order_id: int, customer_id: int) -> dict[str, Any]:
+    """The body of ``OrderRevised``: the order's line items changed (version 2).
+    Applied before its ``OrderCreated`` it revises an order that does not exist yet
+    -- the ordering bug the sharded channel removes."""
+    return {"event": "OrderRevised", "orderId": order_id, "consumerId": customer_id,
+            "version": 2}
+
+
+def order_cancelled(order_id: int, customer_id: int) -> dict[str, Any]:
+    """The body of ``OrderCancelled``: the order's last event (version 3).  Applied
+    before its ``OrderRevised``, a consumer revives a cancelled order."""
+    return {"event": "OrderCancelled", "orderId": order_id, "consumerId": customer_id,
+            "version": 3}
+
+
+_BODIES = (order_created, order_revised, order_cancelled)
+
+
+def order_event(step: int, order_id: int, customer_id: int) -> dict[str, Any]:
+    """The body of the ``step``-th event (0, 1, 2: :data:`ORDER_EVENTS`) of an order."""
+    if not is_whole(step) or not 0 <= step < len(_BODIES):
+        raise ParamError("step", step, f"a whole number from 0 to {len(_BODIES) - 1}")
+    return _BODIES[int(step)](order_id, customer_id)
