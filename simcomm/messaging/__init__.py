@@ -38,11 +38,26 @@ deliver, ack, nack, requeue, dead_letter, drop, consume, confirm) and each
 queue's depth in ``world.trace.queues``.
 """
 
+from simcomm.messaging.assignors import (
+    ASSIGNORS,
+    TopicPartition,
+    cooperative_sticky_assign,
+    moved_partitions,
+    range_assign,
+    round_robin_assign,
+    sticky_assign,
+)
 from simcomm.messaging.broker import DROP_REASONS, HEARTBEAT, RECONNECT_INTERVAL, Broker
 from simcomm.messaging.brokerless import HIGH_WATER_MARK, Brokerless
 from simcomm.messaging.consumer import ON_ERROR, Consumer, DeliveryHandler, Reject
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
+from simcomm.messaging.partitioner import (
+    StickyPartitioner,
+    murmur2,
+    partition_for_key,
+    to_positive,
+)
 from simcomm.messaging.producer import APP_KINDS, Producer, publish
 from simcomm.messaging.queues import OVERFLOW, Channel, Queue
 from simcomm.messaging.replicated import FAILOVER_AFTER, ReplicatedBroker
@@ -50,9 +65,11 @@ from simcomm.messaging.topic import topic_matches
 from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Transport
 
 __all__ = [
-    "APP_KINDS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES", "FAILOVER_AFTER",
-    "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OVERFLOW", "POINT_TO_POINT",
+    "APP_KINDS", "ASSIGNORS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES",
+    "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OVERFLOW", "POINT_TO_POINT",
     "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
     "Delivery", "DeliveryHandler", "Envelope", "Exchange", "Producer", "Queue", "Reject",
-    "ReplicatedBroker", "Transport", "publish", "topic_matches",
+    "ReplicatedBroker", "StickyPartitioner", "TopicPartition", "Transport",
+    "cooperative_sticky_assign", "moved_partitions", "murmur2", "partition_for_key", "publish",
+    "range_assign", "round_robin_assign", "sticky_assign", "to_positive", "topic_matches",
 ]
