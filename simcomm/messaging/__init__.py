@@ -50,6 +50,7 @@ from simcomm.messaging.assignors import (
 from simcomm.messaging.broker import DROP_REASONS, HEARTBEAT, RECONNECT_INTERVAL, Broker
 from simcomm.messaging.brokerless import HIGH_WATER_MARK, Brokerless
 from simcomm.messaging.consumer import ON_ERROR, Consumer, DeliveryHandler, Reject
+from simcomm.messaging.database import Database, LogEntry, Transaction
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
 from simcomm.messaging.partitioner import (
@@ -68,8 +69,9 @@ __all__ = [
     "APP_KINDS", "ASSIGNORS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES",
     "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OVERFLOW", "POINT_TO_POINT",
     "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
-    "Delivery", "DeliveryHandler", "Envelope", "Exchange", "Producer", "Queue", "Reject",
-    "ReplicatedBroker", "StickyPartitioner", "TopicPartition", "Transport",
-    "cooperative_sticky_assign", "moved_partitions", "murmur2", "partition_for_key", "publish",
-    "range_assign", "round_robin_assign", "sticky_assign", "to_positive", "topic_matches",
+    "Database", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "LogEntry", "Producer",
+    "Queue", "Reject", "ReplicatedBroker", "StickyPartitioner", "TopicPartition", "Transaction",
+    "Transport", "cooperative_sticky_assign", "moved_partitions", "murmur2", "partition_for_key",
+    "publish", "range_assign", "round_robin_assign", "sticky_assign", "to_positive",
+    "topic_matches",
 ]
