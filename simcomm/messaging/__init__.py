@@ -49,10 +49,12 @@ from simcomm.messaging.assignors import (
 )
 from simcomm.messaging.broker import DROP_REASONS, HEARTBEAT, RECONNECT_INTERVAL, Broker
 from simcomm.messaging.brokerless import HIGH_WATER_MARK, Brokerless
+from simcomm.messaging.cluster import LogBroker, LogCluster
 from simcomm.messaging.consumer import ON_ERROR, Consumer, DeliveryHandler, Reject
 from simcomm.messaging.database import Database, LogEntry, Transaction
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
+from simcomm.messaging.log import PartitionLog, Record, RecordBatch
 from simcomm.messaging.partitioner import (
     StickyPartitioner,
     murmur2,
@@ -60,6 +62,15 @@ from simcomm.messaging.partitioner import (
     to_positive,
 )
 from simcomm.messaging.producer import APP_KINDS, Producer, publish
+from simcomm.messaging.protocol import (
+    FetchRequest,
+    FetchResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    ProduceRequest,
+    ProduceResponse,
+    parse_acks,
+)
 from simcomm.messaging.queues import OVERFLOW, Channel, Queue
 from simcomm.messaging.replicated import FAILOVER_AFTER, ReplicatedBroker
 from simcomm.messaging.topic import topic_matches
@@ -69,9 +80,11 @@ __all__ = [
     "APP_KINDS", "ASSIGNORS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES",
     "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OVERFLOW", "POINT_TO_POINT",
     "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
-    "Database", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "LogEntry", "Producer",
-    "Queue", "Reject", "ReplicatedBroker", "StickyPartitioner", "TopicPartition", "Transaction",
-    "Transport", "cooperative_sticky_assign", "moved_partitions", "murmur2", "partition_for_key",
-    "publish", "range_assign", "round_robin_assign", "sticky_assign", "to_positive",
-    "topic_matches",
+    "Database", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "FetchRequest",
+    "FetchResponse", "InitProducerIdRequest", "InitProducerIdResponse", "LogBroker", "LogCluster",
+    "LogEntry", "PartitionLog", "ProduceRequest", "ProduceResponse", "Producer", "Queue", "Record",
+    "RecordBatch", "Reject", "ReplicatedBroker", "StickyPartitioner", "TopicPartition",
+    "Transaction", "Transport", "cooperative_sticky_assign", "moved_partitions", "murmur2",
+    "parse_acks", "partition_for_key", "publish", "range_assign", "round_robin_assign",
+    "sticky_assign", "to_positive", "topic_matches",
 ]
