@@ -26,6 +26,11 @@ table, and their data as tables (``queue_series``, ``consumer_series``,
 ``flow_graph``, ``message_latencies``, ``consumer_counts``,
 ``consume_order``, ``availability_windows``, ``availability_formula``).
 
+Sharded channels, consumer groups and delivery guarantees have theirs
+(:mod:`simcomm.viz.ordering`): ``partition_assignment``, ``consumer_lag``,
+``key_order``, ``delivery_causes`` and ``outbox_lag``, with
+``delivery_matrix_figure`` for the table ``simcomm.delivery_matrix`` makes.
+
 ``VIEWS`` maps the names scenarios list in their ``views`` to the figure
 functions; ``view(name, res)`` draws one by name, and ``redraw(name, res,
 fig)`` draws it again into a figure it drew before, updating the artists
@@ -40,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
-from simcomm.viz import data, messaging, resilience, reuse, style, timeseries
+from simcomm.viz import data, messaging, ordering, resilience, reuse, style, timeseries
 from simcomm.viz.data import fault_intervals
 from simcomm.viz.display import enable_inline
 from simcomm.viz.formats import formats_comparison, formats_sweep_figure
@@ -61,6 +66,14 @@ from simcomm.viz.messaging import (
     message_sequence,
     queue_depth,
     queue_series,
+)
+from simcomm.viz.ordering import (
+    consumer_lag,
+    delivery_causes,
+    delivery_matrix_figure,
+    key_order,
+    outbox_lag,
+    partition_assignment,
 )
 from simcomm.viz.resilience import (
     breaker_intervals,
@@ -100,15 +113,16 @@ __all__ = [
     "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "VIEWS", "availability_comparison",
     "availability_formula", "availability_over_time", "availability_windows",
     "breaker_intervals", "breaker_states", "call_edges", "call_graph", "close",
-    "consume_order", "consumer_counts", "consumer_series", "consumer_share",
-    "edge_call_rates", "enable_inline", "endpoint_occupancy", "fault_bands",
-    "fault_intervals", "flow_graph", "formats_comparison", "formats_sweep_figure",
-    "latency_over_time", "load_rates", "load_vs_goodput", "message_flow",
-    "message_latencies", "message_latency", "message_order", "message_sequence", "messaging",
-    "outcome_rates", "outcomes_by_endpoint", "outcomes_over_time", "pool_by_endpoint",
+    "consume_order", "consumer_counts", "consumer_lag", "consumer_series", "consumer_share",
+    "delivery_causes", "delivery_matrix_figure", "edge_call_rates", "enable_inline",
+    "endpoint_occupancy", "fault_bands", "fault_intervals", "flow_graph", "formats_comparison",
+    "formats_sweep_figure", "key_order", "latency_over_time", "load_rates", "load_vs_goodput",
+    "message_flow", "message_latencies", "message_latency", "message_order",
+    "message_sequence", "messaging", "ordering", "outbox_lag", "outcome_rates",
+    "outcomes_by_endpoint", "outcomes_over_time", "partition_assignment", "pool_by_endpoint",
     "pool_usage", "queue_depth", "queue_series", "redraw", "reuse", "sequence_diagram",
-    "service_capacity", "style", "theory_curve", "theory_sweep_figure",
-    "theory_vs_simulation", "topology", "topology_state", "unstable_band", "view",
+    "service_capacity", "style", "theory_curve", "theory_sweep_figure", "theory_vs_simulation",
+    "topology", "topology_state", "unstable_band", "view"
 ]
 
 #: The figures by the names scenarios use in their ``views``.
@@ -130,11 +144,16 @@ VIEWS: dict[str, Callable[..., Figure]] = {
     "consumer_share": consumer_share,
     "message_order": message_order,
     "availability_over_time": availability_over_time,
+    "partition_assignment": partition_assignment,
+    "consumer_lag": consumer_lag,
+    "key_order": key_order,
+    "delivery_causes": delivery_causes,
+    "outbox_lag": outbox_lag,
 }
 
 #: Views drawn on several axes, given back to them as ``axes=`` by :func:`redraw`.
 _MULTI = ("pool_usage", "breaker_states", "outcomes_by_endpoint", "pool_by_endpoint",
-          "load_vs_goodput", "queue_depth", "message_order")
+          "load_vs_goodput", "queue_depth", "message_order", "outbox_lag")
 
 
 def view(name: str, res: Result, **kwargs: Any) -> Figure:
@@ -177,6 +196,8 @@ def _shape(name: str, res: Result, kwargs: dict[str, Any]) -> tuple[str, ...]:
         return (*queues, "|", *consumers)
     if name == "message_order":
         return tuple(messaging._order_rows(res, kwargs.get("consumers")))
+    if name == "partition_assignment":  # a strip per partition sets the height
+        return tuple(map(str, ordering._assign_rows(res, kwargs.get("partitions"))))
     if name == "message_flow":
         return tuple(sorted(messaging.flow_graph(res).nodes))
     if name == "message_sequence":  # its lifelines set the figure's width
