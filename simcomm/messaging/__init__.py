@@ -55,6 +55,7 @@ from simcomm.messaging.database import Database, LogEntry, Transaction
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
 from simcomm.messaging.log import PartitionLog, Record, RecordBatch
+from simcomm.messaging.log_producer import LogProducer
 from simcomm.messaging.partitioner import (
     StickyPartitioner,
     murmur2,
@@ -82,7 +83,8 @@ __all__ = [
     "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
     "Database", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "FetchRequest",
     "FetchResponse", "InitProducerIdRequest", "InitProducerIdResponse", "LogBroker", "LogCluster",
-    "LogEntry", "PartitionLog", "ProduceRequest", "ProduceResponse", "Producer", "Queue", "Record",
+    "LogEntry", "LogProducer", "PartitionLog", "ProduceRequest", "ProduceResponse", "Producer",
+    "Queue", "Record",
     "RecordBatch", "Reject", "ReplicatedBroker", "StickyPartitioner", "TopicPartition",
     "Transaction", "Transport", "cooperative_sticky_assign", "moved_partitions", "murmur2",
     "parse_acks", "partition_for_key", "publish", "range_assign", "round_robin_assign",
