@@ -56,6 +56,16 @@ from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
 from simcomm.messaging.log import PartitionLog, Record, RecordBatch
 from simcomm.messaging.log_producer import LogProducer
+from simcomm.messaging.outbox import (
+    OUTBOX_DESIGNS,
+    OUTBOX_TABLE,
+    CrashBetweenWrites,
+    LogTailer,
+    Outbox,
+    PollingPublisher,
+    PublishingService,
+    install_faults,
+)
 from simcomm.messaging.partitioner import (
     StickyPartitioner,
     murmur2,
@@ -79,14 +89,14 @@ from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Trans
 
 __all__ = [
     "APP_KINDS", "ASSIGNORS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES",
-    "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OVERFLOW", "POINT_TO_POINT",
-    "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
-    "Database", "Delivery", "DeliveryHandler", "Envelope", "Exchange", "FetchRequest",
-    "FetchResponse", "InitProducerIdRequest", "InitProducerIdResponse", "LogBroker", "LogCluster",
-    "LogEntry", "LogProducer", "PartitionLog", "ProduceRequest", "ProduceResponse", "Producer",
-    "Queue", "Record",
-    "RecordBatch", "Reject", "ReplicatedBroker", "StickyPartitioner", "TopicPartition",
-    "Transaction", "Transport", "cooperative_sticky_assign", "moved_partitions", "murmur2",
-    "parse_acks", "partition_for_key", "publish", "range_assign", "round_robin_assign",
-    "sticky_assign", "to_positive", "topic_matches",
+    "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OUTBOX_DESIGNS", "OUTBOX_TABLE",
+    "OVERFLOW", "POINT_TO_POINT", "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless",
+    "Channel", "Consumer", "CrashBetweenWrites", "Database", "Delivery", "DeliveryHandler",
+    "Envelope", "Exchange", "FetchRequest", "FetchResponse", "InitProducerIdRequest",
+    "InitProducerIdResponse", "LogBroker", "LogCluster", "LogEntry", "LogProducer", "LogTailer",
+    "Outbox", "PartitionLog", "PollingPublisher", "ProduceRequest", "ProduceResponse", "Producer",
+    "PublishingService", "Queue", "Record", "RecordBatch", "Reject", "ReplicatedBroker",
+    "StickyPartitioner", "TopicPartition", "Transaction", "Transport", "cooperative_sticky_assign",
+    "install_faults", "moved_partitions", "murmur2", "parse_acks", "partition_for_key", "publish",
+    "range_assign", "round_robin_assign", "sticky_assign", "to_positive", "topic_matches",
 ]
