@@ -1,6 +1,8 @@
-"""Metrics from traces and queueing theory to compare them with."""
+"""Metrics from traces, delivery ledgers of keyed records, and queueing theory to
+compare them with."""
 
-from simcomm.analysis import theory
+from simcomm.analysis import delivery, theory
+from simcomm.analysis.delivery import delivery_row
 from simcomm.analysis.metrics import (
     batch_means,
     cumulative,
@@ -29,6 +31,8 @@ __all__ = [
     "batch_means",
     "chain_availability",
     "cumulative",
+    "delivery",
+    "delivery_row",
     "erlang_c",
     "little_l",
     "md1",
