@@ -325,7 +325,7 @@ def _name_rebalances(k: reuse.Keeper, ax: Axes, iv: Sequence[tuple[float, float,
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     last_end = -math.inf
     for i, (s, _e, why, _g) in enumerate(sorted(iv)):
-        word = _WHY.get(why, why)
+        word = ", ".join(_WHY.get(w, w) for w in why.split(","))
         width = (len(word) * 0.6 * 7.5 + 4) * per_pt
         if s - width / 2 < last_end:
             continue
@@ -470,12 +470,13 @@ def partition_assignment(res: Result, partitions: Any = None, ax: Axes | None = 
     episodes: list[list[Any]] = []
     for s, e, why, g in sorted(iv):
         same = [ep for ep in episodes if ep[3] == g]
-        if why == "follow_up" and same and s <= same[-1][1] + 1e-9:
+        if why.split(",")[0] == "follow_up" and same and s <= same[-1][1] + 1e-9:
             same[-1][1] = max(same[-1][1], e)
             same[-1][4] += 1
         else:
             episodes.append([s, e, why, g, 1])
-    later = [ep for ep in episodes if not (ep[2] == "join" and ep[0] <= first + 1e-9)]
+    later = [ep for ep in episodes
+             if not (set(ep[2].split(",")) == {"join"} and ep[0] <= first + 1e-9)]
     stopped = [sum(_unowned(stretches[row], ep[0], max(ep[1], ep[0] + 1e-9)) > 1e-9
                    for row in rows if row[0] == ep[3]) for ep in later]
     n_parts = len(rows)
@@ -519,6 +520,29 @@ def partition_assignment(res: Result, partitions: Any = None, ax: Axes | None = 
 # =====================================================================================
 # consumer lag
 # =====================================================================================
+#: Most steps a lag line draws: a row per append and per commit can be a
+#: hundred thousand; a bin keeps its highest lag (a peak never disappears).
+MAX_STEPS = 600
+
+
+def _peaks(t: np.ndarray, v: np.ndarray, until: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, v)`` as at most :data:`MAX_STEPS` steps, each bin its maximum."""
+    if t.size <= MAX_STEPS:
+        return t, v
+    edges = np.linspace(0.0, max(until, float(t[-1])), MAX_STEPS + 1)
+    idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, MAX_STEPS - 1)
+    top = np.full(MAX_STEPS, -np.inf)
+    np.maximum.at(top, idx, v)
+    seen = np.isfinite(top)
+    # a bin without a row keeps the lag the previous bin's last row left
+    end = np.full(MAX_STEPS, np.nan)
+    end[idx] = v  # the last write of a bin wins: its last row
+    carried = pd.Series(end).ffill().shift(1).to_numpy()
+    out = np.where(seen, top, carried)
+    first = int(np.argmax(seen))
+    return edges[first:-1], np.nan_to_num(out[first:], nan=0.0)
+
+
 def consumer_lag(res: Result, ax: Axes | None = None, *, faults: bool = True) -> Figure:
     """How far behind the group is on each partition, over time.
 
@@ -547,8 +571,9 @@ def consumer_lag(res: Result, ax: Axes | None = None, *, faults: bool = True) ->
     if len(df):
         d = df.sort_values("time", kind="stable")
         for (g, t, p), part in d.groupby(["group", "topic", "partition"], sort=True):
-            series[(str(g), str(t), int(p))] = (part["time"].to_numpy(dtype=float),
-                                                part["lag"].to_numpy(dtype=float))
+            series[(str(g), str(t), int(p))] = _peaks(part["time"].to_numpy(dtype=float),
+                                                      part["lag"].to_numpy(dtype=float),
+                                                      until)
     groups = {s[0] for s in series}
     topics = {s[1] for s in series}
     peak_row, peak_val, peak_t = None, 0.0, 0.0
@@ -630,15 +655,20 @@ def key_order_points(res: Result, keys: Any = None) -> pd.DataFrame:
                              "cause": pd.Series([], dtype=object),
                              "count": pd.Series([], dtype=int)})
     produced_all = df["produced_index"].to_numpy(dtype=float)
-    shift = 1.0 if np.nanmin(produced_all) == 0 else 0.0  # from 1: "the 1st produced"
+    shift = 1.0 if (np.isfinite(produced_all).any()
+                    and np.nanmin(produced_all) == 0) else 0.0  # from 1: "the 1st"
     if keys is not None:
         known = list(dict.fromkeys(df["key"].tolist()))
         picked = _pick(known, keys, "keys", "keys applied in this run")
         df = df[df["key"].isin(picked or [])]
-    d = df.sort_values("time", kind="stable")
+    # a null-keyed record has no produced order, a phantom was never produced:
+    # neither has a place on the figure (delivery_causes counts the phantoms)
+    d = df[df["produced_index"].notna()].sort_values("time", kind="stable")
     first = d["applied_index"].notna().to_numpy()
-    # the first applications of the key before each row: where a repeat came
-    done = d.assign(_f=first.astype(int)).groupby("key", sort=False)["_f"].cumsum().to_numpy()
+    # the first applications of the key (by its reader) before each row: where a
+    # repeat came
+    by = ["reader", "key"] if "reader" in d.columns else ["key"]
+    done = d.assign(_f=first.astype(int)).groupby(by, sort=False)["_f"].cumsum().to_numpy()
     applied = np.where(first, d["applied_index"].to_numpy(dtype=float) + shift, done + 0.5)
     produced = d["produced_index"].to_numpy(dtype=float) + shift
     kind = d["kind"].astype(str).to_numpy().astype(object)
@@ -756,6 +786,8 @@ def key_order(res: Result, keys: Any = None, ax: Axes | None = None) -> Figure:
                    ha="center" if inside else "left", va="center", fontsize=7.5,
                    color="white" if inside else INK, zorder=6,
                    fontweight="bold" if inside else "normal")
+    if len(raw):
+        raw = raw[raw["produced_index"].notna()]
     n_first = int(raw["applied_index"].notna().sum()) if len(raw) else 0
     kinds = raw["kind"].astype(str) if len(raw) else pd.Series([], dtype=str)
     reordered = int((kinds == "reordered").sum())
@@ -776,12 +808,12 @@ def key_order(res: Result, keys: Any = None, ax: Axes | None = None) -> Figure:
         title = "Per-key order"
     elif reordered:
         main = raw[kinds == "reordered"]["cause"].map(_cause_text).value_counts()
-        title = (f"Per-key order broken: {reordered:,} of {n_first:,} records applied out "
-                 f"of order, mostly by {main.index[0]}")
+        title = (f"Per-key order broken: {reordered:,} of {n_first:,} records out of order "
+                 f"({'mostly ' * (len(main) > 1)}{main.index[0]})")
     else:
         title = f"Per-key order kept: all {n_first:,} records applied in produced order"
-    _titles(k, ax, title, (f"{n_keys:,} keys · {dups:,} duplicates · {skipped:,} skipped"
-                           if len(raw) else ""))
+    _titles(k, ax, title, (f"{_plural(n_keys, 'key')} · {_plural(dups, 'duplicate')} · "
+                           f"{skipped:,} skipped" if len(raw) else ""))
     pin_axis_labels(ax)
     k.finish()
     _key_order_legend(ax, pts, drawn, many, top)
@@ -826,7 +858,14 @@ def _key_order_legend(ax: Axes, pts: pd.DataFrame, drawn: Sequence[str], many: b
 # anomalies by cause
 # =====================================================================================
 def _anomaly_label(anomaly: str, count: int) -> str:
-    return {"gap": "gaps", "phantom": "phantoms"}.get(anomaly, anomaly)
+    """``gap`` → ``gaps``, ``phantom`` → ``phantoms`` unless there is one."""
+    if anomaly in ("gap", "phantom") and count != 1:
+        return anomaly + "s"
+    return anomaly
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'s' * (count != 1)}"
 
 
 def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
@@ -869,7 +908,9 @@ def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
         w = np.array([counts[a].get(c, 0) for a in rows], dtype=float)
         if not w.any():
             continue
-        handles.append(k.polys(f"cause:{c}", _span_verts(left, left + w, y - 0.34, y + 0.34),
+        on = w > 0
+        handles.append(k.polys(f"cause:{c}", _span_verts(left[on], (left + w)[on],
+                                                         y[on] - 0.34, y[on] + 0.34),
                                facecolor=cause_color(c), edgecolor="white", linewidth=0.6,
                                zorder=2, gid=f"cause:{c}", label=_cause_text(c)))
         left = left + w
@@ -881,7 +922,7 @@ def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
                color=INK if tot else GREY, zorder=3)
     ax.set_xlim(0, span)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_yticks(list(y), [_anomaly_label(a, 0) for a in rows], fontsize=9)
+    ax.set_yticks(list(y), [_anomaly_label(a, 2) for a in rows], fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
     ax.set_xlabel("records")
     traced = _traced(res)
@@ -893,7 +934,9 @@ def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
                         "duplicate or reorder")
         title = "Lost, duplicated and reordered records, by cause"
     elif top == 0:
-        title = "Every record applied exactly once, in order: no anomaly"
+        pending = data.summary(res).get("pending")
+        title = ("Every record applied exactly once, in order: no anomaly" if not pending
+                 else f"No anomaly; {_plural(int(pending), 'record')} still in flight at the end")
     else:
         parts = [f"{int(t):,} {_anomaly_label(a, int(t))}" for a, t in zip(rows, totals,
                                                                           strict=True) if t]
@@ -927,23 +970,47 @@ def _produced(res: Result) -> int:
 # =====================================================================================
 # outbox lag
 # =====================================================================================
+def _relay_sends(res: Result) -> dict[int, int]:
+    """How many times the relay sent each outbox record (``send`` rows with
+    label ``relay``): more than once is the relay's crash-after-publish
+    duplicate."""
+    def make() -> dict[int, int]:
+        out: dict[int, int] = {}
+        for row in res.world.trace.records:
+            if row[1] == "send" and row[8] == "relay":
+                out[row[2]] = out.get(row[2], 0) + 1
+        return out
+    return data.cached(res, "ordering_relay_sends", make)  # type: ignore[no-any-return]
+
+
+def _dual_writes(res: Result) -> int:
+    """Records produced by a dual write (no outbox) in the run."""
+    return data.cached(res, "ordering_dual_writes",  # type: ignore[no-any-return]
+                       lambda: sum(1 for row in res.world.trace.records
+                                   if row[1] == "produce" and row[8] == "dual_write"))
+
+
 def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
                faults: bool = True) -> Figure:
-    """How long each record waited in the outbox, from the database commit to
-    its first application by a consumer.
+    """How long each record waited in the transactional outbox before the relay
+    published it.
 
-    What the learner sees, left: each committed record a **blue dot** at its
-    commit time, its lag (``Result.outbox_lag()``: commit → first apply)
-    up the y axis, with the **black line** its rolling median; a polling
-    publisher makes a saw-tooth as tall as its ``poll_interval`` (a record
-    committed just after a poll waits for the next), log tailing a band at
-    its tailing lag.  Along the top, **vermillion ✕** mark records committed
-    and never applied (the dual write's loss: committed, the send never
-    happened) and **orange ✕** records applied that were never committed
-    (a phantom: published first, then the transaction failed).  Grey bands
-    are the service's or relay's crashes.  Right: the lags as a histogram.
-    ``axes`` (two: the time panel, the histogram) draws into given axes.
-    Needs the trace.
+    What the learner sees, left: each record written to the outbox a **green
+    dot** at its transaction's commit time, up the y axis its lag
+    (``Result.outbox_lag()``: commit → the relay's first send), with the
+    **black line** the rolling median.  A polling publisher makes a
+    saw-tooth as tall as its ``poll_interval`` (a record committed just
+    after a poll waits for the next); log tailing a band at its tailing lag
+    (Debezium's ``MilliSecondsBehindSource``); a relay crash a ramp -- every
+    record committed while it is down waits for its restart.  A **sky blue
+    ring** marks a record the relay sent more than once: it published, then
+    crashed before marking the row published (or before flushing its
+    position), and sent it again -- the relay's duplicate, which only the
+    consumer's dedup removes.  Along the top, **vermillion ✕** mark records
+    committed and not sent by the end of the run.  Grey bands are crashes.
+    Right: the lags as a histogram.  A run without an outbox (a dual write)
+    says so.  ``axes`` (two: the time panel, the histogram) draws into
+    given axes.  Needs the trace.
     """
     if not isinstance(faults, (bool, np.bool_)):
         raise ParamError("faults", faults, "True or False")
@@ -967,12 +1034,13 @@ def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
     until = float(res.until)
     df = _table(res, "outbox_lag")
     committed = df["committed"].to_numpy(dtype=float)
-    applied = df["applied"].to_numpy(dtype=float)
     sent = df["sent"].to_numpy(dtype=float)
     lag = df["lag"].to_numpy(dtype=float)
+    ids = df["record_id"].tolist()
     ok = np.isfinite(committed) & np.isfinite(lag)
-    never = np.isfinite(committed) & ~np.isfinite(applied)
-    phantom = ~np.isfinite(committed) & (np.isfinite(applied) | np.isfinite(sent))
+    unsent = np.isfinite(committed) & ~np.isfinite(sent)
+    sends = _relay_sends(res)
+    again = np.array([sends.get(i, 0) > 1 for i in ids], dtype=bool) & ok
     t_ok, l_ok = committed[ok], lag[ok]
     order = np.argsort(t_ok, kind="stable")
     t_ok, l_ok = t_ok[order], l_ok[order]
@@ -982,58 +1050,56 @@ def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
     small = len(t_ok) <= 600
     k.line("points", t_ok, l_ok, linestyle="none", marker="o",
            markersize=3.2 if small else 1.8, markeredgewidth=0,
-           color=opaque(OKABE_ITO["blue"], 0.7), zorder=3,
-           label="a committed record: commit → first applied")
+           color=opaque(OKABE_ITO["bluish_green"], 0.75), zorder=3,
+           label="a record: its commit → the relay's first send")
     if len(t_ok) >= 5:
         win = max(5, len(t_ok) // 25)
         med = pd.Series(l_ok).rolling(win, center=True, min_periods=max(2, win // 2)).median()
         k.line("median", t_ok, med.to_numpy(dtype=float), color=INK, linewidth=1.5,
                zorder=4, label=f"rolling median ({win} records)")
+    if again.any():
+        k.line("again", committed[again], lag[again], linestyle="none", marker="o",
+               markersize=8, markerfacecolor="none",
+               markeredgecolor=CAUSE_COLORS["relay crash"], markeredgewidth=1.8, zorder=5,
+               label=f"sent again by the relay after a crash ({int(again.sum())})")
     trans = blended_transform_factory(main.transData, main.transAxes)
-    if never.any():
-        k.line("never", committed[never], np.full(int(never.sum()), 0.96), transform=trans,
-               linestyle="none", marker="X", markersize=7, color=OKABE_ITO["vermillion"],
-               markeredgecolor="white", markeredgewidth=0.5, zorder=5, clip_on=False,
-               label=f"committed, never applied ({int(never.sum())})")
-    if phantom.any():
-        when = np.where(np.isfinite(sent), sent, applied)[phantom]
-        k.line("phantom", when, np.full(int(phantom.sum()), 0.96), transform=trans,
-               linestyle="none", marker="X", markersize=7, color=OKABE_ITO["orange"],
-               markeredgecolor="white", markeredgewidth=0.5, zorder=5, clip_on=False,
-               label=f"published, never committed: a phantom ({int(phantom.sum())})")
+    if unsent.any():
+        k.line("unsent", committed[unsent], np.full(int(unsent.sum()), 0.96),
+               transform=trans, linestyle="none", marker="X", markersize=7,
+               color=OKABE_ITO["vermillion"], markeredgecolor="white", markeredgewidth=0.5,
+               zorder=5, clip_on=False,
+               label=f"committed, not sent by the end ({int(unsent.sum())})")
     if faults:
         fault_bands(main, res, kinds=("down", "hung"), annotate=True, zorder=0.5)
     main.set_xlabel("commit time (s)")
-    main.set_ylabel("lag (s)")
+    main.set_ylabel("lag, commit → sent (s)")
     main.yaxis.set_major_locator(MaxNLocator(5))
     # the histogram, sideways, on the same lag axis
     bins = np.linspace(0.0, top, 26)
     h, _ = np.histogram(l_ok, bins=bins)
-    kh.stairs("hist", h.astype(float), bins, orientation="horizontal", fill=True,
-              facecolor=opaque(OKABE_ITO["blue"], 0.55), edgecolor=OKABE_ITO["blue"],
-              linewidth=0.8, baseline=0.0)
+    kh.polys("hist", _span_verts(np.zeros(len(h)), h.astype(float), bins[:-1], bins[1:]),
+             facecolor=opaque(OKABE_ITO["bluish_green"], 0.5),
+             edgecolor=OKABE_ITO["bluish_green"], linewidth=0.6, gid="hist")
     hist.set_xlim(0, data.nice_top(max(float(h.max(initial=0)), 1.0) * 1.1))
     hist.xaxis.set_major_locator(MaxNLocator(2, integer=True))
     hist.set_xlabel("records")
     hist.set_ylim(0, top)
+    right = ""
     if not len(df):
-        _no_data(k, main, ("no record went through an outbox in this run"
-                           if _traced(res) else "outbox lag") + _why_empty(res))
-        title = "Outbox lag: commit → applied"
-        right = ""
+        dual = _dual_writes(res)
+        _no_data(k, main, (
+            f"no outbox in this run: the service commits and publishes {dual:,} records "
+            "itself (a dual write): see what it lost in delivery_causes" if dual else
+            "no record went through a transactional outbox in this run" if _traced(res)
+            else "outbox lag") + _why_empty(res))
+        title = "Outbox lag: commit → sent"
     else:
         p50 = float(np.median(l_ok)) if l_ok.size else math.nan
         p99 = float(np.percentile(l_ok, 99)) if l_ok.size else math.nan
-        lost, ph = int(never.sum()), int(phantom.sum())
-        if lost or ph:  # the dual write's point: what the outbox exists to prevent
-            title = "; ".join(t for t in (
-                f"{lost} committed, never applied" if lost else "",
-                f"{ph} phantom{'s' * (ph != 1)}" if ph else "",
-                "median lag " + _secs(p50)) if t)
-        else:
-            title = ("Outbox lag, commit → applied: median " + _secs(p50) + ", p99 "
-                     + _secs(p99))
-        right = f"{int(ok.sum()):,} records"
+        title = "Outbox lag, commit → sent: median " + _secs(p50) + ", p99 " + _secs(p99)
+        if again.any():
+            title += f"; {int(again.sum())} sent twice"
+        right = f"{int(ok.sum()):,} records sent"
     set_titles(main, title, None, size=10)
     _titles(kh, hist, "", right)
     pin_axis_labels(main)

@@ -73,6 +73,19 @@ KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
     ("messages_queued", "still queued", ""),
     ("redeliveries", "redeliveries", ""),
     ("message_p95_latency", "message p95", "s"),
+    # a run with keyed records (issue 9: simcomm.analysis.delivery's COUNT_KEYS)
+    ("records_produced", "records produced", ""),
+    ("records_applied", "applied", ""),
+    ("lost", "lost", ""),
+    ("duplicated", "duplicated", ""),
+    ("reordered", "reordered", ""),
+    ("gaps", "gaps", ""),
+    ("phantom", "phantoms", ""),
+    ("pending", "in flight", ""),
+    ("lost_per_10k", "lost", "per 10k"),
+    ("duplicated_per_10k", "duplicated", "per 10k"),
+    ("reordered_per_10k", "reordered", "per 10k"),
+    ("rebalances", "rebalances", ""),
 )
 
 #: The request numbers: what a run with user requests is about.  A run of
@@ -99,6 +112,12 @@ OPTIONAL: dict[str, Any] = {
     # the messaging keys are in a summary only when the run has messaging; of
     # them, dead-lettering shows only when something was dead-lettered
     "messages_dead_lettered": lambda s: bool(s.get("messages_dead_lettered")),
+    # of the records' numbers, the rarer anomalies and the rebalances show only
+    # when they happened (a phantom is the dual write's bug: worth a cell then)
+    "gaps": lambda s: bool(s.get("gaps")),
+    "phantom": lambda s: bool(s.get("phantom")),
+    "pending": lambda s: bool(s.get("pending")),
+    "rebalances": lambda s: bool(s.get("rebalances")),
     **dict.fromkeys(_REQUEST_KEYS, _has_requests),
 }
 
@@ -302,11 +321,13 @@ def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
                and not math.isnan(vb) and key not in _FRACTIONS else "")
         colour = ""
         better_up = key in ("completed", "availability", "throughput", "success_rate",
-                            "messages_consumed")
+                            "messages_consumed", "records_applied")
         worse_up = key in ("failed", "pending_share", "mean_latency", "p50", "p95", "p99",
                            "retries", "breaker_opens", "max_amplification", "messages_lost",
                            "messages_dead_lettered", "messages_queued", "redeliveries",
-                           "message_p95_latency")
+                           "message_p95_latency", "lost", "duplicated", "reordered",
+                           "gaps", "phantom", "lost_per_10k", "duplicated_per_10k",
+                           "reordered_per_10k", "rebalances")
         if delta and not math.isnan(delta) and (better_up or worse_up):
             good = (delta > 0) == better_up
             colour = "color:#009E73;" if good else "color:#D55E00;"
