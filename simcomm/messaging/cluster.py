@@ -276,6 +276,10 @@ class LogBroker(Instance):
     and whatever the cluster's :meth:`LogCluster.on_request` registered.
     """
 
+    #: Kafka's clients and brokers talk over one TCP connection per peer: the
+    #: network keeps each pair's messages in order
+    fifo = True
+
     def __init__(self, world: World, name: str, cluster: LogCluster) -> None:
         cost = cluster.append_time
         self.cluster = cluster
