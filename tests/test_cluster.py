@@ -630,7 +630,9 @@ class Load:
             ev = b.client.request(lead.name, ProduceRequest(RecordBatch("t", p, recs),
                                                             self.acks))
 
-            def answered(e, rids=[r.record_id for r in recs]) -> None:
+            rids = [r.record_id for r in recs]
+
+            def answered(e) -> None:
                 m = e.value
                 if m.status == "ok" and m.body.error is None:
                     for i, rid in enumerate(rids):
