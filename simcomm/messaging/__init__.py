@@ -54,6 +54,15 @@ from simcomm.messaging.consumer import ON_ERROR, Consumer, DeliveryHandler, Reje
 from simcomm.messaging.database import Database, LogEntry, Transaction
 from simcomm.messaging.envelope import Delivery, Envelope
 from simcomm.messaging.exchanges import DEFAULT_EXCHANGE, EXCHANGE_TYPES, Exchange
+from simcomm.messaging.group import PROTOCOLS, GroupCoordinator, GroupState
+from simcomm.messaging.group_consumer import (
+    COMMIT_MODES,
+    DEDUP_MODES,
+    OFFSET_RESETS,
+    GroupConsumer,
+    ProcessedIds,
+    RecordContext,
+)
 from simcomm.messaging.log import PartitionLog, Record, RecordBatch
 from simcomm.messaging.log_producer import LogProducer
 from simcomm.messaging.outbox import (
@@ -88,15 +97,17 @@ from simcomm.messaging.topic import topic_matches
 from simcomm.messaging.transport import POINT_TO_POINT, PUBLISH_SUBSCRIBE, Transport
 
 __all__ = [
-    "APP_KINDS", "ASSIGNORS", "DEFAULT_EXCHANGE", "DROP_REASONS", "EXCHANGE_TYPES",
-    "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "ON_ERROR", "OUTBOX_DESIGNS", "OUTBOX_TABLE",
-    "OVERFLOW", "POINT_TO_POINT", "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless",
-    "Channel", "Consumer", "CrashBetweenWrites", "Database", "Delivery", "DeliveryHandler",
-    "Envelope", "Exchange", "FetchRequest", "FetchResponse", "InitProducerIdRequest",
-    "InitProducerIdResponse", "LogBroker", "LogCluster", "LogEntry", "LogProducer", "LogTailer",
-    "Outbox", "PartitionLog", "PollingPublisher", "ProduceRequest", "ProduceResponse", "Producer",
-    "PublishingService", "Queue", "Record", "RecordBatch", "Reject", "ReplicatedBroker",
-    "StickyPartitioner", "TopicPartition", "Transaction", "Transport", "cooperative_sticky_assign",
-    "install_faults", "moved_partitions", "murmur2", "parse_acks", "partition_for_key", "publish",
-    "range_assign", "round_robin_assign", "sticky_assign", "to_positive", "topic_matches",
+    "APP_KINDS", "ASSIGNORS", "COMMIT_MODES", "DEDUP_MODES", "DEFAULT_EXCHANGE", "DROP_REASONS",
+    "EXCHANGE_TYPES", "FAILOVER_AFTER", "HEARTBEAT", "HIGH_WATER_MARK", "OFFSET_RESETS", "ON_ERROR",
+    "OUTBOX_DESIGNS", "OUTBOX_TABLE", "OVERFLOW", "POINT_TO_POINT", "PROTOCOLS",
+    "PUBLISH_SUBSCRIBE", "RECONNECT_INTERVAL", "Broker", "Brokerless", "Channel", "Consumer",
+    "CrashBetweenWrites", "Database", "Delivery", "DeliveryHandler", "Envelope", "Exchange",
+    "FetchRequest", "FetchResponse", "GroupConsumer", "GroupCoordinator", "GroupState",
+    "InitProducerIdRequest", "InitProducerIdResponse", "LogBroker", "LogCluster", "LogEntry",
+    "LogProducer", "LogTailer", "Outbox", "PartitionLog", "PollingPublisher", "ProcessedIds",
+    "ProduceRequest", "ProduceResponse", "Producer", "PublishingService", "Queue", "Record",
+    "RecordBatch", "RecordContext", "Reject", "ReplicatedBroker", "StickyPartitioner",
+    "TopicPartition", "Transaction", "Transport", "cooperative_sticky_assign", "install_faults",
+    "moved_partitions", "murmur2", "parse_acks", "partition_for_key", "publish", "range_assign",
+    "round_robin_assign", "sticky_assign", "to_positive", "topic_matches",
 ]
