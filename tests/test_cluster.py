@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcomm.engine import Crash, Hang, Link, Node, World, install
+from simcomm.engine import Crash, ErrorRate, Hang, Link, Node, World, install
 from simcomm.engine.randomness import Exponential
 from simcomm.errors import ParamError
 from simcomm.messaging import (
@@ -478,13 +478,25 @@ def test_a_sequence_gap_is_refused_out_of_order():
     b.produce(n=2, pid=pid, seq=0)
     b.run(b.world.now + 0.1)
     gap = b.produce(n=1, pid=pid, seq=3)  # expected 2
-    b.produce(n=1, pid=_pid(b), seq=1)  # a new producer must start at 0
     b.run(b.world.now + 0.1)
-    assert [a[2].error for a in b.answers] == [None, "out_of_order", "out_of_order"]
+    b.produce(n=1, pid=pid, seq=2)
+    b.run(b.world.now + 0.1)
+    assert [a[2].error for a in b.answers] == [None, "out_of_order", None]
     refused = b.rows("refuse")
-    assert refused[0][2] == gap[0].record_id and refused[0][5] == -1
-    assert {r[8] for r in refused} == {"out_of_order"}
-    assert b.cluster.stats["out_of_order"] == 2 and len(b.rows("append")) == 2
+    assert [(r[2], r[5], r[8]) for r in refused] == [(gap[0].record_id, -1, "out_of_order")]
+    assert b.cluster.stats["out_of_order"] == 1 and len(b.rows("append")) == 3
+
+
+def test_a_producer_without_state_may_start_at_any_sequence():
+    """Kafka's checkSequence: no state for the producer (its records may have
+    been removed) -> any first sequence is accepted; then it must follow."""
+    b = Bench()
+    pid = _pid(b)
+    b.produce(n=2, pid=pid, seq=7)
+    b.run(b.world.now + 0.1)
+    b.produce(n=1, pid=pid, seq=10)
+    b.run(b.world.now + 0.1)
+    assert [a[2].error for a in b.answers] == [None, "out_of_order"]
 
 
 def test_idempotent_state_survives_failover():
@@ -572,6 +584,16 @@ def test_on_request_hands_a_registered_body_type_to_its_handler():
         lambda e: out.append(e.value.status))
     b.run(1)
     assert seen == [("kafka-2", Ping)] and out == ["pong", "error"]
+
+
+def test_an_error_rate_fails_requests_unprocessed():
+    b = Bench()
+    install(b.world, [ErrorRate("kafka-0", 0.5, 1.0, rate=1.0)])
+    b.at(1.0, lambda: b.produce(acks=1))
+    b.at(2.0, lambda: b.produce(acks=1))
+    b.run(3)
+    assert [(s, body) for _t, s, body in b.answers][0] == ("error", None)
+    assert b.answers[1][2].base_offset == 0 and len(b.rows("append")) == 1
 
 
 def test_append_time_is_the_request_handlers_cost():

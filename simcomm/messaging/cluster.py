@@ -85,9 +85,11 @@ Each replica keeps, per producer id, its last 5 batches (first and last
 sequence, base offset): a batch equal to one of them is a duplicate --
 acknowledged with its first offset (``duplicate=True``, a ``dedup`` row per
 record), not appended; a batch whose first sequence is not the last one + 1
-(0 for a producer the partition has not seen) is refused with
-``out_of_order`` (a ``refuse`` row per record).  The state is rebuilt from
-the replica's own log after a truncation, so it survives failover.
+is refused with ``out_of_order`` (a ``refuse`` row per record).  A producer
+the partition holds no state for may start at any sequence (Kafka's
+``ProducerAppendInfo.checkSequence``: its records may have been removed).
+The state is rebuilt from the replica's own log after a truncation, so it
+survives failover; producer epochs and transactions are not modelled.
 
 **Hooks.**  :meth:`LogCluster.on_request` lets a consumer-group coordinator
 handle its own request types on the brokers; :meth:`LogCluster.coordinator_for`
@@ -97,8 +99,10 @@ is the broker that coordinates a group -- the leader of the group's
 controller fences its leader.  :meth:`LogCluster.next_record_id` is the
 run's record-id counter.
 
-**Cost.**  A produce request takes ``append_time`` s of the broker's one
-request-handler (first come, first served; 0: free); fetches are free.  No
+**Cost and faults.**  A produce request takes ``append_time`` s of the
+broker's one request handler (first come, first served; 0: free), stretched
+by a slowdown; fetches are free.  An error rate fails each request it hits
+unprocessed (an ``error`` reply, Kafka's ``UNKNOWN_SERVER_ERROR``).  No
 SimPy process runs per record or per request: the broker reacts to
 arrivals, and timers are callbacks (the hot path, principle 8).
 
@@ -320,6 +324,11 @@ class LogBroker(Instance):
         if self.hung:
             self._held.append(msg)
             return
+        if self.error_rate and self._error_rng.random() < self.error_rate:
+            # an injected fault: the request fails unprocessed (an unknown server error)
+            if msg.reply_to is not None:
+                self.reply(msg, None, "error")
+            return
         fn = self._dispatch.get(type(msg.body))
         if fn is not None:
             fn(msg)
@@ -424,9 +433,9 @@ class LogBroker(Instance):
                         self._acknowledge(msg, rep, acks, answer, offset, offset + len(records),
                                           True)
                         return
-                expected = entries[-1][1] + 1 if entries else 0
+                expected = entries[-1][1] + 1 if entries else first
             else:
-                expected = 0
+                expected = first  # no state for this producer: any sequence goes
             if first != expected:
                 stats["out_of_order"] += 1
                 if rows is not None:
@@ -992,12 +1001,15 @@ class LogCluster:
                 b._replicas[(topic, p)] = Replica(state)
                 self._broker_parts[b.name].append(state)
         self._topics[topic] = states
-        self.world.at(None, lambda: self._start(states))
+        for state in states:  # the leaders lead from now on (fetches answer at once) ...
+            lead = state.replicas[0]
+            lead._sync(lead._replicas[(topic, state.partition)])
+        self.world.at(None, lambda: self._start(states))  # ... the followers fetch at 0
         return topic
 
     def _start(self, states: list[PartitionState]) -> None:
         for state in states:
-            for b in state.replicas:
+            for b in state.replicas[1:]:
                 b._sync(b._replicas[(state.topic, state.partition)])
 
     @property
