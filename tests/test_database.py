@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcomm.engine import Crash, ErrorRate, Instance, Link, Node, World, install
+from simcomm.engine import Crash, ErrorRate, Hang, Instance, Link, Node, World, install
 from simcomm.errors import ParamError
 from simcomm.messaging import Database, LogEntry
 
@@ -257,6 +257,41 @@ def test_the_database_crash_resets_a_held_log_read():
     install(world, [Crash("db", at=1.0, duration=1.0)])
     world.run(until=10)
     assert got == [None]
+
+
+def test_a_hung_database_holds_commits_and_log_reads_until_the_hang_ends():
+    """A commit that arrives during a hang is stuck: its client gets ``reset``
+    when the hang ends, and nothing was applied; a log read held through the
+    hang waits for the next commit."""
+    world, db, client = world_with_db()
+    got = []
+
+    def writer():
+        tx = db.begin(client)
+        tx.insert("orders", 1, {})
+        got.append(("first", (yield tx.commit())))
+        yield world.env.timeout(1.0)
+        tx = db.begin(client)
+        tx.insert("orders", 2, {})
+        outcome = yield tx.commit()
+        got.append(("second", world.now, outcome))
+        tx = db.begin(client)
+        tx.insert("orders", 3, {})
+        got.append(("third", (yield tx.commit())))
+
+    def reader():
+        entries = yield db.read_log(client, after=1, wait=10.0)
+        got.append(("log", world.now, [e.tx_id for e in entries]))
+
+    world.env.process(writer())
+    world.env.process(reader())
+    install(world, [Hang("db", at=0.5, duration=2.0)])
+    world.run(until=5)
+    assert got[0] == ("first", "ok")
+    assert got[1] == ("second", pytest.approx(2.501), "reset")
+    assert got[2] == ("log", pytest.approx(2.505), [3])  # applied at 2.504
+    assert got[3] == ("third", "ok")
+    assert db.rows("orders") == {1: {}, 3: {}}
 
 
 def test_bad_arguments_fail_before_time_zero():

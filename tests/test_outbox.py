@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcomm.engine import Crash, ErrorRate, Link, Node, World
+from simcomm.engine import Crash, ErrorRate, Hang, Link, Node, World
 from simcomm.errors import ParamError
 from simcomm.messaging import (
     CrashBetweenWrites,
@@ -127,6 +127,17 @@ def test_a_plain_relay_crash_between_polls_loses_and_duplicates_nothing():
     install_faults(world, [Crash("relay", at=0.75, duration=0.5)])  # between two polls
     world.run(until=10)
     assert Counter(ids(world, "send", "relay")) == Counter(ids(world, "produce", "outbox"))
+
+
+@pytest.mark.parametrize("relay", ["polling", "tailing"])
+def test_a_hung_relay_sends_nothing_until_the_hang_ends(relay):
+    p = build(relay=relay, orders=40, rate=20.0)
+    world = p["world"]
+    install_faults(world, [Hang("relay", at=0.6, duration=1.0)])
+    world.run(until=10)
+    sends = rows(world, "send", "relay")
+    assert not [r for r in sends if 0.6 + 0.02 < r[0] < 1.6]
+    assert Counter(r[2] for r in sends) == Counter(ids(world, "produce", "outbox"))
 
 
 def test_the_batch_size_caps_each_poll_and_a_full_batch_polls_again_at_once():

@@ -462,7 +462,7 @@ class Database(Instance):
             record((now, "tx_commit", c.tx_id, self.name, -1, -1, None, self.name, ""))
             for record_id, topic, key, detail in c.records:
                 record((now, "produce", record_id, topic, -1, -1, key, msg.source, detail))
-        if self._tails:
+        if self._tails and not self.hung:
             self._wake_tails()
         return entry.position
 
@@ -485,10 +485,14 @@ class Database(Instance):
         self.env.timeout(req.wait).callbacks.append(expire)
 
     def _wake_tails(self) -> None:
-        tails, self._tails = self._tails, []
-        for msg, req in tails:
-            self.reads += 1
-            self.reply(msg, self.log[req.after:req.after + req.max_entries])
+        """Answer the long polls that have entries now (the others wait on)."""
+        end = len(self.log)
+        ready = [t for t in self._tails if end > t[1].after]
+        if ready:
+            self._tails = [t for t in self._tails if end <= t[1].after]
+            for msg, req in ready:
+                self.reads += 1
+                self.reply(msg, self.log[req.after:req.after + req.max_entries])
 
     # -- faults ----------------------------------------------------------------------------
     def crash(self, repair_after: float | None = None) -> None:
@@ -503,6 +507,12 @@ class Database(Instance):
             for msg, _req in tails:
                 self.reply(msg, None, "reset")
         super().crash(repair_after)
+
+    def unhang(self, token: Event | None = None) -> None:
+        """End a hang: long polls held through it get what was committed meanwhile."""
+        super().unhang(token)
+        if not self.hung and self._tails:
+            self._wake_tails()
 
     def refuse(self, msg: Message, reason: str) -> None:
         if isinstance(msg.body, Commit) and msg.kind != REPLY:

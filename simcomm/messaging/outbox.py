@@ -376,6 +376,10 @@ class _Relay(_Window, Instance):
     def _loop(self) -> Generator[Event, Any, None]:
         raise NotImplementedError
 
+    def _stalled(self) -> Event | None:
+        """While the relay hangs, the event its end fires (a hung process does nothing)."""
+        return self._unhang if self.hung else None
+
     def _send(self, rid: int, row: dict[str, Any]) -> Event:
         self.sent += 1
         if rid in self._ever_sent:
@@ -431,6 +435,10 @@ class PollingPublisher(_Relay):
         table = self.outbox.table
         unpublished = {"published": False}
         while True:
+            stall = self._stalled()
+            if stall is not None:
+                yield stall
+                continue
             self.polls += 1
             rows = yield db.select(self, table, where=unpublished, limit=self.batch_size)
             if rows is None:  # the database did not answer
@@ -447,6 +455,9 @@ class PollingPublisher(_Relay):
                 wait = self._window()
                 if wait is not None:
                     yield wait
+                stall = self._stalled()
+                if stall is not None:
+                    yield stall
                 if done:
                     tx = db.begin(self)
                     for rid in done:
@@ -510,6 +521,10 @@ class LogTailer(_Relay):
         self._unflushed.clear()
         self._rewind = False
         while True:
+            stall = self._stalled()
+            if stall is not None:
+                yield stall
+                continue
             if self._rewind:
                 self._rewind = False
                 self.position = self.flushed
@@ -522,6 +537,9 @@ class LogTailer(_Relay):
                 due = entry.time + self.lag
                 if due > env.now:
                     yield env.timeout(due - env.now)
+                stall = self._stalled()
+                if stall is not None:
+                    yield stall
                 if self._rewind:
                     break
                 sends = [self._send(key, row) for op, t, key, row in entry.writes
