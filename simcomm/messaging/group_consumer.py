@@ -104,7 +104,15 @@ session).  A **slowdown** stretches the handler's work; a handler slower
 than ``max_poll_interval`` (``max.poll.interval.ms``, 300 s) per batch makes
 the heartbeat thread leave the group (``expire``, ``poll_timeout``).
 :meth:`GroupConsumer.leave` is a clean shutdown (``close()``: commit,
-revoke, ``LeaveGroup``): the group rebalances at once.
+revoke, ``LeaveGroup``): the group rebalances at once.  **The coordinator**
+failing: requests to a crashed coordinator are refused and retried after
+``retry_backoff``; the metadata names the next coordinator once the
+controller fences the old one (``failover_after``), and the member's
+heartbeats, joins and commits go there (the group's state and offsets
+moved with it, :mod:`simcomm.messaging.group`).  A coordinator that has
+not answered for a whole ``session_timeout`` (hung, cut off) is given up as
+Kafka's heartbeat thread does ("coordinator unknown"): the heartbeat and
+the JoinGroup/SyncGroup in flight are abandoned and sent again.
 
 Rows (``trace.records``, with ``trace.enabled``): ``apply``, ``skip``,
 ``commit``, ``commit_failed``, ``assign``, ``revoke`` (detail: the
@@ -371,7 +379,9 @@ class GroupConsumer(Instance):
         self._last_poll = 0.0
         self._next_auto = 0.0
         self._hb_on = False
-        self._hb_inflight = False
+        self._hb_rid: int | None = None  # the heartbeat in flight
+        self._hb_dest = ""
+        self._heard = 0.0  # the coordinator's last answer
         # counters
         self.applied = 0
         self.skipped = 0
@@ -447,7 +457,8 @@ class GroupConsumer(Instance):
         self._inflight.clear()
         self._wake = None
         self._in_poll = False
-        self._hb_on = self._hb_inflight = False
+        self._hb_on = False
+        self._hb_rid = None
 
     def restart(self) -> None:
         """Start again as a new member of the group (unless it had left)."""
@@ -489,6 +500,7 @@ class GroupConsumer(Instance):
     def _start_heartbeats(self) -> None:
         if not self._hb_on and self.up and not self._left:
             self._hb_on = True
+            self._heard = max(self._heard, self.env.now - self.heartbeat_interval)
             self._beat(self._epoch)
 
     def _beat(self, epoch: int) -> None:
@@ -499,11 +511,17 @@ class GroupConsumer(Instance):
             return
         now = self.env.now
         coordinator = self.cluster.coordinator_for(self.group)
+        silent = now - self._heard > self.session_timeout
         if self._joining and self._join_rid is not None and (
-                coordinator.name != self._join_dest or not coordinator.up):
+                coordinator.name != self._join_dest or not coordinator.up or silent):
             # the coordinator holding our JoinGroup/SyncGroup moved (the metadata
-            # says so) or died (its connection was reset): ask the new one
+            # says so), died (its connection was reset) or has not answered for a
+            # whole session (Kafka: "coordinator unknown"): ask again
             self._abort_join()
+        rid = self._hb_rid
+        if rid is not None and (coordinator.name != self._hb_dest or silent):
+            self.forget(rid)  # the same for the heartbeat in flight
+            self._hb_rid = None
         mid = self.member_id
         if mid is not None and not self._joining and not self._in_poll \
                 and now - self._last_poll > self.max_poll_interval:
@@ -512,18 +530,21 @@ class GroupConsumer(Instance):
             self.request(coordinator.name, LeaveGroupRequest(self.group, mid, "poll_timeout"))
             self.member_id = None
             self._lost = True
-        elif mid is not None and not self._hb_inflight:
-            self._hb_inflight = True
+        elif mid is not None and self._hb_rid is None:
             ev = self._ask(coordinator.name, HeartbeatRequest(self.group, mid, self.generation),
                            self.request_timeout)
-            ev.callbacks.append(lambda e: self._beaten(epoch, mid, e.value))
+            hb = self._hb_rid = ev.request_id  # type: ignore[attr-defined]
+            self._hb_dest = coordinator.name
+            ev.callbacks.append(lambda e: self._beaten(epoch, hb, mid, e.value))
         self.env.timeout(self.heartbeat_interval).callbacks.append(
             lambda _e: self._beat(epoch))
 
-    def _beaten(self, epoch: int, mid: str, reply: Message | None) -> None:
-        if epoch != self._epoch:
+    def _beaten(self, epoch: int, hb: int, mid: str, reply: Message | None) -> None:
+        if epoch != self._epoch or hb != self._hb_rid:
             return
-        self._hb_inflight = False
+        self._hb_rid = None
+        if reply is not None and reply.status == "ok":
+            self._heard = self.env.now
         if reply is None or reply.status != "ok" or reply.body.error == "not_coordinator":
             if self._joining:
                 self._abort_join()  # the coordinator died with our request
@@ -630,6 +651,23 @@ class GroupConsumer(Instance):
         no_work = self._no_work and handler is None
         table = self.processed
         dedup = self.dedup
+        if handler is None and dedup == "none":  # the hot path: plain work per record
+            st = self.service_time
+            const = st.value if isinstance(st, Constant) else None
+            timeout = env.timeout
+            for (topic, p), recs in batch:
+                for off, rec in recs:
+                    if not no_work:
+                        yield timeout((const if const is not None else st.sample(self.rng))
+                                      * self.slowdown)
+                        if self.hung:
+                            yield from self._pause()
+                    self.applied += 1
+                    if rows is not None:
+                        rows((env.now, "apply", rec.record_id, topic, p, off, rec.key, name, ""))
+            return
+        if dedup == "none":
+            table = None  # a table given without a dedup rule is not consulted
         ctx = RecordContext(self) if handler is not None else None
         for (topic, p), recs in batch:
             for off, rec in recs:
@@ -922,6 +960,7 @@ class GroupConsumer(Instance):
         yield from self._pause()
         if reply is None or reply.status != "ok":
             return None
+        self._heard = self.env.now
         return reply  # type: ignore[no-any-return]
 
     def _assigned(self, previous: int, generation: int, assignment: tuple[TP, ...]
