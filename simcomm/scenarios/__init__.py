@@ -9,6 +9,7 @@ from simcomm.scenarios import (  # noqa: F401  (registration)
     gateway,
     mmc,
     order_lifecycle,
+    outbox,
     retry_storm,
     styles,
 )
