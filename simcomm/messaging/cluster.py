@@ -30,7 +30,9 @@ leader is down) tries again after 1 s (``replica.fetch.backoff.ms``), and
 one that got no answer at all (the request lost) after 30 s
 (``replica.socket.timeout.ms``).  A follower fetch returns whole batches
 (with their producer ids, so that the follower's idempotent-producer state
-is its leader's).
+is its leader's).  Each follower fetches each partition on its own (Kafka's
+fetcher puts all the partitions a follower copies from one leader in one
+request: a simplification that sends more, smaller messages).
 
 **High watermark and ISR.**  The leader's high watermark (HW) is the
 smallest LEO over the in-sync replicas (ISR), as far as the leader knows
@@ -119,6 +121,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from simcomm._checks import as_real, is_flag, is_whole
@@ -162,6 +165,8 @@ REPLICA_SOCKET_TIMEOUT = 30.0
 REPLICA_FETCH_MAX_RECORDS = 10_000
 #: offsets.topic.num.partitions: the partitions of __consumer_offsets
 OFFSETS_TOPIC_PARTITIONS = 50
+_SIZE = attrgetter("size")  # a record's bytes on the wire
+
 #: idempotent producer: batches remembered per producer and partition
 #: (ProducerStateEntry.NUM_BATCHES_TO_RETAIN)
 BATCHES_TO_RETAIN = 5
@@ -604,7 +609,7 @@ class LogBroker(Instance):
             return
         offset = req.offset
         leo = len(rep.log.records)
-        if not is_whole(offset) or offset < 0 or offset > leo:
+        if (type(offset) is not int and not is_whole(offset)) or offset < 0 or offset > leo:
             self.reply(msg, FetchResponse(req.topic, req.partition, [], rep.hw, leo,
                                           OFFSET_OUT_OF_RANGE))
             return
@@ -684,8 +689,7 @@ class LogBroker(Instance):
                     base = offset
                 chunk = records[base:base + count]
                 batches.append((base, chunk, pid, seq))
-                for r in chunk:
-                    size += r.size
+                size += sum(map(_SIZE, chunk))
             self.cluster._stats["replica_fetched"] += end - offset
         self._send_reply(msg, FetchResponse(rep.topic, rep.partition, [], rep.hw, leo, None,
                                             batches), size)
@@ -701,8 +705,7 @@ class LogBroker(Instance):
             end = min(hw, offset + req.max_records)
             chunk = log.records[offset:end]
             records = list(zip(range(offset, end), chunk, strict=True))
-            for r in chunk:
-                size += r.size
+            size = sum(map(_SIZE, chunk))
         self._send_reply(msg, FetchResponse(rep.topic, rep.partition, records, hw,
                                             len(log.records)), size)
 
