@@ -426,6 +426,42 @@ def test_processed_ids_hold_through_the_zombie_window():
     assert bench.rows("skip")
 
 
+def test_a_member_cut_off_is_expelled_and_rejoins_when_the_network_heals():
+    """A partition hides the member's heartbeats: it expires after a session; once
+    the network heals, it learns it is out (the coordinator silent for a session is
+    given up and asked again) and joins as a new member."""
+    bench = Bench(2, latency=0.002).feed(1500, every=0.02)
+    for i in range(3):
+        bench.member(f"m{i}", commit="after", session_timeout=10.0, service_time=0.003)
+    bench.world.network.cut(["m1"], at=10.0, heal_at=25.0)
+    bench.run(60.0)
+    expire = bench.rows("expire")
+    assert [(r[7], r[8]) for r in expire] == [("m1", "session_timeout")]
+    assert 17.0 <= expire[0][0] <= 20.01
+    back = [r[0] for r in bench.rows("join") if r[7] == "m1" and r[0] > 10.0]
+    assert back and 25.0 < back[0] <= 25.0 + 10.0 + 3.0
+    assert bench.acked() <= set(bench.applies())
+
+
+@pytest.mark.parametrize("fault", [Hang, Crash])
+def test_the_group_carries_on_when_its_coordinator_broker_fails(fault):
+    """The next broker coordinates once the controller fences the old one
+    (failover_after, 9 s); it loads the group, whose sessions start afresh:
+    nobody expires, nothing is lost."""
+    bench = Bench(2, latency=0.002).feed(1500, every=0.02)
+    for i in range(3):
+        bench.member(f"m{i}", commit="after", session_timeout=10.0, service_time=0.003,
+                     assignor="cooperative-sticky")
+    home = bench.cluster.coordinator_for("g")
+    install(bench.world, [fault(home.name, at=10.0, duration=20.0)])
+    bench.run(60.0)
+    assert bench.cluster.coordinator_for("g") is not home
+    assert not bench.rows("expire")
+    assert bench.acked() <= set(bench.applies())
+    commits_after = [r for r in bench.rows("commit") if 20.0 <= r[0] <= 30.0]
+    assert commits_after  # committing to the new coordinator while the old one is away
+
+
 def test_leave_rebalances_at_once():
     bench = Bench().feed(600, every=0.05)
     members = [bench.member(f"m{i}", commit="after") for i in range(3)]
