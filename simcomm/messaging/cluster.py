@@ -1024,6 +1024,8 @@ class LogCluster:
         if states is None:
             raise ParamError("topic", topic, "a topic created on this cluster: "
                              + (", ".join(map(repr, self._topics)) or "(none yet)"))
+        if type(partition) is int and 0 <= partition < len(states):
+            return states[partition]  # the clients' hot path
         if not is_whole(partition) or not 0 <= partition < len(states):
             raise ParamError("partition", partition, f"a partition of {topic!r}: 0 to "
                                                      f"{len(states) - 1}")
