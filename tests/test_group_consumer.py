@@ -302,6 +302,30 @@ def test_commit_before_never_duplicates(crash_at):
     assert bench.acked() - set(applies)  # the batch in hand at the crash is lost
 
 
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), commit=st.sampled_from(["after", "before"]),
+       dedup=st.sampled_from(["none", "processed_ids"]),
+       fault=st.sampled_from([Crash, Hang]), at=st.floats(1.0, 8.0),
+       duration=st.floats(1.0, 25.0), assignor=st.sampled_from(["range",
+                                                                "cooperative-sticky"]))
+def test_the_commit_point_decides_loss_or_duplication(seed, commit, dedup, fault, at,
+                                                       duration, assignor):
+    """Whatever crashes or pauses (a zombie included): commit after processing
+    never loses, commit before never duplicates, a processed-ids table never
+    applies twice."""
+    bench = Bench(seed, latency=0.002).feed(300, every=0.01, keys=60)
+    for i in range(3):
+        bench.member(f"m{i}", session_timeout=6.0, heartbeat_interval=2.0,
+                     service_time=0.04, commit=commit, dedup=dedup, assignor=assignor)
+    install(bench.world, [fault("m1", at=at, duration=duration)])
+    bench.run(60.0)
+    applies = bench.applies()
+    if commit == "after":
+        assert bench.acked() <= set(applies)
+    if commit == "before" or dedup == "processed_ids":
+        assert set(applies.values()) <= {1}
+
+
 def test_processed_ids_make_redelivery_harmless():
     """The processed-ids table: what the crash re-delivers is skipped, each effect once."""
     table = ProcessedIds("orders.processed")
