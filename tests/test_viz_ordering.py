@@ -107,9 +107,12 @@ def hand_run(*, cooperative: bool = False, trace: bool = True, parts: int = 4,
     install(w, [Crash("c2", at=20.0, duration=None)])
     w.run(40.0)
     if trace and tables:
-        for rid in range(1, 10):  # nine records produced (A, B, C), one phantom not
+        for rid in range(1, 10):  # nine records produced (A, B, C) and applied
             w.trace.records.append((0.1 * rid, "produce", rid, "orders", -1, -1,
                                     "ABC"[(rid - 1) // 3], "shop", ""))
+        for key, rid, *_rest in KEY_ORDER[:11]:
+            w.trace.records.append((1.0 + 0.1 * rid, "apply", rid, "orders", -1, -1, key,
+                                    "c1", ""))
         for rid in (1, 2, 3, 3, 4, 5):
             w.trace.records.append((2.5, "send", rid, "orders", 0, -1, f"o{rid}", "relay",
                                     "relay"))
@@ -212,12 +215,16 @@ def test_a_cooperative_rebalance_stops_only_what_moves(coop: Result) -> None:
     assert "two rounds each · 2 partition·s without an owner" in _texts(fig)
 
 
-def test_a_dead_member_keeps_its_partitions_under_a_crash_band(eager: Result) -> None:
+def test_a_dead_member_keeps_its_partitions_darkened_until_it_is_expired(eager: Result
+                                                                          ) -> None:
     fig = vo.partition_assignment(eager)
-    (band,) = _gid(fig, "fault:down", PolyCollection)
+    (dead,) = _gid(fig, "fault:down", PolyCollection)
     (owner,) = _gid(fig, "owner:c2", PolyCollection)
-    assert band.get_zorder() > owner.get_zorder()  # drawn over the strip c2 still holds
-    assert "down (crashed): c2" in [t.get_text() for t in fig.axes[0].get_legend().texts]
+    # c2 crashed at 20 s holding p2; the coordinator took it away at 30 s
+    assert _spans(dead) == [(20.0, 30.0, 2.0)]
+    assert dead.get_zorder() > owner.get_zorder()
+    legend = [t.get_text().replace("\n  ", " ") for t in fig.axes[0].get_legend().texts]
+    assert "owner crashed, nobody reads it: c2" in legend
 
 
 def test_partitions_picks_strips(eager: Result) -> None:
@@ -238,7 +245,7 @@ def test_consumer_lag_draws_a_step_line_per_partition_and_names_the_peak(eager: 
     (p2,) = [line for line in lines if line.get_gid() == "lag:p2"]
     assert float(np.max(p2.get_ydata())) == 40
     assert fig.axes[0].get_title(loc="left") == (
-        "Consumer lag per partition: peaks at 40 records (p2 at 25 s)")
+        "Lag peaks at 40 records (p2 at 25 s, while c2 was down)")
     assert fig.axes[0].get_ylim()[1] >= 40
 
 
@@ -316,7 +323,7 @@ def test_delivery_causes_bars_are_the_counts_by_cause(eager: Result) -> None:
     assert sorted((s[0], s[1], s[2]) for s in _spans(cc)) == [(0.0, 1.0, 2.0),
                                                              (0.0, 1.0, 3.0)]
     # per 10 000 of the nine records produced
-    assert "1 · 1.11e+03 per 10 000" in _texts(fig)
+    assert "1 · 1,111 per 10 000" in _texts(fig)
     assert ax.get_title(loc="left") == ("1 duplicated, 1 reordered, 1 gap, 1 phantom: "
                                         "mostly competing consumers")
 
@@ -327,6 +334,12 @@ def test_no_anomaly_is_said_plainly() -> None:
     fig = vo.delivery_causes(res)
     assert fig.axes[0].get_title(loc="left") == (
         "Every record applied exactly once, in order: no anomaly")
+    res = hand_run()
+    res.delivery_causes = lambda: _frame([], "delivery_causes")  # type: ignore[method-assign]
+    res.world.trace.records[:] = [r for r in res.world.trace.records
+                                  if not (r[1] == "apply" and r[2] > 6)]
+    assert vo.delivery_causes(res).axes[0].get_title(loc="left") == (
+        "No anomaly; 3 records still in flight at the end")
 
 
 # -- outbox_lag --------------------------------------------------------------------------------

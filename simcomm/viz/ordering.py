@@ -454,10 +454,9 @@ def partition_assignment(res: Result, partitions: Any = None, ax: Axes | None = 
                                zorder=2, gid=f"owner:{m}", label=m))
     iv = _rebalance_intervals(res, groups or None)
     shade = _shade_rebalances(k, ax, iv)
-    members = list(colors)
-    # over the strips: a dead member may still own its partitions (until it expires)
-    bands = fault_bands(ax, res, nodes=members, kinds=("down", "hung"), annotate=False,
-                        zorder=2.5, alpha=0.35) if faults and members else []
+    # over the strips: a dead (or hung) member still owns its partitions until the
+    # coordinator expires it, and nobody reads them in between
+    bands = _dead_owners(k, res, by_member) if faults else []
     _name_rebalances(k, ax, iv, until)
     ax.set_ylim(n - 0.5, -0.5)
     labels = [_strip_label(r, len(groups), len({r[1] for r in rows})) for r in rows]
@@ -470,7 +469,7 @@ def partition_assignment(res: Result, partitions: Any = None, ax: Axes | None = 
     episodes: list[list[Any]] = []
     for s, e, why, g in sorted(iv):
         same = [ep for ep in episodes if ep[3] == g]
-        if why.split(",")[0] == "follow_up" and same and s <= same[-1][1] + 1e-9:
+        if why.split(",")[0] == "follow_up" and same:
             same[-1][1] = max(same[-1][1], e)
             same[-1][4] += 1
         else:
@@ -481,9 +480,14 @@ def partition_assignment(res: Result, partitions: Any = None, ax: Axes | None = 
                    for row in rows if row[0] == ep[3]) for ep in later]
     n_parts = len(rows)
     if not rows:
-        _no_data(k, ax, ("no consumer group was assigned a partition in this run"
-                         if _traced(res) else "partition assignments")
-                 + _why_empty(res))
+        queued = data.cached(res, "ordering_queued", lambda: any(
+            row[1] == "apply" and row[4] == -1 for row in res.world.trace.records))
+        _no_data(k, ax, (
+            "no partitions in this run: its records went through a queue, whose competing "
+            "consumers each take the next message (a sharded channel gives each partition "
+            "to one member of a consumer group)" if queued else
+            "no consumer group was assigned a partition in this run" if _traced(res)
+            else "partition assignments") + _why_empty(res))
         title = "Partition owners over time"
         right = ""
     else:
@@ -508,13 +512,55 @@ def partition_assignment(res: Result, partitions: Any = None, ax: Axes | None = 
     extra: list[Any] = []
     if shade is not None:
         extra.append(shade)
-    extra += [b for b in bands if b.get_label() and not str(b.get_label()).startswith("_")]
+    extra += bands
     reuse.legend(ax, [*handles, *extra],
                  [wrap_label(str(h.get_label()), 30) for h in [*handles, *extra]],
                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
                  fontsize=8, frameon=False, title="owner" if handles else None,
                  title_fontsize=8, alignment="left")
     return fig
+
+
+def _dead_owners(k: reuse.Keeper, res: Result,
+                 by_member: Mapping[str, Sequence[tuple[float, float, int]]]) -> list[Any]:
+    """Darken each strip where its owner was down (crashed) or hung: the member
+    still holds the partition (the coordinator expires it only after
+    ``session.timeout.ms``) and nobody reads it."""
+    from simcomm.viz.style import FAULT_COLORS
+
+    out = []
+    for kind, word in (("down", "crashed"), ("hung", "hung")):
+        spans: list[tuple[float, float, int]] = []
+        who: dict[str, None] = {}
+        for node, kd, f0, f1, _detail in data.fault_rows(res):
+            if kd != kind or node not in by_member:
+                continue
+            for s, e, row in by_member[node]:
+                lo, hi = max(s, f0), min(e, f1)
+                if hi > lo:
+                    spans.append((lo, hi, row))
+                    who[node] = None
+        if not spans:
+            continue
+        y = np.array([r for _, _, r in spans], dtype=float)
+        out.append(k.polys(
+            f"dead:{kind}", _span_verts(np.array([a for a, _, _ in spans]),
+                                        np.array([b for _, b, _ in spans]), y - 0.36, y + 0.36),
+            facecolor=opaque(FAULT_COLORS[kind], 0.8), edgecolor="white", hatch="xx",
+            linewidth=0, zorder=2.5, gid=f"fault:{kind}",
+            label=f"owner {word}, nobody reads it: {', '.join(who)}"))
+    return out
+
+
+def _fits(ax: Axes, *titles: str, size: float = 10.0) -> str:
+    """The first of ``titles`` whose estimated width (about 0.55 em a character)
+    fits over ``ax``; else the last."""
+    fig = root_figure(ax)
+    width_pt = ax.get_position().width * fig.get_figwidth() * 72
+    for t in titles:
+        if len(t) * 0.55 * size <= width_pt:
+            return t
+    return titles[-1]
 
 
 # =====================================================================================
@@ -541,6 +587,40 @@ def _peaks(t: np.ndarray, v: np.ndarray, until: float) -> tuple[np.ndarray, np.n
     out = np.where(seen, top, carried)
     first = int(np.argmax(seen))
     return edges[first:-1], np.nan_to_num(out[first:], nan=0.0)
+
+
+#: Most nodes :func:`_fault_lanes` gives a lane; more share one band per kind.
+MAX_LANES = 4
+
+
+def _fault_lanes(k: reuse.Keeper, ax: Axes, res: Result) -> None:
+    """The crashes and hangs of the run's nodes (members, brokers) along the top of
+    ``ax``: a thin lane per node, its name written in it, so a broker's crash and a
+    member's read apart (above :data:`MAX_LANES` nodes, one strip per kind)."""
+    from simcomm.viz.style import FAULT_COLORS, FAULT_LABELS
+
+    rows = [r for r in data.fault_rows(res) if r[1] in ("down", "hung")]
+    nodes = list(dict.fromkeys(r[0] for r in rows))
+    if len(nodes) > MAX_LANES:
+        fault_bands(ax, res, kinds=("down", "hung"), annotate=False, ymin=0.93, zorder=3.5,
+                    alpha=0.9)
+        return
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    lane = 0.055
+    for kind in ("down", "hung"):
+        sub = [r for r in rows if r[1] == kind]
+        if not sub:
+            continue
+        lo = np.array([1.0 - lane * (nodes.index(r[0]) + 1) for r in sub])
+        k.polys(f"lane:{kind}", _span_verts(np.array([r[2] for r in sub]),
+                                            np.array([r[3] for r in sub]), lo, lo + lane * 0.9),
+                transform=trans, facecolor=opaque(FAULT_COLORS[kind], 0.9), edgecolor="none",
+                zorder=3.5, gid=f"fault:{kind}",
+                label=f"{FAULT_LABELS[kind]}: " + ", ".join(dict.fromkeys(r[0] for r in sub)))
+    for i, r in enumerate(rows):
+        k.text(f"lane_name:{i}", r[2], 1.0 - lane * (nodes.index(r[0]) + 0.55), f" {r[0]}",
+               transform=trans, ha="left", va="center", fontsize=6.5,
+               color="white" if r[1] == "down" else INK, zorder=3.6, clip_on=True)
 
 
 def consumer_lag(res: Result, ax: Axes | None = None, *, faults: bool = True) -> Figure:
@@ -602,11 +682,9 @@ def consumer_lag(res: Result, ax: Axes | None = None, *, faults: bool = True) ->
                zorder=z, label=label, gid=f"lag:{name}")
     iv = _rebalance_intervals(res)
     _shade_rebalances(k, ax, iv)
-    members = list(member_colors(res))
-    if faults and members:
-        fault_bands(ax, res, nodes=members, kinds=("down", "hung"), annotate=False,
-                    zorder=0.4)
-    ax.set_ylim(0, data.nice_top(max(peak_val, 1.0) * 1.1))
+    if faults:  # a lane per node along the top, the lines stay readable
+        _fault_lanes(k, ax, res)
+    ax.set_ylim(0, data.nice_top(max(peak_val, 1.0) * 1.3))  # clear of the fault lanes
     ax.yaxis.set_major_locator(MaxNLocator(5, integer=True))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("lag (records)")
@@ -619,9 +697,14 @@ def consumer_lag(res: Result, ax: Axes | None = None, *, faults: bool = True) ->
     else:
         name = _strip_label(peak_row, len(groups), len(topics)) if peak_row else ""
         during = next((why for s, e, why, _g in iv if s <= peak_t <= e), None)
-        title = (f"Consumer lag per partition: peaks at {peak_val:,.0f} records "
-                 f"({name} at {peak_t:.3g} s"
-                 + (", during a rebalance)" if during is not None else ")"))
+        down = [(node, kind) for node, kind, f0, f1, _ in data.fault_rows(res)
+                if kind in ("down", "hung") and f0 <= peak_t <= f1]
+        when = (", during a rebalance" if during is not None else
+                f", while {down[0][0]} was {down[0][1]}" if down else "")
+        title = _fits(ax, f"Consumer lag per partition: peaks at {peak_val:,.0f} records "
+                          f"({name} at {peak_t:.3g} s{when})",
+                      f"Lag peaks at {peak_val:,.0f} records ({name} at {peak_t:.3g} s{when})",
+                      f"Lag peaks at {peak_val:,.0f} records ({name} at {peak_t:.3g} s)")
     _titles(k, ax, title, f"{len(series)} partitions" if series else "")
     pin_axis_labels(ax)
     k.finish()
@@ -720,7 +803,6 @@ def key_order(res: Result, keys: Any = None, ax: Axes | None = None) -> Figure:
     marks off the diagonal; a sharded channel (one consumer per partition)
     puts them all back on it.  ``keys`` picks keys.  Needs the trace.
     """
-    from matplotlib.transforms import ScaledTranslation
 
     fig, ax, _ = figure_for(ax, 9.0, 4.2, margins=(0.8, 2.35, 0.45, 0.6))
     k = reuse.keeper(ax, "key_order")
@@ -770,22 +852,7 @@ def key_order(res: Result, keys: Any = None, ax: Axes | None = None) -> Figure:
         coll.set_label("_" + kind)
         drawn.append(kind)
     # counts beside the marks (inside the big ones), when few enough to read
-    spots = (pts.groupby(["applied", "produced", "kind"], sort=True)["count"].sum()
-             .reset_index())
-    if 0 < len(spots) <= 30 and not many:
-        for i, (x, y, kind, n) in enumerate(zip(
-                spots["applied"].tolist(), spots["produced"].tolist(), spots["kind"].tolist(),
-                spots["count"].tolist(), strict=True)):
-            mark = kind in ("duplicate", "reordered")
-            area = float(_sizes(np.array([n], dtype=float), top, False, mark)[0])
-            inside = area >= 150 and kind in ("in_order", "reordered", "skipped")
-            radius = math.sqrt(area) / 2.0
-            shift = ScaledTranslation((radius + 2.0) / 72.0, 0.0, fig.dpi_scale_trans)
-            k.text(f"count:{i}", float(x), float(y), f"{int(n)}",
-                   transform=ax.transData if inside else ax.transData + shift,
-                   ha="center" if inside else "left", va="center", fontsize=7.5,
-                   color="white" if inside else INK, zorder=6,
-                   fontweight="bold" if inside else "normal")
+    _count_labels(k, ax, pts, top, many)
     if len(raw):
         raw = raw[raw["produced_index"].notna()]
     n_first = int(raw["applied_index"].notna().sum()) if len(raw) else 0
@@ -812,12 +879,59 @@ def key_order(res: Result, keys: Any = None, ax: Axes | None = None) -> Figure:
                  f"({'mostly ' * (len(main) > 1)}{main.index[0]})")
     else:
         title = f"Per-key order kept: all {n_first:,} records applied in produced order"
+        if dups:
+            title = _fits(ax, f"Per-key order kept: all {n_first:,} records in produced "
+                              f"order, {dups:,} applied twice",
+                          f"Per-key order kept, but {dups:,} records applied twice")
     _titles(k, ax, title, (f"{_plural(n_keys, 'key')} · {_plural(dups, 'duplicate')} · "
                            f"{skipped:,} skipped" if len(raw) else ""))
     pin_axis_labels(ax)
     k.finish()
     _key_order_legend(ax, pts, drawn, many, top)
     return fig
+
+
+#: How a count beside a spot names the marks it counts, when a spot holds several.
+_COUNT_WORDS = {"in_order": "", "ahead": "", "reordered": " reordered",
+                "duplicate": " again", "skipped": " skipped"}
+
+
+def _count_labels(k: reuse.Keeper, ax: Axes, pts: pd.DataFrame, top: float,
+                  many: bool) -> None:
+    """The records on each spot of :func:`key_order`: inside a large mark alone
+    on its spot, else beside the largest mark of the spot (several kinds on one
+    spot -- an ✕ over a dot -- share one label: "208, 13 reordered")."""
+    from matplotlib.transforms import ScaledTranslation
+
+    if not len(pts) or many:
+        return
+    spots: dict[tuple[float, float], dict[str, int]] = {}
+    for x, y, kind, n in zip(pts["applied"].tolist(), pts["produced"].tolist(),
+                             pts["kind"].tolist(), pts["count"].tolist(), strict=True):
+        got = spots.setdefault((float(x), float(y)), {})
+        got[kind] = got.get(kind, 0) + int(n)
+    if len(spots) > 30:
+        return
+    fig = root_figure(ax)
+    order = ("in_order", "ahead", "reordered", "duplicate", "skipped")
+    for i, ((x, y), kinds) in enumerate(sorted(spots.items())):
+        areas = [float(_sizes(np.array([n], dtype=float), top, False,
+                              kd in ("duplicate", "reordered"))[0]) for kd, n in kinds.items()]
+        only = next(iter(kinds)) if len(kinds) == 1 else None
+        inside = only in ("in_order", "reordered", "skipped") and max(areas) >= 150
+        if inside:
+            # every property given each time: a redraw may find a label that was beside
+            k.text(f"count:{i}", x, y, f"{kinds[str(only)]:,}", transform=ax.transData,
+                   ha="center", va="center", fontsize=7.5, color="white", zorder=6,
+                   fontweight="bold", bbox=None)
+            continue
+        words = [f"{kinds[kd]:,}" + ("" if only else _COUNT_WORDS[kd])
+                 for kd in order if kd in kinds]
+        shift = ScaledTranslation((math.sqrt(max(areas)) / 2.0 + 2.0) / 72.0, 0.0,
+                                  fig.dpi_scale_trans)
+        k.text(f"count:{i}", x, y, ", ".join(words), transform=ax.transData + shift,
+               ha="left", va="center", fontsize=7.5, color=INK, zorder=6, fontweight="normal",
+               bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
 
 
 def _key_order_legend(ax: Axes, pts: pd.DataFrame, drawn: Sequence[str], many: bool,
@@ -916,7 +1030,9 @@ def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
         left = left + w
     span = data.nice_top(max(top, 1.0) * 1.3)
     for i, tot in enumerate(totals):
-        per = (f" · {1e4 * tot / produced:.3g} per 10 000" if produced else "")
+        rate = 1e4 * tot / produced if produced else 0.0
+        per = (f" · {rate:,.0f} per 10 000" if rate >= 100 else
+               f" · {rate:.3g} per 10 000" if produced else "")
         k.text(f"total:{i}", float(tot) + span * 0.01, float(y[i]),
                f"{int(tot):,}{per}" if tot else "0", ha="left", va="center", fontsize=8,
                color=INK if tot else GREY, zorder=3)
@@ -934,7 +1050,8 @@ def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
                         "duplicate or reorder")
         title = "Lost, duplicated and reordered records, by cause"
     elif top == 0:
-        pending = data.summary(res).get("pending")
+        made, reached = _record_ids(res)
+        pending = len(made - reached)  # none lost (no anomaly): still on their way
         title = ("Every record applied exactly once, in order: no anomaly" if not pending
                  else f"No anomaly; {_plural(int(pending), 'record')} still in flight at the end")
     else:
@@ -957,14 +1074,25 @@ def delivery_causes(res: Result, ax: Axes | None = None) -> Figure:
     return fig
 
 
+def _record_ids(res: Result) -> tuple[set[Any], set[Any]]:
+    """The ids of the records produced (``produce`` rows) and of those applied
+    or skipped (``apply`` / ``skip`` rows) in the run."""
+    def make() -> tuple[set[Any], set[Any]]:
+        produced: set[Any] = set()
+        reached: set[Any] = set()
+        for row in res.world.trace.records:
+            if row[1] == "produce":
+                produced.add(row[2])
+            elif row[1] in ("apply", "skip"):
+                reached.add(row[2])
+        return produced, reached
+    return data.cached(res, "ordering_record_ids", make)  # type: ignore[no-any-return]
+
+
 def _produced(res: Result) -> int:
-    """Records produced in the run (the summary's ``records_produced``; else the
-    ``produce`` rows of the records table)."""
-    s = data.summary(res)
-    n = s.get("records_produced")
-    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
-        return int(n)
-    return sum(1 for row in res.world.trace.records if row[1] == "produce")
+    """Records produced in the run (each ``produce`` row's record once: the
+    summary's ``records_produced`` for a run with one reader)."""
+    return len(_record_ids(res)[0])
 
 
 # =====================================================================================
