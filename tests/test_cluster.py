@@ -394,6 +394,20 @@ def test_offline_partition_waits_for_its_last_isr_replica():
     assert b.cluster.leader("t", 0).name == "kafka-0"  # type: ignore[union-attr]
 
 
+def test_an_offline_partition_takes_its_isr_replica_back_before_it_is_fenced():
+    """kafka-0 and kafka-2 die for good; kafka-1, the last in-sync replica, is
+    down when kafka-0 is fenced (offline) and back before its own fence: it
+    leads at once."""
+    b = Bench()
+    install(b.world, [Crash("kafka-0", 1.0), Crash("kafka-2", 1.0),
+                      Crash("kafka-1", 5.0, 7.0)])
+    b.run(11)
+    assert b.cluster.leader("t", 0) is None and b.cluster.isr("t", 0) == ["kafka-1"]
+    b.run(12.5)
+    assert b.cluster.leader("t", 0).name == "kafka-1"  # type: ignore[union-attr]
+    assert b.events("unfenced") == []
+
+
 def test_unclean_election_takes_a_stale_replica_and_loses_what_the_hw_covered():
     b = Bench(unclean_leader_election=True)
     install(b.world, [Crash("kafka-1", 1.0, 200.0), Crash("kafka-2", 1.0, 20.0),

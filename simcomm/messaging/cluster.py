@@ -1205,23 +1205,23 @@ class LogCluster:
             b._sync(b._replicas[key])
 
     def _broker_up(self, broker: LogBroker) -> None:
-        """``broker`` is back (restarted, or its hang ended).  Un-fenced, it
-        takes the offline partitions it may lead (it is their last in-sync
-        replica, or unclean election is on) and follows the rest."""
+        """``broker`` is back (restarted, or its hang ended), un-fenced if it was
+        fenced.  It takes the offline partitions it may lead (it is their last
+        in-sync replica, or unclean election is on) and follows the rest."""
         broker._incident += 1
         if broker.fenced:
             broker.fenced = False
             self.world.trace.event(self.world.now, broker.name, "unfenced", "")
-            for state in self._broker_parts[broker.name]:
-                if state.virtual:
-                    if state.leader is None or state.leader.fenced:
-                        state.leader = state.last_leader = broker
-                        state.epoch += 1
-                elif state.leader is None:
-                    if broker in state.isr:
-                        self._make_leader(state, broker, False)
-                    elif self.unclean_leader_election:
-                        self._make_leader(state, broker, True)
+        for state in self._broker_parts[broker.name]:
+            if state.virtual:
+                if state.leader is None or state.leader.fenced:
+                    state.leader = state.last_leader = broker
+                    state.epoch += 1
+            elif state.leader is None:
+                if broker in state.isr:
+                    self._make_leader(state, broker, False)
+                elif self.unclean_leader_election:
+                    self._make_leader(state, broker, True)
         for rep in list(broker._replicas.values()):
             broker._sync(rep)
 
