@@ -3,12 +3,13 @@
 One model (issue 9 §11), written twice and run side by side in this one process:
 
 * one producer sends ``RECORDS`` keyed records as a Poisson stream
-  (``RATE``/s), each key drawn from ``KEYS`` order ids, to a topic of
-  ``PARTITIONS`` partitions (Kafka's default partitioner: murmur2 of the
-  key); it batches per partition (``LINGER`` = ``linger.ms``, batches of at
-  most ``BATCH_SIZE`` bytes of ``RECORD_SIZE``-byte records =
-  ``batch.size``), at most ``MAX_IN_FLIGHT`` requests in flight per leader
-  connection (``max.in.flight.requests.per.connection``), ``acks=all``;
+  (``RATE``/s, from ``START`` s, once the group has formed), each key
+  drawn from ``KEYS`` order ids, to a topic of ``PARTITIONS`` partitions
+  (Kafka's default partitioner: murmur2 of the key); it batches per
+  partition (``LINGER`` = ``linger.ms``, batches of at most ``BATCH_SIZE``
+  bytes of ``RECORD_SIZE``-byte records = ``batch.size``), at most
+  ``MAX_IN_FLIGHT`` requests in flight per leader connection
+  (``max.in.flight.requests.per.connection``), ``acks=all``;
 * ``BROKERS`` brokers hold the topic with replication factor 3: partition
   ``p``'s leader is broker ``p mod 3`` and the other two follow it, each
   follower long-polling its leader (``replica.fetch.wait.max.ms``, 0.5 s):
@@ -61,14 +62,19 @@ random draws differ, the distributions do not).
 
     python benchmarks/bench_log.py              # 3 repetitions of 1 000 000 records
     python benchmarks/bench_log.py 5 200000     # repetitions, records
-    python benchmarks/bench_log.py --quick      # 1 repetition of 50 000 (< 1 min)
+    python benchmarks/bench_log.py --quick      # 1 repetition of 20 000 (< 1 min)
+    python benchmarks/bench_log.py --instructions   # counted by valgrind
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -78,7 +84,8 @@ from typing import Any
 
 import simpy
 
-from simcomm.messaging import partition_for_key
+from simcomm.engine import Link, World
+from simcomm.messaging import GroupConsumer, LogCluster, LogProducer, partition_for_key
 
 RECORDS = 1_000_000
 RATE = 100_000.0  # records per second from the producer
@@ -97,12 +104,13 @@ FETCH_WAIT = 0.5  # fetch.max.wait.ms
 MAX_POLL = 500  # max.poll.records (and records per consumer fetch)
 SERVICE = 20e-6  # s of work per record on a consumer: 4 consumers at 100 000/s are busy 0.5
 AUTO_COMMIT = 5.0  # auto.commit.interval.ms
-QUICK_RECORDS = 50_000
+START = 4.0  # s: the producer starts once the group has formed (its initial rebalance delay)
+QUICK_RECORDS = 20_000
 
 
 def _until(n: int) -> float:
     """Long enough for the last of ``n`` records (well past its mean time) to be consumed."""
-    return n / RATE * 1.05 + 5.0
+    return START + n / RATE * 1.05 + 5.0
 
 
 # -- bare SimPy ------------------------------------------------------------
@@ -169,6 +177,7 @@ def bare_simpy(n: int, seed: int) -> tuple[int, Callable[[], float]]:
         drain(b)
 
     def producer():
+        yield timeout(START)
         for rid in range(n):
             yield timeout(rng.expovariate(RATE))
             send(rid, rng.randrange(KEYS))
@@ -334,8 +343,71 @@ def bare_simpy(n: int, seed: int) -> tuple[int, Callable[[], float]]:
     return done[0], lambda: done[1] / done[0]
 
 
+# -- simcomm -----------------------------------------------------------------
+def simcomm_world(n: int, seed: int, trace: bool
+                  ) -> tuple[World, LogCluster, LogProducer, list[GroupConsumer]]:
+    """The model in simcomm, built and not yet run."""
+    world = World(seed, trace=trace, network=Link(latency=LATENCY))
+    cluster = LogCluster(world, brokers=BROKERS)
+    cluster.create_topic("orders", PARTITIONS)  # replication factor min(3, brokers) = 3
+    producer = LogProducer(world, "producer", cluster, "orders", acks="all", linger=LINGER,
+                           batch_size=BATCH_SIZE, record_size=RECORD_SIZE,
+                           max_in_flight=MAX_IN_FLIGHT)
+    consumers = [GroupConsumer(world, f"consumer-{i}", cluster, "billing", "orders",
+                               service_time=SERVICE, max_poll_records=MAX_POLL,
+                               fetch_max_wait=FETCH_WAIT, auto_commit_interval=AUTO_COMMIT,
+                               auto_offset_reset="earliest")
+                 for i in range(1, CONSUMERS + 1)]
+    rng = world.stream("bench:records")
+    env = world.env
+    send = producer.send
+
+    def feed():
+        timeout = env.timeout
+        yield timeout(START)
+        for _ in range(n):
+            yield timeout(rng.expovariate(RATE))
+            send(rng.randrange(KEYS))
+
+    env.process(feed())
+    return world, cluster, producer, consumers
+
+
+def with_simcomm(n: int, seed: int, trace: bool = True) -> tuple[int, Callable[[], float]]:
+    """The model in simcomm, run; returns (records consumed, their mean latency).
+
+    The latency is read from ``trace.records`` (produce -> apply) when asked
+    for, after the timing (it is analysis, not simulation); NaN without it.
+    """
+    world, _cluster, producer, consumers = simcomm_world(n, seed, trace)
+    world.run(_until(n))
+    if producer.acked != n:
+        raise RuntimeError(f"simcomm: {producer.acked} of {n} records acknowledged")
+    count = sum(c.applied for c in consumers)
+
+    def latency() -> float:
+        if not trace:
+            return math.nan
+        produced: dict[int, float] = {}
+        total = 0.0
+        for row in world.trace.records:
+            if row[1] == "produce":
+                produced[row[2]] = row[0]
+            elif row[1] == "apply":
+                total += row[0] - produced[row[2]]
+        return total / count
+
+    return count, latency
+
+
+def simcomm_untraced(n: int, seed: int) -> tuple[int, Callable[[], float]]:
+    return with_simcomm(n, seed, trace=False)
+
+
 SIDES: dict[str, Callable[[int, int], tuple[int, Callable[[], float]]]] = {
     "bare": bare_simpy,
+    "simcomm": with_simcomm,
+    "simcomm_untraced": simcomm_untraced,
 }
 
 
@@ -406,9 +478,48 @@ def main(reps: int = 3, n: int = RECORDS, memory_records: int | None = None) -> 
     return out
 
 
+def instructions(n1: int = 2_000, n2: int = 12_000) -> dict[str, Any]:
+    """Instructions per record of each side, counted by valgrind (cachegrind).
+
+    Each side runs alone in a child process under valgrind with ``n1`` and
+    then ``n2`` records; the difference of the two counts over ``n2 - n1``
+    is what one more record costs, without the interpreter's start-up, the
+    imports and the group's forming.  Unlike time, the count does not
+    depend on what else the machine is doing (the ratios are the same on
+    every run), but it counts work, not the cache misses of a larger
+    working set.  Needs ``valgrind`` on the PATH.
+    """
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on the PATH")
+    per_record: dict[str, float] = {}
+    for side in SIDES:
+        counts = []
+        for n in (n1, n2):
+            child = subprocess.run(
+                ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                 "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--side",
+                 side, str(n)], check=True, capture_output=True, text=True)
+            found = re.search(r"I\s+refs:\s+([\d,]+)", child.stderr)
+            if found is None:
+                raise RuntimeError(f"no instruction count from valgrind: {child.stderr[-500:]}")
+            counts.append(int(found.group(1).replace(",", "")))
+        per_record[side] = (counts[1] - counts[0]) / (n2 - n1)
+    out: dict[str, Any] = {f"{side}_instructions_per_record": v
+                           for side, v in per_record.items()}
+    for side in SIDES:
+        if side != "bare":
+            out[f"instructions_{side}_over_bare"] = per_record[side] / per_record["bare"]
+    return out
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[:1] == ["--quick"]:
+    if args[:1] == ["--side"]:  # one run of one side (a child of --instructions)
+        count, _ = SIDES[args[1]](int(args[2]), 1)
+        sys.exit(0 if count == int(args[2]) else 1)
+    if args[:1] == ["--instructions"]:
+        results = instructions(*(int(a) for a in args[1:3]))
+    elif args[:1] == ["--quick"]:
         results = main(1, QUICK_RECORDS)
     else:
         reps = int(args[0]) if args else 3
