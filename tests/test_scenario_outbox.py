@@ -109,8 +109,8 @@ def test_dual_write_loses_the_events_of_the_crashes_and_invents_none():
     s = outbox_report(res)
     assert s["lost"] >= 1 and s["phantom"] == 0 and s["relay_resends"] == 0
     # a lost event's order is in the database: committed, never announced
-    sent = {r[2] for r in res.world.trace.records if r[1] == "send"}
-    lost = [rid for rid in commits(res) if rid not in sent]
+    published = {r[2] for r in res.world.trace.records if r[1] == "append"}
+    lost = [rid for rid in commits(res) if rid not in published]
     assert len(lost) == s["lost"]
     assert all(rid not in applied(res) for rid in lost)
 
@@ -121,7 +121,7 @@ def test_publish_first_invents_events_of_orders_that_never_committed():
     assert s["phantom"] >= 1 and s["lost"] == 0
     c = commits(res)
     phantoms = {r[2] for r in res.world.trace.records
-                if r[1] == "send" and r[2] not in c}
+                if r[1] == "append" and r[2] not in c}
     assert len(phantoms) == s["phantom"]
     assert phantoms & applied(res)  # the consumers applied an order that never existed
 
@@ -135,7 +135,7 @@ def test_publish_first_makes_phantoms_from_refused_commits_without_any_crash():
     # instants may still be waiting for its commit (a phantom only for now)
     c = commits(res)
     settled = {r[2] for r in res.world.trace.records
-               if r[1] == "send" and r[2] not in c and r[0] < 20.0 - 0.1}
+               if r[1] == "append" and r[2] not in c and r[0] < 20.0 - 0.1}
     assert len(settled) == len(aborted) and s["phantom"] - len(settled) in (0, 1)
 
 

@@ -36,8 +36,8 @@ The service's crash in the outbox designs is a plain crash: the orders in
 its hands are not committed, so neither are their events -- the client's
 request fails, and that is all.
 
-:func:`outbox_report` sums a run up: events committed, sent, lost, phantom,
-resent by the relay, applied more than once.  The figures are Part V's
+:func:`outbox_report` sums a run up: events committed, published, lost,
+phantom, resent by the relay, applied more than once.  The figures are Part V's
 ``outbox_lag`` (commit → send → apply per record) and ``key_order``.
 """
 
@@ -91,7 +91,7 @@ DESIGNS = ("dual-write", "publish-first", "polling", "log-tailing")
 DEDUPS = ("none", "processed_ids", "idempotent")
 
 #: the keys of :func:`outbox_report`
-REPORT_KEYS = ("design", "events_committed", "events_sent", "lost", "phantom", "in_outbox",
+REPORT_KEYS = ("design", "events_committed", "events_published", "lost", "phantom", "in_outbox",
                "relay_resends", "applied", "applied_twice", "pending")
 
 
@@ -265,14 +265,16 @@ def outbox_report(res: Result) -> dict[str, Any]:
     table -- so it needs the trace (with ``trace=False`` the counts are NaN):
 
     * ``events_committed`` -- events whose transaction committed (``produce``);
-    * ``events_sent`` -- of all events, those sent at least once (``send``
-      rows labelled ``relay`` or ``dual_write``);
-    * ``lost`` -- committed by a dual write, never sent: its service moved on
-      or died (one committed in the last instant of the run, its send about
-      to go, would count too);
-    * ``phantom`` -- sent, never committed (publish first);
-    * ``in_outbox`` -- committed to the outbox, not sent by the end: waiting
-      for the relay (not lost: it will be sent);
+    * ``events_published`` -- of all events sent (``send`` rows labelled
+      ``relay`` or ``dual_write``), those that reached the log (``append``):
+      a send its producer gave up -- it died with its service -- did not;
+    * ``lost`` -- committed by a dual write, never published: its service
+      moved on or died (one committed in the run's last instant, its send
+      about to go, would count too);
+    * ``phantom`` -- published, never committed (publish first; one sent in
+      the run's last instant, its commit about to come, would count too);
+    * ``in_outbox`` -- committed to the outbox, not published by the end:
+      waiting for the relay (not lost: it will be sent);
     * ``relay_resends`` -- sends beyond each record's first (the relay's
       duplicates);
     * ``applied`` -- records applied by the consumers at least once, and
@@ -286,6 +288,7 @@ def outbox_report(res: Result) -> dict[str, Any]:
     produced: set[int] = set()
     dual: set[int] = set()
     sends: dict[int, int] = {}
+    appended: set[int] = set()
     applies: dict[int, int] = {}
     for row in res.world.trace.records:
         event = row[1]
@@ -295,15 +298,17 @@ def outbox_report(res: Result) -> dict[str, Any]:
                 dual.add(row[2])
         elif event == "send" and row[8] in ("relay", "dual_write"):
             sends[row[2]] = sends.get(row[2], 0) + 1
+        elif event == "append":
+            appended.add(row[2])
         elif event == "apply":
             applies[row[2]] = applies.get(row[2], 0) + 1
-    sent = set(sends)
+    published = appended.intersection(sends)
     out.update({
         "events_committed": len(produced),
-        "events_sent": len(sent),
-        "lost": len(dual - sent),
-        "phantom": len(sent - produced),
-        "in_outbox": len(produced - dual - sent),
+        "events_published": len(published),
+        "lost": len(dual - published),
+        "phantom": len(published - produced),
+        "in_outbox": len(produced - dual - published),
         "relay_resends": sum(n - 1 for n in sends.values()),
         "applied": len(applies),
         "applied_twice": sum(n - 1 for n in applies.values()),
