@@ -431,6 +431,15 @@ def test_a_hung_leader_is_fenced_and_answers_not_leader_when_it_wakes():
     assert b.events("unfenced")[0][0] == pytest.approx(21.0)
 
 
+def test_a_crash_during_a_hang_keeps_the_silence_count():
+    """The broker has sent no heartbeat since its hang began: a crash during the
+    hang does not push its fencing back."""
+    b = Bench()
+    install(b.world, [Hang("kafka-0", 1.0, 20.0), Crash("kafka-0", 5.0, 30.0)])
+    b.run(20)
+    assert b.events("fenced")[0][0] == pytest.approx(10.0)
+
+
 def test_a_request_in_flight_at_a_crash_is_reset():
     b = Bench()
     b.world.network.cut(["kafka-1", "kafka-2"], at=0.5)

@@ -300,6 +300,7 @@ class LogBroker(Instance):
         super().__init__(world, name, workers=1)
         self.fenced = False
         self._incident = 0  # +1 at every crash / hang / recovery (a fence timer's token)
+        self._away = False  # silent (down or hung) since the controller last heard it
         self._replicas: dict[tuple[str, int], Replica] = {}
         self._fetches: dict[int, Replica] = {}  # follower fetch id -> the replica
         self._held: list[Any] = []  # what arrived (or fell due) during a hang
@@ -1123,7 +1124,12 @@ class LogCluster:
     # the controller
     # ------------------------------------------------------------------
     def _broker_down(self, broker: LogBroker) -> None:
-        """``broker`` crashed or hung: fence it if it is still away after ``failover_after``."""
+        """``broker`` crashed or hung: fence it if it is still away after
+        ``failover_after`` s of silence (a crash during a hang does not restart
+        the count: the broker has been silent since the hang began)."""
+        if broker._away:
+            return
+        broker._away = True
         broker._incident += 1
         token = broker._incident
 
@@ -1209,6 +1215,7 @@ class LogCluster:
         fenced.  It takes the offline partitions it may lead (it is their last
         in-sync replica, or unclean election is on) and follows the rest."""
         broker._incident += 1
+        broker._away = False
         if broker.fenced:
             broker.fenced = False
             self.world.trace.event(self.world.now, broker.name, "unfenced", "")
