@@ -147,6 +147,16 @@ def test_members_share_the_partitions_and_apply_every_record_once():
     assert all(offsets == sorted(offsets) for offsets in by_partition.values())
 
 
+def test_a_members_busy_time_is_its_records_work():
+    """The utilisation tables see a member busy while it processes records."""
+    bench = Bench().feed(300, every=0.02)
+    members = [bench.member(f"m{i}", service_time=0.01) for i in range(2)]
+    bench.run(20.0)
+    for m in members:
+        assert m.busy_seconds(20.0) == pytest.approx(m.applied * 0.01)
+    assert bench.world.trace.pools
+
+
 def test_the_first_generation_waits_the_initial_rebalance_delay():
     """group.initial.rebalance.delay.ms (3 s): members starting together share generation 1."""
     bench = Bench(delay=3.0).feed(100)

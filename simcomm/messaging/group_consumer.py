@@ -114,6 +114,10 @@ not answered for a whole ``session_timeout`` (hung, cut off) is given up as
 Kafka's heartbeat thread does ("coordinator unknown"): the heartbeat and
 the JoinGroup/SyncGroup in flight are abandoned and sent again.
 
+The member's one worker counts as busy while it processes a batch (with a
+handler or a service time), so ``busy_seconds`` and the utilisation tables
+see consumers as they see any instance.
+
 Rows (``trace.records``, with ``trace.enabled``): ``apply``, ``skip``,
 ``commit``, ``commit_failed``, ``assign``, ``revoke`` (detail: the
 generation), ``reset``; the coordinator writes ``join``, ``leave``,
@@ -591,7 +595,16 @@ class GroupConsumer(Instance):
                 if self.commit == "before" and not (
                         yield from self._commit_sync("before", self._ends(batch))):
                     continue  # CommitFailedException: the batch is dropped unprocessed
-                yield from self._process(batch)
+                if self._no_work and self.record_handler is None:
+                    yield from self._process(batch)
+                else:  # the member's one worker is busy (utilisation tables)
+                    self._busy_area -= env.now
+                    self.busy = 1
+                    self._log_pool()
+                    yield from self._process(batch)
+                    self._busy_area += env.now
+                    self.busy = 0
+                    self._log_pool()
                 if self.commit == "after":
                     yield from self._commit_sync("after", self._ends(batch))
         except simpy.Interrupt:
