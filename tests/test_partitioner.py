@@ -243,6 +243,8 @@ def test_fewer_partitions_than_the_sticky_one_picks_again() -> None:
     (lambda s: StickyPartitioner(42), "rng"),  # type: ignore[arg-type]
     (lambda s: s.partition("t", 0), "num_partitions"),
     (lambda s: s.partition("t", True), "num_partitions"),
+    (lambda s: (s.partition("t", 4), s.partition("t", "4")), "num_partitions"),
+    (lambda s: (s.partition("t", 4), s.partition("t", 4.0)), "num_partitions"),
     (lambda s: s.partition(3, 4), "topic"),
     (lambda s: s.on_new_batch("t", 4, None), "previous"),
     (lambda s: s.on_new_batch("t", 4, 1.0), "previous"),

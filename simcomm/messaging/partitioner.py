@@ -195,7 +195,7 @@ class StickyPartitioner:
         or when the topic has fewer partitions than the sticky one.
         """
         p = self._current.get(topic)
-        if p is not None and p < num_partitions:
+        if p is not None and type(num_partitions) is int and p < num_partitions:
             return p
         return self._next(topic, num_partitions, -1, available)
 
