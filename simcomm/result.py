@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
-__all__ = ["FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "MESSAGING_KEYS", "PENDING_SHARE",
-           "REQUEST_KEYS", "SATURATED", "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
+__all__ = ["DELIVERY_KEYS", "FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "MESSAGING_KEYS",
+           "PENDING_SHARE", "RECORD_KEYS", "REQUEST_KEYS", "SATURATED", "SUMMARY_HELP",
+           "SUMMARY_UNITS", "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither, and
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
@@ -69,8 +70,10 @@ LATE_SHARE = 0.25
 LATE_MIN_ARRIVALS = 100
 
 #: The unit of every :meth:`Result.summary` key: ``"s"`` seconds,
-#: ``"req/s"`` requests per second, ``"fraction"`` a number from 0 to 1
-#: (shown also as a percentage), ``""`` a count, a ratio, a name or a flag.
+#: ``"req/s"`` requests per second, ``"msg/s"`` messages and ``"rec/s"``
+#: records per second, ``"per 10k"`` a count per 10 000 records produced,
+#: ``"fraction"`` a number from 0 to 1 (shown also as a percentage), ``""`` a
+#: count, a ratio, a name or a flag.
 SUMMARY_UNITS: dict[str, str] = {
     "requests": "", "completed": "", "fallback": "", "answered": "", "failed": "",
     "pending": "",
@@ -88,6 +91,13 @@ SUMMARY_UNITS: dict[str, str] = {
     "messages_published": "", "messages_consumed": "", "messages_lost": "",
     "messages_dead_lettered": "", "messages_queued": "", "redeliveries": "",
     "message_p95_latency": "s",
+    "records_produced": "", "records_applied": "", "lost": "", "duplicated": "",
+    "reordered": "", "gaps": "", "phantom": "", "records_pending": "",
+    "lost_per_10k": "per 10k", "duplicated_per_10k": "per 10k",
+    "reordered_per_10k": "per 10k", "rebalances": "",
+    "record_mean_latency": "s", "record_p50_latency": "s", "record_p95_latency": "s",
+    "record_p99_latency": "s", "record_throughput": "rec/s", "produce_rate": "rec/s",
+    "record_capacity": "rec/s",
 }
 
 #: The :meth:`Result.summary` keys of a run with messaging (publishers,
@@ -95,6 +105,23 @@ SUMMARY_UNITS: dict[str, str] = {
 MESSAGING_KEYS = ("messages_published", "messages_consumed", "messages_lost",
                   "messages_dead_lettered", "messages_queued", "redeliveries",
                   "message_p95_latency")
+
+#: The :meth:`Result.summary` keys of a run whose records table has
+#: ``produce`` rows (keyed application records, issue 9: a partitioned log,
+#: an outbox, or keyed publishes on a queue), from
+#: :mod:`simcomm.analysis.delivery` (:data:`~simcomm.analysis.delivery.COUNT_KEYS`).
+#: In a run with client requests, whose ``pending`` counts requests, the
+#: records' ``pending`` is called ``records_pending``.
+DELIVERY_KEYS = ("records_produced", "records_applied", "lost", "duplicated", "reordered",
+                 "gaps", "phantom", "pending", "lost_per_10k", "duplicated_per_10k",
+                 "reordered_per_10k", "rebalances")
+
+#: The keys a run of records alone (a log, its producers and consumer
+#: groups; no client requests, no issue-8 messaging) reports beside
+#: :data:`DELIVERY_KEYS`: latency from produce to the first application,
+#: and records applied per second.
+RECORD_KEYS = ("record_mean_latency", "record_p50_latency", "record_p95_latency",
+               "record_p99_latency", "record_throughput")
 
 #: The keys about client requests.  A run of messages alone (producers,
 #: brokers and consumers, no users waiting for replies) leaves them out of
@@ -115,7 +142,8 @@ SUMMARY_HELP: dict[str, str] = {
     "answered": "completed + fallback: requests the user got an answer to",
     "failed": "requests that ended badly (error, refused, rejected, reset, abandoned, "
               "timeout, deadline_exceeded, bulkhead_full, short_circuited, rate_limited)",
-    "pending": "requests still unanswered when the run ended",
+    "pending": "requests still unanswered when the run ended (in a run of records alone: "
+               "produced records not applied and not lost, still in flight at the end)",
     "error": "requests answered with an error",
     "refused": "requests refused because the instance was down",
     "rejected": "requests turned away by a full queue",
@@ -182,6 +210,37 @@ SUMMARY_HELP: dict[str, str] = {
     "message_p95_latency": "95th percentile time from publish to a handler first finishing "
                            "with the message, over the copies handled (NaN with "
                            "trace=False: it needs each message's times)",
+    "records_produced": "keyed application records produced (each once per consumer group "
+                        "or queue expected to apply it); with trace=False, the records the "
+                        "log producers sent (a relay's resends included)",
+    "records_applied": "produced records whose effect a consumer applied at least once "
+                       "(records_produced = records_applied + lost + pending); with "
+                       "trace=False, the applications the group consumers counted",
+    "lost": "produced records never applied, with a cause: the producer gave up, a leader "
+            "failover truncated them, an offset committed before processing, a dual write, "
+            "... (NaN with trace=False: causes need the records table)",
+    "duplicated": "applications of a record beyond its first (its effect applied twice)",
+    "reordered": "first applications of a record after a later record of the same key",
+    "gaps": "first applications of a record while the previous record of its key was not "
+            "applied yet (lost, or still to come)",
+    "phantom": "records applied that were never produced: the dual write's publish-first "
+               "message whose transaction never committed",
+    "records_pending": "in a run with client requests: produced records not applied and not "
+                       "lost, still in flight at the end",
+    "lost_per_10k": "lost per 10 000 records produced",
+    "duplicated_per_10k": "duplicated applications per 10 000 records produced",
+    "reordered_per_10k": "reordered applications per 10 000 records produced",
+    "rebalances": "consumer-group rebalances (a start to its end; cooperative's follow-up "
+                  "round counts as one more)",
+    "record_mean_latency": "mean time from a record's produce to its first application",
+    "record_p50_latency": "median time from a record's produce to its first application",
+    "record_p95_latency": "95th percentile time from produce to first application",
+    "record_p99_latency": "99th percentile time from produce to first application",
+    "record_throughput": "records applied (first applications) per second of simulated time",
+    "produce_rate": "in a run of records alone: records produced per second (the load "
+                    "offered to the system)",
+    "record_capacity": "in a run of records alone: records per second the system can carry, "
+                       "estimated as applied per second / utilisation of the bottleneck",
 }
 
 
@@ -209,6 +268,12 @@ class Result:
       ``queue_depth`` and ``consumer_inflight`` over time;
       ``message_latency()``, ``ordering()`` and ``message_ledger()``; the
       summary then also has the keys of :data:`MESSAGING_KEYS`.
+    * keyed records (issue 9: a partitioned log, consumer groups, an
+      outbox; keyed publishes on a queue): ``records`` -- the records table;
+      ``key_order()``, ``delivery_anomalies()``, ``delivery_causes()``,
+      ``assignments()``, ``rebalances()``, ``consumer_lag()``,
+      ``outbox_lag()``; the summary then also has :data:`DELIVERY_KEYS`
+      (rules: :mod:`simcomm.analysis.delivery`).
     """
 
     def __init__(self, world: World, scenario: Scenario | None = None,
@@ -664,6 +729,180 @@ class Result:
             "message_p95_latency": float(np.percentile(lat, 95)) if lat.size else math.nan,
         }
 
+    # -- keyed records (see simcomm.analysis.delivery) ---------------------
+    @cached_property
+    def records(self) -> pd.DataFrame:
+        """The records table: one row per event in the life of a keyed
+        application record (``produce``, ``send``, ``retry``, ``append``,
+        ``ack``, ``fail``, ``truncate``, ``apply``, ``skip``, ``commit``,
+        ``assign``, ``revoke``, ``rebalance_start``, ...), columns
+        ``RECORD_COLUMNS`` (``time, event, record_id, topic, partition,
+        offset, key, node, detail``) as recorded.  Needs the trace (empty with
+        ``trace=False``)."""
+        from simcomm.analysis.delivery import records_frame
+
+        return records_frame(self.world.trace.records)
+
+    @cached_property
+    def _delivery(self) -> Any:
+        """The delivery analysis of the records (a
+        :class:`simcomm.analysis.delivery.Delivery`), made once."""
+        from simcomm.analysis.delivery import analyse
+
+        tr = self.world.trace
+        return analyse(self.records, tr.events, tr.mq if tr.mq else None)
+
+    def _has_records(self) -> bool:
+        """The records table has a ``produce`` row (a traced run with keyed records)."""
+        return any(row[1] == "produce" for row in self.world.trace.records)
+
+    def key_order(self) -> pd.DataFrame:
+        """Per key, the order records were applied in against the order they
+        were produced: one row per ``apply`` or ``skip``, in the order they
+        happened, columns ``key, record_id, produced_index`` (the record's
+        place in its key's produced order, from 0; NaN for a null key or a
+        record never produced), ``applied_index`` (its place among the
+        key's first applications; NaN for a repeat), ``time, node,
+        partition, offset``, ``kind`` (``in_order``, ``reordered``,
+        ``duplicate``, ``skipped``; ``phantom`` for a record never
+        produced), ``cause`` (of a reorder, a duplicate or a skip) and
+        ``reader`` (the consumer group or queue).  Rules:
+        :mod:`simcomm.analysis.delivery`.  Needs the trace."""
+        return self._delivery.key_order  # type: ignore[no-any-return]
+
+    def delivery_anomalies(self) -> pd.DataFrame:
+        """Every delivery anomaly, in time order: ``time, key, record_id,
+        anomaly`` (``lost``, ``duplicated``, ``reordered``, ``gap``,
+        ``phantom``), ``cause`` (``rebalance``, ``crash before commit``,
+        ``retry in flight``, ``competing consumers``, ``relay crash``,
+        ``commit before processing``, ``leader failover``, ``producer gave
+        up``, ``dual write``, ``redelivery``, ...) and ``reader``.  Rules:
+        :mod:`simcomm.analysis.delivery`.  Needs the trace."""
+        return self._delivery.anomalies  # type: ignore[no-any-return]
+
+    def delivery_causes(self) -> pd.DataFrame:
+        """The anomalies counted by cause: ``anomaly, cause, count`` (tidy,
+        only what happened).  Needs the trace."""
+        return self._delivery.causes()  # type: ignore[no-any-return]
+
+    def assignments(self) -> pd.DataFrame:
+        """Which member of which consumer group owned which partition when:
+        ``group, topic, partition, member, start, end, generation``, one row
+        per interval (``end`` = the run's end for one still held).  Rules:
+        :func:`simcomm.analysis.delivery.assignments`.  Needs the trace."""
+        from simcomm.analysis.delivery import assignments
+
+        return assignments(self.records, until=self.until)
+
+    def rebalances(self) -> pd.DataFrame:
+        """Every consumer-group rebalance: ``group, start, end, why,
+        generation`` (eager: nobody in the group consumes from start to end,
+        the stop-the-world pause).  Rules:
+        :func:`simcomm.analysis.delivery.rebalances`.  Needs the trace."""
+        from simcomm.analysis.delivery import rebalances
+
+        return rebalances(self.records)
+
+    def consumer_lag(self) -> pd.DataFrame:
+        """Each group's lag per partition over time: ``time, group, topic,
+        partition, log_end, committed, lag`` (log end minus committed offset,
+        a row whenever either changed).  Rules:
+        :func:`simcomm.analysis.delivery.consumer_lag`.  Needs the trace."""
+        from simcomm.analysis.delivery import consumer_lag
+
+        return consumer_lag(self.records)
+
+    def outbox_lag(self) -> pd.DataFrame:
+        """Each record written with a business transaction (outbox or dual
+        write): ``record_id, key, committed, sent, applied, lag`` (commit →
+        first application; a phantom has ``committed`` NaN).  Rules:
+        :func:`simcomm.analysis.delivery.outbox_lag`.  Needs the trace."""
+        from simcomm.analysis.delivery import outbox_lag
+
+        return outbox_lag(self.records)
+
+    def _log_nodes(self) -> tuple[list[Any], list[Any]]:
+        """The run's log producers and group consumers (issue 9)."""
+        from simcomm.messaging.group_consumer import GroupConsumer
+        from simcomm.messaging.log_producer import LogProducer
+
+        nodes = list(self.world.nodes.values())
+        return ([n for n in nodes if isinstance(n, LogProducer)],
+                [n for n in nodes if isinstance(n, GroupConsumer)])
+
+    @cached_property
+    def _record_counts(self) -> dict[str, Any] | None:
+        """The summary's delivery keys (:data:`DELIVERY_KEYS`) and the
+        record latency keys (:data:`RECORD_KEYS`), or None for a run without
+        records.  Traced: from :attr:`_delivery`.  With ``trace=False`` a run
+        with log producers or group consumers still has them: produced and
+        applied from the nodes' counters (``LogProducer.sent``,
+        ``GroupConsumer.applied``), pending as their difference; every
+        anomaly, its rate and the latency are NaN (they need each record's
+        rows), and so are rebalances."""
+        import numpy as np
+
+        if self.world.trace.enabled:
+            if not self._has_records():
+                return None
+            d = self._delivery
+            out = {k: d.counts[k] for k in DELIVERY_KEYS}
+            lat = d.latency()
+            pct = np.percentile(lat, [50, 95, 99]) if lat.size else [math.nan] * 3
+            out.update({"record_mean_latency": float(lat.mean()) if lat.size else math.nan,
+                        "record_p50_latency": float(pct[0]),
+                        "record_p95_latency": float(pct[1]),
+                        "record_p99_latency": float(pct[2]),
+                        "record_throughput": lat.size / self.until})
+            return out
+        producers, consumers = self._log_nodes()
+        if not producers and not consumers:
+            return None
+        produced = sum(p.sent for p in producers)
+        applied = sum(c.applied for c in consumers)
+        out = dict.fromkeys((*DELIVERY_KEYS, *RECORD_KEYS), math.nan)
+        out.update({"records_produced": produced, "records_applied": applied,
+                    "pending": max(produced - applied, 0),
+                    "record_throughput": applied / self.until})
+        return out
+
+    @cached_property
+    def _record_run(self) -> bool:
+        """A run of records alone: keyed records (or log producers / group
+        consumers), no client sending requests and no issue-8 messaging."""
+        return (not self._message_run and self._record_counts is not None
+                and not self._has_messaging()
+                and not any(isinstance(node, _Client) for node in self.world.nodes.values()))
+
+    def _delivery_keys(self, requests: bool) -> dict[str, Any]:
+        """The delivery keys for a summary that has others before them
+        (requests or messages): ``pending`` renamed ``records_pending``
+        where the request keys have a ``pending`` of their own."""
+        rc = self._record_counts
+        if rc is None:
+            return {}
+        return {("records_pending" if requests and k == "pending" else k): rc[k]
+                for k in DELIVERY_KEYS}
+
+    def _record_summary(self) -> dict[str, Any]:
+        """The summary of a run of records alone: the delivery keys first,
+        latency from produce to first application, the load in records."""
+        health = self._health
+        rc = self._record_counts
+        assert rc is not None
+        out: dict[str, Any] = {k: rc[k] for k in (*DELIVERY_KEYS, *RECORD_KEYS)}
+        out.update({
+            "produce_rate": health["offered_rate"],
+            "record_capacity": health["capacity"],
+            "offered_load": health["offered_load"],
+            "bottleneck": health["bottleneck"]["resource"],
+            "bottleneck_utilisation": health["bottleneck"]["utilisation"],
+            "stable": health["stable"],
+            "messages_sent": self.world.network.sent,
+            "messages_dropped": sum(self.world.network.dropped.values()),
+        })
+        return out
+
     # -- numbers -------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Headline numbers (seconds, per second, fractions); see
@@ -683,6 +922,8 @@ class Result:
 
         if self._message_run:
             return self._message_summary()
+        if self._record_run:
+            return self._record_summary()
         df = self.requests
         outcomes = df["outcome"]
         ok = df[outcomes == "ok"]
@@ -730,6 +971,7 @@ class Result:
         mq = self._message_counts
         if mq is not None:
             out.update({key: mq[key] for key in MESSAGING_KEYS})
+        out.update(self._delivery_keys(requests=True))
         return out
 
     @cached_property
@@ -755,6 +997,7 @@ class Result:
             "messages_sent": self.world.network.sent,
             "messages_dropped": sum(self.world.network.dropped.values()),
         })
+        out.update(self._delivery_keys(requests=False))
         return out
 
     def _edges(self) -> list[Any]:
@@ -874,6 +1117,12 @@ class Result:
             assert mq is not None
             n, completed = mq["messages_published"], mq["messages_consumed"]
             pending = mq["messages_queued"]
+        elif self._record_run:
+            # the work is records: produced ones, of which applied or still pending
+            rc = self._record_counts
+            assert rc is not None
+            n, completed, pending = (rc["records_produced"], rc["records_applied"],
+                                     rc["pending"])
         else:
             reqs = self.world.trace.requests
             n = len(reqs)
@@ -962,14 +1211,17 @@ class Result:
                 if isinstance(node, Instance) and node.hung]
         n, pending = h["requests"], h["pending"]
         messages = self._message_run
+        records = self._record_run
         work, unit, left = (("messages", "msg/s", "still queued") if messages
-                            else ("requests", "req/s", "still pending"))
+                            else ("records", "rec/s", "still pending (not yet applied)")
+                            if records else ("requests", "req/s", "still pending"))
         parts = [f"{_count(pending)} of {_count(n)} {work} "
                  f"({_percent(h['pending_share'] if n else 0.0)}) were {left} "
                  f"at the end", h["bottleneck"]["text"]]
         if math.isfinite(h["capacity"]):
             how = "a capacity" if h["capacity_source"] == "model" else "an estimated capacity"
-            parts.append(f"{'published' if messages else 'offered'} {_rate(h['offered_rate'])} "
+            verb = "published" if messages else "produced" if records else "offered"
+            parts.append(f"{verb} {_rate(h['offered_rate'])} "
                          f"{unit} against {how} of about {_rate(h['capacity'])} {unit}")
         if hung and not h["over_capacity"]:
             # busy workers held by a hang (here or downstream) are not overload
@@ -987,7 +1239,8 @@ class Result:
         else:
             lead, why = "unfinished", (" The run may be too short for its latencies, or "
                                        f"{work} are stuck waiting.")
-        tail = ("" if messages else " availability counts finished requests only.")
+        tail = ("" if messages or records
+                else " availability counts finished requests only.")
         return [f"{lead}: {'; '.join(parts)}.{why}{tail}"]
 
     def fingerprint(self) -> str:
@@ -1012,6 +1265,11 @@ class Result:
                     f"{s['messages_published']} messages published, "
                     f"{s['messages_consumed']} consumed, "
                     f"p95 {s['message_p95_latency']:.4g}s>")
+        if self._record_run:
+            return (f"<Result {name} seed={self.seed} until={self.until:g}s: "
+                    f"{s['records_produced']} records produced, "
+                    f"{s['records_applied']} applied, lost {s['lost']}, "
+                    f"duplicated {s['duplicated']}, reordered {s['reordered']}>")
         return (f"<Result {name} seed={self.seed} until={self.until:g}s: "
                 f"{s['requests']} requests, availability {s['availability']:.4f}, "
                 f"p50 {s['p50']:.4g}s>")

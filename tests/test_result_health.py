@@ -167,6 +167,11 @@ def test_every_summary_key_has_a_unit_and_a_meaning():
     # a run without messaging has no messaging keys (tests/test_messaging_results.py),
     # nor the load keys of a run of messages alone
     alone = {"publish_rate", "message_capacity"}
+    # nor the keys of keyed records (issue 9: tests/test_result_records.py)
+    from simcomm.result import DELIVERY_KEYS, RECORD_KEYS
+
+    alone |= ({*DELIVERY_KEYS, *RECORD_KEYS, "records_pending", "produce_rate",
+               "record_capacity"} - {"pending"})
     assert set(SUMMARY_UNITS) - set(MESSAGING_KEYS) - alone == set(s) == (
         set(SUMMARY_HELP) - set(MESSAGING_KEYS) - alone)
     assert SUMMARY_UNITS["capacity"] == SUMMARY_UNITS["offered_rate"] == "req/s"

@@ -129,6 +129,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from simcomm.engine.trace import RECORD_COLUMNS as _RECORD_COLUMNS
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
@@ -165,8 +166,6 @@ COUNT_KEYS = ("records_produced", "records_applied", "lost", "duplicated", "reor
               "gaps", "phantom", "pending", "lost_per_10k", "duplicated_per_10k",
               "reordered_per_10k", "rebalances")
 
-_RECORD_COLUMNS = ("time", "event", "record_id", "topic", "partition", "offset", "key", "node",
-                   "detail")
 # the mq events that show a copy of a message on a channel
 _MQ_COPY = ("enqueue", "pipe", "deliver", "consume", "requeue", "ack", "drop", "dead_letter")
 # the group events after which a member no longer owns what it had
@@ -270,6 +269,14 @@ class _NodeTimes:
         return out
 
 
+def _obj(values: Any) -> pd.Series:
+    """An object column as given: pandas would read a column of strings and
+    None as its string dtype, None turned NaN (a null key must stay None)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object)
+
+
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
     import pandas as pd
 
@@ -343,7 +350,7 @@ def _counts(units: pd.DataFrame, key_order: pd.DataFrame, anomalies: pd.DataFram
             "skipped": int(kinds.get("skipped", 0)), "skip_only": skip_only}
 
 
-def _select(conds: list[np.ndarray], choices: list[str], default: str) -> np.ndarray:
+def _select(conds: list[np.ndarray], choices: list[Any], default: str) -> np.ndarray:
     import numpy as np
 
     n = len(conds[0]) if conds else 0
@@ -351,7 +358,7 @@ def _select(conds: list[np.ndarray], choices: list[str], default: str) -> np.nda
     done = np.zeros(n, dtype=bool)
     for c, v in zip(conds, choices, strict=True):
         take = c & ~done
-        out[take] = v
+        out[take] = v[take] if isinstance(v, np.ndarray) else v
         done |= take
     return out
 
@@ -462,12 +469,13 @@ def analyse(records: pd.DataFrame | Iterable[tuple], events: Iterable[tuple] = (
         cause[phantom_pos] = _lookup(apps.iloc[phantom_pos], ph, ["rc", "record_id"],
                                      ["cause"])["cause"].fillna("unknown").to_numpy(object)
     key_order = pd.DataFrame({
-        "key": apps["key"].to_numpy(object), "record_id": apps["record_id"].to_numpy(np.int64),
+        "key": _obj(apps["key"].to_numpy(object)),
+        "record_id": apps["record_id"].to_numpy(np.int64),
         "produced_index": apps["pidx"].to_numpy(float), "applied_index": applied_index,
         "time": apps["time"].to_numpy(float), "node": apps["node"].to_numpy(object),
         "partition": apps["partition"].to_numpy(np.int64),
         "offset": apps["offset"].to_numpy(np.int64), "kind": kind, "cause": cause,
-        "reader": apps["reader"].to_numpy(object)})
+        "reader": _obj(apps["reader"].to_numpy(object))})
 
     anomalies = _anomalies(units, apps, f, repeats)
     nreb = len(_rebalances(rows))
@@ -537,6 +545,7 @@ def _record_facts(rows: _Rows, prod: pd.DataFrame) -> pd.DataFrame:
     out["t_trunc"] = t_trunc.reindex(ids)
     out["retried"] = ids.isin(rid_col[rows.where("retry")])
     out["failed"] = ids.isin(rid_col[rows.where("fail")])
+    out["acked"] = ids.isin(rid_col[rows.where("ack")])
     sp = rows.where("send")
     det = rec["detail"].to_numpy(object)[sp]
     srid = rid_col[sp]
@@ -689,6 +698,7 @@ def _facts_of(facts: pd.DataFrame, rid: np.ndarray) -> dict[str, np.ndarray]:
     return {"pdetail": _fact(facts, rid, "pdetail", None).astype(object),
             "retried": _fact(facts, rid, "retried", False).astype(bool),
             "failed": _fact(facts, rid, "failed", False).astype(bool),
+            "acked": _fact(facts, rid, "acked", False).astype(bool),
             "n_appends": _fact(facts, rid, "n_appends", 0).astype(np.int64),
             "n_relay": _fact(facts, rid, "n_relay", 0).astype(np.int64),
             "n_sends": _fact(facts, rid, "n_sends", 0).astype(np.int64),
@@ -786,7 +796,7 @@ def _unit_status(units: pd.DataFrame, apps: pd.DataFrame, prod: pd.DataFrame,
     u["ptopic"] = p["topic"].to_numpy(object)
     # the key: the produce row's, else an application's (a phantom)
     akey = _lookup(u, apps, ["record_id"], ["key"])["key"].to_numpy(object)
-    u["key"] = np.where(u["produced"].to_numpy(), p["key"].to_numpy(object), akey)
+    u["key"] = _obj(np.where(u["produced"].to_numpy(), p["key"].to_numpy(object), akey))
     u["latency"] = u["first_applied"].to_numpy(float) - u["produced_time"].to_numpy(float)
     produced = u["produced"].to_numpy(bool)
     applied = (u["applications"].to_numpy() > 0) | (u["skips"].to_numpy() > 0)
@@ -840,12 +850,13 @@ def _loss_causes(u: pd.DataFrame, fa_all: dict[str, np.ndarray], idx: np.ndarray
     live = fa["live"]
     dual = (fa["pdetail"] == "dual_write") & (fa["n_sends"] == 0)
     gave_up = fa["failed"] & ~live
-    failover = ~live & ~np.isnan(fa["t_trunc"])
+    # acknowledged, then truncated: lost; unacknowledged, the producer is still at it
+    failover = ~live & ~np.isnan(fa["t_trunc"]) & fa["acked"]
     past, reset = _committed_past(u, fa, rows, member_group, crashed)
     has_live = live & ~np.isnan(fa["a_off"])
     return _select([mq_cause != "", dual, gave_up, failover, has_live & past,
                     has_live & reset],
-                   [mq_cause, "dual write", "producer gave up", "leader failover",  # type: ignore[list-item]
+                   [mq_cause, "dual write", "producer gave up", "leader failover",
                     "commit before processing", "offset reset"], "") if n else np.empty(
         0, dtype=object)
 
@@ -968,11 +979,11 @@ def _anomalies(units: pd.DataFrame, apps: pd.DataFrame, f: pd.DataFrame,
     phc = units[units["status"] == "phantom"][["rc", "record_id", "cause"]]
     phj = _lookup(ph, phc, ["rc", "record_id"], ["cause"])
     parts.append(pd.DataFrame({"time": ph["time"].to_numpy(float),
-                               "key": ph["key"].to_numpy(object),
+                               "key": _obj(ph["key"].to_numpy(object)),
                                "record_id": ph["record_id"].to_numpy(np.int64),
                                "anomaly": "phantom",
                                "cause": phj["cause"].fillna("unknown").to_numpy(object),
-                               "reader": ph["reader"].to_numpy(object),
+                               "reader": _obj(ph["reader"].to_numpy(object)),
                                "seq": ph["seq"].to_numpy(np.int64)}))
     out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(
         len(p) for p in parts) else None
@@ -1210,7 +1221,7 @@ def outbox_lag(records: pd.DataFrame | Iterable[tuple]) -> pd.DataFrame:
     committed = np.concatenate([p["time"].to_numpy(float), np.full(len(ghosts), np.nan)])
     sent = s.set_index("record_id")["time"].reindex(ids).to_numpy(float)
     applied = a.set_index("record_id")["time"].reindex(ids).to_numpy(float)
-    return pd.DataFrame({"record_id": ids, "key": keys, "committed": committed,
+    return pd.DataFrame({"record_id": ids, "key": _obj(keys), "committed": committed,
                          "sent": sent, "applied": applied, "lag": applied - committed})
 
 
