@@ -35,17 +35,22 @@ is sent).  ``acks=1`` / ``"all"``: the leader answers after its own append,
 or when the in-sync replicas have the batch; at most ``max_in_flight``
 (``max.in.flight.requests.per.connection``) requests are in flight per
 leader connection.  The producer talks to each broker over one TCP
-connection (``fifo``): what it sends to a leader arrives in that order.
+connection (``fifo``): what it sends to a leader arrives in that order, and
+it reads the answers in the order it sent the requests (Kafka's
+``InFlightRequests``): an answer that overtook a lost one waits for it.
 
 **Retries** (``retries``, ``request_timeout`` = ``request.timeout.ms``,
 ``retry_backoff`` / ``retry_backoff_max`` = ``retry.backoff.ms`` /
 ``retry.backoff.max.ms``, ``delivery_timeout`` = ``delivery.timeout.ms``).
-A request that is not answered within ``request_timeout``, refused or
-reset by a broker that is down, or answered with a retriable error
-(``not_leader``, ``not_enough_replicas``, ``out_of_order``) is retried: the
-batch goes back to the FRONT of its partition's queue (Kafka's
-``reenqueue``; an idempotent producer puts it back in sequence order) and
-is sent again after an exponential backoff, ``retry_backoff * 2**(n-1)``
+A request that is not answered within ``request_timeout`` closes its
+connection, as Kafka's ``NetworkClient`` does: every request in flight on
+it fails (retry detail ``timeout``), answered or not.  A request refused or
+reset by a broker that is down (``refused``), or answered with a retriable
+error (``not_leader``, ``not_enough_replicas``, ``out_of_order``) fails
+alone.  A failed batch is retried: it goes back to the FRONT of its
+partition's queue (Kafka's ``reenqueue``; an idempotent producer puts it
+back in sequence order; the batches of a closed connection keep their
+order) and is sent again after an exponential backoff, ``retry_backoff * 2**(n-1)``
 capped at ``retry_backoff_max`` with ±20 % jitter (KIP-580, Kafka 3.7+).
 A batch fails -- its records get ``None`` -- after ``retries`` retries or
 ``delivery_timeout`` s after it was created, wherever it is then (queued,
@@ -54,9 +59,11 @@ the whole time from ``send()`` to the outcome).
 
 Without idempotence, a retry with more than one request in flight breaks
 the partition's order and can duplicate: a batch whose request was lost is
-sent again after a later batch was appended (reordered), and a batch that
+sent again after later batches were appended (reordered), and a batch that
 was appended but whose answer was lost or late is appended again
 (duplicated) -- both visible as ``append`` rows in ``world.trace.records``.
+With ``max_in_flight=1`` nothing is sent behind a batch until its outcome
+is known: order holds, duplicates remain.
 
 **The idempotent producer** (``idempotence`` = ``enable.idempotence``).  The
 producer first asks a broker for a producer id
@@ -70,21 +77,31 @@ producer retries refused batches in sequence order, and a retried batch is
 sent only when every earlier batch of its partition is done (Kafka's
 ``RecordAccumulator`` waits until the retried batch is the first in flight:
 "this effectively reduces our in flight request count to 1"): no reorder,
-no duplicate.  It needs ``acks="all"``, ``retries >= 1`` and
-``max_in_flight <= 5``: asking for it with anything else is a
-:class:`~simcomm.errors.ParamError`, as Kafka's ``ConfigException``; left
-at ``None`` it is on unless those settings conflict (Kafka 3.2+: the
-default ``enable.idempotence=true`` gives way silently).  When an
-idempotent batch fails after it was sent, the producer cannot know whether
-it was appended, so once nothing is in flight it takes a new producer id
-and numbers its queued batches from 0 again (what Kafka 1.1 to 2.4 did;
-Kafka 2.5+ bumps the epoch instead, KIP-360).
+no duplicate.  A leader accepts any sequence from a producer id it holds no
+state for (Kafka's ``ProducerAppendInfo.checkSequence``), which TCP makes
+safe: a connection never delivers a later request after losing an earlier
+one.  simcomm's network loses single messages, so a partition's first batch
+under a producer id goes alone, and the next ones only once it is
+acknowledged (a deviation from Kafka that stands in for TCP).
+
+It needs ``acks="all"``, ``retries >= 1`` and ``max_in_flight <= 5``:
+asking for it with anything else is a :class:`~simcomm.errors.ParamError`,
+as Kafka's ``ConfigException``; left at ``None`` it is on unless those
+settings conflict (Kafka 3.2+: the default ``enable.idempotence=true``
+gives way silently). When an idempotent batch fails after it was sent, the
+producer cannot know whether it was appended, so once nothing is in flight
+it takes a new producer id and numbers its queued batches from 0 again
+(what Kafka 1.1 to 2.4 did; Kafka 2.5+ bumps the epoch instead, KIP-360) --
+a queued retry that had in fact been appended is then appended again, as it
+could be in Kafka.
 
 **Crash.**  The producer's buffers live in its process: a crash loses every
 record not yet acknowledged (each gets a ``fail`` row, detail ``crash``,
 and ``None``); after the restart it takes a new producer id.  A record
 sent while it is down fails the same way at once.  A hang stalls the
-sender (nothing goes out) until it ends.
+sender (nothing goes out) until it ends; answers that arrive meanwhile are
+read (a simplification: the network thread of a hung client is not
+modelled apart).
 
 **Rows** in ``world.trace.records`` (when the trace is on): ``produce``
 (a record made by :meth:`send` without a ``record_id``) or ``send`` (with
@@ -139,14 +156,13 @@ _FAST_KEYS = (str, int, bytes)  # key types cached by value (bool and float are 
 class _Batch:
     """A producer batch: the records of one partition, sent and retried together."""
 
-    __slots__ = ("backoff_until", "closed", "created", "done", "events", "full", "nbytes",
+    __slots__ = ("backoff_until", "closed", "created", "done", "events", "full",
                  "partition", "ready_at", "records", "req", "retries", "sequence", "wire")
 
     def __init__(self, partition: int, created: float, ready_at: float) -> None:
         self.partition = partition
         self.records: list[Record] = []
         self.events: list[Event] = []
-        self.nbytes = 0
         self.created = created
         self.ready_at = ready_at  # created + linger
         self.full = False
@@ -315,6 +331,9 @@ class LogProducer(Instance):
         self.producer_id: int | None = None
         self._next_seq = [0] * n
         self._unacked: list[list[_Batch]] = [[] for _ in range(n)]  # sequenced, not done
+        #: a batch of the partition was acknowledged under this producer id: its
+        #: leader holds our state (acks=all: on every in-sync replica)
+        self._known = [False] * n
         self._reset_pending = False
         self._pid_asked = False
         self._epoch = 0  # +1 per crash: a callback from before it is void
@@ -357,6 +376,8 @@ class LogProducer(Instance):
                 p = self._key_partition(key)
         else:
             p = self._key_partition(key)
+        if label.__class__ is not str and not isinstance(label, str):
+            raise ParamError("label", label, "a string (the send row's detail)")
         if record_id is None:
             rid = self.cluster.next_record_id()
             event = "produce"
@@ -365,8 +386,6 @@ class LogProducer(Instance):
                 raise ParamError("record_id", record_id, "a whole number >= 0, or None")
             rid = int(record_id)
             event = "send"
-        if not isinstance(label, str):
-            raise ParamError("label", label, "a string (the send row's detail)")
         self.sent += 1
         ev = Event(env)
         ev.record_id = rid  # type: ignore[attr-defined]
@@ -402,7 +421,6 @@ class LogProducer(Instance):
             env.timeout(self.linger).callbacks.append(self._drain_cb)
         batch.records.append(record)
         batch.events.append(ev)
-        batch.nbytes += self.record_size
         if len(batch.records) >= self._full_at:
             batch.full = True
             wake = True
@@ -450,6 +468,7 @@ class LogProducer(Instance):
         conns = self._conns
         limit = self.max_in_flight if self.acks else math.inf
         idem = self.idempotence
+        known = self._known
         for p, q in enumerate(self._queues):
             while q:
                 b = q[0]
@@ -461,6 +480,8 @@ class LogProducer(Instance):
                         break  # an earlier batch of the partition is not done yet
                 elif not (b.full or len(q) > 1 or now + _EPS >= b.ready_at):
                     break  # lingering: its timer drains again
+                if idem and not known[p] and self._unacked[p] and self._unacked[p][0] is not b:
+                    break  # the partition's first batch under this id goes alone
                 leader = cluster.leader(topic, p)
                 if leader is None:
                     wake = min(wake, now + max(self.retry_backoff, 1e-3))
@@ -503,12 +524,13 @@ class LogProducer(Instance):
                 b.wire = RecordBatch(self.topic, p, b.records)
         self.requests += 1
         body = ProduceRequest(b.wire, self.acks)
+        nbytes = len(b.records) * self.record_size
         if not self.acks:
             # nobody waits for an answer: no reply-to (the leader sends none)
-            self._network.send(self.message(leader, body, size=b.nbytes))
+            self._network.send(self.message(leader, body, size=nbytes))
             self._complete(b, -1)
             return
-        ev = self.request(leader, body, size=b.nbytes)
+        ev = self.request(leader, body, size=nbytes)
         req = _Request(b, leader, ev.request_id, now + self.request_timeout)  # type: ignore[attr-defined]
         b.req = req
         conn = self._conns.get(leader)
@@ -583,6 +605,7 @@ class LogProducer(Instance):
             unacked = self._unacked[p]
             if b in unacked:
                 unacked.remove(b)
+            self._known[p] = True
         rows = self._rows
         now = self.env.now
         if rows is not None:
@@ -753,6 +776,7 @@ class LogProducer(Instance):
             return
         self._reset_pending = False
         self.producer_id = None
+        self._known = [False] * self.num_partitions
         for p, q in enumerate(self._queues):
             self._next_seq[p] = 0
             self._unacked[p].clear()
@@ -791,6 +815,7 @@ class LogProducer(Instance):
         self._pid_asked = False
         self.producer_id = None
         self._next_seq = [0] * self.num_partitions
+        self._known = [False] * self.num_partitions
         for u in self._unacked:
             u.clear()
 
