@@ -136,6 +136,8 @@ def test_bad_topics_and_lookups_are_refused():
         assert err.value.field == field
     with pytest.raises(ParamError, match="replication_factor"):
         c.create_topic("u", 1, replication_factor=1)  # below min_insync_replicas
+    with pytest.raises(ParamError, match="replication_factor"):
+        c.create_topic("u", 1, replication_factor=0)
     with pytest.raises(ParamError, match="topic"):
         c.leader("nope", 0)
     with pytest.raises(ParamError, match="partition"):
@@ -150,6 +152,38 @@ def test_bad_topics_and_lookups_are_refused():
         c.on_request(ProduceRequest, lambda b, m: None)
     with pytest.raises(ParamError, match="handler"):
         c.on_request(dict, None)  # type: ignore[arg-type]
+
+
+def test_leaders_answer_from_time_zero():
+    """A topic's first leaders lead from its creation: a fetch at time zero is
+    answered, not refused as not_leader."""
+    b = Bench(latency=None)
+    out = b.fetch(0)
+    b.run(0.1)
+    assert out[0][2].error is None and out[0][2].high_watermark == 0
+
+
+def test_stats_count_what_happened():
+    b = Bench()
+    b.at(0.1, lambda: b.produce(n=3))
+    b.at(0.5, lambda: b.fetch(0))
+    b.run(1)
+    stats = b.cluster.stats
+    assert {k: stats[k] for k in ("appended", "batches", "produce_requests", "fetches",
+                                  "replica_fetched", "record_ids", "elections")} == {
+        "appended": 3, "batches": 1, "produce_requests": 1, "fetches": 1,
+        "replica_fetched": 6, "record_ids": 3, "elections": 0}
+
+
+def test_metadata_of_an_offline_partition_is_its_last_leaders():
+    b = Bench()
+    b.at(0.1, lambda: b.produce(n=2))
+    install(b.world, [Crash("kafka-0", 1.0), Crash("kafka-1", 1.0), Crash("kafka-2", 1.0)])
+    b.run(20)
+    assert b.cluster.leader("t", 0) is None
+    assert b.cluster.log_end_offset("t", 0) == b.cluster.high_watermark("t", 0) == 2
+    # the coordinator stays on a broker that is down when none is up
+    assert not b.cluster.coordinator_for("g").up
 
 
 def test_record_ids_come_from_one_counter():
