@@ -18,6 +18,8 @@ run that was overloaded issues an :class:`OverloadWarning` naming its
 bottleneck.
 """
 
+from typing import Any
+
 from simcomm.api import (
     compare,
     describe,
@@ -56,10 +58,20 @@ from simcomm.result import Result
 
 __version__ = "0.1.0"
 
+
+def delivery_matrix(*args: Any, **kwargs: Any) -> Any:
+    """:func:`simcomm.sweep.delivery_matrix`: Kafka's delivery settings against the
+    losses, duplicates and reorders they let through (imported when called, so
+    ``import simcomm`` stays free of pandas)."""
+    from simcomm.sweep import delivery_matrix as matrix
+
+    return matrix(*args, **kwargs)
+
+
 __all__ = [
     "ClosedLoop", "Constant", "Crash", "ErrorRate", "Exponential", "Hang", "Instance", "Link",
     "LogNormal", "Message", "Node", "OpenLoop", "Outages", "OverloadWarning", "ParamError",
     "RateSchedule", "Result", "RunTooLarge", "Service", "ServiceError", "SimcommWarning",
-    "Slowdown", "Uniform", "World", "__version__", "compare", "describe", "estimate",
-    "explore", "playback", "prepare", "run", "scenarios", "simulate", "spike",
+    "Slowdown", "Uniform", "World", "__version__", "compare", "delivery_matrix", "describe",
+    "estimate", "explore", "playback", "prepare", "run", "scenarios", "simulate", "spike",
 ]

@@ -4,6 +4,7 @@
     simcomm describe chain
     simcomm run mmc --seed 1 --until 10000 --set servers=3 --json
     simcomm run chain --out report/
+    simcomm delivery-matrix --seeds 3 --json
     python -m simcomm run mmc --until 1e6 --no-trace
 
 Every mistake a user can make on the command line -- a wrong scenario,
@@ -36,7 +37,7 @@ from simcomm.scenarios import base
 __all__ = ["main"]
 
 #: The sub-commands, in the order ``--help`` lists them.
-COMMANDS = ("list", "describe", "run")
+COMMANDS = ("list", "describe", "run", "delivery-matrix")
 
 #: Exit status of a run ended by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -90,6 +91,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """``--seeds`` / ``--records``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def _size(text: str) -> int:
     """``--memory-budget``: bytes, or a size such as 4G (:func:`simcomm.guard.parse_size`)."""
     try:
@@ -129,7 +141,18 @@ def _parser() -> _Parser:
                    help="refuse runs estimated to need more memory than SIZE (e.g. 4G); "
                         f"default: ${guard.BUDGET_ENV}, else {guard.BUDGET_SHARE:.0%}% of this "
                         "machine's memory")
-    options = [o for parser in (p, d, r) for a in parser._actions for o in a.option_strings]
+    m = sub.add_parser("delivery-matrix",
+                       help="run delivery-guarantees over acks x idempotence x commit x dedup "
+                            "and print lost / duplicated / reordered per 10 000 records")
+    m.add_argument("--seeds", type=_count, default=3, metavar="N",
+                   help="run each combination with seeds 1..N (default 3)")
+    m.add_argument("--until", type=_seconds, default=20.0, metavar="SECONDS",
+                   help=f"{UNTIL_HELP} per run (default 20)")
+    m.add_argument("--records", type=_count, default=None, metavar="N",
+                   help="events each run produces (default: 60 a simulated second)")
+    m.add_argument("--json", action="store_true", help="print the table as JSON records")
+    options = [o for parser in (p, d, r, m) for a in parser._actions
+               for o in a.option_strings]
     p.known_options = tuple(dict.fromkeys(options))
     return p
 
@@ -274,6 +297,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matrix(args: argparse.Namespace) -> int:
+    """``simcomm delivery-matrix``: :func:`simcomm.sweep.delivery_matrix` as a table."""
+    from simcomm.sweep import delivery_matrix
+
+    df = delivery_matrix(seeds=tuple(range(1, args.seeds + 1)), until=args.until,
+                         records=args.records)
+    rows = [{str(k): v for k, v in row.items()} for row in df.to_dict(orient="records")]
+    if args.json:
+        print(json.dumps([_json_safe(row) for row in rows]))
+        return 0
+    print(f"delivery-guarantees: seeds 1..{args.seeds}, until={df.attrs['until']:g}s; "
+          "per 10 000 records produced, mean ± standard error over the seeds")
+    head = ("acks", "idempotence", "commit", "dedup", "records", "lost", "duplicated",
+            "reordered")
+    table: list[tuple[str, ...]] = [head]
+    for row in rows:
+        table.append((str(row["acks"]), "on" if row["idempotence"] else "off",
+                      str(row["commit"]), str(row["dedup"]), f"{row['records']:.0f}",
+                      _pm(row["lost_per_10k"], row["lost_se"]),
+                      _pm(row["duplicated_per_10k"], row["duplicated_se"]),
+                      _pm(row["reordered_per_10k"], row["reordered_se"])))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(head))]
+    for r in table:
+        print("  ".join(str(v).rjust(w) if i >= 4 else str(v).ljust(w)
+                        for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    return 0
+
+
+def _pm(mean: float, se: float) -> str:
+    """``12.3 ± 4.5`` (the ± part left out when there is no standard error)."""
+    return f"{mean:.1f}" if math.isnan(se) else f"{mean:.1f} ± {se:.1f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (argparse exits by itself on bad syntax)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -300,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{UNTIL_HELP} (--until)")]
             print(_table(rows))
             return 0
+        if args.command == "delivery-matrix":
+            return _matrix(args)
         return _run(args)
     except ParamError as exc:  # RunTooLarge is one too
         print(f"simcomm: error: {_one_line(exc)}", file=sys.stderr)

@@ -147,7 +147,8 @@ def test_competing_consumers_apply_an_orders_events_out_of_order(default):
 
 def test_one_consumer_on_the_queue_keeps_the_order():
     """One instance reads the queue in order: nothing is reordered (seeds 1-8: 0),
-    at the price of throughput -- it carries 18.5 of the 30 events/s (seeds 1-8: 57-64 % applied)."""
+    at the price of throughput -- it carries 18.5 of the 30 events/s (seeds 1-8:
+    57-64 % applied)."""
     led = ledger(run(consumers=1))
     assert led["reordered"] == 0 and led["repeats"] == 0
     assert led["applied"] < 0.75 * led["produced"]

@@ -5,11 +5,13 @@ from simcomm.scenarios import (  # noqa: F401  (registration)
     chain,
     competing_consumers,
     create_order,
+    delivery_guarantees,
     formats,
     gateway,
     mmc,
     order_lifecycle,
     outbox,
+    rebalance,
     retry_storm,
     styles,
 )
