@@ -20,7 +20,7 @@ import simcomm
 from simcomm.cli import main
 from simcomm.errors import ParamError
 from simcomm.scenarios import get, make_params
-from simcomm.scenarios.outbox import DESIGNS, REPORT_KEYS, load, outbox_report
+from simcomm.scenarios.outbox import DESIGNS, REPORT_KEYS, capacity, load, outbox_report
 
 NAME = "outbox"
 SHORT = dict(until=20.0, relay_crash_every=6.0, service_crash_every=6.0, crash_duration=1.0)
@@ -50,7 +50,7 @@ def applied(res):
 def test_registered_with_the_views_of_its_lesson():
     sc = get(NAME)
     assert sc.views == ("outbox_lag", "key_order", "delivery_causes")
-    assert sc.load is load and sc.until == 60.0
+    assert sc.load is load and sc.capacity is capacity and sc.until == 60.0
     from simcomm.viz import VIEWS
 
     assert set(sc.views) <= set(VIEWS)
@@ -70,6 +70,21 @@ def test_the_default_run_relays_every_event_and_shows_a_relay_duplicate(default)
     assert len(late) == s["pending"] and all(t > 60.0 - 1.0 for t in late)
     crashed = {e[1] for e in default.world.trace.events if e[2] == "crash"}
     assert crashed == {"order-service", "outbox-relay", "outbox-relay-producer"}
+
+
+def test_the_capacity_is_the_slower_of_the_service_and_the_consumers():
+    """Defaults: 2 members at 5 ms apply 400 changes/s; the service's 4
+    workers, holding a change ~6 ms (outbox) or ~15 ms (dual write), carry
+    more -- so the consumers are the ceiling until a dual write's service is
+    slower than them."""
+    p = make_params(get(NAME))
+    assert capacity(p) == pytest.approx(400.0)
+    fast = make_params(get(NAME), {"service_time": 0.0001, "consumers": 6})
+    outbox = capacity(fast)
+    dual = capacity(make_params(get(NAME), {"service_time": 0.0001, "consumers": 6,
+                                           "design": "dual-write"}))
+    assert 4 / 0.015 < dual < outbox < 4 / 0.005
+    assert 3 * p.order_rate < capacity(p)  # the default run is far from saturated
 
 
 def test_the_cli_runs_it_with_json(capsys):

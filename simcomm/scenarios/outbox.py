@@ -75,7 +75,8 @@ if TYPE_CHECKING:
     from simcomm.result import Result
 
 __all__ = ["CLIENT", "CLUSTER", "DATABASE", "DEDUPS", "DESIGNS", "GROUP", "ORDERS", "RELAY",
-           "REPORT_KEYS", "SERVICE", "TOPIC", "Params", "build", "load", "outbox_report"]
+           "REPORT_KEYS", "SERVICE", "TOPIC", "Params", "build", "capacity", "load",
+           "outbox_report"]
 
 SERVICE = "order-service"
 DATABASE = "order-db"
@@ -86,6 +87,11 @@ CLUSTER = "kafka"
 TOPIC = "order-events"
 GROUP = "order-history"  #: the consumer group (members order-history-1, ...)
 CUSTOMERS = 50  #: customers placing the orders (the workload's, not a knob here)
+
+SERVICE_WORKERS = 4  #: the order service's workers (PublishingService's default)
+COMMIT_TIME = 0.002  #: seconds of the database's work per commit (Database's default)
+READ_TIME = 0.0005  #: per read (Database's default)
+LINGER = 0.005  #: the producers' linger.ms (LogProducer's default, Kafka 4.0's)
 
 DESIGNS = ("dual-write", "publish-first", "polling", "log-tailing")
 DEDUPS = ("none", "processed_ids", "idempotent")
@@ -241,6 +247,28 @@ def build(world: World, p: Params) -> None:
         db.set_error_rate(p.db_error_rate)
 
 
+def capacity(p: Params) -> float:
+    """Order changes per second the system can carry: an optimistic ceiling.
+
+    The order service's 4 workers each hold a change for its round trips to
+    the database (a read for a revision or a cancellation -- two changes in
+    three -- and the commit: :data:`COMMIT_TIME` of the database's work), and
+    in the dual-write designs also for the send: the producer's 5 ms
+    ``linger.ms`` and the round trips to the leader and from it to a follower
+    (``acks=all``).  The order-history group applies one change per
+    ``service_time`` in each partition that has a member:
+    ``min(consumers, partitions) / service_time``.  The smaller one is the
+    ceiling (the database's 10 workers and the relay, which sends whole
+    batches, are far above either)."""
+    trip = 2 * p.network_latency
+    hold = (2 / 3) * (trip + READ_TIME) + trip + COMMIT_TIME
+    if p.design in ("dual-write", "publish-first"):
+        hold += LINGER + 2 * trip
+    service = SERVICE_WORKERS / hold
+    consumers = min(p.consumers, p.partitions) / p.service_time
+    return min(service, consumers)
+
+
 def load(p: Params) -> Load:
     """An order change counts as a request: three per order.  Each makes the
     request and its reply, a commit and its answer (and a read for a
@@ -332,5 +360,6 @@ SCENARIO = register(Scenario(
     build=build,
     views=("outbox_lag", "key_order", "delivery_causes"),
     until=60.0,
+    capacity=capacity,
     load=load,
 ))
