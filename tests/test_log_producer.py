@@ -32,12 +32,13 @@ TOPIC = "t"
 
 def bench(seed: int = 0, *, partitions: int = 3, brokers: int = 3, latency: float = 0.005,
           loss: float = 0.0, slow: float | None = None, name: str = "pr",
+          cluster_args: dict | None = None,
           **producer_args: Any) -> tuple[World, LogCluster, LogProducer]:
     """A world with a cluster, topic ``t`` and a producer ``pr``; ``loss`` on the
     producer's links to every broker (both ways), ``slow``: exponential latency
     with that mean on them instead."""
     world = World(seed=seed, network=Link(latency=latency) if latency else None)
-    cluster = LogCluster(world, brokers=brokers)
+    cluster = LogCluster(world, brokers=brokers, **(cluster_args or {}))
     cluster.create_topic(TOPIC, partitions)
     producer = LogProducer(world, name, cluster, TOPIC, **producer_args)
     if loss or slow:
@@ -400,6 +401,24 @@ def test_a_leader_crash_is_retried_until_the_new_leader_takes_the_records():
     assert min(r[0] for r in rows(world, "ack") if r[0] > 0.5) >= 0.5 + cluster.failover_after
     dup, reord = anomalies(world)
     assert dup == 0 and reord == 0
+
+
+def test_too_few_in_sync_replicas_is_retried_until_they_are_back():
+    """acks=all with min.insync.replicas=2: while the follower is away the leader
+    holds the answers (the high watermark stands still: the requests time out),
+    then, once the follower is fenced out of the ISR, refuses with
+    not_enough_replicas; when it is back and caught up the records go in."""
+    world, cluster, producer = bench(brokers=2, partitions=1, request_timeout=2.0,
+                                     cluster_args={"min_insync_replicas": 2})
+    follower = cluster.replicas(TOPIC, 0)[1]
+    install(world, [Crash(follower, at=0.5, duration=15.0)])
+    events = stream(world, producer, 100, gap=0.01, keys=3)
+    world.run(until=40)
+    why = {r[8] for r in rows(world, "retry")}
+    assert {"timeout", "not_enough_replicas"} <= why
+    assert producer.acked == 100 and all(ev.value is not None for ev in events)
+    assert max(r[0] for r in rows(world, "ack")) >= 15.5
+    assert anomalies(world) == (0, 0)
 
 
 def outstanding_max(world: World, name: str = "pr") -> int:
