@@ -559,8 +559,17 @@ class GroupConsumer(Instance):
         if error == "rebalance_in_progress":
             self._rejoin = True
         elif error in ("unknown_member_id", "illegal_generation"):
-            self._lost = True
+            self._out(error)
         self._poke()
+
+    def _out(self, error: str) -> None:
+        """The coordinator says our membership is over: ``unknown_member_id`` (we
+        were expelled: a new member id next time) or ``illegal_generation`` (the
+        group moved on without us: same member id, no generation) -- either way
+        the partitions are lost (Kafka's ``resetGenerationOnResponseError``)."""
+        self._lost = True
+        if error == "unknown_member_id":
+            self.member_id = None
 
     # -- the poll loop --------------------------------------------------------------
     def _pause(self) -> Generator[Event, Any, None]:
@@ -814,7 +823,7 @@ class GroupConsumer(Instance):
         detail = "coordinator_unavailable" if error == "coordinator_unavailable" else "rebalance"
         self._commit_rows("commit_failed", offsets, detail)
         if error in ("unknown_member_id", "illegal_generation"):
-            self._lost = True  # expelled, or our generation is over
+            self._out(error)  # expelled, or our generation is over
         elif error == "rebalance_in_progress":
             self._rejoin = True
 
@@ -907,7 +916,6 @@ class GroupConsumer(Instance):
         self._revoke_rows(self._positions, self.generation)
         self._owned_before = ()
         self._drop(list(self._positions))
-        self.member_id = None
         self.generation = -1
         self._rejoin = True
 
@@ -941,7 +949,7 @@ class GroupConsumer(Instance):
             resp = reply.body
             if resp.error is not None:
                 if resp.error == "unknown_member_id":
-                    self._lost = True
+                    self._out(resp.error)
                 else:
                     yield env.timeout(self.retry_backoff)
                 continue
@@ -952,7 +960,7 @@ class GroupConsumer(Instance):
                 self.group, resp.member_id, resp.generation), self.request_timeout)
             if reply is None or reply.body.error is not None:
                 if reply is not None and reply.body.error == "unknown_member_id":
-                    self._lost = True
+                    self._out("unknown_member_id")
                 self.generation = previous
                 continue
             self._rejoin = self._follow_up = False
