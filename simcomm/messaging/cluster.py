@@ -463,8 +463,9 @@ class LogBroker(Instance):
         stats["batches"] += 1
         if rows is not None:
             name = self.name
-            for i, r in enumerate(records):
-                rows((now, "append", r.record_id, topic, part, base + i, r.key, name, ""))
+            self.world.trace.records.extend(
+                [(now, "append", r.record_id, topic, part, off, r.key, name, "")
+                 for off, r in enumerate(records, base)])
         if rep.parked_replicas:
             self._answer_parked_replicas(rep)
         if len(state.isr) == 1:
