@@ -268,6 +268,17 @@ class GroupState:
     member_client, detail)`` hears ``join``, ``leave``, ``expire`` (with the
     member's client name) and ``rebalance_start`` / ``rebalance_end`` (member
     None), as the trace vocabulary names them.
+
+        >>> state = GroupState("g", {"t": 2}.__getitem__, initial_rebalance_delay=0)
+        >>> join = JoinGroupRequest("g", None, "c1", ("t",), (), "range", "eager", 45.0, 300.0)
+        >>> [(token, r.generation, r.member_id) for token, r in state.join(0.0, "j", join)]
+        [('j', 1, 'c1-1')]
+        >>> [r.assignment for _, r in state.sync(0.1, "s", SyncGroupRequest("g", "c1-1", 1))]
+        [(('t', 0), ('t', 1))]
+        >>> state.next_deadline(0.1)  # no heartbeat: expired a session later
+        45.1
+        >>> state.tick(45.1), state.state, state.generation
+        ([], 'Empty', 2)
     """
 
     def __init__(self, group: str, partitions: Callable[[str], int], *,

@@ -252,6 +252,22 @@ class GroupConsumer(Instance):
     ``request_timeout`` = ``request.timeout.ms`` (30 s), ``retry_backoff`` =
     ``retry.backoff.ms`` (0.1 s).  ``start``: when the member starts (joins).
     Every member of a group must name the same assignor and protocol.
+
+        >>> from simcomm.engine import World
+        >>> from simcomm.messaging import LogCluster, LogProducer
+        >>> world = World(seed=1)
+        >>> kafka = LogCluster(world, brokers=3)
+        >>> _ = kafka.create_topic("orders", 4)
+        >>> producer = LogProducer(world, "order-service", kafka, "orders")
+        >>> _ = [producer.send(f"order-{i}", i) for i in range(100)]
+        >>> billing = [GroupConsumer(world, f"billing-{i}", kafka, "billing", "orders",
+        ...                          commit="after", auto_offset_reset="earliest")
+        ...            for i in (1, 2)]
+        >>> _ = world.run(until=10)
+        >>> [m.assignment for m in billing]
+        [[('orders', 0), ('orders', 1)], [('orders', 2), ('orders', 3)]]
+        >>> sum(m.applied for m in billing)
+        100
     """
 
     def __init__(self, world: World, name: str, cluster: LogCluster, group: str,
