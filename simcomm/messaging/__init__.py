@@ -19,7 +19,12 @@ holds:
   :class:`Transport` -- what it and a broker share, so one knob switches
   between them; :class:`ReplicatedBroker` -- a leader and followers, so the
   broker is no longer a single point of failure;
-* :mod:`simcomm.messaging.styles` -- the five interaction styles on either.
+* :mod:`simcomm.messaging.styles` -- the five interaction styles on either;
+* :class:`LogCluster` -- Kafka-like brokers (:class:`LogBroker`) holding
+  partitioned, replicated logs (:class:`PartitionLog` of :class:`Record`):
+  leaders and followers, the high watermark, acks 0/1/all, failover, the
+  idempotent producer's dedup (REFERENCE §3); its requests are the
+  :mod:`simcomm.messaging.protocol` bodies.
 
     >>> from simcomm.engine import World
     >>> from simcomm.messaging import Broker, Consumer, Producer
