@@ -51,9 +51,7 @@ def test_registered_with_the_views_of_its_lesson():
     sc = get(NAME)
     assert sc.views == ("outbox_lag", "key_order", "delivery_causes")
     assert sc.load is load and sc.capacity is capacity and sc.until == 60.0
-    from simcomm.viz import VIEWS
-
-    assert set(sc.views) <= set(VIEWS)
+    # (that viz knows these views is tests/test_viz.py's check, for every scenario)
 
 
 def test_the_default_run_relays_every_event_and_shows_a_relay_duplicate(default):
@@ -94,9 +92,10 @@ def test_the_cli_runs_it_with_json(capsys):
 
 
 def test_the_same_seed_gives_the_same_run():
-    a, b = run(design="log-tailing", **SHORT), run(design="log-tailing", **SHORT)
+    short = {**SHORT, "until": 10.0, "relay_crash_every": 4.0, "service_crash_every": 4.0}
+    a, b = run(design="log-tailing", **short), run(design="log-tailing", **short)
     assert a.fingerprint() == b.fingerprint()
-    assert run(seed=2, design="log-tailing", **SHORT).fingerprint() != a.fingerprint()
+    assert run(seed=2, design="log-tailing", **short).fingerprint() != a.fingerprint()
 
 
 def test_without_a_trace_the_report_says_it_cannot_count():
