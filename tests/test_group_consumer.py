@@ -516,6 +516,36 @@ def test_leave_rebalances_at_once():
     assert set(bench.applies().values()) == {1} and bench.acked() <= set(bench.applies())
 
 
+def test_leave_before_the_start_or_while_down_keeps_the_member_out():
+    bench = Bench().feed(200, every=0.05)
+    early = bench.member("early", start=5.0)
+    down = bench.member("down")
+    bench.member("stays")
+    install(bench.world, [Crash("down", at=3.0, duration=4.0)])
+    events = {}
+    bench.world.at(1.0, lambda: events.setdefault("early", early.leave()))
+    bench.world.at(4.0, lambda: events.setdefault("down", down.leave()))
+    bench.run(60.0)  # the dead member sent no LeaveGroup: its session expires (45 s)
+    assert events["early"].triggered and events["down"].triggered
+    assert [r[7] for r in bench.rows("join")].count("early") == 0
+    assert [r[7] for r in bench.rows("join")].count("down") == 1  # not again after restart
+    assert early.applied == 0 and down.assignment == []
+    assert [(r[7], r[8]) for r in bench.rows("expire")] == [("down", "session_timeout")]
+    assert len(bench.members["stays"].assignment) == 6
+
+
+def test_a_poll_returns_at_most_max_poll_records():
+    """max.poll.records: commit-before commits each poll's records, never more."""
+    bench = Bench().feed(400, every=0.001)
+    bench.member("m", commit="before", max_poll_records=25, service_time=0.01)
+    bench.run(30.0)
+    last: dict[int, int] = {}
+    for r in bench.rows("commit", "m"):
+        assert r[5] - last.get(r[4], 0) <= 25
+        last[r[4]] = r[5]
+    assert sum(last.values()) == 400
+
+
 # -- runs --------------------------------------------------------------------------------
 
 
