@@ -317,6 +317,7 @@ class LogProducer(Instance):
         self._bootstrap_rng = world.stream(f"producer:{name}:bootstrap")
         self._keyed: dict[Any, int] = {}  # key -> partition
         self._queues: list[deque[_Batch]] = [deque() for _ in range(n)]
+        self._queued: dict[int, None] = {}  # partitions whose queue is not empty
         #: leader name -> its connection's requests in flight, oldest first
         self._conns: dict[str, deque[_Request]] = {}
         self._requests: deque[_Request] = deque()  # all of them in send order = expiry order
@@ -415,6 +416,7 @@ class LogProducer(Instance):
                 wake = True  # a batch behind it: it may go now
             batch = _Batch(p, now, now + self.linger)
             q.append(batch)
+            self._queued[p] = None
             self._expiry.append(batch)
             if self._exp_timer is None:
                 self._arm_expiry()
@@ -469,7 +471,10 @@ class LogProducer(Instance):
         limit = self.max_in_flight if self.acks else math.inf
         idem = self.idempotence
         known = self._known
-        for p, q in enumerate(self._queues):
+        queues = self._queues
+        queued = self._queued
+        for p in list(queued):  # the partitions with batches, longest waiting first
+            q = queues[p]
             while q:
                 b = q[0]
                 if b.closed:  # a retry
@@ -492,6 +497,8 @@ class LogProducer(Instance):
                     break  # a reply frees a slot and drains again
                 q.popleft()
                 self._send_batch(b, p, name)
+            if not q:
+                del queued[p]
         if wake < math.inf:
             self._wake_at(wake)
 
@@ -641,7 +648,7 @@ class LogProducer(Instance):
             topic, name = self.topic, self.name
             for r in b.records:
                 rows((now, "retry", r.record_id, topic, p, -1, r.key, name, why))
-        delay = min(self.retry_backoff * 2 ** (b.retries - 1), self.retry_backoff_max)
+        delay = min(self.retry_backoff * 2.0 ** min(b.retries - 1, 64), self.retry_backoff_max)
         if delay > 0:
             delay *= 1.0 + _JITTER * (2.0 * self._backoff_rng.random() - 1.0)
         b.backoff_until = now + delay
@@ -656,6 +663,7 @@ class LogProducer(Instance):
             q.insert(i, b)
         else:
             q.appendleft(b)  # Kafka's reenqueue: the front of the queue
+        self._queued[p] = None
         self._wake_at(b.backoff_until)
 
     def _fail(self, b: _Batch, why: str) -> None:
@@ -802,6 +810,7 @@ class LogProducer(Instance):
             req.live = False
         for q in self._queues:
             q.clear()
+        self._queued.clear()
         for b in self._expiry:  # every batch not done yet, in creation order
             if not b.done:
                 b.sequence = NO_SEQUENCE  # no new id for a hole: the process is gone
