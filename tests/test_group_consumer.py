@@ -209,7 +209,7 @@ def test_auto_commit_commits_the_positions_every_interval():
 def test_a_partition_is_consumed_by_one_member_at_a_time(seed, assignor, joins, crash, leave):
     """Without hangs (no zombie), ownership intervals never overlap and every
     apply lies in its member's interval, whatever joins, crashes and leaves."""
-    bench = Bench(seed, latency=0.002).feed(800, every=0.05)
+    bench = Bench(seed, latency=0.002).feed(500, every=0.07)
     members = [bench.member(f"m{i}", start=t, assignor=assignor, commit="after",
                             session_timeout=10.0, service_time=0.002)
                for i, t in enumerate(joins)]
@@ -217,7 +217,7 @@ def test_a_partition_is_consumed_by_one_member_at_a_time(seed, assignor, joins, 
         install(bench.world, [Crash("m0", at=crash, duration=10.0)])
     if leave is not None:
         bench.world.at(leave, members[-1].leave)
-    bench.run(60.0)
+    bench.run(55.0)
     spans = bench.ownership()
     assert all(not overlaps(s) for s in spans.values())
     assert applies_outside_ownership(bench) == []
@@ -464,11 +464,11 @@ def test_a_member_cut_off_is_expelled_and_rejoins_when_the_network_heals():
     """A partition hides the member's heartbeats: it expires after a session; once
     the network heals, it learns it is out (the coordinator silent for a session is
     given up and asked again) and joins as a new member."""
-    bench = Bench(2, latency=0.002).feed(1500, every=0.02)
+    bench = Bench(2, latency=0.002).feed(800, every=0.04)
     for i in range(3):
         bench.member(f"m{i}", commit="after", session_timeout=10.0, service_time=0.003)
     bench.world.network.cut(["m1"], at=10.0, heal_at=25.0)
-    bench.run(60.0)
+    bench.run(45.0)
     expire = bench.rows("expire")
     assert [(r[7], r[8]) for r in expire] == [("m1", "session_timeout")]
     assert 17.0 <= expire[0][0] <= 20.01
