@@ -403,6 +403,37 @@ def test_a_leader_crash_is_retried_until_the_new_leader_takes_the_records():
     assert dup == 0 and reord == 0
 
 
+def test_the_retry_backoff_doubles_up_to_its_maximum_with_jitter():
+    """KIP-580: retry.backoff.ms doubling per retry up to retry.backoff.max.ms,
+    each wait drawn within +-20 %."""
+    world, cluster, producer = bench(latency=0.005, acks=1, idempotence=False,
+                                     cluster_args={"failover_after": 100.0})
+    leader = cluster.leader(TOPIC, partition_for_key("k", 3))
+    install(world, [Crash(leader.name, at=0.0, duration=50.0)])
+    send_at(world, producer, 0.1, "k")
+    world.run(until=20)
+    times = [r[0] for r in rows(world, "retry")]
+    assert {r[8] for r in rows(world, "retry")} == {"refused"}
+    rtt = 0.01  # the refusal comes back a round trip after each send
+    waits = [b - a - rtt for a, b in pairwise(times)]
+    for n, wait in enumerate(waits, start=1):
+        nominal = min(0.1 * 2 ** (n - 1), 1.0)  # the wait after the n-th failure
+        assert 0.8 * nominal - 1e-9 <= wait <= 1.2 * nominal + 1e-9
+    assert len(set(round(w, 6) for w in waits[5:])) > 1  # jittered, not constant
+
+
+def test_without_a_trace_the_counters_still_count():
+    world = World(seed=1, trace=False)
+    cluster = LogCluster(world)
+    cluster.create_topic(TOPIC, 3)
+    producer = LogProducer(world, "pr", cluster, TOPIC)
+    events = stream(world, producer, 50, gap=0.01)
+    world.run(until=5)
+    assert world.trace.records == []
+    assert producer.sent == producer.acked == 50 and producer.batches >= 1
+    assert all(ev.value is not None for ev in events)
+
+
 def test_too_few_in_sync_replicas_is_retried_until_they_are_back():
     """acks=all with min.insync.replicas=2: while the follower is away the leader
     holds the answers (the high watermark stands still: the requests time out),
