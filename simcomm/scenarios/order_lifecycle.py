@@ -222,7 +222,10 @@ class Params:
         False, help="crash order-history-1 at crash_at for crash_duration s (its unfinished "
                     "events are re-delivered, lost or applied twice, by channel and commit)")
     crash_at: float = param(
-        10.0, range=(0.0, 3600.0), unit="s", step=0.5, help="when order-history-1 crashes")
+        3.5, range=(0.0, 3600.0), unit="s", step=0.1,
+        help="when order-history-1 crashes: at 3.5 s, on the sharded channel, it is half a "
+             "second into its first batch (the records that waited 3 s for the group's first "
+             "assignment)")
     crash_duration: float = param(
         5.0, range=(0.1, 3600.0), unit="s", step=0.1,
         help="how long order-history-1 stays down before it restarts")
