@@ -289,25 +289,30 @@ def load(p: Params) -> Load:
 
 def outbox_report(res: Result) -> dict[str, Any]:
     """The run's events in a few numbers (any run with a service database:
-    ``produce`` rows of detail ``outbox`` or ``dual_write``), from the records
-    table -- so it needs the trace (with ``trace=False`` the counts are NaN):
+    ``produce`` rows of detail ``outbox`` or ``dual_write``).  ``lost``,
+    ``phantom``, ``applied_twice`` and ``pending`` are the summary's
+    (:data:`~simcomm.result.DELIVERY_KEYS`: ``lost``, ``phantom``,
+    ``duplicated``, ``pending``, whose causes ``res.delivery_causes()``
+    gives), the others are read from the records table.  Everything needs
+    the trace (with ``trace=False`` the counts are NaN):
 
     * ``events_committed`` -- events whose transaction committed (``produce``);
     * ``events_published`` -- of all events sent (``send`` rows labelled
       ``relay`` or ``dual_write``), those that reached the log (``append``):
       a send its producer gave up -- it died with its service -- did not;
-    * ``lost`` -- committed by a dual write, never published: its service
-      moved on or died (one committed in the run's last instant, its send
-      about to go, would count too);
-    * ``phantom`` -- published, never committed (publish first; one sent in
-      the run's last instant, its commit about to come, would count too);
+    * ``lost`` -- committed, never applied, for a known cause: here a dual
+      write's service that died between its commit and its send (cause
+      ``dual write``);
+    * ``phantom`` -- applied, never committed: publish first, and the commit
+      failed;
     * ``in_outbox`` -- committed to the outbox, not published by the end:
       waiting for the relay (not lost: it will be sent);
-    * ``relay_resends`` -- sends beyond each record's first (the relay's
-      duplicates);
+    * ``relay_resends`` -- the relay's sends beyond each record's first
+      (its duplicates, cause ``relay crash``);
     * ``applied`` -- records applied by the consumers at least once, and
       ``applied_twice`` -- applications beyond each record's first;
-    * ``pending`` -- committed and not applied by the end (still on their way).
+    * ``pending`` -- committed, not applied by the end, and not lost: on its
+      way (in the outbox, on the log, or a dual write about to send).
     """
     out: dict[str, Any] = {"design": getattr(res.params, "design", None)}
     if not res.world.trace.enabled:
@@ -317,7 +322,7 @@ def outbox_report(res: Result) -> dict[str, Any]:
     dual: set[int] = set()
     sends: dict[int, int] = {}
     appended: set[int] = set()
-    applies: dict[int, int] = {}
+    applied: set[int] = set()
     for row in res.world.trace.records:
         event = row[1]
         if event == "produce" and row[8] in ("outbox", "dual_write"):
@@ -325,22 +330,23 @@ def outbox_report(res: Result) -> dict[str, Any]:
             if row[8] == "dual_write":
                 dual.add(row[2])
         elif event == "send" and row[8] in ("relay", "dual_write"):
-            sends[row[2]] = sends.get(row[2], 0) + 1
+            sends[row[2]] = sends.get(row[2], 0) + (row[8] == "relay")
         elif event == "append":
             appended.add(row[2])
         elif event == "apply":
-            applies[row[2]] = applies.get(row[2], 0) + 1
+            applied.add(row[2])
     published = appended.intersection(sends)
+    s = res.summary()
     out.update({
         "events_committed": len(produced),
         "events_published": len(published),
-        "lost": len(dual - published),
-        "phantom": len(published - produced),
+        "lost": s.get("lost", 0),
+        "phantom": s.get("phantom", 0),
         "in_outbox": len(produced - dual - published),
-        "relay_resends": sum(n - 1 for n in sends.values()),
-        "applied": len(applies),
-        "applied_twice": sum(n - 1 for n in applies.values()),
-        "pending": len(produced - set(applies)),
+        "relay_resends": sum(max(n - 1, 0) for n in sends.values()),
+        "applied": len(applied),
+        "applied_twice": s.get("duplicated", 0),
+        "pending": s.get("pending", 0),
     })
     return out
 
