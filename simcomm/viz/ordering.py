@@ -54,6 +54,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from simcomm.errors import ParamError
 from simcomm.viz import data, reuse
+from simcomm.viz.messaging import _plain_log_ticks
 from simcomm.viz.style import (
     EXTRA_COLORS,
     GREY,
@@ -552,11 +553,12 @@ def _dead_owners(k: reuse.Keeper, res: Result,
     return out
 
 
-def _fits(ax: Axes, *titles: str, size: float = 10.0) -> str:
+def _fits(ax: Axes, *titles: str, size: float = 10.0, until: Axes | None = None) -> str:
     """The first of ``titles`` whose estimated width (about 0.55 em a character)
-    fits over ``ax``; else the last."""
+    fits over ``ax`` (and on to the right edge of ``until``); else the last."""
     fig = root_figure(ax)
-    width_pt = ax.get_position().width * fig.get_figwidth() * 72
+    right = (until or ax).get_position().x1
+    width_pt = (right - ax.get_position().x0) * fig.get_figwidth() * 72
     for t in titles:
         if len(t) * 0.55 * size <= width_pt:
             return t
@@ -1111,34 +1113,38 @@ def _relay_sends(res: Result) -> dict[int, int]:
     return data.cached(res, "ordering_relay_sends", make)  # type: ignore[no-any-return]
 
 
-def _dual_writes(res: Result) -> int:
-    """Records produced by a dual write (no outbox) in the run."""
-    return data.cached(res, "ordering_dual_writes",  # type: ignore[no-any-return]
-                       lambda: sum(1 for row in res.world.trace.records
-                                   if row[1] == "produce" and row[8] == "dual_write"))
+def _designs(res: Result) -> set[str]:
+    """How the run's services produced their records: ``outbox`` and/or
+    ``dual_write`` (the details of the ``produce`` rows)."""
+    return data.cached(res, "ordering_designs",  # type: ignore[no-any-return]
+                       lambda: {row[8] for row in res.world.trace.records
+                                if row[1] == "produce" and row[8] in ("outbox", "dual_write")})
 
 
 def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
                faults: bool = True) -> Figure:
-    """How long each record waited in the transactional outbox before the relay
-    published it.
+    """How long each record of a service's transaction took to take effect
+    downstream, through a transactional outbox (or a dual write).
 
-    What the learner sees, left: each record written to the outbox a **green
-    dot** at its transaction's commit time, up the y axis its lag
-    (``Result.outbox_lag()``: commit → the relay's first send), with the
-    **black line** the rolling median.  A polling publisher makes a
-    saw-tooth as tall as its ``poll_interval`` (a record committed just
-    after a poll waits for the next); log tailing a band at its tailing lag
-    (Debezium's ``MilliSecondsBehindSource``); a relay crash a ramp -- every
-    record committed while it is down waits for its restart.  A **sky blue
-    ring** marks a record the relay sent more than once: it published, then
-    crashed before marking the row published (or before flushing its
-    position), and sent it again -- the relay's duplicate, which only the
-    consumer's dedup removes.  Along the top, **vermillion ✕** mark records
-    committed and not sent by the end of the run.  Grey bands are crashes.
-    Right: the lags as a histogram.  A run without an outbox (a dual write)
-    says so.  ``axes`` (two: the time panel, the histogram) draws into
-    given axes.  Needs the trace.
+    What the learner sees, left: each record a **green dot** at its
+    transaction's commit time, up the y axis its lag from the commit to its
+    first application by a consumer (``Result.outbox_lag()``), the **black
+    line** their rolling median; beneath, **grey dots** the relay's share of
+    it, commit → the relay's first send (Debezium's
+    ``MilliSecondsBehindSource``).  A polling publisher makes a saw-tooth as
+    tall as its ``poll_interval`` (a record committed just after a poll waits
+    for the next); log tailing a band at its tailing lag; a relay down
+    while the service commits a ramp.  A **sky blue ring** marks a record
+    the relay sent more than once: it published, then crashed before
+    marking the row published (or before flushing its position), and sent
+    it again -- the relay's duplicate, which only the consumer's dedup
+    removes.  Along the top, **vermillion ✕** mark records committed and
+    not applied by the end of the run (a dual write's loss: the service
+    crashed between its commit and its publish), **orange ✕** records
+    applied that were never committed (the publish-first dual write's
+    phantom).  Grey bands are crashes.  Right: the lags as a histogram.
+    ``axes`` (two: the time panel, the histogram) draws into given axes.
+    Needs the trace.
     """
     if not isinstance(faults, (bool, np.bool_)):
         raise ParamError("faults", faults, "True or False")
@@ -1163,23 +1169,49 @@ def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
     df = _table(res, "outbox_lag")
     committed = df["committed"].to_numpy(dtype=float)
     sent = df["sent"].to_numpy(dtype=float)
-    lag = df["lag"].to_numpy(dtype=float)
+    applied = df["applied"].to_numpy(dtype=float)
+    lag = applied - committed  # what the business waits for, whatever the table's lag
+    relay = sent - committed
     ids = df["record_id"].tolist()
-    ok = np.isfinite(committed) & np.isfinite(lag)
-    unsent = np.isfinite(committed) & ~np.isfinite(sent)
+    ok = np.isfinite(lag)
+    unapplied = np.isfinite(committed) & ~np.isfinite(applied)
+    never_sent = unapplied & ~np.isfinite(sent)
+    phantom = ~np.isfinite(committed) & (np.isfinite(sent) | np.isfinite(applied))
     sends = _relay_sends(res)
     again = np.array([sends.get(i, 0) > 1 for i in ids], dtype=bool) & ok
-    t_ok, l_ok = committed[ok], lag[ok]
-    order = np.argsort(t_ok, kind="stable")
-    t_ok, l_ok = t_ok[order], l_ok[order]
-    top = data.nice_top(max(float(np.max(l_ok, initial=0.0)) * 1.25, 1e-3))
+    # applied at or before its commit: published first, the consumer was faster
+    early = ok & (lag <= 0)
+    pos = ok & (lag > 0)
+    order = np.argsort(committed[pos], kind="stable")
+    t_ok, l_ok = committed[pos][order], lag[pos][order]
+    r_ok = np.isfinite(relay) & (relay > 0)
+    # a log scale: a dual write's milliseconds, a poll's tenths and a group's
+    # first join's seconds all read on one axis
+    lows = [float(np.min(l_ok, initial=np.inf)), float(np.min(relay[r_ok], initial=np.inf))]
+    low = max(min(lows), 1e-4) if np.isfinite(min(lows)) else 1e-3
+    bottom = 10.0 ** math.floor(math.log10(low))
+    top = data.nice_top(max(float(np.max(l_ok, initial=0.0)),
+                            float(np.max(relay[r_ok], initial=0.0)), bottom * 10) * 1.5)
     main.set_xlim(0, until)
-    main.set_ylim(0, top)
+    main.set_yscale("log")
+    main.set_ylim(bottom, top)
     small = len(t_ok) <= 600
+    designs = _designs(res)
+    outbox = "outbox" in designs or not designs
+    k.line("relay", committed[r_ok], relay[r_ok], linestyle="none", marker="o",
+           markersize=2.2 if small else 1.2, markeredgewidth=0, color=opaque(GREY, 0.7),
+           zorder=2.5, label="its relay's share: commit → first sent" if outbox else
+           "the service's own publish: commit → sent")
     k.line("points", t_ok, l_ok, linestyle="none", marker="o",
            markersize=3.2 if small else 1.8, markeredgewidth=0,
            color=opaque(OKABE_ITO["bluish_green"], 0.75), zorder=3,
-           label="a record: its commit → the relay's first send")
+           label="a record: its commit → first applied")
+    if early.any():
+        k.line("early", committed[early], np.full(int(early.sum()), 0.03),
+               transform=blended_transform_factory(main.transData, main.transAxes),
+               linestyle="none", marker="v", markersize=5, color=INK, zorder=5,
+               clip_on=False,
+               label=f"applied before its commit: published first ({int(early.sum())})")
     if len(t_ok) >= 5:
         win = max(5, len(t_ok) // 25)
         med = pd.Series(l_ok).rolling(win, center=True, min_periods=max(2, win // 2)).median()
@@ -1191,19 +1223,26 @@ def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
                markeredgecolor=CAUSE_COLORS["relay crash"], markeredgewidth=1.8, zorder=5,
                label=f"sent again by the relay after a crash ({int(again.sum())})")
     trans = blended_transform_factory(main.transData, main.transAxes)
-    if unsent.any():
-        k.line("unsent", committed[unsent], np.full(int(unsent.sum()), 0.96),
-               transform=trans, linestyle="none", marker="X", markersize=7,
-               color=OKABE_ITO["vermillion"], markeredgecolor="white", markeredgewidth=0.5,
-               zorder=5, clip_on=False,
-               label=f"committed, not sent by the end ({int(unsent.sum())})")
+    if unapplied.any():
+        n_un, n_never = int(unapplied.sum()), int(never_sent.sum())
+        k.line("unapplied", committed[unapplied], np.full(n_un, 0.96), transform=trans,
+               linestyle="none", marker="X", markersize=7, color=OKABE_ITO["vermillion"],
+               markeredgecolor="white", markeredgewidth=0.5, zorder=5, clip_on=False,
+               label=f"committed, not applied by the end ({n_un}"
+                     + (f", {n_never} never sent)" if n_never else ")"))
+    if phantom.any():
+        when = np.where(np.isfinite(sent), sent, applied)[phantom]
+        k.line("phantom", when, np.full(int(phantom.sum()), 0.96), transform=trans,
+               linestyle="none", marker="X", markersize=7, color=OKABE_ITO["orange"],
+               markeredgecolor="white", markeredgewidth=0.5, zorder=5, clip_on=False,
+               label=f"published, never committed: a phantom ({int(phantom.sum())})")
     if faults:
         fault_bands(main, res, kinds=("down", "hung"), annotate=True, zorder=0.5)
     main.set_xlabel("commit time (s)")
-    main.set_ylabel("lag, commit → sent (s)")
-    main.yaxis.set_major_locator(MaxNLocator(5))
+    main.set_ylabel("lag after the commit (s)")
+    _plain_log_ticks(main.yaxis)
     # the histogram, sideways, on the same lag axis
-    bins = np.linspace(0.0, top, 26)
+    bins = np.geomspace(bottom, top, 31)
     h, _ = np.histogram(l_ok, bins=bins)
     kh.polys("hist", _span_verts(np.zeros(len(h)), h.astype(float), bins[:-1], bins[1:]),
              facecolor=opaque(OKABE_ITO["bluish_green"], 0.5),
@@ -1211,23 +1250,33 @@ def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
     hist.set_xlim(0, data.nice_top(max(float(h.max(initial=0)), 1.0) * 1.1))
     hist.xaxis.set_major_locator(MaxNLocator(2, integer=True))
     hist.set_xlabel("records")
-    hist.set_ylim(0, top)
+    hist.set_ylim(bottom, top)
     right = ""
     if not len(df):
-        dual = _dual_writes(res)
-        _no_data(k, main, (
-            f"no outbox in this run: the service commits and publishes {dual:,} records "
-            "itself (a dual write): see what it lost in delivery_causes" if dual else
-            "no record went through a transactional outbox in this run" if _traced(res)
-            else "outbox lag") + _why_empty(res))
-        title = "Outbox lag: commit → sent"
+        _no_data(k, main, ("no record went through a transactional outbox (or a dual "
+                           "write) in this run" if _traced(res) else "outbox lag")
+                 + _why_empty(res))
+        title = "Outbox lag: commit → applied"
     else:
-        p50 = float(np.median(l_ok)) if l_ok.size else math.nan
-        p99 = float(np.percentile(l_ok, 99)) if l_ok.size else math.nan
-        title = "Outbox lag, commit → sent: median " + _secs(p50) + ", p99 " + _secs(p99)
-        if again.any():
-            title += f"; {int(again.sum())} sent twice"
-        right = f"{int(ok.sum()):,} records sent"
+        p50 = float(np.median(lag[ok])) if ok.any() else math.nan
+        p99 = float(np.percentile(lag[ok], 99)) if ok.any() else math.nan
+        head = "Outbox lag" if outbox else "No outbox (dual write)"
+        # an outbox record not sent by the end waits in the outbox; a dual write's
+        # was lost with the service that crashed between its commit and its publish
+        extra = [f"{int(early.sum())} applied before their commit" if early.any() else "",
+                 f"{int(again.sum())} sent twice" if again.any() else "",
+                 f"{int(never_sent.sum())} lost, never sent" if never_sent.any()
+                 and not outbox else "",
+                 _plural(int(phantom.sum()), "phantom") if phantom.any() else ""]
+        extra = [e for e in extra if e]
+        more = "".join(f"; {e}" for e in extra)
+        title = _fits(main, f"{head}, commit → applied: median {_secs(p50)}, p99 "
+                            f"{_secs(p99)}{more}",
+                      f"{head}: median {_secs(p50)}, p99 {_secs(p99)}{more}",
+                      f"{head}: median {_secs(p50)}{more}",
+                      f"{head}{more}",
+                      f"{head}: " + "; ".join(extra[:1]) if extra else head, until=hist)
+        right = f"{int(ok.sum()):,} records applied"
     set_titles(main, title, None, size=10)
     _titles(kh, hist, "", right)
     pin_axis_labels(main)
@@ -1235,6 +1284,10 @@ def outbox_lag(res: Result, axes: Sequence[Axes] | None = None, *,
     k.finish()
     kh.finish()
     handles, labels = main.get_legend_handles_labels()
+    # the dots are small to show thousands of records: legible ones in the legend
+    handles = [Line2D([], [], linestyle="none", marker="o", markersize=5,
+                      markeredgewidth=0, color=h.get_color())  # type: ignore[attr-defined]
+               if h.get_gid() in ("relay", "points") else h for h in handles]
     reuse.legend(hist, handles, [wrap_label(s, 30) for s in labels], loc="upper left",
                  bbox_to_anchor=(1.06, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
     return fig
@@ -1320,12 +1373,13 @@ def delivery_matrix_figure(table: Any, *, metrics: Sequence[str] = _METRICS) -> 
     the producer settings as rows (``acks`` × idempotence) and the consumer
     settings as columns (commit point, and under it the dedup); each cell
     holds its number per 10 000 (± its standard error), white for zero,
-    darker orange to brown for more, on one scale for all three panels.  A
+    darker orange to brown for more, on one log scale for all three panels
+    (5 and 5 000 per 10 000 both read).  A
     **bluish green frame** marks the cells with neither loss nor duplicate:
     exactly-once effects (an idempotent producer with acks=all, a commit
     after processing, and a dedup on the consumer).
     """
-    from matplotlib.colors import PowerNorm
+    from matplotlib.colors import FuncNorm
 
     if isinstance(table, pd.DataFrame):
         df = table
@@ -1396,7 +1450,9 @@ def delivery_matrix_figure(table: Any, *, metrics: Sequence[str] = _METRICS) -> 
     height = top_h + len(chosen) * panel_h + (len(chosen) - 1) * gap_h + 0.12
     width = 9.0
     fig = new_figure(width, height, margins=(label_w, 0.25, top_h, 0.12))
-    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=max(vmax, 1.0))
+    # a log scale shared by the panels: 5 and 5 000 per 10 000 both read, zero stays white
+    norm = FuncNorm((lambda v: np.log10(1.0 + np.maximum(v, 0.0)),
+                     lambda u: 10.0 ** np.asarray(u) - 1.0), vmin=0.0, vmax=max(vmax, 1.0))
 
     def fmt(v: float) -> str:
         return ("–" if not np.isfinite(v) else "0" if v == 0 else
@@ -1460,6 +1516,8 @@ def delivery_matrix_figure(table: Any, *, metrics: Sequence[str] = _METRICS) -> 
                   f"{n_exact} of {exact.size} settings") if n_exact else
                  "Delivery matrix: no setting avoids both loss and duplicates",
                  fontsize=11, x=0.1 / width, y=1 - 0.08 / height, ha="left", va="top")
+    fig.text(1 - 0.25 / width, 1 - 0.1 / height, "colour: log scale, shared",
+             ha="right", va="top", fontsize=7.5, color=INK)
     setattr(fig, _OWNER, "delivery_matrix")
     return fig
 
