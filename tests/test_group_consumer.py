@@ -496,6 +496,21 @@ def test_the_group_carries_on_when_its_coordinator_broker_fails(fault):
     assert commits_after  # committing to the new coordinator while the old one is away
 
 
+def test_a_coordinator_back_before_its_failover_loads_the_group_afresh():
+    """Down for longer than a session but shorter than failover_after: nobody could
+    heartbeat; the restarted broker loads the group (sessions start again), so
+    nobody is expired for the coordinator's own absence."""
+    bench = Bench(4, latency=0.002).feed(100, every=0.05, start=20.0)
+    for i in range(3):  # idle until 20 s: only heartbeats reach the coordinator
+        bench.member(f"m{i}", commit="after", session_timeout=4.0, heartbeat_interval=3.0)
+    home = bench.cluster.coordinator_for("g")
+    install(bench.world, [Crash(home.name, at=8.0, duration=6.0)])
+    bench.run(30.0)
+    assert bench.cluster.coordinator_for("g") is home  # back before it was fenced (9 s)
+    assert not bench.rows("expire")
+    assert bench.acked() <= set(bench.applies())
+
+
 def test_leave_rebalances_at_once():
     bench = Bench().feed(600, every=0.05)
     members = [bench.member(f"m{i}", commit="after") for i in range(3)]

@@ -525,12 +525,22 @@ class GroupState:
 class _Hosted:
     """One group's state with where it lives and its timer."""
 
-    __slots__ = ("broker", "state", "timer_at")
+    __slots__ = ("broker", "stale", "state", "timer_at")
 
     def __init__(self, state: GroupState) -> None:
         self.state = state
         self.broker: LogBroker | None = None
+        self.stale = False  # its broker died since: a restart loads the group afresh
         self.timer_at: float | None = None
+
+    def load(self, broker: LogBroker, now: float) -> None:
+        """``broker`` coordinates the group now: if another did before, or this
+        one died meanwhile, it loads the group (GroupState.moved)."""
+        if self.broker is not broker or self.stale:
+            if self.broker is not None:
+                self.state.moved(now)
+            self.broker = broker
+            self.stale = False
 
 
 _COORDINATORS: weakref.WeakKeyDictionary[Any, GroupCoordinator] = weakref.WeakKeyDictionary()
@@ -622,10 +632,7 @@ class GroupCoordinator:
         if self.cluster.coordinator_for(group) is not broker:
             self._answer(broker, msg, "not_coordinator")
             return None
-        if hosted.broker is not broker:
-            if hosted.broker is not None:
-                hosted.state.moved(self.env.now)
-            hosted.broker = broker
+        hosted.load(broker, self.env.now)
         return hosted
 
     @staticmethod
@@ -672,11 +679,9 @@ class GroupCoordinator:
             later = hosted.timer_at = now + 1.0
             self.env.timeout(1.0).callbacks.append(lambda _ev: self._fire(hosted, later))
             if hosted.broker is not None and not hosted.broker.up:
-                hosted.broker = None
+                hosted.stale = True
             return
-        if hosted.broker is not broker:
-            hosted.state.moved(now)
-            hosted.broker = broker
+        hosted.load(broker, now)
         self._send(hosted, hosted.state.tick(now))
         self._arm(hosted)
 
