@@ -28,7 +28,7 @@ the leader until a batch is appended or 0.5 s have passed
 (``replica.fetch.wait.max.ms``); a follower whose fetch was refused (the
 leader is down) tries again after 1 s (``replica.fetch.backoff.ms``), and
 one that got no answer at all (the request lost) after 30 s
-(``replica.socket.timeout.ms``).  A follower fetch returns whole batches
+(``replica.socket.timeout.ms``, checked every second).  A follower fetch returns whole batches
 (with their producer ids, so that the follower's idempotent-producer state
 is its leader's).  Each follower fetches each partition on its own (Kafka's
 fetcher puts all the partitions a follower copies from one leader in one
@@ -297,6 +297,7 @@ class LogBroker(Instance):
         self._free = 0
         self._job = 0
         self._ticking = False
+        self._isr_due = 0.0  # when the next ISR check is due
         super().__init__(world, name, workers=1)
         self.fenced = False
         self._incident = 0  # +1 at every crash / hang / recovery (a fence timer's token)
@@ -366,7 +367,8 @@ class LogBroker(Instance):
         if not self._ticking:
             self._ticking = True
             epoch = self._epoch
-            self.env.timeout(self.cluster.replica_lag_time_max / 2).callbacks.append(
+            self._isr_due = self.env.now + self.cluster.replica_lag_time_max / 2
+            self.env.timeout(REPLICA_FETCH_BACKOFF).callbacks.append(
                 lambda _ev: self._tick(epoch))
 
     def _begin_append(self, msg: Message) -> None:
@@ -580,18 +582,22 @@ class LogBroker(Instance):
             self._advance_hw(rep)
 
     def _tick(self, epoch: int) -> None:
-        """Every half ``replica_lag_time_max``: shrink ISRs, give up lost fetches."""
+        """Every second: give up fetches unanswered for ``replica.socket.timeout.ms``;
+        every half ``replica_lag_time_max`` (Kafka's ISR-expiration task): shrink
+        the ISRs of the partitions this broker leads."""
         if epoch != self._epoch:
             return  # a timer of a process that crashed
         env = self.env
-        env.timeout(self.cluster.replica_lag_time_max / 2).callbacks.append(
-            lambda _ev: self._tick(epoch))
+        env.timeout(REPLICA_FETCH_BACKOFF).callbacks.append(lambda _ev: self._tick(epoch))
+        now = env.now
+        isr_check = now >= self._isr_due - 1e-9
+        if isr_check:
+            self._isr_due += self.cluster.replica_lag_time_max / 2
         if self.hung:
             return
-        now = env.now
         for rep in self._replicas.values():
             if rep.led_epoch is not None:
-                if len(rep.state.isr) > 1:
+                if isr_check and len(rep.state.isr) > 1:
                     self._shrink_isr(rep, now)
             elif rep.fetching is not None and now - rep.fetch_sent > REPLICA_SOCKET_TIMEOUT:
                 self._fetches.pop(rep.fetching, None)
