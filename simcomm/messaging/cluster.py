@@ -28,9 +28,10 @@ the leader until a batch is appended or 0.5 s have passed
 (``replica.fetch.wait.max.ms``); a follower whose fetch was refused (the
 leader is down) tries again after 1 s (``replica.fetch.backoff.ms``), and
 one that got no answer at all (the request lost) after 30 s
-(``replica.socket.timeout.ms``, checked every second).  A follower fetch returns whole batches
-(with their producer ids, so that the follower's idempotent-producer state
-is its leader's).  Each follower fetches each partition on its own (Kafka's
+(``replica.socket.timeout.ms``, checked every second).  A follower fetch
+returns whole batches (with their producer ids, so that the follower's
+idempotent-producer state is its leader's), and the leader's HW, which the
+follower keeps (capped by its own LEO).  Each follower fetches each partition on its own (Kafka's
 fetcher puts all the partitions a follower copies from one leader in one
 request: a simplification that sends more, smaller messages).
 
@@ -44,7 +45,9 @@ leader's LEO for ``replica_lag_time_max`` s (``replica.lag.time.max.ms``,
 30 s) leaves the ISR (checked every half of it, as Kafka's ISR-expiration
 task); it re-joins once its fetch offset reaches the HW and the start of
 the leader's epoch (Kafka's ``maybeExpandIsr``).  Leaving the ISR can move
-the HW up.
+the HW up.  A new leader starts from the HW it had as a follower, which may
+lag the old leader's: consumers wait until its followers have fetched from
+it once.
 
 **acks.**  ``acks=0``: the leader sends no response.  ``acks=1``: the answer
 goes out after the leader's append.  ``acks=all``: refused with
