@@ -128,7 +128,7 @@ class Outbox:
     Declares the table (``table``, default ``outbox``) on the database.
     A row is keyed by its record id and holds ``key``, ``value`` and
     ``published`` (False until a polling publisher marks it; a log tailer
-    never looks at it).
+    never looks at it), an indexed column.
     """
 
     def __init__(self, db: Database, cluster: LogCluster, topic: str, *,
@@ -142,7 +142,7 @@ class Outbox:
         if not isinstance(topic, str) or topic not in cluster.topics:
             raise ParamError("topic", topic, "a topic created on the cluster: "
                              + ", ".join(sorted(cluster.topics)))
-        db.create_table(table)
+        db.create_table(table, index=("published",))
         self.db = db
         self.cluster = cluster
         self.topic = topic
