@@ -573,6 +573,7 @@ def test_the_summary_shows_the_records_numbers_and_the_rare_ones_only_when_they_
         assert f"data-key='{key}'" in html, key
     for key in ("gaps", "phantom", "pending", "rebalances"):
         assert f"data-key='{key}'" not in html, key
+    assert "data-key='record_p95_latency'" in summary_html({**s, "record_p95_latency": 0.2})
     more = {**s, "phantom": 3, "rebalances": 2}
     assert "data-key='phantom'" in summary_html(more)
     assert "color:#D55E00" in diff_html(s, more)  # more phantoms: worse
@@ -586,3 +587,104 @@ def test_scenario_views_are_known_to_viz() -> None:
     for name in simcomm.api.base.names():
         scenario = simcomm.api.base.get(name)
         assert set(scenario.views) <= set(viz.VIEWS), name
+
+
+# -- the scenarios' own runs ---------------------------------------------------------------
+ISSUE9 = ("order-lifecycle", "rebalance", "delivery-guarantees", "outbox")
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Result]:
+    """The issue-9 scenarios' default runs, and the sharded and cooperative variants."""
+    out = {name: simcomm.run(name, seed=0) for name in ISSUE9}
+    out["sharded"] = simcomm.run("order-lifecycle", seed=0, channel="sharded")
+    out["cooperative"] = simcomm.run("rebalance", seed=0, assignor="cooperative-sticky")
+    return out
+
+
+@pytest.mark.parametrize("scenario", ISSUE9)
+def test_each_scenario_view_draws_its_run(scenario: str, runs: dict[str, Result]) -> None:
+    res = runs[scenario]
+    views = simcomm.api.base.get(scenario).views
+    assert set(views) & set(VIEWS)
+    for view in views:
+        fig = viz.view(view, res)
+        assert fig.axes[0].get_title(loc="left"), (scenario, view)
+        assert "trace=True" not in _texts(fig), (scenario, view)
+
+
+def test_competing_consumers_mark_what_the_summary_counts_and_a_sharded_channel_none(
+        runs: dict[str, Result]) -> None:
+    queue, sharded = runs["order-lifecycle"], runs["sharded"]
+    reordered = queue.summary()["reordered"]
+    assert reordered > 0
+    fig = vo.key_order(queue)
+    marks = vo.key_order_points(queue).query("kind == 'reordered'")
+    assert int(marks["count"].sum()) == reordered
+    (x,) = _gid(fig, "order:reordered", PathCollection)
+    assert len(x.get_offsets()) == len(marks)
+    assert set(marks["cause"]) == {"competing consumers"}
+    assert f"{reordered} of" in fig.axes[0].get_title(loc="left")
+    assert "no partitions in this run" in _texts(vo.partition_assignment(queue)).replace(
+        "\n", " ")
+    fig = vo.key_order(sharded)
+    assert not _gid(fig, "order:reordered")
+    assert fig.axes[0].get_title(loc="left").startswith("Per-key order kept")
+
+
+def test_eager_stops_every_partition_and_cooperative_only_those_that_move(
+        runs: dict[str, Result]) -> None:
+    eager = vo.partition_assignment(runs["rebalance"]).axes[0].get_title(loc="left")
+    assert eager.startswith("Partition owners: each of") and eager.endswith(
+        "stopped all 6 partitions")
+    coop = vo.partition_assignment(runs["cooperative"]).axes[0].get_title(loc="left")
+    assert "on average" in coop
+    stopped = float(coop.split(" stopped ")[1].split(" of ")[0])
+    assert 0 < stopped < 6
+
+
+def test_the_figures_hold_the_results_numbers(runs: dict[str, Result]) -> None:
+    res = runs["delivery-guarantees"]
+    causes = res.delivery_causes()
+    fig = vo.delivery_causes(res)
+    drawn = sum(float(p.vertices[:, 0].max() - p.vertices[:, 0].min())
+                for c in _gid(fig, "cause:", PolyCollection) for p in c.get_paths())
+    assert drawn == causes["count"].sum() > 0
+    lag = res.consumer_lag()
+    fig = vo.consumer_lag(res)
+    peak = max(float(np.max(line.get_ydata())) for line in _gid(fig, "lag:", Line2D))
+    assert peak == lag["lag"].max()
+    assert f"{int(peak):,} records" in fig.axes[0].get_title(loc="left")
+
+
+def test_the_outbox_relays_repeats_are_the_records_it_sent_twice(runs: dict[str, Result]
+                                                                  ) -> None:
+    res = runs["outbox"]
+    twice = {rid for rid, n in vo._relay_sends(res).items() if n > 1}
+    applied = res.outbox_lag().dropna(subset=["committed", "applied"])
+    want = int(applied["record_id"].isin(twice).sum())
+    assert want > 0  # the default run shows the relay's crash-after-publish duplicate
+    fig = vo.outbox_lag(res)
+    assert len(_line(fig, "again").get_xdata()) == want
+    assert f"{want} sent twice" in fig.axes[0].get_title(loc="left")
+
+
+@pytest.mark.parametrize(("name", "knobs"), [
+    ("order-lifecycle", {"channel": "sharded"}),
+    ("rebalance", {"assignor": "cooperative-sticky"}),
+    ("delivery-guarantees", {"commit": "before"}),
+    ("outbox", {"design": "dual-write"}),
+])
+def test_each_scenario_opens_in_explore_and_redraws_on_a_change(name: str,
+                                                                 knobs: dict[str, Any]) -> None:
+    """The mission's toggle, literally: one dashboard, a knob moved, the figures and
+    the records' numbers drawn again."""
+    from simcomm.widgets import explore
+
+    dash = explore(name, until=20.0)
+    assert dash.error is None and dash.views == simcomm.api.base.get(name).views
+    before = {v: bytes(img.value) for v, img in dash.images.items()}
+    dash.update(**knobs)
+    assert dash.error is None and dash.runs == 2
+    assert any(bytes(dash.images[v].value) != before[v] for v in dash.views)
+    assert "data-key='records_produced'" in dash.summary.value

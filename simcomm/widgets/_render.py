@@ -86,6 +86,9 @@ KEY_NUMBERS: tuple[tuple[str, str, str], ...] = (
     ("duplicated_per_10k", "duplicated", "per 10k"),
     ("reordered_per_10k", "reordered", "per 10k"),
     ("rebalances", "rebalances", ""),
+    ("record_throughput", "applied rate", "rec/s"),
+    ("record_p50_latency", "record p50", "s"),
+    ("record_p95_latency", "record p95", "s"),
 )
 
 #: The request numbers: what a run with user requests is about.  A run of
@@ -321,13 +324,14 @@ def diff_html(a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
                and not math.isnan(vb) and key not in _FRACTIONS else "")
         colour = ""
         better_up = key in ("completed", "availability", "throughput", "success_rate",
-                            "messages_consumed", "records_applied")
+                            "messages_consumed", "records_applied", "record_throughput")
         worse_up = key in ("failed", "pending_share", "mean_latency", "p50", "p95", "p99",
                            "retries", "breaker_opens", "max_amplification", "messages_lost",
                            "messages_dead_lettered", "messages_queued", "redeliveries",
                            "message_p95_latency", "lost", "duplicated", "reordered",
                            "gaps", "phantom", "lost_per_10k", "duplicated_per_10k",
-                           "reordered_per_10k", "rebalances")
+                           "reordered_per_10k", "rebalances", "record_p50_latency",
+                           "record_p95_latency")
         if delta and not math.isnan(delta) and (better_up or worse_up):
             good = (delta > 0) == better_up
             colour = "color:#009E73;" if good else "color:#D55E00;"
