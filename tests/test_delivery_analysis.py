@@ -321,6 +321,19 @@ def test_a_truncated_record_appended_again_later_is_not_lost():
     assert d.units["status"].tolist() == ["pending"]
 
 
+def test_an_acks_0_record_the_log_went_on_without_is_lost_unheard():
+    """acks=0: the producer counts a record done as it sends it; one never
+    appended while later ones were is lost, and nobody was told.  The last
+    one sent, with nothing appended after it, may still be on its way."""
+    rows = [*group("m1"), r(1, "produce", 1), r(1, "ack", 1, off=-1, detail="0"),
+            r(1.1, "produce", 2), r(1.1, "ack", 2, off=-1, detail="0"),
+            r(1.2, "append", 2, off=0), r(1.3, "produce", 3), r(1.3, "ack", 3, detail="0"),
+            apply(2, 2, 0)]
+    d = analyse(rows)
+    assert anomalies(d) == [(1, "lost", "acks=0"), (2, "gap", "acks=0")]
+    assert d.counts["pending"] == 1 and balanced(d)
+
+
 def test_committed_past_then_crashed_is_lost_before_processing():
     """Commit, then process (at-most-once): the member committed offset 2 and
     crashed after applying only offset 0."""

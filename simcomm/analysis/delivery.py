@@ -109,6 +109,9 @@ reorders (0 and 1 after 2).
   row, and no append left in the log: ``delivery.timeout.ms`` or
   ``retries`` ran out); ``leader failover`` (its last append was truncated
   when a new leader was elected: acks=1's acknowledged-then-lost record);
+  ``acks=0`` (sent without waiting for an answer -- the producer counted it
+  done -- and never appended, while its partition's log went on: lost on
+  the way or by a dead leader, and nobody told);
   ``commit before processing`` (its reader committed an offset past it and
   the committing member then crashed, was expelled, left or revoked before
   applying it: at-most-once); ``offset reset`` (a member of its reader
@@ -150,7 +153,8 @@ KINDS = ("in_order", "reordered", "duplicate", "skipped", "phantom")
 #: Every cause an anomaly can be attributed to (see the module docstring).
 CAUSES = ("rebalance", "crash before commit", "retry in flight", "competing consumers",
           "relay crash", "commit before processing", "leader failover", "producer gave up",
-          "dual write", "redelivery", "offset reset", "dead lettered", "broker drop", "unknown")
+          "dual write", "redelivery", "offset reset", "acks=0", "dead lettered", "broker drop",
+          "unknown")
 
 KEY_ORDER_COLUMNS = ("key", "record_id", "produced_index", "applied_index", "time", "node",
                      "partition", "offset", "kind", "cause", "reader")
@@ -558,6 +562,23 @@ def _record_facts(rows: _Rows, prod: pd.DataFrame) -> pd.DataFrame:
     live = ~np.isnan(out["a_time"].to_numpy(float))
     tt = out["t_trunc"].to_numpy(float)
     out["live"] = live & ~(~np.isnan(tt) & (out["a_time"].to_numpy(float) <= tt))
+    # acks=0: the producer counted it sent; lost if its partition's log went
+    # on without it (a later append there, none of it)
+    out["unheard"] = np.zeros(len(ids), dtype=bool)
+    ak = rows.where("ack")
+    zero = ak[rec["detail"].to_numpy(object)[ak] == "0"]
+    if zero.size:
+        z = pd.DataFrame({"record_id": rid_col[zero],
+                          "topic": rec["topic"].to_numpy(object)[zero],
+                          "partition": rec["partition"].to_numpy(np.int64)[zero],
+                          "t": rec["time"].to_numpy(float)[zero]}).drop_duplicates("record_id")
+        ends = a.groupby(["a_topic", "a_part"], sort=False)["a_time"].max().rename("t_end")
+        z = z.merge(ends.reset_index().rename(columns={"a_topic": "topic",
+                                                       "a_part": "partition"}),
+                    on=["topic", "partition"], how="left")
+        moved_on = (z["t_end"].to_numpy(float) > z["t"].to_numpy(float))
+        gone = z.loc[moved_on, "record_id"].to_numpy(np.int64)
+        out["unheard"] = ids.isin(gone) & ~live
     out.index.name = "record_id"
     return out
 
@@ -704,6 +725,7 @@ def _facts_of(facts: pd.DataFrame, rid: np.ndarray) -> dict[str, np.ndarray]:
             "n_sends": _fact(facts, rid, "n_sends", 0).astype(np.int64),
             "n_dual_sends": _fact(facts, rid, "n_dual_sends", 0).astype(np.int64),
             "live": _fact(facts, rid, "live", False).astype(bool),
+            "unheard": _fact(facts, rid, "unheard", False).astype(bool),
             "a_topic": _fact(facts, rid, "a_topic", None).astype(object),
             "a_part": _fact(facts, rid, "a_part", None).astype(float),
             "a_off": _fact(facts, rid, "a_off", None).astype(float),
@@ -854,9 +876,9 @@ def _loss_causes(u: pd.DataFrame, fa_all: dict[str, np.ndarray], idx: np.ndarray
     failover = ~live & ~np.isnan(fa["t_trunc"]) & fa["acked"]
     past, reset = _committed_past(u, fa, rows, member_group, crashed)
     has_live = live & ~np.isnan(fa["a_off"])
-    return _select([mq_cause != "", dual, gave_up, failover, has_live & past,
+    return _select([mq_cause != "", dual, gave_up, failover, fa["unheard"], has_live & past,
                     has_live & reset],
-                   [mq_cause, "dual write", "producer gave up", "leader failover",
+                   [mq_cause, "dual write", "producer gave up", "leader failover", "acks=0",
                     "commit before processing", "offset reset"], "") if n else np.empty(
         0, dtype=object)
 
