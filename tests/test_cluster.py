@@ -813,6 +813,9 @@ def test_any_crashes_and_hangs_keep_the_guarantees(seed, faults):
         logs = {n: load.b.ids(n, p) for n in c.replicas("t", p)}
         assert len({tuple(v) for v in logs.values()}) == 1, logs
         assert c.high_watermark("t", p) == c.log_end_offset("t", p)
+    # the ledger balances: every message delivered, dropped or still in flight
+    net = load.b.world.network
+    assert net.sent == net.delivered + sum(net.dropped.values()) + net.in_flight
 
 
 def test_acks_1_leader_crash_loses_acknowledged_records():
