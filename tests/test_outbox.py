@@ -168,7 +168,7 @@ def test_a_log_tailer_crash_sends_again_everything_since_the_last_offset_flush()
     flush at 1.0 s: those records are sent twice, nothing is lost."""
     p = build(relay="tailing", orders=40, rate=20.0, offset_flush_interval=0.5)
     world, relay = p["world"], p["relay"]
-    install_faults(world, [Crash("relay", at=1.2, duration=0.3)])
+    install_faults(world, [CrashBetweenWrites("relay", at=1.2, duration=0.3)])  # = Crash
     world.run(until=10)
     produced = ids(world, "produce", "outbox")
     sends = Counter(ids(world, "send", "relay"))

@@ -196,17 +196,18 @@ class CrashBetweenWrites(Fault):
     For a dual-writing :class:`PublishingService`: after the commit and
     before the send (``dual-write``), or after the send and before the
     commit (``publish-first``); for a :class:`PollingPublisher`: after its
-    sends were acknowledged and before it marks them published.  (A log
-    tailer is always between sending and flushing its position: a plain
-    :class:`~simcomm.engine.Crash` does it.)  ``node`` must be one of
-    these; if it never reaches the window again, nothing happens.
+    sends were acknowledged and before it marks them published; a
+    :class:`LogTailer` is always between its sends and its next position
+    flush, so it crashes at ``at``, as with a plain
+    :class:`~simcomm.engine.Crash`.  ``node`` must be one of these; if it
+    never reaches the window again, nothing happens.
     """
 
     def start(self, inst: Instance) -> None:
         arm = getattr(inst, "arm_crash", None)
         if arm is None:
-            raise ParamError("node", self.node, "a PublishingService or a PollingPublisher "
-                                                "(a node with a crash window)")
+            raise ParamError("node", self.node, "a PublishingService, PollingPublisher or "
+                                                "LogTailer (a node with a crash window)")
         arm(self.duration)
 
     def end(self, inst: Instance, token: Any = None) -> None:
@@ -224,8 +225,8 @@ def install_faults(world: World, faults: Iterable[Fault]) -> None:
         if isinstance(fault, CrashBetweenWrites) and not isinstance(
                 world.nodes.get(fault.node), _Window):
             windows = sorted(n for n, v in world.nodes.items() if isinstance(v, _Window))
-            raise ParamError("node", fault.node, "a PublishingService or PollingPublisher: "
-                             + (", ".join(windows) or "there is none"))
+            raise ParamError("node", fault.node, "a PublishingService, PollingPublisher or "
+                             "LogTailer: " + (", ".join(windows) or "there is none"))
     install(world, faults)
 
 
@@ -512,6 +513,10 @@ class LogTailer(_Relay):
         self._rewind = False
         super().__init__(world, name, outbox, producer, retry_backoff)
         self.env.timeout(flush).callbacks.append(self._flush)
+
+    def arm_crash(self, repair_after: float | None = None) -> None:
+        """Crash now: a log tailer is always between its sends and its next flush."""
+        self.crash(repair_after)
 
     def _loop(self) -> Generator[Event, Any, None]:
         env = self.env

@@ -239,10 +239,9 @@ def build(world: World, p: Params) -> None:
         else:
             _every(world, p.service_crash_every, lambda: service.crash(down))
     if relay is not None and p.relay_crash_every > 0:
-        if p.design == "polling":
-            _every(world, p.relay_crash_every, lambda: relay.arm_crash(down))
-        else:
-            _every(world, p.relay_crash_every, lambda: relay.crash(down))
+        # the polling publisher at its next window; the log tailer at once (it is
+        # always between its sends and its next position flush)
+        _every(world, p.relay_crash_every, lambda: relay.arm_crash(down))
     if p.db_error_rate > 0:
         db.set_error_rate(p.db_error_rate)
 
