@@ -112,6 +112,20 @@ def test_produced_order_is_by_time_then_record_id():
     assert ko.loc[5, "kind"] == "reordered"
 
 
+def test_the_key_is_the_produce_rows_when_a_record_is_sent_under_another():
+    """A service may write its ledger row under the order id and send the
+    record with a null key (the sticky partitioner scatters it): the order
+    judged is the order id's."""
+    rows = [*group("m1", "m2", partitions=(0, 1)),
+            r(1, "produce", 1, key=7), r(1.1, "produce", 2, key=7),
+            r(1.2, "append", 1, off=0, key=None), r(1.3, "append", 2, p=1, off=0, key=None),
+            apply(2, 2, 0, node="m2", p=1, key=None), apply(3, 1, 0, node="m1", key=None)]
+    d = analyse(rows)
+    assert d.key_order["key"].tolist() == [7, 7]
+    assert anomalies(d) == [(2, "gap", "competing consumers"),
+                            (1, "reordered", "competing consumers")]
+
+
 def test_keys_are_judged_separately():
     """Interleaved keys: each in its own order is no reorder."""
     rows = [*group("m1"), r(1, "produce", 1, key="a"), r(1.1, "produce", 2, key="b"),

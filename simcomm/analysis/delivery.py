@@ -428,9 +428,13 @@ def analyse(records: pd.DataFrame | Iterable[tuple], events: Iterable[tuple] = (
         only = apps[is_apply]
         first[np.flatnonzero(is_apply)[~only.duplicated(key_cols).to_numpy()]] = True
     apps["first"] = first
-    pinfo = _lookup(apps, prod, ["record_id"], ["time", "kc", "pidx", "detail"])
+    pinfo = _lookup(apps, prod, ["record_id"], ["time", "kc", "pidx", "detail", "key"])
     apps["ptime"] = pinfo["time"].to_numpy(float)
     apps["produced"] = ~np.isnan(apps["ptime"].to_numpy(float))
+    # the key is the produce row's (a service may send a record under another
+    # key than the one whose order it belongs to: a null key, a customer id)
+    apps["key"] = _obj(np.where(apps["produced"].to_numpy(bool), pinfo["key"].to_numpy(object),
+                                apps["key"].to_numpy(object)))
     apps["kc"] = pinfo["kc"].fillna(-1).to_numpy(np.int64)
     apps["pidx"] = pinfo["pidx"].to_numpy(float)
     apps["pdetail"] = pinfo["detail"].to_numpy(object)
