@@ -105,6 +105,7 @@ def test_brokers_and_replica_placement():
     c.create_topic("u", 2, replication_factor=1)
     assert c.replicas("u", 1) == ["kafka-1"]
     assert c.topics == ["t", "u"]
+    assert repr(c) == "LogCluster('kafka', brokers=4, topics={'t': 5, 'u': 2})"
     assert LogCluster(World(), brokers=2).replication_factor == 2
 
 

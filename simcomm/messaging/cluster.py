@@ -985,6 +985,10 @@ class LogCluster:
             for b in state.replicas:
                 self._broker_parts[b.name].append(state)
 
+    def __repr__(self) -> str:
+        return (f"LogCluster({self.name!r}, brokers={len(self.brokers)}, "
+                f"topics={ {t: len(s) for t, s in self._topics.items()} })")
+
     # ------------------------------------------------------------------
     # topics and metadata
     # ------------------------------------------------------------------
