@@ -656,6 +656,18 @@ def test_an_error_rate_fails_requests_unprocessed():
     assert b.answers[1][2].base_offset == 0 and len(b.rows("append")) == 1
 
 
+def test_an_append_in_progress_waits_out_a_short_hang():
+    """A hang shorter than failover_after: the append under way finishes when
+    it ends, and the queued request after it."""
+    b = Bench(append_time=0.5)
+    install(b.world, [Hang("kafka-0", 1.2, 3.0)])
+    b.at(1.0, lambda: [b.produce(acks=1) for _ in range(2)])
+    b.run(10)
+    assert [round(t, 3) for t, _s, _b in b.answers] == [4.201, 4.701]
+    assert [body.base_offset for _t, _s, body in b.answers] == [0, 1]
+    assert b.events("fenced") == []
+
+
 def test_append_time_is_the_request_handlers_cost():
     """Produce requests queue for the broker's one request handler."""
     b = Bench(append_time=0.01)
