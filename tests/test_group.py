@@ -305,6 +305,17 @@ def test_a_new_coordinator_restarts_every_session_and_the_join_phase():
     assert ids["A"] in state.members
 
 
+def test_a_new_coordinator_forgets_members_that_were_never_answered():
+    """Kafka persists a group's members with each generation: a member whose first
+    join was still pending lived only in the old coordinator's memory."""
+    state, _ = make()
+    ids = form(state, ["A"])
+    state.join(5.0, "c", join_req("C"))
+    dropped = state.moved(6.0)
+    assert dropped == ["c"]
+    assert set(state.members) == {ids["A"]}
+
+
 # -- on a cluster -----------------------------------------------------------------------
 
 

@@ -496,6 +496,20 @@ def test_the_group_carries_on_when_its_coordinator_broker_fails(fault):
     assert commits_after  # committing to the new coordinator while the old one is away
 
 
+def test_a_member_starting_while_the_coordinator_is_down_joins_once_it_moves():
+    bench = Bench(405, latency=0.001).feed(400, every=0.02)
+    bench.member("m0")
+    bench.member("m1")
+    bench.member("m2", start=10.0)
+    home = bench.cluster.coordinator_for("g")
+    install(bench.world, [Crash(home.name, at=9.8, duration=10.0)])
+    bench.run(60.0)
+    assert [r[7] for r in bench.rows("join")].count("m2") == 1
+    assert not bench.rows("expire")
+    assert [len(m.assignment) for m in bench.members.values()] == [2, 2, 2]
+    assert bench.acked() <= set(bench.applies())
+
+
 def test_a_coordinator_back_before_its_failover_loads_the_group_afresh():
     """Down for longer than a session but shorter than failover_after: nobody could
     heartbeat; the restarted broker loads the group (sessions start again), so

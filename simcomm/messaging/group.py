@@ -220,9 +220,9 @@ class OffsetFetchResponse:
 class GroupMember:
     """What the coordinator knows of one member."""
 
-    __slots__ = ("assignment", "assignor", "client", "deadline", "join_token", "member_id",
-                 "owned", "protocol", "rebalance_timeout", "session_timeout", "sync_token",
-                 "topics")
+    __slots__ = ("assignment", "assignor", "client", "deadline", "fresh", "join_token",
+                 "member_id", "owned", "protocol", "rebalance_timeout", "session_timeout",
+                 "sync_token", "topics")
 
     def __init__(self, member_id: str, req: JoinGroupRequest) -> None:
         self.member_id = member_id
@@ -238,6 +238,8 @@ class GroupMember:
         self.join_token: Any = None
         self.sync_token: Any = None
         self.assignment: tuple[TP, ...] = ()
+        #: not answered yet: only the coordinator's memory knows it (not persisted)
+        self.fresh = True
 
     @property
     def awaiting(self) -> bool:
@@ -375,6 +377,7 @@ class GroupState:
                 self.group, None, self.generation, m.member_id, self.leader,
                 ids if m.member_id == self.leader else ())))
             m.join_token = None
+            m.fresh = False
             m.deadline = now + m.session_timeout
         return replies
 
@@ -505,13 +508,21 @@ class GroupState:
             times += [t for t in (self._initial_until, self._join_deadline) if t > now]
         return min(times) if times else None
 
-    def moved(self, now: float) -> None:
+    def moved(self, now: float) -> list[Any]:
         """Another broker took over as coordinator (it loaded the group).
 
-        Requests held by the old coordinator died with it; every session
-        restarts now; a rebalance in progress starts its join phase again.
+        Requests held by the old coordinator died with it (their tokens are
+        returned); members that joined and were never answered were only in
+        its memory (Kafka persists a group's members with each generation):
+        they are gone, and join again as new members; every session restarts
+        now; a rebalance in progress starts its join phase again.
         """
+        dropped = []
+        for m in [m for m in self.members.values() if m.fresh]:
+            del self.members[m.member_id]
+            dropped += [t for t in (m.join_token, m.sync_token) if t is not None]
         for m in self.members.values():
+            dropped += [t for t in (m.join_token, m.sync_token) if t is not None]
             m.join_token = None
             m.sync_token = None
             m.deadline = now + m.session_timeout
@@ -519,6 +530,7 @@ class GroupState:
             self.state = PREPARING_REBALANCE
             self._join_deadline = now + self._rebalance_timeout()
             self._initial_until = now
+        return dropped
 
 
 # -- the glue on the cluster ---------------------------------------------------
@@ -538,7 +550,12 @@ class _Hosted:
         one died meanwhile, it loads the group (GroupState.moved)."""
         if self.broker is not broker or self.stale:
             if self.broker is not None:
-                self.state.moved(now)
+                dropped = self.state.moved(now)
+                if self.broker is broker:
+                    # the same broker restarted: the connections those requests
+                    # came on were reset (their senders ask again)
+                    for msg in dropped:
+                        broker.reply(msg, None, "reset")
             self.broker = broker
             self.stale = False
 

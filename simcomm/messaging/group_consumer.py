@@ -531,12 +531,13 @@ class GroupConsumer(Instance):
             return
         now = self.env.now
         coordinator = self.cluster.coordinator_for(self.group)
-        silent = now - self._heard > self.session_timeout
+        # a member (with a member id, so heartbeating) whose coordinator has not
+        # answered for a whole session gives it up (Kafka: "coordinator unknown")
+        silent = self.member_id is not None and now - self._heard > self.session_timeout
         if self._joining and self._join_rid is not None and (
-                coordinator.name != self._join_dest or not coordinator.up or silent):
+                coordinator.name != self._join_dest or silent):
             # the coordinator holding our JoinGroup/SyncGroup moved (the metadata
-            # says so), died (its connection was reset) or has not answered for a
-            # whole session (Kafka: "coordinator unknown"): ask again
+            # says so) or went silent: ask again
             self._abort_join()
         rid = self._hb_rid
         if rid is not None and (coordinator.name != self._hb_dest or silent):
