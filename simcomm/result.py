@@ -837,9 +837,9 @@ class Result:
         records.  Traced: from :attr:`_delivery`.  With ``trace=False`` a run
         with log producers or group consumers still has them: produced and
         applied from the nodes' counters (``LogProducer.sent``,
-        ``GroupConsumer.applied``), pending as their difference; every
-        anomaly, its rate and the latency are NaN (they need each record's
-        rows), and so are rebalances."""
+        ``GroupConsumer.applied``), pending as their difference, rebalances
+        from the group coordinators; every anomaly, its rate and the latency
+        are NaN (they need each record's rows)."""
         import numpy as np
 
         if self.world.trace.enabled:
@@ -864,6 +864,16 @@ class Result:
         out.update({"records_produced": produced, "records_applied": applied,
                     "pending": max(produced - applied, 0),
                     "record_throughput": applied / self.until})
+        if consumers:
+            # the coordinators count the rebalances they started
+            from simcomm.messaging.group import GroupCoordinator
+
+            clusters: list[Any] = []
+            for c in consumers:
+                if all(c.cluster is not k for k in clusters):
+                    clusters.append(c.cluster)
+            out["rebalances"] = sum(h.state.rebalances for k in clusters
+                                    for h in GroupCoordinator.of(k).groups.values())
         return out
 
     @cached_property
@@ -916,7 +926,11 @@ class Result:
         Every number is the same with ``trace=False``; of the messaging keys
         a run with messaging adds (:data:`MESSAGING_KEYS`), the latency then
         needs the trace (NaN), and a publish still on its way to the broker
-        at the end counts as lost (:meth:`message_ledger`).
+        at the end counts as lost (:meth:`message_ledger`).  A run with keyed
+        records adds :data:`DELIVERY_KEYS` (a run of records alone has them
+        first, with :data:`RECORD_KEYS` and the load in records); with
+        ``trace=False`` only the counted ones are numbers (records produced
+        and applied, pending, rebalances) and the anomalies are NaN.
         """
         import numpy as np
 

@@ -183,7 +183,8 @@ def test_delivery_row_gives_the_matrix_numbers(calm):
 def test_without_the_trace_the_counters_say_what_they_can():
     """trace=False keeps no records: produced and applied come from the
     producers' and consumers' counters, every anomaly is NaN (it needs each
-    record's rows), the tables are empty, and delivery_row refuses."""
+    record's rows), rebalances come from the coordinator, the tables are
+    empty, and delivery_row refuses."""
     res, producer, group = log_run(trace=False)
     s = res.summary()
     assert list(s)[:len(DELIVERY_KEYS)] == list(DELIVERY_KEYS)
@@ -191,8 +192,10 @@ def test_without_the_trace_the_counters_say_what_they_can():
     assert s["records_applied"] == sum(m.applied for m in group)
     assert s["pending"] == 600 - s["records_applied"]
     for k in ("lost", "duplicated", "reordered", "gaps", "phantom", "lost_per_10k",
-              "rebalances", "record_p95_latency"):
+              "record_p95_latency"):
         assert math.isnan(s[k])
+    # the coordinator counts its rebalances: as many as the traced run's rows
+    assert s["rebalances"] == log_run()[0].summary()["rebalances"] >= 1
     assert res.key_order().empty and res.records.empty
     with pytest.raises(ParamError, match="trace"):
         delivery_row(res)
