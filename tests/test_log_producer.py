@@ -167,6 +167,14 @@ def test_idempotence_is_on_by_default_unless_settings_conflict(kwargs, idempoten
     assert producer.idempotence is idempotent
 
 
+def test_delivery_timeout_defaults_to_at_least_linger_plus_request_timeout():
+    """Kafka: delivery.timeout.ms defaults to 120 s, raised to linger.ms +
+    request.timeout.ms when that is more; set explicitly below it, refused."""
+    assert bench()[2].delivery_timeout == 120.0
+    assert bench(request_timeout=200.0, linger=1.0)[2].delivery_timeout == 201.0
+    assert bench(delivery_timeout=31.0)[2].delivery_timeout == 31.0
+
+
 @pytest.mark.parametrize(("acks", "code"), [
     (0, 0), ("0", 0), (1, 1), ("1", 1), (np.int64(1), 1), ("all", -1), (-1, -1)])
 def test_acks_spellings(acks, code):
@@ -339,6 +347,33 @@ def test_acks_all_waits_for_the_followers():
         world.run(until=5)
         times[acks] = rows(world, "ack")[0][0]
     assert times["all"] > times[1]
+
+
+def test_a_records_event_can_be_waited_on_before_and_after_its_ack():
+    """The event of an acknowledged record is usable however it is waited on: a
+    callback added right after send(), a process yielding it long after the
+    ack, a condition over several events."""
+    world, _cluster, producer = bench(acks=1)
+    env = world.env
+    seen: list = []
+    events: list = []
+
+    def app():
+        ev = producer.send("a", 1)
+        ev.callbacks.append(lambda e: seen.append(("callback", e.value)))
+        events.append(ev)
+        events.append(producer.send("a", 2))
+        yield env.timeout(1.0)  # both acknowledged meanwhile
+        value = yield events[0]
+        seen.append(("late yield", value))
+        both = yield env.all_of(events)
+        seen.append(("all_of", [both[e] for e in events]))
+
+    env.process(app())
+    world.run(until=3)
+    assert seen == [("callback", (events[0].value)), ("late yield", events[0].value),
+                    ("all_of", [events[0].value, events[1].value])]
+    assert [ev.value[1] for ev in events] == [0, 1]
 
 
 def test_produce_and_send_rows_and_record_ids():

@@ -140,7 +140,7 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.messaging.cluster import LogCluster
 
-__all__ = ["MAX_IN_FLIGHT_IDEMPOTENT", "LogProducer"]
+__all__ = ["DELIVERY_TIMEOUT", "MAX_IN_FLIGHT_IDEMPOTENT", "LogProducer"]
 
 _ACK_DETAIL = {0: "0", 1: "1", -1: "all"}
 
@@ -148,9 +148,29 @@ _ACK_DETAIL = {0: "0", 1: "1", -1: "all"}
 #: (the broker keeps the last 5 batches per producer and partition)
 MAX_IN_FLIGHT_IDEMPOTENT = 5
 
+#: delivery.timeout.ms's default, seconds
+DELIVERY_TIMEOUT = 120.0
+
 _JITTER = 0.2  # KIP-580's retry backoff jitter
 _EPS = 1e-9  # seconds: a timer may fire an ulp before the time it was set for
 _FAST_KEYS = (str, int, bytes)  # key types cached by value (bool and float are not keys)
+
+
+def _settled(ev: Event, value: Any) -> None:
+    """Give ``ev`` its value as if SimPy had already processed it.
+
+    An acknowledged record's event that nothing waits on yet needs no turn
+    in the event queue (a third of a log run's events otherwise): it is left
+    in the state SimPy leaves a processed event in -- ``ok``, its value set,
+    ``callbacks`` None -- so a process that yields it later, a condition
+    (``AllOf`` / ``AnyOf``) or ``env.run(until=ev)`` take its value at
+    once.  As for any processed event, callbacks must be added before it
+    triggers (``send(...).callbacks.append`` right after :meth:`send` is
+    fine: the acknowledgement comes later).
+    """
+    ev._ok = True  # type: ignore[attr-defined]
+    ev._value = value
+    ev.callbacks = None  # type: ignore[assignment]
 
 
 class _Batch:
@@ -217,8 +237,9 @@ class LogProducer(Instance):
       record per batch]; ``record_size`` -- bytes per record;
     * ``retries`` [``retries``], ``max_in_flight``
       [``max.in.flight.requests.per.connection``], ``request_timeout``
-      [``request.timeout.ms``], ``delivery_timeout`` [``delivery.timeout.ms``,
-      at least ``linger + request_timeout`` as Kafka requires],
+      [``request.timeout.ms``], ``delivery_timeout`` [``delivery.timeout.ms``:
+      120 s, or ``linger + request_timeout`` if that is more; given, it must
+      be at least that, as Kafka requires],
       ``retry_backoff`` / ``retry_backoff_max`` [``retry.backoff.ms`` /
       ``retry.backoff.max.ms``];
     * ``idempotence`` [``enable.idempotence``] -- True, False, or None: on
@@ -244,7 +265,7 @@ class LogProducer(Instance):
     def __init__(self, world: World, name: str, cluster: LogCluster, topic: str, *,
                  acks: int | str = "all", linger: float = 0.005, batch_size: int = 16384,
                  record_size: int = 100, retries: int = 2**31 - 1, max_in_flight: int = 5,
-                 request_timeout: float = 30.0, delivery_timeout: float = 120.0,
+                 request_timeout: float = 30.0, delivery_timeout: float | None = None,
                  retry_backoff: float = 0.1, retry_backoff_max: float = 1.0,
                  idempotence: bool | None = None) -> None:
         from simcomm.messaging.cluster import LogCluster
@@ -263,6 +284,9 @@ class LogProducer(Instance):
                                "max.in.flight.requests.per.connection")
         request_timeout = _seconds("request_timeout", request_timeout, zero=False,
                                    kafka="request.timeout.ms")
+        if delivery_timeout is None:
+            # Kafka: 120 s, raised to linger.ms + request.timeout.ms if that is more
+            delivery_timeout = max(DELIVERY_TIMEOUT, linger + request_timeout)
         delivery_timeout = _seconds("delivery_timeout", delivery_timeout, zero=False,
                                     kafka="delivery.timeout.ms")
         if delivery_timeout < linger + request_timeout:
@@ -621,8 +645,14 @@ class LogProducer(Instance):
                 rows((now, "ack", r.record_id, topic, p,
                       base_offset + i if base_offset >= 0 else -1, r.key, name, detail))
         if base_offset >= 0:
-            for i, ev in enumerate(b.events):
-                ev.succeed((p, base_offset + i))
+            # (called on an answer, never inside send(): see _settled)
+            offset = base_offset
+            for ev in b.events:
+                if ev.callbacks:
+                    ev.succeed((p, offset))
+                else:
+                    _settled(ev, (p, offset))
+                offset += 1
         else:
             for ev in b.events:
                 ev.succeed((p, -1))
