@@ -57,15 +57,18 @@ rebalance (reason ``follow_up``) -- see :mod:`simcomm.messaging.group_consumer`.
 records of ``__consumer_offsets`` in Kafka, replicated like any partition:
 here they live in one :class:`GroupCoordinator` object per cluster, so they
 survive the coordinator broker's crash.  When another broker becomes the
-group's coordinator (the first request that reaches it), it "loads" the
-group: every member's session timer restarts from that moment, and a join
-or sync phase that was in progress on the old coordinator starts again
-(its held requests died with that broker; the members notice through their
-heartbeats and rejoin).  While the coordinator broker is down or hung,
-nobody expires.  Simplifications, said: an offset commit is stored as it
-arrives (Kafka answers once its ``__consumer_offsets`` append is
-replicated); there is no ``MEMBER_ID_REQUIRED`` round trip (KIP-394) and no
-static membership (``group.instance.id``).
+group's coordinator (the first request or timer that reaches it), or the
+same broker comes back from a crash, it "loads" the group: every member's
+session timer restarts from that moment, members whose first JoinGroup was
+never answered are forgotten (only the old coordinator's memory had them),
+and a join or sync phase that was in progress starts again (its held
+requests died with the old process: a restarted broker resets them, and
+members of a moved group see the move in the metadata; either way they
+rejoin).  While the coordinator broker is down or hung, nobody expires.
+Simplifications, said: an offset commit is stored as it arrives (Kafka
+answers once its ``__consumer_offsets`` append is replicated); there is no
+``MEMBER_ID_REQUIRED`` round trip (KIP-394) and no static membership
+(``group.instance.id``).
 
 Every piece of the group logic is :class:`GroupState`, a pure state
 machine that takes the simulated time as an argument and returns the
