@@ -893,47 +893,56 @@ def key_order(res: Result, keys: Any = None, ax: Axes | None = None) -> Figure:
     return fig
 
 
-#: How a count beside a spot names the marks it counts, when a spot holds several.
-_COUNT_WORDS = {"in_order": "", "ahead": "", "reordered": " reordered",
-                "duplicate": " again", "skipped": " skipped"}
-
-
 def _count_labels(k: reuse.Keeper, ax: Axes, pts: pd.DataFrame, top: float,
                   many: bool) -> None:
-    """The records on each spot of :func:`key_order`: inside a large mark alone
-    on its spot, else beside the largest mark of the spot (several kinds on one
-    spot -- an ✕ over a dot -- share one label: "208, 13 reordered")."""
+    """The records on each mark of :func:`key_order`: inside a large mark alone on
+    its spot (white, bold), else beside the spot's largest mark in the colour
+    of the mark it counts, stacked (an ✕ of competing consumers over a dot of
+    208: a green "208" over a vermillion "13")."""
     from matplotlib.transforms import ScaledTranslation
 
     if not len(pts) or many:
         return
-    spots: dict[tuple[float, float], dict[str, int]] = {}
-    for x, y, kind, n in zip(pts["applied"].tolist(), pts["produced"].tolist(),
-                             pts["kind"].tolist(), pts["count"].tolist(), strict=True):
+    spots: dict[tuple[float, float], dict[str, list[Any]]] = {}
+    for x, y, kind, cause, n in zip(pts["applied"].tolist(), pts["produced"].tolist(),
+                                    pts["kind"].tolist(), pts["cause"].tolist(),
+                                    pts["count"].tolist(), strict=True):
         got = spots.setdefault((float(x), float(y)), {})
-        got[kind] = got.get(kind, 0) + int(n)
+        entry = got.setdefault(kind, [0, cause])
+        entry[0] += int(n)
     if len(spots) > 30:
         return
     fig = root_figure(ax)
+    colours = {"in_order": _IN_ORDER_COLOR, "ahead": _IN_ORDER_COLOR,
+               "skipped": opaque(GREY, 0.8)}
     order = ("in_order", "ahead", "reordered", "duplicate", "skipped")
-    for i, ((x, y), kinds) in enumerate(sorted(spots.items())):
-        areas = [float(_sizes(np.array([n], dtype=float), top, False,
-                              kd in ("duplicate", "reordered"))[0]) for kd, n in kinds.items()]
-        only = next(iter(kinds)) if len(kinds) == 1 else None
-        inside = only in ("in_order", "reordered", "skipped") and max(areas) >= 150
-        if inside:
-            # every property given each time: a redraw may find a label that was beside
-            k.text(f"count:{i}", x, y, f"{kinds[str(only)]:,}", transform=ax.transData,
+    i = 0
+    for (x, y), kinds in sorted(spots.items()):
+        areas = {kd: float(_sizes(np.array([n], dtype=float), top, False,
+                                  kd in ("duplicate", "reordered"))[0])
+                 for kd, (n, _c) in kinds.items()}
+        # inside only a mark alone on its spot: an ✕ over a dot must stay visible
+        big = [kd for kd in ("in_order", "reordered", "skipped")
+               if kd in kinds and areas[kd] >= 150 and len(kinds) == 1]
+        inside: str | None = max(big, key=areas.__getitem__) if big else None
+        beside = [kd for kd in order if kd in kinds and kd != inside]
+        radius = math.sqrt(max(areas.values())) / 2.0
+        if inside is not None:
+            k.text(f"count:{i}", x, y, f"{kinds[inside][0]:,}", transform=ax.transData,
                    ha="center", va="center", fontsize=7.5, color="white", zorder=6,
                    fontweight="bold", bbox=None)
-            continue
-        words = [f"{kinds[kd]:,}" + ("" if only else _COUNT_WORDS[kd])
-                 for kd in order if kd in kinds]
-        shift = ScaledTranslation((math.sqrt(max(areas)) / 2.0 + 2.0) / 72.0, 0.0,
-                                  fig.dpi_scale_trans)
-        k.text(f"count:{i}", x, y, ", ".join(words), transform=ax.transData + shift,
-               ha="left", va="center", fontsize=7.5, color=INK, zorder=6, fontweight="normal",
-               bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+            i += 1
+        for j, kd in enumerate(beside):
+            n, cause = kinds[kd]
+            dy = ((len(beside) - 1) / 2.0 - j) * 9.0  # the first on top
+            shift = ScaledTranslation((radius + 2.0) / 72.0, dy / 72.0, fig.dpi_scale_trans)
+            k.text(f"count:{i}", x, y, f"{n:,}", transform=ax.transData + shift,
+                   ha="left", va="center", fontsize=7.5, zorder=6, fontweight="normal",
+                   color=colours.get(kd) or (cause_color(cause) if len(beside) > 1
+                                             or inside else INK),
+                   bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7,
+                         "pad": 0.5})
+            i += 1
 
 
 def _key_order_legend(ax: Axes, pts: pd.DataFrame, drawn: Sequence[str], many: bool,
