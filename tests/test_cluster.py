@@ -532,6 +532,24 @@ def test_a_repeat_of_one_of_the_last_5_batches_is_acked_not_appended():
     assert b.cluster.stats["duplicates_refused"] == 1
 
 
+def test_a_duplicate_with_acks_all_waits_for_the_high_watermark_too():
+    """A retry of a batch the followers do not have yet is acknowledged (as a
+    duplicate, with its first offset) only once the HW covers it."""
+    b = Bench()
+    pid = _pid(b)
+    for follower in ("kafka-1", "kafka-2"):  # a slow replication link: 2 s each way
+        b.world.network.link("kafka-0", follower, latency=2.0)
+    first: list = []
+    b.at(1.0, lambda: first.extend(b.produce(n=2, pid=pid, seq=0)))
+    b.at(2.0, lambda: b.produce(pid=pid, seq=0, records=first))
+    b.run(10)
+    # the leader answers the followers' parked fetches at 0.501 s: on the slow link
+    # now, so they fetch offset 0 at 4.501 s and offset 2 at 8.501 s: the HW is 2
+    assert [(round(t, 3), body.base_offset, body.duplicate) for t, _s, body in b.answers] == [
+        (8.502, 0, False), (8.502, 0, True)]
+    assert len(b.rows("append")) == 2 and len(b.rows("dedup")) == 2
+
+
 def test_a_sequence_gap_is_refused_out_of_order():
     b = Bench()
     pid = _pid(b)
