@@ -27,8 +27,10 @@ how far the follower has copied).  A fetch with nothing to return waits at
 the leader until a batch is appended or 0.5 s have passed
 (``replica.fetch.wait.max.ms``); a follower whose fetch was refused (the
 leader is down) tries again after 1 s (``replica.fetch.backoff.ms``), and
-one that got no answer at all (the request lost) after 30 s
-(``replica.socket.timeout.ms``, checked every second).  A follower fetch
+one that got no answer at all after 30 s (``replica.socket.timeout.ms``,
+checked every second: the network drops what a partition cuts, where TCP
+would deliver it once the cut heals, so a fetch lost in a cut is sent again
+only then).  A follower fetch
 returns whole batches (with their producer ids, so that the follower's
 idempotent-producer state is its leader's), and the leader's HW, which the
 follower keeps (capped by its own LEO).  Each follower fetches each partition on its own (Kafka's
