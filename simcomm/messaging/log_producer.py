@@ -342,6 +342,9 @@ class LogProducer(Instance):
         self._keyed: dict[Any, int] = {}  # key -> partition
         self._queues: list[deque[_Batch]] = [deque() for _ in range(n)]
         self._queued: dict[int, None] = {}  # partitions whose queue is not empty
+        #: per partition, the batch that takes its next record (None: a new one)
+        self._open: list[_Batch | None] = [None] * n
+        self._next_record_id = cluster.next_record_id
         #: leader name -> its connection's requests in flight, oldest first
         self._conns: dict[str, deque[_Request]] = {}
         self._requests: deque[_Request] = deque()  # all of them in send order = expiry order
@@ -391,11 +394,9 @@ class LogProducer(Instance):
         ``acks=0``), ``None`` when the record was given up.  It carries the
         record's id as ``.record_id``.
         """
-        env = self.env
-        now = env.now
         if key is None:
             p = -1
-        elif type(key) in _FAST_KEYS:  # not bool, not a float equal to an int key
+        elif key.__class__ in _FAST_KEYS:  # not bool, not a float equal to an int key
             p = self._keyed.get(key, -1)
             if p < 0:
                 p = self._key_partition(key)
@@ -404,7 +405,7 @@ class LogProducer(Instance):
         if label.__class__ is not str and not isinstance(label, str):
             raise ParamError("label", label, "a string (the send row's detail)")
         if record_id is None:
-            rid = self.cluster.next_record_id()
+            rid = self._next_record_id()
             event = "produce"
         else:
             if not is_whole(record_id) or record_id < 0:
@@ -412,6 +413,8 @@ class LogProducer(Instance):
             rid = int(record_id)
             event = "send"
         self.sent += 1
+        env = self.env
+        now = env.now
         ev = Event(env)
         ev.record_id = rid  # type: ignore[attr-defined]
         record = Record(rid, key, value, now, self.name, self.record_size)
@@ -424,35 +427,42 @@ class LogProducer(Instance):
             ev.succeed(None)
             return ev
         if p < 0:
-            p = self._sticky.partition(self.topic, self.num_partitions)
-            q = self._queues[p]
-            if not q or q[-1].closed or q[-1].full or len(q[-1].records) >= self._per_batch:
+            sticky = self._sticky
+            p = sticky.partition(self.topic, self.num_partitions)
+            if self._open[p] is None:
                 # no open batch takes it: switch first (KIP-480's abortOnNewBatch)
-                self._sticky.on_new_batch(self.topic, self.num_partitions, p)
-                p = self._sticky.partition(self.topic, self.num_partitions)
+                sticky.on_new_batch(self.topic, self.num_partitions, p)
+                p = sticky.partition(self.topic, self.num_partitions)
         if rows is not None:
             rows((now, event, rid, self.topic, p, -1, key, self.name, label))
-        q = self._queues[p]
-        batch = q[-1] if q else None
-        wake = False
-        if batch is None or batch.closed or batch.full or len(batch.records) >= self._per_batch:
-            if batch is not None and not batch.closed:
-                wake = True  # a batch behind it: it may go now
-            batch = _Batch(p, now, now + self.linger)
-            q.append(batch)
-            self._queued[p] = None
-            self._expiry.append(batch)
-            if self._exp_timer is None:
-                self._arm_expiry()
-            env.timeout(self.linger).callbacks.append(self._drain_cb)
-        batch.records.append(record)
+        batch = self._open[p]
+        if batch is None:
+            batch = self._new_batch(p, now)
+        records = batch.records
+        records.append(record)
         batch.events.append(ev)
-        if len(batch.records) >= self._full_at:
-            batch.full = True
-            wake = True
+        n = len(records)
+        if n >= self._per_batch:  # no room for another record (hasRoomFor)
+            self._open[p] = None
+            if n >= self._full_at:
+                batch.full = True
+                self._drain()
+        return ev
+
+    def _new_batch(self, p: int, now: float) -> _Batch:
+        """Open a batch for partition ``p``: it takes records until it is sent or full."""
+        q = self._queues[p]
+        wake = bool(q) and not q[-1].closed  # a batch behind it: it may go now
+        batch = self._open[p] = _Batch(p, now, now + self.linger)
+        q.append(batch)
+        self._queued[p] = None
+        self._expiry.append(batch)
+        if self._exp_timer is None:
+            self._arm_expiry()
+        self.env.timeout(self.linger).callbacks.append(self._drain_cb)
         if wake:
             self._drain()
-        return ev
+        return batch
 
     def _key_partition(self, key: Any) -> int:
         if isinstance(key, (str, bytes)):
@@ -545,6 +555,8 @@ class LogProducer(Instance):
         if not b.closed:
             b.closed = True
             self.batches += 1
+            if self._open[p] is b:
+                self._open[p] = None
         if b.wire is None:
             if self.idempotence:
                 b.sequence = self._next_seq[p]
@@ -763,6 +775,8 @@ class LogProducer(Instance):
             if not b.done:
                 if b.req is None:  # queued, not in flight
                     self._queues[b.partition].remove(b)
+                    if self._open[b.partition] is b:
+                        self._open[b.partition] = None
                 # in flight: its request keeps its slot until answered or timed out
                 self._fail(b, "delivery_timeout")
         self._arm_expiry()
@@ -841,6 +855,7 @@ class LogProducer(Instance):
         for q in self._queues:
             q.clear()
         self._queued.clear()
+        self._open = [None] * self.num_partitions
         for b in self._expiry:  # every batch not done yet, in creation order
             if not b.done:
                 b.sequence = NO_SEQUENCE  # no new id for a hole: the process is gone
