@@ -114,10 +114,12 @@ batch sent again (detail why: ``timeout``, ``refused``, ``not_leader``,
 (batch retries).
 
 Speed: no process per record or request.  A record costs a dict look-up, a
-:class:`~simcomm.messaging.log.Record`, an event and a row; a batch a
-linger timer and a request; request and delivery timeouts share one timer
-each, armed for the oldest deadline (every request has the same timeout,
-so they expire in the order they were sent).
+:class:`~simcomm.messaging.log.Record`, an event and a row (the event of an
+acknowledged record that nothing waits on yet is settled in place, without
+a turn in the event queue); a batch a linger timer and a request; request
+and delivery timeouts share one timer each, armed for the oldest deadline
+(every request has the same timeout, so they expire in the order they were
+sent).
 """
 
 from __future__ import annotations
