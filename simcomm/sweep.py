@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import pandas as pd
@@ -104,7 +105,7 @@ def delivery_matrix(seeds: Sequence[int] = (1, 2, 3), *, until: float = MATRIX_U
                     records: int | None = None,
                     producers: Sequence[tuple[str, bool]] = PRODUCER_SETTINGS,
                     commits: Sequence[str] = COMMIT_POINTS, dedups: Sequence[str] = DEDUPS,
-                    **params: Any) -> pd.DataFrame:
+                    executor: Executor | None = None, **params: Any) -> pd.DataFrame:
     """Kafka's delivery settings against the losses, duplicates and reorders they let through.
 
     Runs the ``delivery-guarantees`` scenario (a lossy produce path, a
@@ -127,6 +128,9 @@ def delivery_matrix(seeds: Sequence[int] = (1, 2, 3), *, until: float = MATRIX_U
     ``params`` sets it.  ``params`` sets any other
     field of the scenario for every run.  Every run is checked before the
     first starts: a bad value raises :class:`~simcomm.errors.ParamError`.
+    ``executor`` (a :class:`concurrent.futures.Executor`, e.g. a
+    ``ProcessPoolExecutor``) runs them in parallel; the table is the same as
+    run one by one (each run depends only on its settings and seed).
 
     What it shows, each number explained by one fault: ``acks=0`` and
     ``acks=1`` lose records (what the lossy network or the crashed leader
@@ -137,8 +141,7 @@ def delivery_matrix(seeds: Sequence[int] = (1, 2, 3), *, until: float = MATRIX_U
     batch, committing ``after`` applies it twice -- and ``processed_ids``
     removes those duplicates.
     """
-    from simcomm.analysis.delivery import delivery_row
-    from simcomm.api import prepare, simulate
+    from simcomm.api import prepare
     from simcomm.scenarios import base
 
     seed_list = list(seeds) if isinstance(seeds, Sequence) and not isinstance(
@@ -169,9 +172,13 @@ def delivery_matrix(seeds: Sequence[int] = (1, 2, 3), *, until: float = MATRIX_U
             planned.append(((acks, idem, commit, dedup), seed,
                             prepare(sc, seed, until, **settings)))
     results: dict[tuple[str, bool, str, str], list[dict[str, Any]]] = {}
-    for combo, seed, (scenario, p, stop) in planned:
-        res = simulate(scenario, p, seed, stop)
-        results.setdefault(combo, []).append(delivery_row(res))
+    jobs = [(p, seed, stop) for _, seed, (_, p, stop) in planned]
+    if executor is None:
+        rows_out = [_matrix_run(*job) for job in jobs]
+    else:
+        rows_out = list(executor.map(_matrix_run, *zip(*jobs, strict=True)))
+    for (combo, _, _), out in zip(planned, rows_out, strict=True):
+        results.setdefault(combo, []).append(out)
     rows = []
     for combo in combos:
         runs = results[combo]
@@ -184,6 +191,16 @@ def delivery_matrix(seeds: Sequence[int] = (1, 2, 3), *, until: float = MATRIX_U
     df.attrs.update(scenario=_SCENARIO, seeds=seed_list, until=float(planned[0][2][2]),
                     params=fixed)
     return df
+
+
+def _matrix_run(params: Any, seed: int, until: float) -> dict[str, Any]:
+    """One run of the matrix (checked already), reduced to its delivery row: what
+    an executor's worker returns (a small dict, not the run)."""
+    from simcomm.analysis.delivery import delivery_row
+    from simcomm.api import simulate
+    from simcomm.scenarios import base
+
+    return delivery_row(simulate(base.get(_SCENARIO), params, seed, until))
 
 
 def _settings(producers: Sequence[tuple[str, bool]]) -> list[tuple[str, bool]]:

@@ -113,6 +113,18 @@ def test_several_seeds_give_means_and_standard_errors():
         abs(singles[0]["lost_per_10k"] - singles[1]["lost_per_10k"]) / 2)
 
 
+def test_an_executor_gives_the_same_table():
+    """Runs handed to an executor (threads here; processes in a sweep) give the
+    table run one by one gives: a run depends only on its settings and seed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    small = {"seeds": (1, 2), "until": 8.0, "producers": (("all", True),),
+             "commits": ("before",), "dedups": ("none",), "crash_leader": False}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parallel = delivery_matrix(executor=pool, **small)
+    assert parallel.equals(delivery_matrix(**small))
+
+
 def test_records_sets_the_rate_and_the_top_level_name_runs_the_same():
     df = simcomm.delivery_matrix(seeds=(1,), until=15.0, records=600,
                                  producers=(("all", True),), commits=("after",),

@@ -140,7 +140,7 @@ def build(world: World, p: Params) -> None:
     if p.crash:
         install(world, [Crash(crashing(), p.crash_at, p.crash_duration)])
     if p.leave:
-        member = members.get(leaving(p)) or world.nodes[leaving(p)]
+        member: Any = members.get(leaving(p)) or world.nodes[leaving(p)]
         world.at(p.leave_at, member.leave)
 
 
