@@ -109,10 +109,11 @@ CAUSE_COLORS: dict[str, str] = {
 }
 
 #: The markers of :func:`key_order`, by kind of application: a first
-#: application in order a small dot, a reordered one an ✕, a duplicate
-#: (applied again) a ring -- both in their cause's colour -- and a repeat the
-#: consumer's dedup skipped a small grey square (the effect was not applied
-#: twice: what exactly-once processing looks like).
+#: application in order a green dot, one in order but ahead of an earlier
+#: record still missing (a gap) a hollow green diamond, a reordered one an ✕,
+#: a duplicate (applied again) a ring -- both in their cause's colour -- and a
+#: repeat the consumer's dedup skipped a small grey square (the effect was not
+#: applied twice: what exactly-once processing looks like).
 KIND_STYLES: dict[str, dict[str, Any]] = {
     "in_order": {"marker": "o", "label": "in order"},
     "ahead": {"marker": "D", "label": "applied ahead of an earlier record still missing "
@@ -922,7 +923,8 @@ def _count_labels(k: reuse.Keeper, ax: Axes, pts: pd.DataFrame, top: float,
                                   kd in ("duplicate", "reordered"))[0])
                  for kd, (n, _c) in kinds.items()}
         # inside only a mark alone on its spot: an ✕ over a dot must stay visible
-        big = [kd for kd in ("in_order", "reordered", "skipped")
+        # (never in an ✕: its thin arms do not hold a number)
+        big = [kd for kd in ("in_order", "skipped")
                if kd in kinds and areas[kd] >= 150 and len(kinds) == 1]
         inside: str | None = max(big, key=areas.__getitem__) if big else None
         beside = [kd for kd in order if kd in kinds and kd != inside]
