@@ -142,6 +142,32 @@ def test_a_bad_argument_is_a_param_error_naming_it_before_time_zero(field, kwarg
     LogProducer(world, "pr", cluster, TOPIC)  # the refused one registered nothing
 
 
+FIELDS = ["acks", "linger", "batch_size", "record_size", "retries", "max_in_flight",
+          "request_timeout", "delivery_timeout", "retry_backoff", "retry_backoff_max",
+          "idempotence"]
+ODD = st.sampled_from([None, "x", "", -1, 0, 1, 5, 6, -0.5, 0.25, 1.5, math.nan, math.inf,
+                       -math.inf, 10**400, True, False, np.float64(-1.0), np.int64(3),
+                       np.bool_(True), [], {}, (1,), b"1", 2**31 - 1, 1e-300])
+
+
+@settings(max_examples=150, deadline=None)
+@given(field=st.sampled_from(FIELDS), value=ODD)
+def test_any_value_is_taken_or_refused_naming_its_field(field, value):
+    """Whatever value a field gets, the producer is built or a ParamError names
+    that field (the idempotence rules may name acks, retries or max_in_flight
+    when idempotence=True is given) -- never another exception."""
+    world = World()
+    cluster = LogCluster(world)
+    cluster.create_topic(TOPIC, 2)
+    try:
+        LogProducer(world, "pr", cluster, TOPIC, **{field: value})
+    except ParamError as err:
+        allowed = {field}
+        if field == "idempotence":
+            allowed |= {"acks", "retries", "max_in_flight"}
+        assert err.field in allowed
+
+
 def test_cluster_and_topic_are_checked():
     world = World()
     cluster = LogCluster(world)
