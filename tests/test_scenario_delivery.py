@@ -85,7 +85,7 @@ def test_the_defaults_lose_nothing_and_duplicate_only_by_the_consumers_crash(def
 def test_acks_1_loses_what_the_isolated_leader_acknowledged():
     """The leader, cut off from its followers for 2 s, acknowledges with acks=1
     what no follower has; the follower elected 9 s after its crash truncates
-    them.  Seeds 1-8: 27-61 records lost, by leader failover."""
+    them.  Seeds 1-8: 26-61 records lost, by leader failover."""
     res = run(**PRODUCER_ONLY, acks="1", idempotence=False)
     assert res.summary()["lost"] >= 10
     assert causes(res, "lost") == {"leader failover"}
