@@ -82,7 +82,7 @@ def anomalies(world: World) -> tuple[int, int]:
     duplicated = sum(1 for offsets in copies.values() if len(offsets) > 1)
     by_key: dict[Any, list[int]] = defaultdict(list)
     for r in rows(world, "produce"):
-        if r[2] in copies:
+        if r[2] in copies and r[6] is not None:  # null keys have no order
             by_key[r[6]].append(min(copies[r[2]]))
     reordered = 0
     for offsets in by_key.values():
