@@ -51,6 +51,14 @@ def join_req(client: str, member_id: str | None = None, *, topics=("t0", "t1"), 
                             protocol, session, rebalance, reason)
 
 
+def enter(state: GroupState, now: float, token: str, client: str, **kw) -> list[tuple]:
+    """A new member's two JoinGroups (KIP-394): the first gets it a member id."""
+    first = state.join(now, "id-" + token, join_req(client, **kw))
+    (_, reply), = first
+    assert reply.error == "member_id_required" and reply.member_id
+    return state.join(now, token, join_req(client, reply.member_id, **kw))
+
+
 def answers(replies: list[tuple]) -> dict:
     """Replies by token."""
     return dict(replies)
@@ -61,7 +69,7 @@ def form(state: GroupState, clients: list[str], now: float = 0.0, **kw) -> dict[
     over: a Stable group; client -> member id."""
     replies = []
     for c in clients:
-        replies += state.join(now, c, join_req(c, **kw))
+        replies += enter(state, now, c, c, **kw)
     now += state.initial_rebalance_delay
     replies += state.tick(now)
     got = answers(replies)
@@ -80,13 +88,30 @@ def form(state: GroupState, clients: list[str], now: float = 0.0, **kw) -> dict[
 # -- the join phase ------------------------------------------------------------------
 
 
+def test_a_new_member_first_gets_its_member_id_then_joins_with_it():
+    """KIP-394 (MEMBER_ID_REQUIRED): the id comes at once; membership with the second join."""
+    state, log = make()
+    (token, reply), = state.join(0.0, "j0", join_req("A"))
+    assert token == "j0" and reply.error == "member_id_required" and reply.member_id
+    assert not state.members and not log and state.state == EMPTY
+    assert state.join(1.0, "j1", join_req("A", reply.member_id)) == []
+    assert set(state.members) == {reply.member_id} and log[0] == (1.0, "join", "A", "")
+    # an id never handed out, or handed out and left unused for a session, is refused
+    (_, stranger), = state.join(1.0, "x", join_req("B", "B-99"))
+    assert stranger.error == "unknown_member_id"
+    (_, late), = state.join(1.0, "y", join_req("C", session=5.0))
+    state.tick(6.5)
+    (_, refused), = state.join(7.0, "z", join_req("C", late.member_id, session=5.0))
+    assert refused.error == "unknown_member_id"
+
+
 def test_an_empty_group_waits_the_initial_rebalance_delay_and_each_new_member_extends_it():
     """group.initial.rebalance.delay.ms: members starting together share one generation."""
     state, log = make(delay=3.0)
-    assert state.join(0.0, "a", join_req("A")) == []
+    assert enter(state, 0.0, "a", "A") == []
     assert state.state == PREPARING_REBALANCE
     assert state.next_deadline(0.0) == 3.0
-    assert state.join(2.0, "b", join_req("B")) == []
+    assert enter(state, 2.0, "b", "B") == []
     assert state.tick(3.0) == []  # extended to 2 + 3 = 5
     replies = answers(state.tick(5.0))
     assert set(replies) == {"a", "b"}
@@ -100,7 +125,7 @@ def test_the_join_phase_ends_when_every_member_has_rejoined():
     ids = form(state, ["A", "B"])
     log.clear()
     # a third member joins: a rebalance starts, nobody is answered until A and B rejoin
-    assert state.join(10.0, "c", join_req("C")) == []
+    assert enter(state, 10.0, "c", "C") == []
     assert state.state == PREPARING_REBALANCE
     assert state.join(11.0, "a", join_req("A", ids["A"], reason="rejoin")) == []
     replies = answers(state.join(12.0, "b", join_req("B", ids["B"], reason="rejoin")))
@@ -116,7 +141,7 @@ def test_the_rebalance_timeout_removes_members_that_did_not_rejoin():
     """max.poll.interval.ms is the rebalance timeout: late members are expired (poll_timeout)."""
     state, log = make()
     ids = form(state, ["A", "B"], rebalance=60.0)
-    state.join(10.0, "c", join_req("C", rebalance=60.0))
+    enter(state, 10.0, "c", "C", rebalance=60.0)
     state.join(11.0, "a", join_req("A", ids["A"], rebalance=60.0))
     for t in (30.0, 60.0):  # B's heartbeats go on: it is alive, just not polling
         assert state.heartbeat(t, HeartbeatRequest("g", ids["B"], 1)) == "rebalance_in_progress"
@@ -131,8 +156,8 @@ def test_the_rebalance_timeout_removes_members_that_did_not_rejoin():
 def test_followers_wait_for_the_leaders_sync_and_get_the_assignors_answer():
     """REFERENCE §3's range example: C0 t0p0 t0p1 t1p0 t1p1, C1 t0p2 t1p2."""
     state, log = make()
-    state.join(0.0, "a", join_req("C0"))
-    state.join(0.0, "b", join_req("C1"))
+    enter(state, 0.0, "a", "C0")
+    enter(state, 0.0, "b", "C1")
     replies = answers(state.tick(0.1))
     assert replies == {} and state.state == PREPARING_REBALANCE
     replies = answers(state.tick(1.0))
@@ -179,7 +204,7 @@ def test_heartbeat_answers_follow_the_groups_state():
     assert state.heartbeat(1.0, HeartbeatRequest("g", ids["A"], gen - 1)) \
         == "illegal_generation"
     assert state.heartbeat(1.0, HeartbeatRequest("g", "ghost", gen)) == "unknown_member_id"
-    state.join(2.0, "c", join_req("C"))
+    enter(state, 2.0, "c", "C")
     assert state.heartbeat(2.5, HeartbeatRequest("g", ids["B"], gen)) == "rebalance_in_progress"
 
 
@@ -246,7 +271,7 @@ def test_commits_are_refused_from_strangers_old_generations_and_during_sync():
         == "unknown_member_id"
     # PreparingRebalance: a commit of the current generation is how a member
     # commits before it rejoins -- accepted
-    state.join(2.0, "c", join_req("C"))
+    enter(state, 2.0, "c", "C")
     assert state.commit(2.5, OffsetCommitRequest("g", ids["B"], 1, {("t0", 2): 4})) is None
     state.join(3.0, "a", join_req("A", ids["A"]))
     state.join(3.0, "b", join_req("B", ids["B"]))
@@ -266,8 +291,8 @@ def test_cooperative_sticky_withholds_a_moving_partition_until_the_follow_up():
                protocol="cooperative")
     owned = state.members[ids["A"]].assignment
     assert len(owned) == 4
-    state.join(5.0, "b", join_req("B", topics=("t",), assignor="cooperative-sticky",
-                                  protocol="cooperative"))
+    enter(state, 5.0, "b", "B", topics=("t",), assignor="cooperative-sticky",
+                                  protocol="cooperative")
     replies = answers(state.join(5.5, "a", join_req(
         "A", ids["A"], topics=("t",), owned=owned, assignor="cooperative-sticky",
         protocol="cooperative", reason="rejoin")))
@@ -297,7 +322,7 @@ def test_cooperative_sticky_withholds_a_moving_partition_until_the_follow_up():
 def test_a_new_coordinator_restarts_every_session_and_the_join_phase():
     state, _ = make()
     ids = form(state, ["A", "B"], session=10.0)
-    state.join(5.0, "c", join_req("C", session=10.0))
+    enter(state, 5.0, "c", "C", session=10.0)
     state.moved(8.0)
     assert state.state == PREPARING_REBALANCE
     assert all(m.join_token is None for m in state.members.values())
@@ -310,7 +335,7 @@ def test_a_new_coordinator_forgets_members_that_were_never_answered():
     join was still pending lived only in the old coordinator's memory."""
     state, _ = make()
     ids = form(state, ["A"])
-    state.join(5.0, "c", join_req("C"))
+    enter(state, 5.0, "c", "C")
     dropped = state.moved(6.0)
     assert dropped == ["c"]
     assert set(state.members) == {ids["A"]}

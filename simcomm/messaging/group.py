@@ -11,7 +11,10 @@ module follows:
 
 * a member **joins** (``JoinGroup``: its topics, the partitions it owns, its
   assignor, ``session.timeout.ms`` and ``max.poll.interval.ms`` -- the
-  rebalance timeout); a join from a new member, a rejoin, a leave or an
+  rebalance timeout).  A new member's first JoinGroup is answered at once
+  with a member id and ``member_id_required`` (KIP-394); it joins again
+  with that id within a session timeout, and only then is it a member
+  (a ``join`` row).  A join from a new member, a rejoin, a leave or an
   expiry moves the group from ``Stable`` (or ``Empty``) to
   ``PreparingRebalance`` (a ``rebalance_start`` row, with why);
 * the **join phase** ends when every member has (re)joined, or when the
@@ -67,8 +70,7 @@ members of a moved group see the move in the metadata; either way they
 rejoin).  While the coordinator broker is down or hung, nobody expires.
 Simplifications, said: an offset commit is stored as it arrives (Kafka
 answers once its ``__consumer_offsets`` append is replicated); there is no
-``MEMBER_ID_REQUIRED`` round trip (KIP-394) and no static membership
-(``group.instance.id``).
+static membership (``group.instance.id``).
 
 Every piece of the group logic is :class:`GroupState`, a pure state
 machine that takes the simulated time as an argument and returns the
@@ -111,8 +113,8 @@ GROUP_STATES = (EMPTY, PREPARING_REBALANCE, COMPLETING_REBALANCE, STABLE)
 PROTOCOLS = ("eager", "cooperative")
 
 #: the error codes a coordinator answers with (Kafka's Errors, lower case)
-GROUP_ERRORS = ("unknown_member_id", "illegal_generation", "rebalance_in_progress",
-                "not_coordinator", "inconsistent_group_protocol")
+GROUP_ERRORS = ("member_id_required", "unknown_member_id", "illegal_generation",
+                "rebalance_in_progress", "not_coordinator", "inconsistent_group_protocol")
 
 
 # -- the requests and their answers (Kafka's group APIs) --------------------
@@ -276,6 +278,9 @@ class GroupState:
 
         >>> state = GroupState("g", {"t": 2}.__getitem__, initial_rebalance_delay=0)
         >>> join = JoinGroupRequest("g", None, "c1", ("t",), (), "range", "eager", 45.0, 300.0)
+        >>> [(token, r.error, r.member_id) for token, r in state.join(0.0, "j0", join)]
+        [('j0', 'member_id_required', 'c1-1')]
+        >>> join.member_id = "c1-1"
         >>> [(token, r.generation, r.member_id) for token, r in state.join(0.0, "j", join)]
         [('j', 1, 'c1-1')]
         >>> [r.assignment for _, r in state.sync(0.1, "s", SyncGroupRequest("g", "c1-1", 1))]
@@ -303,6 +308,7 @@ class GroupState:
         self.offsets: dict[TP, int] = {}
         self.rebalances = 0
         self._ids = 0  # member-id counter
+        self._pending: dict[str, float] = {}  # member ids handed out -> join by then
         self._why = ""
         self._initial_until = 0.0  # the join phase of an Empty group waits till then
         self._initial_cap = 0.0
@@ -386,18 +392,27 @@ class GroupState:
 
     # -- the requests ------------------------------------------------------
     def join(self, now: float, token: Any, req: JoinGroupRequest) -> list[Reply]:
-        """A JoinGroup request; the answer comes when the join phase ends."""
+        """A JoinGroup request; the answer comes when the join phase ends.
+
+        A member without a member id gets one at once with the error
+        ``member_id_required`` (KIP-394) and must join again with it within a
+        session timeout; only then is it a member (the ``join`` row).
+        """
         mid = req.member_id
-        m = self.members.get(mid) if mid is not None else None
-        if mid is not None and m is None:
-            return [(token, JoinGroupResponse(self.group, "unknown_member_id"))]
-        others = [o for o in self.members.values() if o is not m]
+        others = [o for o in self.members.values() if o.member_id != mid]
         if others and (others[0].assignor != req.assignor
                        or others[0].protocol != req.protocol):
             return [(token, JoinGroupResponse(self.group, "inconsistent_group_protocol"))]
-        if m is None:
+        if mid is None:
             self._ids += 1
             mid = f"{req.client}-{self._ids}"
+            self._pending[mid] = now + req.session_timeout
+            return [(token, JoinGroupResponse(self.group, "member_id_required",
+                                              member_id=mid))]
+        m = self.members.get(mid)
+        if m is None:
+            if self._pending.pop(mid, -1.0) < now:
+                return [(token, JoinGroupResponse(self.group, "unknown_member_id"))]
             m = GroupMember(mid, req)
             self.members[mid] = m
             self.listener(now, "join", req.client, "")
@@ -496,6 +511,8 @@ class GroupState:
         """Expire the members whose session ran out; end a join phase whose time came."""
         expired = [m for m in self.members.values()
                    if m.deadline <= now and not m.awaiting]
+        for mid in [mid for mid, t in self._pending.items() if t <= now]:
+            del self._pending[mid]  # handed an id, never joined with it
         replies: list[Reply] = []
         for m in expired:
             del self.members[m.member_id]
@@ -521,6 +538,7 @@ class GroupState:
         now; a rebalance in progress starts its join phase again.
         """
         dropped = []
+        self._pending.clear()
         for m in [m for m in self.members.values() if m.fresh]:
             del self.members[m.member_id]
             dropped += [t for t in (m.join_token, m.sync_token) if t is not None]

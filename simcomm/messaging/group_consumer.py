@@ -958,14 +958,20 @@ class GroupConsumer(Instance):
             req = JoinGroupRequest(self.group, self.member_id, self.name, self.topics, owned,
                                    self.assignor, self.protocol, self.session_timeout,
                                    self.max_poll_interval, reason)
-            reply = yield from self._exchange(coordinator.name, req,
-                                              self.max_poll_interval + 5.0)
+            # a new member's first JoinGroup is answered at once (KIP-394); a
+            # member's own waits for the join phase (Kafka: rebalance timeout + 5 s)
+            wait = self.request_timeout if self.member_id is None \
+                else self.max_poll_interval + 5.0
+            reply = yield from self._exchange(coordinator.name, req, wait)
             if reply is None:
                 yield env.timeout(self.retry_backoff)
                 continue
             resp = reply.body
             if resp.error is not None:
-                if resp.error == "unknown_member_id":
+                if resp.error == "member_id_required":
+                    self.member_id = resp.member_id  # join again with it, at once
+                    self._start_heartbeats()
+                elif resp.error == "unknown_member_id":
                     self._out(resp.error)
                 else:
                     yield env.timeout(self.retry_backoff)
