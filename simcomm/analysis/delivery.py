@@ -235,7 +235,10 @@ class _Rows:
             return np.empty(0, dtype=np.int64)
         if len(ids) == 1:
             return np.flatnonzero(self._codes == ids[0])
-        return np.flatnonzero(np.isin(self._codes, ids))
+        mask = self._codes == ids[0]
+        for i in ids[1:]:
+            mask |= self._codes == i
+        return np.flatnonzero(mask)
 
     def table(self, *events: str, columns: Sequence[str] = _RECORD_COLUMNS) -> pd.DataFrame:
         """These events' rows (``seq`` = their position in the table)."""
@@ -324,10 +327,11 @@ class Delivery:
 def _counts(units: pd.DataFrame, key_order: pd.DataFrame, anomalies: pd.DataFrame,
             rebalance_count: int) -> dict[str, Any]:
     import numpy as np
+    import pandas as pd
 
     def tally(values: Any, names: Sequence[str]) -> dict[str, int]:
-        arr = np.asarray(values, dtype=object)
-        return {v: int((arr == v).sum()) for v in names}
+        counts = pd.Series(np.asarray(values, dtype=object)).value_counts()
+        return {v: int(counts.get(v, 0)) for v in names}
 
     is_prod = units["produced"].to_numpy(bool)
     n = int(is_prod.sum())
@@ -396,6 +400,11 @@ def analyse(records: pd.DataFrame | Iterable[tuple], events: Iterable[tuple] = (
     member_group: dict[Any, Any] = dict(zip(joins["node"], joins["topic"], strict=True))
     apps = rows.table("apply", "skip")
     apps["reader"] = _readers(apps, member_group)
+    # readers as int codes (merges on ints, not on names); _units adds the
+    # readers that applied nothing
+    rcode, runiq = pd.factorize(_obj(apps["reader"].to_numpy(object)), use_na_sentinel=True)
+    apps["rc"] = np.asarray(rcode, dtype=np.int64)
+    reader_code: dict[Any, int] = {r: i for i, r in enumerate(list(runiq))}
 
     # -- produced records and their order per key -------------------------------------
     prod = rows.table("produce").drop_duplicates("record_id").reset_index(drop=True)
@@ -409,15 +418,7 @@ def analyse(records: pd.DataFrame | Iterable[tuple], events: Iterable[tuple] = (
     facts = _record_facts(rows, prod)
 
     # -- the units: expected (reader, record) pairs, plus what was applied ---------------
-    units = _units(rows, prod, apps, member_group, mq)
-    # readers as int codes (merges on ints, not on names)
-    names = pd.Series(np.concatenate([units["reader"].to_numpy(object),
-                                      apps["reader"].to_numpy(object)]), dtype=object)
-    rcodes, runiq = pd.factorize(names, use_na_sentinel=True)
-    rcodes = np.asarray(rcodes, dtype=np.int64)
-    units["rc"] = rcodes[:len(units)]
-    apps["rc"] = rcodes[len(units):]
-    reader_code = {r: i for i, r in enumerate(list(runiq))}
+    units = _units(rows, prod, apps, member_group, mq, reader_code)
 
     # -- applications per unit ------------------------------------------------------------
     is_apply = (apps["event"] == "apply").to_numpy()
@@ -497,11 +498,12 @@ def _readers(apps: pd.DataFrame, member_group: dict[Any, Any]) -> np.ndarray:
 
     if not len(apps):
         return np.empty(0, dtype=object)
-    group = apps["node"].map(member_group).to_numpy(object)
-    on_log = apps["partition"].to_numpy(np.int64) >= 0
-    has = np.array([g is not None and g == g for g in group], dtype=bool) if len(
-        member_group) else np.zeros(len(apps), dtype=bool)
-    return np.where(on_log & has, group, apps["topic"].to_numpy(object))
+    topic = apps["topic"].to_numpy(object)
+    if not member_group:
+        return topic
+    mapped = apps["node"].map(member_group)
+    use = (apps["partition"].to_numpy(np.int64) >= 0) & mapped.notna().to_numpy(bool)
+    return np.where(use, mapped.to_numpy(object), topic).astype(object)
 
 
 def _produced_index(kc: np.ndarray, t: np.ndarray, rid: np.ndarray) -> np.ndarray:
@@ -588,10 +590,11 @@ def _record_facts(rows: _Rows, prod: pd.DataFrame) -> pd.DataFrame:
 
 
 def _unique_ints(x: np.ndarray) -> np.ndarray:
-    """The distinct values of an int array, sorted."""
+    """The distinct values of an int array, sorted (numpy's own unique hashes
+    them first, several times slower on a million)."""
     import numpy as np
 
-    a = np.sort(x, kind="stable")
+    a = np.sort(x)
     return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
 
 
@@ -603,41 +606,90 @@ def _fact(facts: pd.DataFrame, rid: np.ndarray, name: str, fill: Any) -> np.ndar
 
 
 def _units(rows: _Rows, prod: pd.DataFrame, apps: pd.DataFrame,
-           member_group: dict[Any, Any], mq: Iterable[tuple] | None) -> pd.DataFrame:
+           member_group: dict[Any, Any], mq: Iterable[tuple] | None,
+           reader_code: dict[Any, int]) -> pd.DataFrame:
     """Every (reader, record) expected, and every one applied: columns
-    ``reader, record_id`` (unique pairs)."""
+    ``reader, rc, record_id`` (unique pairs; ``rc`` the reader's code in
+    ``reader_code``, which this extends with the readers that applied
+    nothing, None -- no reader at all -- included)."""
     import numpy as np
     import pandas as pd
 
     rec = rows.rec
+
+    def code(name: Any) -> int:
+        c = reader_code.get(name)
+        if c is None:
+            c = reader_code[name] = len(reader_code)
+        return c
+
     # topics of the partitioned log: appended to, applied at an offset, or assigned
     logs: set[Any] = set()
     for ev in ("append", "assign"):
         logs.update(rec["topic"].to_numpy(object)[rows.where(ev)].tolist())
     logs.update(apps.loc[apps["partition"] >= 0, "topic"].tolist())
+    # the produced records' topics as codes
+    tcode, tuniq = pd.factorize(_obj(prod["topic"].to_numpy(object)), use_na_sentinel=True)
+    tcode = np.asarray(tcode, dtype=np.int64)
+    topics = list(tuniq)
+    topic_code = {t: i for i, t in enumerate(topics)}
     # readers of each topic: groups assigned it, and readers that applied its records
+    pairs: set[tuple[int, int]] = set()
     asg = rows.table("assign", columns=("topic", "node"))
-    pairs = [pd.DataFrame({"ptopic": asg["topic"],
-                           "reader": [member_group.get(n, t) for n, t in
-                                      zip(asg["node"], asg["topic"], strict=True)]})]
-    linked = apps[["record_id", "reader"]].merge(
-        prod[["record_id", "topic"]].rename(columns={"topic": "ptopic"}), on="record_id")
-    pairs.append(linked[["ptopic", "reader"]])
-    readers = pd.concat(pairs, ignore_index=True).drop_duplicates()
+    for n, t in zip(asg["node"], asg["topic"], strict=True):
+        if t in topic_code:
+            pairs.add((topic_code[t], code(member_group.get(n, t))))
+    rid_prod = prod["record_id"].to_numpy(np.int64)
+    at = pd.Index(rid_prod).get_indexer(apps["record_id"].to_numpy(np.int64))
+    hit = at >= 0
+    if hit.any():
+        span = max(len(reader_code), 1) + 1
+        linked = _unique_ints(tcode[at[hit]] * span + apps["rc"].to_numpy(np.int64)[hit])
+        pairs.update(zip((linked // span).tolist(), (linked % span).tolist(), strict=True))
+    readers_of: dict[int, list[int]] = {}
+    for t, rc in sorted(pairs):
+        readers_of.setdefault(t, []).append(rc)
 
-    queue_rec = ~prod["topic"].isin(logs).to_numpy() & (prod["partition"] < 0).to_numpy()
-    expected = []
-    via_mq = pd.DataFrame({"record_id": np.empty(0, np.int64), "reader": []})
+    log_topic = np.array([t in logs for t in topics], dtype=bool)
+    queue_rec = (prod["partition"].to_numpy(np.int64) < 0) & ~(
+        log_topic[tcode] & (tcode >= 0) if len(topics) else np.zeros(len(prod), bool))
+    parts_rc: list[np.ndarray] = []
+    parts_rid: list[np.ndarray] = []
+    covered = np.zeros(len(prod), dtype=bool)
     if queue_rec.any() and mq is not None:
-        via_mq = _mq_copies(mq, prod.loc[queue_rec, "record_id"].to_numpy(np.int64))
-        expected.append(via_mq)
-    covered = prod["record_id"].isin(via_mq["record_id"]).to_numpy()
-    rest = prod.loc[~covered, ["record_id", "topic"]].rename(columns={"topic": "ptopic"})
-    expected.append(rest.merge(readers, on="ptopic", how="left")[["record_id", "reader"]])
-    expected.append(apps[["record_id", "reader"]])
-    units = pd.concat(expected, ignore_index=True)
-    units["reader"] = units["reader"].astype(object).where(units["reader"].notna(), None)
-    return units.drop_duplicates(["reader", "record_id"]).reset_index(drop=True)
+        via_mq = _mq_copies(mq, rid_prod[queue_rec])
+        if len(via_mq):
+            parts_rc.append(np.array([code(c) for c in via_mq["reader"].tolist()],
+                                     dtype=np.int64))
+            parts_rid.append(via_mq["record_id"].to_numpy(np.int64))
+            covered = pd.Series(rid_prod).isin(parts_rid[-1]).to_numpy(bool)
+    none = code(None) if (~covered).any() else -1
+    for t in range(len(topics)):
+        sel = np.flatnonzero(~covered & (tcode == t))
+        if not sel.size:
+            continue
+        for rc in readers_of.get(t, [none]):
+            parts_rc.append(np.full(sel.size, rc, dtype=np.int64))
+            parts_rid.append(rid_prod[sel])
+    nulltopic = np.flatnonzero(~covered & (tcode < 0))
+    if nulltopic.size:
+        parts_rc.append(np.full(nulltopic.size, none, dtype=np.int64))
+        parts_rid.append(rid_prod[nulltopic])
+    parts_rc.append(apps["rc"].to_numpy(np.int64))
+    parts_rid.append(apps["record_id"].to_numpy(np.int64))
+    rc_all = np.concatenate(parts_rc)
+    rid_all = np.concatenate(parts_rid)
+    if rid_all.size:
+        lo = int(rid_all.min())
+        span = int(rid_all.max()) - lo + 1
+        keys = _unique_ints(rc_all * span + (rid_all - lo))
+        rc_u, rid_u = keys // span, keys % span + lo
+    else:
+        rc_u = rid_u = np.empty(0, dtype=np.int64)
+    names = np.empty(len(reader_code), dtype=object)
+    for name, i in reader_code.items():
+        names[i] = name
+    return pd.DataFrame({"reader": _obj(names[rc_u]), "rc": rc_u, "record_id": rid_u})
 
 
 def _mq_frame(mq: Iterable[tuple]) -> pd.DataFrame:
