@@ -86,7 +86,7 @@ class Params:
         "none", choices=ol.DEDUPS,
         help="duplicate handling: none, processed_ids (a processed-ids table), idempotent")
     order_rate: float = param(
-        10.0, range=(0.1, 200.0), unit="orders/s", step=0.1,
+        5.0, range=(0.1, 200.0), unit="orders/s", step=0.1,
         help="mean rate of new orders (Poisson), three events each")
     service_time: float = param(
         0.05, range=(0.001, 5.0), unit="s", step=0.001,
