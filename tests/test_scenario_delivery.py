@@ -176,3 +176,14 @@ def test_idempotence_without_acks_all_is_refused_as_kafka_does():
     with pytest.raises(ParamError, match="acks=all") as info:
         simcomm.run(NAME, until=1.0, acks="1")
     assert info.value.field == "idempotence"
+
+
+def test_acks_given_as_a_number_is_the_choice_of_that_name():
+    """``acks=1`` (Kafka's own spelling, a number) is the choice "1"; 2 and True are not."""
+    spec = next(f for f in simcomm.describe("delivery-guarantees") if f["field"] == "acks")
+    assert "1" in spec["allowed"]
+    params = make_params(get("delivery-guarantees"), {"acks": 1, "idempotence": False})
+    assert params.acks == "1"
+    for bad in (2, True):
+        with pytest.raises(ParamError, match="acks"):
+            make_params(get("delivery-guarantees"), {"acks": bad})

@@ -103,6 +103,9 @@ class FieldSpec:
                 raise ParamError(self.name, value, "a finite number")
             value = as_float
         elif t is str:
+            if (self.choices is not None and is_whole(value)
+                    and str(int(value)) in self.choices):
+                value = str(int(value))  # a numeric choice given as a number: acks=1
             if not isinstance(value, str):
                 raise ParamError(self.name, value, self.allowed())
             value = str(value)
