@@ -73,7 +73,10 @@ revoked any, rejoins at once (a follow-up rebalance) so that those
 partitions reach their new owners in the second round.  A member learns of
 a rebalance from its heartbeat's answer (``rebalance_in_progress``) -- up to
 ``heartbeat_interval`` after it started -- and rejoins at its next poll, so
-it finishes the batch in hand first, as Kafka's does.
+it finishes the batch in hand first, as Kafka's does.  So after the
+coordinator's ``rebalance_start`` each member still consumes until it has
+heard; the group-wide stop-the-world pause runs from the last member's
+revocation to ``rebalance_end``.
 
 **One consumer per partition at a time -- and when not.**  A partition is
 assigned to a new member only after its previous owner revoked it, or was
