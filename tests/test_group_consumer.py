@@ -157,6 +157,24 @@ def test_a_members_busy_time_is_its_records_work():
     assert bench.world.trace.pools
 
 
+def test_a_group_reads_several_topics_with_the_range_assignor():
+    """REFERENCE §3's range rule per topic: C0 gets t0p0 t0p1 t1p0 t1p1, C1 t0p2 t1p2."""
+    world = World(seed=2)
+    cluster = LogCluster(world)
+    for topic in ("t0", "t1"):
+        cluster.create_topic(topic, 3)
+    GroupCoordinator(cluster, initial_rebalance_delay=1.0)
+    producers = [LogProducer(world, f"p-{t}", cluster, t) for t in ("t0", "t1")]
+    for i in range(60):
+        world.at(i * 0.1, lambda i=i: producers[i % 2].send(f"k{i}", i))
+    members = [GroupConsumer(world, f"C{i}", cluster, "g", ["t0", "t1"],
+                             auto_offset_reset="earliest") for i in range(2)]
+    world.run(until=10.0)
+    assert [m.assignment for m in members] == [
+        [("t0", 0), ("t0", 1), ("t1", 0), ("t1", 1)], [("t0", 2), ("t1", 2)]]
+    assert sum(m.applied for m in members) == 60
+
+
 def test_the_first_generation_waits_the_initial_rebalance_delay():
     """group.initial.rebalance.delay.ms (3 s): members starting together share generation 1."""
     bench = Bench(delay=3.0).feed(100)
