@@ -159,7 +159,7 @@ def test_a_processed_ids_table_removes_the_duplicates():
 # -- bad knobs ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("acks", "2"), ("acks", 1), ("idempotence", 1), ("commit", "sometimes"),
+    ("acks", "2"), ("acks", True), ("idempotence", 1), ("commit", "sometimes"),
     ("dedup", "bloom"), ("produce_loss", 0.51), ("request_timeout", 0.0),
     ("crash_leader", "yes"), ("crash_leader_at", -1.0), ("crash_leader_for", 0.0),
     ("leader_isolation", -0.1), ("crash_consumer", 0), ("crash_at", math.inf),

@@ -291,7 +291,7 @@ def test_a_crashed_consumers_events_come_back_on_the_queue():
     ("consumers", 2.5), ("consumers", True), ("partitions", 0), ("key", "region"),
     ("order_rate", 0.0), ("event_gap", 0.0), ("customers", 0), ("service_time", 0.0),
     ("prefetch", -1), ("assignor", "fair"), ("protocol", "lazy"), ("acks", "2"),
-    ("acks", 1), ("idempotence", "yes"), ("commit", "never"), ("dedup", "bloom"),
+    ("acks", 2), ("idempotence", "yes"), ("commit", "never"), ("dedup", "bloom"),
     ("crash_consumer", 1), ("crash_at", -1.0), ("crash_duration", 0.0),
     ("crash_leader", "no"), ("crash_leader_at", math.nan), ("crash_leader_for", 0.0),
     ("produce_loss", 0.6), ("request_timeout", 0.0), ("session_timeout", 0.5),
