@@ -122,6 +122,19 @@ WRONG: dict[str, list[tuple[object, str]]] = {
     "07.3": [("fair", "Fair dispatch is about load"), ("auto", "simply lost"),
              ("window", "behind the nine"), ("singel", "did you mean 'single'"),
              (1, "as a string")],
+    "10.1": [("dual-write", "stops the change before the send"),
+             ("polling", "a refused commit stores neither"),
+             ("log-tailing", "never reaches it"), ("publish first", "did you mean"),
+             (2, "as a string")],
+    "10.2": [(2.0, "the longest wait"), (0.2, "the log tailer's lag"), (0.5, "too low"),
+             ("soon", "give a number")],
+    "10.3": [({"design": "dual-write", "dedup": "processed_ids"}, "never announced"),
+             ({"design": "publish-first", "dedup": "processed_ids"}, "each phantom came once"),
+             ({"design": "log-tailing", "dedup": "none"}, "applied those events twice"),
+             ({"poll_interval": 1.0}, "not a setting this exercise lets you change"),
+             ({"desing": "polling"}, "did you mean 'design'"),
+             ({"design": "outbox"}, "the simulator refused it"),
+             ("polling", "as a dict")],
 }
 
 
@@ -140,7 +153,7 @@ def test_there_are_two_or_three_exercises_per_notebook():
     assert set(per_notebook.index) == {"00-tour", "01-sync-request-response",
                                        "02-message-formats", "03-partial-failure",
                                        "04-retries-and-storms", "06-async-messaging",
-                                       "07-brokers"}
+                                       "07-brokers", "10-transactional-outbox"}
     assert per_notebook.between(2, 3).all(), per_notebook.to_dict()
 
 
