@@ -495,6 +495,7 @@ class GroupConsumer(Instance):
         super().unhang(token)
         if was and not self.hung:
             self._start_heartbeats()
+            self._poke()  # a poll waiting for data fetches again
 
     # -- requests ----------------------------------------------------------------
     def _ask(self, dest: str, body: Any, timeout: float) -> Event:
@@ -752,8 +753,8 @@ class GroupConsumer(Instance):
                 self._fetch(tp)
 
     def _fetch(self, tp: TP) -> None:
-        if tp in self._inflight or tp not in self._positions or not self.up:
-            return
+        if tp in self._inflight or tp not in self._positions or not self.up or self.hung:
+            return  # (a hung process sends nothing: its poll loop fetches when it resumes)
         self._fetch_ids += 1
         fid = self._inflight[tp] = self._fetch_ids
         topic, p = tp
