@@ -796,8 +796,9 @@ class Result:
 
     def rebalances(self) -> pd.DataFrame:
         """Every consumer-group rebalance: ``group, start, end, why,
-        generation`` (eager: nobody in the group consumes from start to end,
-        the stop-the-world pause).  Rules:
+        generation`` (eager: from the last member's revocation -- each hears
+        of it at its next heartbeat and finishes its batch -- to the end,
+        nobody in the group consumes: the stop-the-world pause).  Rules:
         :func:`simcomm.analysis.delivery.rebalances`.  Needs the trace."""
         from simcomm.analysis.delivery import rebalances
 

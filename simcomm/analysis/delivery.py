@@ -1154,8 +1154,11 @@ def rebalances(records: pd.DataFrame | Iterable[tuple]) -> pd.DataFrame:
     created).  A start while one is under way (another member joining
     mid-rebalance) joins it: ``why`` lists each distinct reason, comma
     separated, in order.  An unfinished one has ``end`` NaN and
-    ``generation`` -1.  Between start and end an EAGER group consumes
-    nothing: the stop-the-world pause."""
+    ``generation`` -1.  An EAGER group's members hear of a rebalance at
+    their next heartbeat, finish the batch in hand and revoke everything;
+    from the last revocation to the end the group consumes nothing: the
+    stop-the-world pause (a few records may be applied just after the
+    start, as in Kafka)."""
 
     return _rebalances(_Rows(records_frame(records)))
 

@@ -21,8 +21,10 @@ order id, to the ``order-events`` topic (``partitions`` partitions); the
 
 Each rebalance is run with the ``protocol`` the ``assignor`` allows:
 **eager** -- every member revokes every partition, then all get the new
-assignment: no member of the group consumes between ``rebalance_start`` and
-``rebalance_end`` (the stop-the-world pause, ``res.rebalances()``);
+assignment: a member hears of the rebalance at its next heartbeat (within
+``heartbeat_interval``), finishes the batch in hand and revokes, and from
+the last revocation to ``rebalance_end`` no member of the group consumes
+(the stop-the-world pause, ``res.rebalances()``), as in Kafka;
 **cooperative** (``cooperative-sticky``) -- members keep the partitions that
 stay where they are and go on consuming them; a partition that moves is
 revoked by its owner in the first round and assigned in a follow-up
