@@ -96,6 +96,20 @@ def _check_partitions(num_partitions: object) -> int:
     return int(num_partitions)  # type: ignore[call-overload]
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as Java's ``String.getBytes(UTF_8)`` (Kafka's ``StringSerializer``) encodes it.
+
+    A Python str may hold surrogates, which ``str.encode`` refuses: Java joins
+    a high and a low surrogate into one (4-byte) character and writes ``?``
+    for an unpaired one.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+        return joined.encode("utf-8", "replace")
+
+
 # (key, num_partitions) -> partition: a producer hashes the same keys again and
 # again (an order id per event of its lifecycle); the cache keeps the hot path
 # to one dict lookup.  Bounded: cleared when full.
@@ -123,11 +137,11 @@ def partition_for_key(key: bytes | str, num_partitions: int) -> int:
         except (KeyError, TypeError):  # not seen yet, or an unhashable key
             pass
     if type(key) is str:
-        data = key.encode("utf-8")
+        data = _utf8(key)
     elif type(key) is bytes:
         data = key
     elif isinstance(key, (str, bytes)):  # subclasses: hash their value
-        data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        data = _utf8(str(key)) if isinstance(key, str) else bytes(key)
     else:
         raise ParamError("key", key, "a str (UTF-8 encoded) or bytes; a null key has no "
                          "hash partition (the sticky partitioner places it)")
