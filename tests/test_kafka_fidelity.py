@@ -746,3 +746,14 @@ def test_a_committed_offset_wins_over_auto_offset_reset() -> None:
     assert {r[7] for r in resets} == {"c1"}
     applied = [r[2] for r in rows if r[1] == "apply"]
     assert len(applied) == 80 and len(set(applied)) == 80  # no loss, no repeat
+
+
+def test_group_ids_hash_over_utf16_code_units_as_java() -> None:
+    """The coordinator's partition: Utils.abs(groupId.hashCode()) % 50, where Java's
+    String.hashCode runs over UTF-16 code units -- a lone surrogate is one of them."""
+    from simcomm.messaging.cluster import group_partition
+
+    assert group_partition("\ud800") == 55296 % 50
+    # "😀" is the pair \ud83d \ude00: 31 * 0xd83d + 0xde00
+    assert group_partition("😀") == (31 * 0xD83D + 0xDE00) % 50
+    assert group_partition("\ud83d\ude00") == group_partition("😀")
