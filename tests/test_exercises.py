@@ -122,6 +122,20 @@ WRONG: dict[str, list[tuple[object, str]]] = {
     "07.3": [("fair", "Fair dispatch is about load"), ("auto", "simply lost"),
              ("window", "behind the nine"), ("singel", "did you mean 'single'"),
              (1, "as a string")],
+    "08.1": [(5, "abs(murmur2) mod N"), (1, "Python's % on the signed hash"),
+             (-5, "Java's % on the signed hash"), (0, "too low"), (3.5, "not a whole number")],
+    "08.2": [({"channel": "queue", "consumers": 6}, "compete for the events"),
+             ({"channel": "sharded", "key": "none", "consumers": 6}, "sticky partitioner"),
+             ({"channel": "sharded", "partitions": 3, "consumers": 8}, "got no partition"),
+             ({"channel": "sharded", "consumers": 5}, "spread them evenly"),
+             ({"channel": "sharded", "consumers": 3}, "can at best just match"),
+             ({"order_rate": 5.0}, "fixed by the question"),
+             ({"prefetch": 1}, "not a setting this exercise lets you change"),
+             ({"chanel": "sharded"}, "did you mean 'channel'"),
+             ({"channel": "kafka"}, "the simulator refused it"),
+             ("sharded", "as a dict")],
+    "08.3": [(25, "the crash itself"), (85, "when the member restarts"),
+             (325, "max.poll.interval.ms"), (45, "too high"), (20, "too low")],
     "10.1": [("dual-write", "stops the change before the send"),
              ("polling", "a refused commit stores neither"),
              ("log-tailing", "never reaches it"), ("publish first", "did you mean"),
@@ -153,7 +167,8 @@ def test_there_are_two_or_three_exercises_per_notebook():
     assert set(per_notebook.index) == {"00-tour", "01-sync-request-response",
                                        "02-message-formats", "03-partial-failure",
                                        "04-retries-and-storms", "06-async-messaging",
-                                       "07-brokers", "10-transactional-outbox"}
+                                       "07-brokers", "08-ordering-and-sharding",
+                                       "10-transactional-outbox"}
     assert per_notebook.between(2, 3).all(), per_notebook.to_dict()
 
 

@@ -31,6 +31,7 @@ from simcomm.exercises import (  # noqa: F401 (registration)
     nb04_retries,
     nb06_async_messaging,
     nb07_brokers,
+    nb08_ordering,
     nb10_outbox,
 )
 from simcomm.exercises._core import (
