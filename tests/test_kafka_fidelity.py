@@ -638,6 +638,22 @@ def test_acks_all_and_min_insync_replicas() -> None:
     assert b.cluster.high_watermark("t", 0) == before + 1  # the ISR of one: HW = its LEO
 
 
+def test_an_isr_shrinking_under_a_waiting_acks_all_batch_answers_after_the_append() -> None:
+    """Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: followers cut off, the batch is on the
+    leader, the ISR shrinks to it after replica.lag.time.max.ms -- the HW covers the
+    batch (an ISR of one) but the ISR is below min.insync.replicas: refused, yet
+    appended (a retry without idempotence is then a duplicate)."""
+    b = Bench(partitions=1, brokers=3, min_insync_replicas=2, replica_lag_time_max=5.0)
+    b.produce(n=1)
+    b.world.network.cut(["kafka-1", "kafka-2"], at=b.world.now, heal_at=b.world.now + 100.0)
+    recs = b.produce(n=1)
+    assert len(b.answers) == 1  # waiting for the followers
+    b.step(10.0)
+    assert b.cluster.isr("t", 0) == ["kafka-0"]
+    assert b.last().error == "not_enough_replicas" and b.last().base_offset == -1
+    assert b.log()[-1] == recs[0].record_id and b.cluster.high_watermark("t", 0) == 2
+
+
 # =====================================================================================
 # the coordinator: stale generations
 # =====================================================================================
