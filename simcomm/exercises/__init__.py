@@ -32,6 +32,7 @@ from simcomm.exercises import (  # noqa: F401 (registration)
     nb06_async_messaging,
     nb07_brokers,
     nb08_ordering,
+    nb09_delivery,
     nb10_outbox,
 )
 from simcomm.exercises._core import (
