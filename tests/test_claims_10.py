@@ -34,6 +34,8 @@ ALLOWED = {
     "(exercise 10.2 asks": "an exercise's number",
     "With `poll_interval=2.0`": "the setting of the slow-poll cell (checked in "
                                 "test_a_longer_poll_interval)",
+    "with batches of at most 5 rows": "the setting of the small-batch cell (checked in "
+                                      "test_small_batches)",
     "**service crash every** 5 s": "a dashboard setting for the learner to try",
     "**poll interval** 0.05 s and 5 s": "dashboard settings for the learner to try",
     "**offset flush interval** 60 s (Kafka Connect's default)": "a dashboard setting for "
@@ -51,6 +53,9 @@ CALLS = [
     'viz.outbox_lag(runs["polling"])',
     'slow_poll = simcomm.run("outbox", seed=1, poll_interval=2.0)',
     'viz.outbox_lag(slow_poll)',
+    'small_batches = simcomm.run("outbox", seed=1, poll_interval=2.0, batch_size=5)',
+    'pd.DataFrame({"batch_size=1000": outbox.outbox_report(slow_poll), '
+    '"batch_size=5": outbox.outbox_report(small_batches)})',
     'viz.outbox_lag(runs["log-tailing"])',
     'flushed = simcomm.run("outbox", seed=1, design="log-tailing", '
     'offset_flush_interval=1.0)',
@@ -91,6 +96,11 @@ def reports(runs):
 @pytest.fixture(scope="module")
 def slow_poll():
     return _run(seed=1, poll_interval=2.0)
+
+
+@pytest.fixture(scope="module")
+def small_batches():
+    return _run(seed=1, poll_interval=2.0, batch_size=5)
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +275,22 @@ def test_a_longer_poll_interval(slow_poll, reports):
     assert round(slow_poll.outbox_lag()["lag"].median(), 2) == 1.05
     assert outbox.outbox_report(slow_poll)["relay_resends"] == 37 > \
         reports["polling"]["relay_resends"]
+
+
+@claim("8 events sent twice instead of 37, at most 5 at each crash",
+       "small batches hardly lengthen the wait")
+def test_small_batches(slow_poll, small_batches):
+    assert small_batches.params.batch_size == 5
+    assert outbox.outbox_report(small_batches)["relay_resends"] == 8
+    assert outbox.outbox_report(slow_poll)["relay_resends"] == 37
+    resent = _resent_ids(small_batches)
+    commits = _commit_times(small_batches)
+    crashes = _crashes(small_batches, outbox.RELAY)
+    per_crash = [sum(n for rid, n in resent.items() if crash - 4.0 < commits[rid] < crash)
+                 for crash in crashes]
+    assert sum(per_crash) == 8 and max(per_crash) <= 5
+    assert _relay_share(small_batches).mean() == pytest.approx(
+        _relay_share(slow_poll).mean(), rel=0.1)
 
 
 # == the log tailer ==================================================================
