@@ -331,7 +331,8 @@ def test_a_crash_resends_since_the_last_save(runs):
     assert len(first) >= len(sent_between) - 2
 
 
-@claim("18 events sent twice instead of 251", "at most a second's worth per crash")
+@claim("18 events sent twice instead of 251", "at most a second's worth per crash",
+       "Fewer, never none")
 def test_saving_every_second(flushed, reports):
     r = outbox.outbox_report(flushed)
     assert r["relay_resends"] == 18 and reports["log-tailing"]["relay_resends"] == 251
@@ -401,3 +402,12 @@ def test_the_lessons_hold_on_other_seeds(other_seeds):
         res = other_seeds[seed, "polling", "none"]
         assert _relay_share(res).mean() == pytest.approx(
             default("outbox", "poll_interval") / 2, rel=0.15)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_saving_every_second_leaves_fewer_repeats_never_none(seed, other_seeds):
+    """A 1 s offset flush on other seeds: fewer resends than the 10 s default, never none."""
+    res = _run(seed=seed, design="log-tailing", offset_flush_interval=1.0, until=30.0)
+    resends = outbox.outbox_report(res)["relay_resends"]
+    assert 1 <= resends < outbox.outbox_report(other_seeds[seed, "log-tailing", "none"])[
+        "relay_resends"]
