@@ -505,9 +505,11 @@ class GroupConsumer(Instance):
         pending = self._pending
 
         def expire(_ev: Event) -> None:
-            if pending.get(rid) is ev:
-                del pending[rid]
-                ev.succeed(None)
+            # by id, not the event: a timer holding the event would keep its
+            # reply (a fetch's records) alive for the whole timeout
+            late = pending.pop(rid, None)
+            if late is not None:
+                late.succeed(None)
 
         self.env.timeout(timeout).callbacks.append(expire)
         return ev
