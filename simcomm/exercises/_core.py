@@ -553,8 +553,11 @@ def get(exercise_id: str) -> Exercise:
         return _REGISTRY[exercise_id]
     except (KeyError, TypeError):
         known = ", ".join(ex.id for ex in sorted(_REGISTRY.values(), key=_order))
-        raise ParamError("exercise", exercise_id,
-                         did_you_mean(exercise_id, _REGISTRY) + "one of " + known) from None
+        # "1.1" is notebook 01's first exercise, not 10.1 (which is as close by spelling)
+        padded = "0" + exercise_id if isinstance(exercise_id, str) else None
+        near = (f"did you mean {padded!r}? " if padded in _REGISTRY
+                else did_you_mean(exercise_id, _REGISTRY))
+        raise ParamError("exercise", exercise_id, near + "one of " + known) from None
 
 
 def _unanswered(answer: Any) -> list[str] | None:
