@@ -437,18 +437,23 @@ def sticky_assign(subscriptions: Subscriptions, partitions: Partitions,
        to restore balance, each at most once and never back and forth.
 
     With ``current=None`` it deals like round robin.  This is Kafka's
-    *general* algorithm (``GeneralAssignmentBuilder``: keep owned, assign
-    the rest to the least loaded member -- by count, then id -- move
-    partitions from the most to the least loaded until balanced, keep the
-    result only if it is more balanced), the one the StickyAssignor's
-    documentation describes and kafka-python implements.  Differences from
-    the Java client: no rack awareness and no generations (``current`` is
-    one generation: a partition two members claim is dropped from both, as
-    Java does within a generation); where Java takes any element of a hash
-    set a move picks the smallest partition; and Java >= 2.8, when ALL
-    members subscribe to the same topics, takes a faster "constrained" path
-    that keeps owned partitions up to the quota just as well but may deal
-    the freed partitions to different members.
+    *general* sticky algorithm (keep owned; assign the rest to the least
+    loaded member -- by count, then id; move partitions from the most to
+    the least loaded until balanced, each at most once; keep the result
+    only if it is more balanced), the one the StickyAssignor's
+    documentation examples describe, as kafka-python's
+    ``StickyPartitionAssignor`` runs it (the Java client's before 2.7; the
+    tests hold simcomm to kafka-python exactly).  When every member reads
+    the same topics, the partitions considered for a move first are the
+    last listed ones of the most loaded members, so a member that must give
+    some up keeps the first of its list.  Differences from the Java client
+    of today: no rack awareness and no generations (``current`` is one
+    generation: a partition two members claim is dropped from both, as Java
+    does within a generation); where Java takes any element of a hash set,
+    a move picks the smallest partition; and since 2.7 (KAFKA-9987), when
+    ALL members subscribe to the same topics, Java takes a faster
+    "constrained" path that keeps as many owned partitions but may deal the
+    freed ones to other members than the documented example shows.
 
         >>> subs = {"C0": ["t0", "t1", "t2", "t3"], "C2": ["t0", "t1", "t2", "t3"]}
         >>> sticky_assign(subs, {"t0": 2, "t1": 2, "t2": 2, "t3": 2},
