@@ -58,10 +58,12 @@ def _wrong_for(spec) -> st.SearchStrategy:
                          st.sampled_from(["true", "false", "0", "1", np.int64(1)]))
     if spec.choices:
         folded = {c.casefold() for c in spec.choices}
+        # a whole number naming a choice is that choice (acks=1 is acks "1"); others are wrong
         return st.one_of(
-            st.none(), st.integers(), st.floats(), BOOLS, st.lists(st.text(), max_size=2),
+            st.none(), st.integers().filter(lambda i: str(i) not in spec.choices),
+            st.floats(), BOOLS, st.lists(st.text(), max_size=2),
             st.text(max_size=12).filter(lambda t: t.casefold() not in folded),
-            st.sampled_from([b"json", np.int64(1)]))
+            st.sampled_from([b"json", np.int64(7)]))
     lo, hi = spec.range
     out_of_range = st.one_of(
         st.floats(max_value=lo, exclude_max=True, allow_nan=False),
