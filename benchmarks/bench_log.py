@@ -71,10 +71,7 @@ from __future__ import annotations
 import gc
 import math
 import random
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -489,21 +486,9 @@ def instructions(n1: int = 2_000, n2: int = 12_000) -> dict[str, Any]:
     every run), but it counts work, not the cache misses of a larger
     working set.  Needs ``valgrind`` on the PATH.
     """
-    if shutil.which("valgrind") is None:
-        raise SystemExit("--instructions needs valgrind on the PATH")
-    per_record: dict[str, float] = {}
-    for side in SIDES:
-        counts = []
-        for n in (n1, n2):
-            child = subprocess.run(
-                ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                 "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--side",
-                 side, str(n)], check=True, capture_output=True, text=True)
-            found = re.search(r"I\s+refs:\s+([\d,]+)", child.stderr)
-            if found is None:
-                raise RuntimeError(f"no instruction count from valgrind: {child.stderr[-500:]}")
-            counts.append(int(found.group(1).replace(",", "")))
-        per_record[side] = (counts[1] - counts[0]) / (n2 - n1)
+    from _valgrind import instructions_per_unit  # beside this script
+
+    per_record = instructions_per_unit(__file__, SIDES, n1, n2)
     out: dict[str, Any] = {f"{side}_instructions_per_record": v
                            for side, v in per_record.items()}
     for side in SIDES:

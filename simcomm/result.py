@@ -902,16 +902,7 @@ class Result:
         rc = self._record_counts
         assert rc is not None
         out: dict[str, Any] = {k: rc[k] for k in (*DELIVERY_KEYS, *RECORD_KEYS)}
-        out.update({
-            "produce_rate": health["offered_rate"],
-            "record_capacity": health["capacity"],
-            "offered_load": health["offered_load"],
-            "bottleneck": health["bottleneck"]["resource"],
-            "bottleneck_utilisation": health["bottleneck"]["utilisation"],
-            "stable": health["stable"],
-            "messages_sent": self.world.network.sent,
-            "messages_dropped": sum(self.world.network.dropped.values()),
-        })
+        out.update(self._load_keys(health, "produce_rate", "record_capacity"))
         return out
 
     # -- numbers -------------------------------------------------------
@@ -1002,18 +993,24 @@ class Result:
         mq = self._message_counts
         assert mq is not None
         out: dict[str, Any] = {key: mq[key] for key in MESSAGING_KEYS}
-        out.update({
-            "publish_rate": health["offered_rate"],
-            "message_capacity": health["capacity"],
+        out.update(self._load_keys(health, "publish_rate", "message_capacity"))
+        out.update(self._delivery_keys(requests=False))
+        return out
+
+    def _load_keys(self, health: dict[str, Any], rate: str, capacity: str) -> dict[str, Any]:
+        """The load part of a summary without requests: the offered rate and the
+        capacity under the names of what is counted (``rate``, ``capacity``),
+        the bottleneck, and the network's traffic."""
+        return {
+            rate: health["offered_rate"],
+            capacity: health["capacity"],
             "offered_load": health["offered_load"],
             "bottleneck": health["bottleneck"]["resource"],
             "bottleneck_utilisation": health["bottleneck"]["utilisation"],
             "stable": health["stable"],
             "messages_sent": self.world.network.sent,
             "messages_dropped": sum(self.world.network.dropped.values()),
-        })
-        out.update(self._delivery_keys(requests=False))
-        return out
+        }
 
     def _edges(self) -> list[Any]:
         """The protected edges of every caller (see :mod:`simcomm.rpc.policies`)."""
