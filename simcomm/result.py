@@ -47,7 +47,8 @@ __all__ = ["DELIVERY_KEYS", "FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "MESS
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
 #: by a policy (see :data:`simcomm.rpc.OUTCOMES`).
 FAILURES = ("error", "refused", "rejected", "reset", "abandoned", "timeout",
-            "deadline_exceeded", "bulkhead_full", "short_circuited", "rate_limited")
+            "deadline_exceeded", "bulkhead_full", "short_circuited", "rate_limited",
+            "no_instance")
 
 #: A resource this busy on average over the run is saturated: its queue
 #: (or backlog) only grows.
@@ -79,7 +80,7 @@ SUMMARY_UNITS: dict[str, str] = {
     "pending": "",
     "error": "", "refused": "", "rejected": "", "reset": "", "abandoned": "",
     "timeout": "", "deadline_exceeded": "", "bulkhead_full": "", "short_circuited": "",
-    "rate_limited": "",
+    "rate_limited": "", "no_instance": "",
     "completed_share": "fraction", "pending_share": "fraction",
     "mean_latency": "s", "p50": "s", "p95": "s", "p99": "s",
     "throughput": "req/s", "availability": "fraction", "success_rate": "fraction",
@@ -141,7 +142,8 @@ SUMMARY_HELP: dict[str, str] = {
                 "service) after a call failed: answered, but degraded",
     "answered": "completed + fallback: requests the user got an answer to",
     "failed": "requests that ended badly (error, refused, rejected, reset, abandoned, "
-              "timeout, deadline_exceeded, bulkhead_full, short_circuited, rate_limited)",
+              "timeout, deadline_exceeded, bulkhead_full, short_circuited, rate_limited, "
+              "no_instance)",
     "pending": "requests still unanswered when the run ended (in a run of records alone: "
                "produced records not applied and not lost, still in flight at the end)",
     "error": "requests answered with an error",
@@ -155,6 +157,8 @@ SUMMARY_HELP: dict[str, str] = {
     "short_circuited": "requests ended because an open circuit breaker refused a call",
     "rate_limited": "requests ended because a rate limiter (the caller's, or the "
                     "callee's load shedding) had no permit",
+    "no_instance": "requests ended because service discovery found no instance to call "
+                   "(an empty list, or a registry that could not be asked)",
     "completed_share": "completed / requests: the share answered ok, pending included "
                        "in the denominator",
     "pending_share": "pending / requests: the share still unanswered at the end",

@@ -36,6 +36,12 @@ Faults an instance can suffer (see :mod:`simcomm.engine.faults`):
 * **error rate** -- each request fails with that probability (an error
   reply after the work is done).
 
+An instance's life may also have a beginning and an end other than the
+run's (service discovery's churn, :mod:`simcomm.discovery.churn`): created
+with ``start_at`` it is **launched** down (event ``launch``) and its process
+**starts** then (event ``start``); :meth:`Instance.stop` ends it cleanly
+and for good (event ``stop``).
+
 When faults overlap, the events table (``Result.events``) never shows a
 state the instance was not in:
 
@@ -60,6 +66,7 @@ busy: they are taken, even though they do no work.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -67,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 from simpy.events import Event
 
-from simcomm._checks import is_whole
+from simcomm._checks import as_real, is_whole
 from simcomm.engine.formats import Format, get_format
 from simcomm.engine.messages import COMMAND, REPLY, Message
 from simcomm.engine.randomness import Constant, Distribution
@@ -282,7 +289,8 @@ class Instance(Node):
     def __init__(self, world: World, name: str, *, workers: int = 1,
                  service_time: Distribution | float = 0.0,
                  queue_capacity: int | None = None, handler: Handler = serve,
-                 format: Format | str | None = None, service: str | None = None) -> None:
+                 format: Format | str | None = None, service: str | None = None,
+                 start_at: float | None = None) -> None:
         if not is_whole(workers) or workers < 1:
             raise ParamError("workers", workers, "a whole number >= 1")
         workers = int(workers)
@@ -292,6 +300,12 @@ class Instance(Node):
         if not isinstance(service_time, Distribution):
             service_time = Constant(service_time)
         fmt = get_format(format) if format is not None else None
+        if start_at is not None:
+            when = as_real(start_at)
+            if when is None or not when >= world.env.now or math.isinf(when):
+                raise ParamError("start_at", start_at,
+                                 f"a finite time in seconds >= now ({world.env.now:g}), or None")
+            start_at = when
         super().__init__(world, name)  # registers the node: check everything first
         self.service = service or name
         self.workers = workers
@@ -317,6 +331,22 @@ class Instance(Node):
         self.arrivals = 0
         self.admission: Callable[[Message], str | None] | None = None
         self._record = world.trace.pools.append if world.trace.enabled else None
+        #: True once :meth:`stop` ended the process for good
+        self.stopped = False
+        if start_at is None:
+            self._start_workers()
+        else:
+            # a process being launched: down (its port closed) until it starts
+            self.up = False
+            world.trace.event(world.env.now, name, "launch", f"starts at {start_at:g}")
+            world.at(start_at, self._start)
+
+    def _start(self) -> None:
+        """The launched process starts (see ``start_at``)."""
+        if self.up or self.stopped:
+            return
+        self.up = True
+        self.world.trace.event(self.env.now, self.name, "start", "")
         self._start_workers()
 
     def _start_workers(self) -> None:
@@ -447,15 +477,41 @@ class Instance(Node):
         if not self.up:
             trace.event(self.env.now, self.name, "crash_skipped", "instance down")
             return
+        self._die("crash",
+                  f"restart after {repair_after:g}" if repair_after is not None else "")
+        if repair_after is not None:
+            self.world.at(self.env.now + repair_after, self.restart)
+
+    def stop(self) -> None:
+        """End the process cleanly and for good (a graceful shutdown's last step).
+
+        Whatever is still queued or being served is reset, as when a real
+        process exits with open connections; a caller that drained its
+        traffic away first (see :mod:`simcomm.discovery.churn`) loses
+        nothing.  The instance never restarts: ``stopped`` is True and a
+        scheduled restart does nothing.  Stopping a down instance only
+        marks it stopped (event ``stop``, detail ``already down``).
+        """
+        if self.stopped:
+            return
+        self.stopped = True
+        if not self.up:
+            self.world.trace.event(self.env.now, self.name, "stop", "already down")
+            return
+        self._die("stop", "")
+
+    def _die(self, event: str, detail: str) -> None:
+        """The process ends now (a crash or a stop): workers die, queued and
+        in-flight requests are reset, waits for replies are forgotten."""
+        trace = self.world.trace
         if self.hung:
             # the stuck workers die with the process below: they are not
             # woken, so nobody is reset twice
             self.hung = False
             self._unhang = None
-            trace.event(self.env.now, self.name, "unhang", "ended by crash")
+            trace.event(self.env.now, self.name, "unhang", f"ended by {event}")
         self.up = False
-        trace.event(self.env.now, self.name, "crash",
-                    f"restart after {repair_after:g}" if repair_after is not None else "")
+        trace.event(self.env.now, self.name, event, detail)
         for proc in self._procs:
             if proc.is_alive:
                 proc.interrupt("crash")
@@ -471,12 +527,10 @@ class Instance(Node):
         for msg in lost:
             if msg.reply_to is not None:
                 self.reply(msg, None, "reset")
-        if repair_after is not None:
-            self.world.at(self.env.now + repair_after, self.restart)
 
     def restart(self) -> None:
-        """Start again with an empty queue and fresh workers."""
-        if self.up:
+        """Start again with an empty queue and fresh workers (not after :meth:`stop`)."""
+        if self.up or self.stopped:
             return
         self.up = True
         self.world.trace.event(self.env.now, self.name, "restart", "")

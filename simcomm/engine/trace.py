@@ -48,17 +48,34 @@ Tables (column names are the DataFrame columns):
   do not apply; ``detail`` a reason or a mode.  Kept with ``enabled``
   only, as messages.
 
+* ``discovery`` -- what service discovery did (see
+  :mod:`simcomm.discovery`): a registry's ``register``, ``renew``,
+  ``cancel``, ``evict``, ``critical``, ``passing``, ``reap``, ``ready``,
+  ``unready`` and ``self_preservation``; a prober's ``probe_failed``; a
+  client's or router's view: ``visible``, ``hidden``, ``lookup_failed``.
+  ``node`` is who did it, ``instance`` the instance it is about.  Kept with
+  ``enabled`` only, as messages.
+* ``routes`` -- one row per call a discovery client or a router sent to an
+  instance it picked: when it was sent, the client request it serves, the
+  caller, the service, the instance (None when none could be found), how it
+  was found (``via``: ``client``, or the router's name), the attempt (from
+  1; the next one went to another instance), the outcome and when it ended.
+  Always kept, as requests: the stale-call counts need it.
+* ``counters`` -- named counts kept whether or not the run is traced
+  (``discovery_messages``: every discovery message put on the network).
+
 The engine only holds these tables; what fills ``attempts`` and
 ``breakers`` is the call path above it (:mod:`simcomm.rpc`), and what fills
 ``mq``, ``queues`` and ``records`` is the messaging layer
-(:mod:`simcomm.messaging`).
+(:mod:`simcomm.messaging`), and what fills ``discovery``, ``routes`` and
+``counters`` is service discovery (:mod:`simcomm.discovery`).
 """
 
 from __future__ import annotations
 
-__all__ = ["ATTEMPT_COLUMNS", "BREAKER_COLUMNS", "EVENT_COLUMNS", "MESSAGE_COLUMNS",
-           "MQ_COLUMNS", "POOL_COLUMNS", "QUEUE_COLUMNS", "RECORD_COLUMNS", "REQUEST_COLUMNS",
-           "Trace"]
+__all__ = ["ATTEMPT_COLUMNS", "BREAKER_COLUMNS", "DISCOVERY_COLUMNS", "EVENT_COLUMNS",
+           "MESSAGE_COLUMNS", "MQ_COLUMNS", "POOL_COLUMNS", "QUEUE_COLUMNS", "RECORD_COLUMNS",
+           "REQUEST_COLUMNS", "ROUTE_COLUMNS", "Trace"]
 
 MESSAGE_COLUMNS = ("time", "event", "message_id", "kind", "source", "dest",
                    "trace_id", "size", "reason", "correlation_id", "status")
@@ -73,13 +90,16 @@ MQ_COLUMNS = ("time", "event", "message_id", "channel", "node", "detail")
 QUEUE_COLUMNS = ("time", "node", "queue", "ready", "unacked")
 RECORD_COLUMNS = ("time", "event", "record_id", "topic", "partition", "offset", "key", "node",
                   "detail")
+DISCOVERY_COLUMNS = ("time", "event", "node", "service", "instance", "detail")
+ROUTE_COLUMNS = ("time", "trace_id", "caller", "service", "instance", "via", "attempt",
+                 "outcome", "end")
 
 
 class Trace:
     """Append-only lists of tuples; ``enabled=False`` keeps only requests."""
 
-    __slots__ = ("attempts", "breakers", "enabled", "events", "messages", "mq", "pools",
-                 "queues", "records", "requests")
+    __slots__ = ("attempts", "breakers", "counters", "discovery", "enabled", "events",
+                 "messages", "mq", "pools", "queues", "records", "requests", "routes")
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -92,6 +112,9 @@ class Trace:
         self.mq: list[tuple] = []
         self.queues: list[tuple] = []
         self.records: list[tuple] = []
+        self.discovery: list[tuple] = []
+        self.routes: list[tuple] = []
+        self.counters: dict[str, int] = {}
 
     def event(self, time: float, node: str, event: str, detail: str = "") -> None:
         """Record a timeline event (always kept: they are few)."""

@@ -42,17 +42,20 @@ OUTCOMES = {
     "rate_limited": "no permit from a rate limiter: the caller's own (nothing was sent) or "
                     "the callee's load shedding (turned away at its door)",
     "fallback": "the call failed and a fallback answered instead (a degraded answer)",
+    "no_instance": "service discovery found no instance to call: the caller's list was "
+                   "empty or the registry could not be asked (nothing was sent)",
 }
 
 #: Outcomes that answer a call: the callee's answer, or a fallback's.
 ANSWERS = frozenset({"ok", "fallback"})
 
-#: Outcomes decided by a policy.  A handler that cannot answer because of one
-#: passes it on as its own reply's status (see :func:`simcomm.rpc.forward`),
-#: so the user's request ends with what ended it, wherever that happened --
-#: as an HTTP gateway answers 504 on a timeout and 503 on an open breaker.
+#: Outcomes decided on the caller's side, by a policy or by service discovery.
+#: A handler that cannot answer because of one passes it on as its own reply's
+#: status (see :func:`simcomm.rpc.forward`), so the user's request ends with
+#: what ended it, wherever that happened -- as an HTTP gateway answers 504 on a
+#: timeout and 503 on an open breaker or when no instance is available.
 POLICY_OUTCOMES = frozenset({"timeout", "deadline_exceeded", "bulkhead_full",
-                             "short_circuited", "rate_limited"})
+                             "short_circuited", "rate_limited", "no_instance"})
 
 
 def call(ctx: Context, dest: str, body: Any = None, *, kind: str = COMMAND,

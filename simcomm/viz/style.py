@@ -58,6 +58,7 @@ EXTRA_COLORS: dict[str, str] = {
     "indigo": "#332288",
     "dark_olive": "#666633",
     "light_grey": "#E5E5E5",
+    "violet": "#9900FF",
 }
 
 #: The words prose should use for each colour (notebooks cite these, and a
@@ -74,8 +75,8 @@ COLOR_NAMES: dict[str, str] = {
 #: :data:`simcomm.rpc.OUTCOMES`), those of a down instance and a full
 #: queue, the users' giving up -- and last the requests still waiting.
 OUTCOMES: tuple[str, ...] = ("ok", "fallback", "error", "timeout", "deadline_exceeded",
-                             "bulkhead_full", "short_circuited", "rate_limited", "refused",
-                             "rejected", "reset", "abandoned", "pending")
+                             "bulkhead_full", "short_circuited", "rate_limited", "no_instance",
+                             "refused", "rejected", "reset", "abandoned", "pending")
 
 #: One fixed colour per outcome, the same in every figure.  A fallback's
 #: answer is light green (answered, but not by the service), a timeout dark
@@ -91,6 +92,7 @@ OUTCOME_COLORS: dict[str, str] = {
     "bulkhead_full": EXTRA_COLORS["indigo"],
     "short_circuited": EXTRA_COLORS["wine"],
     "rate_limited": EXTRA_COLORS["dark_olive"],
+    "no_instance": EXTRA_COLORS["violet"],
     "refused": OKABE_ITO["orange"],
     "rejected": OKABE_ITO["reddish_purple"],
     "reset": OKABE_ITO["blue"],
