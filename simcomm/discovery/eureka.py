@@ -1,0 +1,411 @@
+"""Eureka: self-registration with leases, and a registry that forgets slowly.
+
+This module follows Netflix Eureka (``Netflix/eureka``, eureka-core) and the
+client side of Spring Cloud Netflix / Ribbon, with the timings of
+``REFERENCE.md`` §5.  Every rule below is the upstream one; the class and
+method each comes from is named where it is implemented.
+
+The pure part, :class:`EurekaRegistry`, is the server's state: one lease per
+registered instance, the renewals counted per minute, the self-preservation
+rule and the eviction run with its cap, and the read-only response cache.
+It takes the simulated time as an argument and draws nothing itself (the
+eviction run takes a random stream), so it is tested without a World.
+
+Timeline of a crash without a cancel, with the defaults (quirk on)::
+
+    last renewal r ── lease "expires" at r + 2 × 90 s (Lease.renew's quirk)
+                   ── evicted by the next eviction run, ≤ 60 s later
+                   ── read-only response cache refreshed, ≤ 30 s later
+                   ── client fetch (registry-fetch-interval), ≤ 30 s later
+                   ── Ribbon's ServerListRefreshInterval, ≤ 30 s later
+
+so a client keeps calling the dead instance for up to about
+180 + 60 + 30 + 30 + 30 = 330 s after its last renewal (minus the time
+between that renewal and the crash).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from simcomm._checks import is_flag
+from simcomm.errors import ParamError
+from simcomm.resilience._validate import check_real
+
+__all__ = [
+    "EurekaRegistry",
+    "EvictionRun",
+    "Lease",
+    "MeasuredRate",
+]
+
+
+def _flag(field: str, value: object) -> bool:
+    """``value`` as a bool if it is one (numpy's ``bool_`` too; 0 and 1 are not flags)."""
+    if not is_flag(value):
+        raise ParamError(field, value, "True or False")
+    return bool(value)
+
+
+class Lease:
+    """One instance's lease, as ``com.netflix.eureka.lease.Lease``.
+
+    ``registered`` is when the lease was created (``registrationTimestamp``);
+    ``last_update`` is upstream's ``lastUpdateTimestamp``, the time expiry is
+    measured from; ``last_renewal`` is when the last renewal really arrived
+    (what upstream's ``getLastRenewalTimestamp`` claims to return, but does
+    not: it returns ``last_update``).
+
+    The quirk (``Lease.renew``): a renewal sets ``lastUpdateTimestamp =
+    now + duration`` and ``isExpired`` tests ``now > lastUpdateTimestamp +
+    duration``, so a renewed lease expires **two** durations after its last
+    renewal (180 s with the default 90 s), while a lease never renewed since
+    registration expires one duration after it (the constructor sets
+    ``lastUpdateTimestamp`` to the registration time).  The javadoc of
+    ``Lease.isExpired`` calls this "a minor bug [that] should only affect
+    instances that ungracefully shutdown" and keeps it because fixing it
+    would change every deployment's eviction timing ("Due to possible wide
+    ranging impact to existing usage, this will not be fixed").
+    ``quirk=False`` gives the documented rule: expiry one duration after the
+    last renewal.
+    """
+
+    __slots__ = ("duration", "last_renewal", "last_update", "quirk", "registered")
+
+    def __init__(self, now: float, duration: float, quirk: bool = True) -> None:
+        self.registered = now
+        self.last_update = now
+        self.last_renewal = now
+        self.duration = duration
+        self.quirk = quirk
+
+    def renew(self, now: float) -> None:
+        """``Lease.renew``: ``lastUpdateTimestamp = now + duration`` (quirk) or ``now``."""
+        self.last_renewal = now
+        self.last_update = now + self.duration if self.quirk else now
+
+    def expires_at(self, additional: float = 0.0) -> float:
+        """The time after which :meth:`is_expired` is true (strictly after it)."""
+        return self.last_update + self.duration + additional
+
+    def is_expired(self, now: float, additional: float = 0.0) -> bool:
+        """``Lease.isExpired(additionalLeaseMs)``: ``now > lastUpdate + duration + additional``.
+
+        (Upstream also answers true for a cancelled lease; a cancelled lease
+        is out of the registry here, so the case does not arise.)
+        """
+        return now > self.last_update + self.duration + additional
+
+
+class MeasuredRate:
+    """A count per full interval, as ``com.netflix.eureka.util.MeasuredRate``.
+
+    Upstream keeps two buckets; a timer every ``sampleInterval`` (one minute
+    for the renewals) moves the current bucket into the last one and zeroes
+    the current one; ``getCount`` returns the LAST FULL bucket, not a sliding
+    window.  The timer starts when the registry opens for traffic
+    (``AbstractInstanceRegistry.postInit``), so bucket ``k`` covers
+    ``[origin + k × interval, origin + (k + 1) × interval)``.  Here the buckets
+    are rolled lazily from the time passed in, which gives the same counts
+    without a timer process.  Before the first roll the count is 0.
+    """
+
+    __slots__ = ("_bucket", "_current", "_last", "interval", "origin")
+
+    def __init__(self, interval: float = 60.0, origin: float = 0.0) -> None:
+        self.interval = interval
+        self.origin = origin
+        self._bucket = self._index(origin)
+        self._current = 0
+        self._last = 0
+
+    def _index(self, now: float) -> int:
+        return math.floor((now - self.origin) / self.interval)
+
+    def _roll(self, now: float) -> None:
+        k = self._index(now)
+        if k > self._bucket:
+            self._last = self._current if k == self._bucket + 1 else 0
+            self._current = 0
+            self._bucket = k
+
+    def increment(self, now: float) -> None:
+        """``MeasuredRate.increment``: one more in the current interval."""
+        self._roll(now)
+        self._current += 1
+
+    def count(self, now: float) -> int:
+        """``MeasuredRate.getCount``: the count of the last full interval before ``now``."""
+        self._roll(now)
+        return self._last
+
+
+@dataclass(frozen=True)
+class EvictionRun:
+    """What one run of the eviction task did (``AbstractInstanceRegistry.evict``).
+
+    ``preserved`` is True when self-preservation stopped the run before it
+    looked at any lease (``isLeaseExpirationEnabled()`` false); ``expired``
+    counts the expired leases found, ``limit`` is the cap
+    ``size − int(size × renewal_percent_threshold)`` and ``evicted`` lists
+    the ``(service, instance)`` pairs removed, in the order they were drawn.
+    ``compensation`` is the extra lease time allowed because the task ran
+    late (``EvictionTask.getCompensationTimeMs``).
+    """
+
+    time: float
+    preserved: bool
+    expired: int
+    limit: int
+    evicted: tuple[tuple[str, str], ...]
+    compensation: float
+
+
+class EurekaRegistry:
+    """The state of one Eureka server, as eureka-core's registry classes.
+
+    Parameters (our name -- the real configuration key, its default):
+
+    * ``lease_duration`` -- ``eureka.instance.lease-expiration-duration-in-seconds``
+      (90 s): how long a lease lasts without a renewal (with the quirk, see
+      :class:`Lease`, twice that after a renewal);
+    * ``renewal_interval`` -- ``eureka.server.expected-client-renewal-interval-seconds``
+      (30 s), the server's assumption about the clients'
+      ``eureka.instance.lease-renewal-interval-in-seconds`` (30 s): it makes
+      the expected renewals per minute ``60 / renewal_interval`` = 2 per
+      instance;
+    * ``renewal_percent_threshold`` -- ``eureka.server.renewal-percent-threshold``
+      (0.85): the share of expected renewals below which the server stops
+      evicting, and the share of the registry an eviction run must leave;
+    * ``enable_self_preservation`` -- ``eureka.server.enable-self-preservation``
+      (True);
+    * ``eviction_interval`` -- ``eureka.server.eviction-interval-timer-in-ms``
+      (60 s): the eviction task's period, used here for the compensation of a
+      late run;
+    * ``use_read_only_response_cache`` --
+      ``eureka.server.use-read-only-response-cache`` (True): queries are
+      answered from a snapshot refreshed by a timer
+      (``eureka.server.response-cache-update-interval-ms``, 30 s; the timer is
+      the server's, see :meth:`update_response_cache`);
+    * ``lease_expiry_quirk`` -- no upstream switch (upstream always has it):
+      False gives expiry one duration after the last renewal;
+    * ``opened`` -- when the server opened for traffic
+      (``PeerAwareInstanceRegistryImpl.openForTraffic``): the origin of the
+      renewals-per-minute buckets.
+
+    **Self-preservation** (``PeerAwareInstanceRegistryImpl.isLeaseExpirationEnabled``):
+    leases expire only if ``numberOfRenewsPerMinThreshold > 0`` and the
+    renewals of the last full minute (:class:`MeasuredRate`) are strictly
+    above it, where (``AbstractInstanceRegistry.updateRenewsPerMinThreshold``)
+    ``threshold = int(expected_clients × (60 / renewal_interval) ×
+    renewal_percent_threshold)``.  ``expected_clients``
+    (``expectedNumberOfClientsSendingRenews``) goes up by one for each new
+    lease (``register``) and down by one for each removed lease
+    (``internalCancel``, which eviction calls too), so here it is the number
+    of leases.  Upstream differs at start-up only: it guards both updates
+    with ``expected > 0`` and seeds the count in ``openForTraffic`` with the
+    registrations copied from peers -- 0 for a lone Netflix server (which
+    therefore evicts nothing until the 15-minute
+    ``updateRenewalThreshold`` task, ``renewal-threshold-update-interval-ms``,
+    recounts the registry) and 1 for Spring Cloud's
+    (``eureka.instance.registry.expected-number-of-clients-sending-renews``),
+    one client too many until that recount.  We start from the recounted
+    state; the recount is then a no-op and is not modelled.
+
+    A consequence worth seeing: one dead instance among ``n`` blocks all
+    eviction when ``2 (n − 1) ≤ int(1.7 n)``, that is for ``n ≤ 6``.  Small
+    registries keep their dead instances, which is why development setups
+    switch self-preservation off.
+
+    **Eviction** (``AbstractInstanceRegistry.evict``): if leases may expire,
+    collect the expired ones, cap the run at ``size − int(size ×
+    renewal_percent_threshold)`` (size = every lease of every service) and
+    remove that many chosen at random (a partial Fisher–Yates shuffle, as
+    upstream's "Knuth shuffle"), each as ``internalCancel``.
+    """
+
+    def __init__(self, *, lease_duration: float = 90.0, renewal_interval: float = 30.0,
+                 renewal_percent_threshold: float = 0.85, enable_self_preservation: bool = True,
+                 eviction_interval: float = 60.0, use_read_only_response_cache: bool = True,
+                 lease_expiry_quirk: bool = True, opened: float = 0.0) -> None:
+        self.lease_duration = check_real("lease_duration", lease_duration, low_open=True,
+                                         unit="seconds")
+        self.renewal_interval = check_real("renewal_interval", renewal_interval, low_open=True,
+                                           unit="seconds")
+        self.renewal_percent_threshold = check_real(
+            "renewal_percent_threshold", renewal_percent_threshold, low=0.0, high=1.0,
+            unit="share of the expected renewals")
+        self.enable_self_preservation = _flag("enable_self_preservation",
+                                              enable_self_preservation)
+        self.eviction_interval = check_real("eviction_interval", eviction_interval,
+                                            low_open=True, unit="seconds")
+        self.use_read_only_response_cache = _flag("use_read_only_response_cache",
+                                                  use_read_only_response_cache)
+        self.lease_expiry_quirk = _flag("lease_expiry_quirk", lease_expiry_quirk)
+        opened_at = check_real("opened", opened, low=-math.inf, unit="seconds")
+        #: service -> instance -> lease (upstream's ``registry`` map of maps)
+        self.leases: dict[str, dict[str, Lease]] = {}
+        self._size = 0
+        #: renewals per full minute (``renewsLastMin``)
+        self.renews = MeasuredRate(60.0, opened_at)
+        #: the read-only response cache: service -> listing as last copied
+        self._read_only: dict[str, tuple[str, ...]] = {}
+        self._last_eviction: float | None = None
+
+    # -- leases --------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Every lease of every service (``getLocalRegistrySize``)."""
+        return self._size
+
+    def lease(self, service: str, instance: str) -> Lease | None:
+        """The lease of ``instance`` of ``service``, or None."""
+        return self.leases.get(service, {}).get(instance)
+
+    def register(self, service: str, instance: str, now: float) -> bool:
+        """``AbstractInstanceRegistry.register``: a new lease; True if there was none.
+
+        A re-registration replaces the lease with a fresh one (not renewed
+        yet: it expires one duration after this registration) and does not
+        change the expected renewals.
+        """
+        group = self.leases.setdefault(service, {})
+        new = instance not in group
+        group[instance] = Lease(now, self.lease_duration, self.lease_expiry_quirk)
+        if new:
+            self._size += 1
+        return new
+
+    def renew(self, service: str, instance: str, now: float) -> bool:
+        """``AbstractInstanceRegistry.renew``: False if there is no lease (the 404
+        that makes the client register again), else count it and renew."""
+        lease = self.leases.get(service, {}).get(instance)
+        if lease is None:
+            return False
+        self.renews.increment(now)
+        lease.renew(now)
+        return True
+
+    def cancel(self, service: str, instance: str, now: float) -> bool:
+        """``AbstractInstanceRegistry.internalCancel``: remove the lease; False if none.
+
+        A client's cancel (graceful shutdown) and an eviction both come here.
+        """
+        group = self.leases.get(service)
+        if group is None or group.pop(instance, None) is None:
+            return False
+        self._size -= 1
+        return True
+
+    # -- self-preservation ---------------------------------------------
+    @property
+    def expected_clients(self) -> int:
+        """``expectedNumberOfClientsSendingRenews`` (here: the number of leases)."""
+        return self._size
+
+    @property
+    def renews_threshold(self) -> int:
+        """``numberOfRenewsPerMinThreshold``, as ``updateRenewsPerMinThreshold``
+        computes it (the same double arithmetic, truncated)."""
+        return int(self.expected_clients * (60.0 / self.renewal_interval)
+                   * self.renewal_percent_threshold)
+
+    def renews_last_min(self, now: float) -> int:
+        """``getNumOfRenewsInLastMin``: renewals counted in the last full minute."""
+        return self.renews.count(now)
+
+    def lease_expiration_enabled(self, now: float) -> bool:
+        """``PeerAwareInstanceRegistryImpl.isLeaseExpirationEnabled``.
+
+        Always True with self-preservation disabled; otherwise only when
+        the threshold is positive and the last minute's renewals are
+        strictly above it.
+        """
+        if not self.enable_self_preservation:
+            return True
+        threshold = self.renews_threshold
+        return threshold > 0 and self.renews_last_min(now) > threshold
+
+    def self_preservation(self, now: float) -> bool:
+        """True while self-preservation stops eviction (the dashboard's red warning)."""
+        return not self.lease_expiration_enabled(now)
+
+    # -- eviction ------------------------------------------------------
+    @property
+    def eviction_limit(self) -> int:
+        """The most one eviction run removes: ``size − int(size × threshold)``."""
+        size = self._size
+        return size - int(size * self.renewal_percent_threshold)
+
+    def expired(self, now: float, additional: float = 0.0) -> list[tuple[str, str]]:
+        """Every ``(service, instance)`` whose lease has expired, sorted by name."""
+        return sorted((service, inst) for service, group in self.leases.items()
+                      for inst, lease in group.items() if lease.is_expired(now, additional))
+
+    def evict(self, now: float, rng: random.Random) -> EvictionRun:
+        """One run of the eviction task (``EvictionTask.run`` → ``evict(compensation)``).
+
+        The compensation is how much later than ``eviction_interval`` after
+        the previous run this one runs (0 for the first run): a run delayed
+        by a pause gives every lease that much longer, so a pause of the
+        server is not taken for silence of the clients.  The expired leases
+        are collected in name order (upstream: hash-map order) and drawn with
+        ``rng`` (upstream: ``new Random(currentTimeMillis)``).
+        """
+        last, self._last_eviction = self._last_eviction, now
+        compensation = 0.0 if last is None else max(0.0, now - last - self.eviction_interval)
+        limit = self.eviction_limit
+        if not self.lease_expiration_enabled(now):
+            return EvictionRun(now, True, 0, limit, (), compensation)
+        expired = self.expired(now, compensation)
+        to_evict = min(len(expired), limit)
+        for i in range(to_evict):
+            j = i + rng.randrange(len(expired) - i)
+            expired[i], expired[j] = expired[j], expired[i]
+            self.cancel(*expired[i], now)
+        return EvictionRun(now, False, len(expired), limit, tuple(expired[:to_evict]),
+                           compensation)
+
+    # -- queries -------------------------------------------------------
+    def listing(self, service: str) -> tuple[str, ...]:
+        """The live (read-write) listing of ``service``: its leases, sorted by name.
+
+        Upstream's read-write cache (``ResponseCacheImpl.readWriteCacheMap``)
+        is invalidated on every register and cancel, so it always equals the
+        registry; its 180 s auto-expiry changes nothing visible here.  An
+        expired lease not yet evicted is still listed (``getApplication``
+        does not look at expiry).
+        """
+        group = self.leases.get(service)
+        return tuple(sorted(group)) if group else ()
+
+    def query(self, service: str) -> tuple[str, ...]:
+        """What a client's fetch of ``service`` gets (``ResponseCacheImpl.getValue``).
+
+        With the read-only cache, the first query of a service copies the
+        live listing into it; later queries get the copy until the cache
+        timer refreshes it (:meth:`update_response_cache`).  Without it, the
+        live listing.
+        """
+        if not self.use_read_only_response_cache:
+            return self.listing(service)
+        cached = self._read_only.get(service)
+        if cached is None:
+            cached = self._read_only[service] = self.listing(service)
+        return cached
+
+    def update_response_cache(self) -> list[str]:
+        """The cache timer (``ResponseCacheImpl.getCacheUpdateTask``): refresh
+        every service already in the read-only cache from the live listing.
+
+        Returns the services whose cached listing changed.
+        """
+        changed = []
+        for service, cached in self._read_only.items():
+            live = self.listing(service)
+            if live != cached:
+                self._read_only[service] = live
+                changed.append(service)
+        return changed
