@@ -23,6 +23,7 @@ from simcomm._checks import as_real
 from simcomm.engine.trace import (
     ATTEMPT_COLUMNS,
     BREAKER_COLUMNS,
+    DISCOVERY_COLUMNS,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     POOL_COLUMNS,
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
-__all__ = ["DELIVERY_KEYS", "FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE", "MESSAGING_KEYS",
-           "PENDING_SHARE", "RECORD_KEYS", "REQUEST_KEYS", "SATURATED", "SUMMARY_HELP",
-           "SUMMARY_UNITS", "Result"]
+__all__ = ["DELIVERY_KEYS", "DISCOVERY_KEYS", "FAILURES", "LATE_MIN_ARRIVALS", "LATE_SHARE",
+           "MESSAGING_KEYS", "PENDING_SHARE", "RECORD_KEYS", "REQUEST_KEYS", "SATURATED",
+           "SUMMARY_HELP", "SUMMARY_UNITS", "Result"]
 
 #: Request outcomes that count as failures (``pending`` is neither, and
 #: ``fallback`` is an answer, if a degraded one).  The last five are decided
@@ -99,6 +100,9 @@ SUMMARY_UNITS: dict[str, str] = {
     "record_mean_latency": "s", "record_p50_latency": "s", "record_p95_latency": "s",
     "record_p99_latency": "s", "record_throughput": "rec/s", "produce_rate": "rec/s",
     "record_capacity": "rec/s",
+    "routed_calls": "", "stale_calls": "", "stale_share": "fraction", "detection_lag": "s",
+    "registry_messages_per_s": "msg/s", "availability_during_churn": "fraction",
+    "no_instance_calls": "",
 }
 
 #: The :meth:`Result.summary` keys of a run with messaging (publishers,
@@ -116,6 +120,14 @@ MESSAGING_KEYS = ("messages_published", "messages_consumed", "messages_lost",
 DELIVERY_KEYS = ("records_produced", "records_applied", "lost", "duplicated", "reordered",
                  "gaps", "phantom", "pending", "lost_per_10k", "duplicated_per_10k",
                  "reordered_per_10k", "rebalances")
+
+#: The :meth:`Result.summary` keys of a run with service discovery (its
+#: routes table has rows: calls a discovery client or a router sent), from
+#: :func:`simcomm.analysis.discovery.discovery_keys`.  The same with or
+#: without the trace (routes, timeline events and counters are always kept).
+DISCOVERY_KEYS = ("routed_calls", "stale_calls", "stale_share", "detection_lag",
+                  "registry_messages_per_s", "availability_during_churn",
+                  "no_instance_calls")
 
 #: The keys a run of records alone (a log, its producers and consumer
 #: groups; no client requests, no issue-8 messaging) reports beside
@@ -245,6 +257,21 @@ SUMMARY_HELP: dict[str, str] = {
                     "offered to the system)",
     "record_capacity": "in a run of records alone: records per second the system can carry, "
                        "estimated as applied per second / utilisation of the bottleneck",
+    "routed_calls": "calls a discovery client or router sent to an instance it picked "
+                    "(each try on another instance counts)",
+    "stale_calls": "routed calls sent to an instance that was starting, hung, down or "
+                   "stopped: the caller's list was behind the service",
+    "stale_share": "stale_calls / routed_calls",
+    "detection_lag": "mean seconds from an instance's death (crash, hang, stop, node "
+                     "failure) to the last call routed to it (0 when none came after); NaN "
+                     "with no death",
+    "registry_messages_per_s": "discovery messages (registrations, renewals, cancels, "
+                               "queries, probes and their replies) per second",
+    "availability_during_churn": "availability of the user requests that started while "
+                                 "some instance of a routed service was not serving "
+                                 "(starting, hung, down, draining; one gone for good until "
+                                 "the last call routed to it); NaN with none",
+    "no_instance_calls": "calls for which discovery found no instance to send to",
 }
 
 
@@ -278,6 +305,12 @@ class Result:
       ``assignments()``, ``rebalances()``, ``consumer_lag()``,
       ``outbox_lag()``; the summary then also has :data:`DELIVERY_KEYS`
       (rules: :mod:`simcomm.analysis.delivery`).
+    * service discovery (issue 10): ``routes`` -- one row per call a
+      discovery client or router sent, with the instance's ``state`` then and
+      ``stale``; ``detection()`` -- each instance death and how long calls
+      still went to it; ``discovery`` -- what registries and views did; the
+      summary then also has :data:`DISCOVERY_KEYS` (rules:
+      :mod:`simcomm.analysis.discovery`).
     """
 
     def __init__(self, world: World, scenario: Scenario | None = None,
@@ -909,6 +942,70 @@ class Result:
         out.update(self._load_keys(health, "produce_rate", "record_capacity"))
         return out
 
+    # -- service discovery (see simcomm.analysis.discovery) ---------------
+    @cached_property
+    def discovery(self) -> pd.DataFrame:
+        """What service discovery did: ``DISCOVERY_COLUMNS`` (``time, event,
+        node, service, instance, detail``) as recorded: registrations,
+        renewals, cancels, evictions, critical / passing checks, readiness,
+        probe failures, and the views' ``visible`` / ``hidden`` /
+        ``lookup_failed``.  Needs the trace (empty with ``trace=False``)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.world.trace.discovery, columns=list(DISCOVERY_COLUMNS))
+
+    @cached_property
+    def _instance_states(self) -> pd.DataFrame:
+        """Every instance's state over the run (from the timeline events)."""
+        from simcomm.analysis.discovery import instance_states
+
+        return instance_states(self.world.trace.events, until=self.until)
+
+    @cached_property
+    def routes(self) -> pd.DataFrame:
+        """One row per call a discovery client or router sent: ``time``
+        (sent), ``trace_id``, ``caller``, ``service``, ``instance`` (None when
+        none was found), ``via`` (``client`` or the router), ``attempt``,
+        ``outcome``, ``end``, and the instance's ``state`` when the call was
+        sent with ``stale`` (it was starting, hung, down or stopped).  Rules:
+        :func:`simcomm.analysis.discovery.routes_with_state`.  Kept with or
+        without the trace."""
+        from simcomm.analysis.discovery import routes_with_state
+
+        return routes_with_state(self.world.trace.routes, self._instance_states)
+
+    @cached_property
+    def _routed_states(self) -> pd.DataFrame:
+        """The states of the instances of the services calls were routed to
+        (a registry's or a client's own crash is not a routed instance's death)."""
+        from simcomm.engine.nodes import Instance
+
+        services = {row[3] for row in self.world.trace.routes}
+        names = {name for name, node in self.world.nodes.items()
+                 if isinstance(node, Instance) and node.service in services}
+        names |= {row[4] for row in self.world.trace.routes if row[4] is not None}
+        states = self._instance_states
+        return states[states["instance"].isin(names)].reset_index(drop=True)
+
+    def detection(self) -> pd.DataFrame:
+        """Each death of an instance of a routed service and how long calls
+        still went to it: ``instance, died, kind`` (``crash``, ``hang``,
+        ``stop``, ``node_failure``), ``stale_calls``, ``last_stale_call`` and
+        ``lag`` (last stale call − death; 0 when none).  Rules:
+        :func:`simcomm.analysis.discovery.detection`; the bound of the lag
+        from a registry's timings: :func:`simcomm.analysis.discovery.lag_bounds`."""
+        from simcomm.analysis.discovery import detection
+
+        return detection(self.routes, self._routed_states)
+
+    def _discovery_keys(self) -> dict[str, Any]:
+        """The summary's :data:`DISCOVERY_KEYS`."""
+        from simcomm.analysis.discovery import discovery_keys
+
+        return discovery_keys(self.routes, self._routed_states, self.requests,
+                              self.world.trace.counters.get("discovery_messages", 0),
+                              self.until)
+
     # -- numbers -------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Headline numbers (seconds, per second, fractions); see
@@ -926,8 +1023,17 @@ class Result:
         records adds :data:`DELIVERY_KEYS` (a run of records alone has them
         first, with :data:`RECORD_KEYS` and the load in records); with
         ``trace=False`` only the counted ones are numbers (records produced
-        and applied, pending, rebalances) and the anomalies are NaN.
+        and applied, pending, rebalances) and the anomalies are NaN.  A run
+        with service discovery (calls in its routes table) adds
+        :data:`DISCOVERY_KEYS`, the same with or without the trace.
         """
+        out = self._base_summary()
+        if self.world.trace.routes:
+            out.update(self._discovery_keys())
+        return out
+
+    def _base_summary(self) -> dict[str, Any]:
+        """The summary without the discovery keys (see :meth:`summary`)."""
         import numpy as np
 
         if self._message_run:
@@ -1268,9 +1374,11 @@ class Result:
             h.update(repr(table).encode())
         # the messaging tables only when a run has them, so that runs without
         # messaging keep the fingerprints they always had
-        for table in (tr.mq, tr.queues, tr.records):
+        for table in (tr.mq, tr.queues, tr.records, tr.discovery, tr.routes):
             if table:
                 h.update(repr(table).encode())
+        if tr.counters:
+            h.update(repr(sorted(tr.counters.items())).encode())
         return h.hexdigest()
 
     def __repr__(self) -> str:

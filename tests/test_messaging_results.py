@@ -476,6 +476,10 @@ def test_summary_gains_the_messaging_keys_only_for_a_run_with_messaging():
     # (the keys of keyed records, issue 9, are not in a run without records)
     records = {*DELIVERY_KEYS, *RECORD_KEYS, "records_pending", "produce_rate",
                "record_capacity"}
+    # (nor those of service discovery, issue 10)
+    from simcomm.result import DISCOVERY_KEYS
+
+    records |= set(DISCOVERY_KEYS)
     alone = set(SUMMARY_UNITS) - set(REQUEST_KEYS) - records
     assert set(s) == alone == set(SUMMARY_HELP) - set(REQUEST_KEYS) - records
     assert {k: s[k] for k in MESSAGING_KEYS[:-1]} == {

@@ -172,6 +172,10 @@ def test_every_summary_key_has_a_unit_and_a_meaning():
 
     alone |= ({*DELIVERY_KEYS, *RECORD_KEYS, "records_pending", "produce_rate",
                "record_capacity"} - {"pending"})
+    # nor the keys of service discovery (issue 10: tests/test_discovery_analysis.py)
+    from simcomm.result import DISCOVERY_KEYS
+
+    alone |= set(DISCOVERY_KEYS)
     assert set(SUMMARY_UNITS) - set(MESSAGING_KEYS) - alone == set(s) == (
         set(SUMMARY_HELP) - set(MESSAGING_KEYS) - alone)
     assert SUMMARY_UNITS["capacity"] == SUMMARY_UNITS["offered_rate"] == "req/s"
