@@ -39,9 +39,11 @@ The five rules and where they come from (``Netflix/ribbon``,
 What the callers see of each: round robin is exactly fair and blind (a
 slow or dead instance gets its full share until the view drops it); random
 is fair on average; the load-aware ones send less to an instance whose
-calls pile up (a slow one -- and a hung one, whose calls never finish),
-and nothing sees a crashed instance until the view changes, except Ribbon's
-connection circuit in ``least_outstanding``.
+calls pile up (a slow one -- and a hung one, whose calls end only at the
+caller's time limit).  None avoids a crashed instance before the view drops
+it, except ``least_outstanding`` through Ribbon's connection circuit (three
+failed calls skip it for 10 s and more); ``weighted_response_time`` even
+prefers it, because its refusals are fast.
 """
 
 from __future__ import annotations
