@@ -495,7 +495,7 @@ class LagBounds:
 
 #: Each registry's timings and their defaults (the real systems', REFERENCE §5).
 _TIMINGS: dict[str, dict[str, Any]] = {
-    "eureka": {"renewal_interval": 30.0, "duration": 90.0, "eviction_interval": 60.0,
+    "eureka": {"renewal_interval": 30.0, "lease_duration": 90.0, "eviction_interval": 60.0,
                "response_cache_update_interval": 30.0, "use_read_only_response_cache": True,
                "registry_fetch_interval": 30.0, "server_list_refresh_interval": 30.0,
                "lease_expiry_quirk": True, "registration": "self", "period": 10.0,
@@ -503,7 +503,7 @@ _TIMINGS: dict[str, dict[str, Any]] = {
     "consul": {"ttl": 30.0, "heartbeat_interval": None, "check": "ttl",
                "check_interval": 10.0, "check_timeout": 10.0, "latency": 0.0},
     "kubernetes": {"period": 10.0, "timeout": 1.0, "failure_threshold": 3,
-                   "pleg_relist": 1.0, "proxy_sync": 1.0, "node_lease_interval": 10.0,
+                   "pleg_period": 1.0, "proxy_sync": 1.0, "heartbeat_interval": 10.0,
                    "node_monitor_grace_period": 40.0, "node_monitor_period": 5.0,
                    "latency": 0.0},
     "dns": {"ttl": 60.0, "period": 10.0, "timeout": 1.0, "failure_threshold": 3,
@@ -513,7 +513,7 @@ _TIMINGS: dict[str, dict[str, Any]] = {
 #: Timings that may be 0: the stage is not there (a client that asks the
 #: registry on every call has no fetch and no list refresh), or no latency.
 _MAY_BE_ZERO = ("response_cache_update_interval", "registry_fetch_interval",
-                "server_list_refresh_interval", "proxy_sync", "pleg_relist", "latency")
+                "server_list_refresh_interval", "proxy_sync", "pleg_period", "latency")
 
 _CHOICES = {"registration": ("self", "registrar"), "check": ("ttl", "http")}
 
@@ -600,11 +600,13 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
     ``Lease.renew()`` sets ``lastUpdateTimestamp = now + duration`` and
     ``Lease.isExpired()`` tests ``now > lastUpdateTimestamp + duration``:
     with ``lease_expiry_quirk`` (upstream keeps it) the lease expires
-    2 × ``duration`` (``lease-expiration-duration-in-seconds`` 90) after the
-    last renewal, without it 1 ×; ``AbstractInstanceRegistry.evict()`` runs
-    every ``eviction_interval`` (``eureka.server.eviction-interval-timer-in-ms``
-    60 s); the read-only response cache (``ResponseCacheImpl``, refreshed
-    every ``response_cache_update_interval``,
+    2 × ``lease_duration`` (``lease-expiration-duration-in-seconds`` 90)
+    after the last renewal, without it 1 ×
+    (:class:`simcomm.discovery.eureka.Lease`);
+    ``AbstractInstanceRegistry.evict()`` runs every ``eviction_interval``
+    (``eureka.server.eviction-interval-timer-in-ms`` 60 s); then the
+    read-only response cache (``ResponseCacheImpl``, refreshed every
+    ``response_cache_update_interval``,
     ``eureka.server.response-cache-update-interval-ms`` 30 s; 0 or
     ``use_read_only_response_cache=False``: none); the client's
     ``CacheRefreshThread`` every ``registry_fetch_interval``
@@ -623,32 +625,33 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
 
     **consul**: ``check="ttl"`` (self-registration, Spring Cloud Consul's
     heartbeat): the last pass was 0 to ``heartbeat_interval`` before the
-    crash (default ``ttl`` × 2/3, ``spring.cloud.consul.discovery.heartbeat``'s
-    ratio), the check turns critical ``ttl`` (Consul's check ``TTL``, 30 s)
-    after it: ``ttl - heartbeat_interval`` .. ``ttl``; a critical instance
-    drops out of ``?passing`` queries at once and the parked blocking query
-    is answered (1 latency).  A hang: the heartbeat goes on (inf).
-    ``check="http"`` (the agent probes, ``Interval`` ``check_interval``
+    crash (default ``ttl`` × 2/3 within [1, ``ttl`` − 1], Spring Cloud
+    Consul's ``HeartbeatProperties.computeHeartbeatInterval``: 20 s), and
+    the check turns critical ``ttl`` (the check's ``TTL``, 30 s) after it:
+    ``ttl − heartbeat_interval`` .. ``ttl``; a critical instance drops out
+    of ``?passing`` queries at once and the parked blocking query is
+    answered (1 latency).  A hang: the heartbeat goes on (inf).
+    ``check="http"`` (the agent probes: ``Interval`` ``check_interval``
     10 s, ``Timeout`` ``check_timeout`` 10 s, ``failures_before_critical``
     0): critical at the first failed check.
 
-    **kubernetes**: a crash -- the kubelet's PLEG relist (``relistPeriod``
-    ``pleg_relist`` 1 s) sees the container exit and marks the pod unready;
-    a hang -- ``failure_threshold`` failed readiness probes (``periodSeconds``
-    ``period`` 10, ``timeoutSeconds`` ``timeout`` 1, ``failureThreshold`` 3);
-    a node failure -- its lease was renewed 0 to ``node_lease_interval``
-    (10 s) before, the node lifecycle controller (every
-    ``node_monitor_period``, ``--node-monitor-period`` 5 s) marks it NotReady
-    once the lease is older than ``node_monitor_grace_period``
-    (``--node-monitor-grace-period`` 40 s).  Then the endpoints watch answers
-    and kube-proxy applies it within ``proxy_sync``
-    (``--iptables-min-sync-period`` 1 s: at once after a quiet second, else
-    at the end of it).
+    **kubernetes**: a crash -- the kubelet's PLEG relist (``relistPeriod``,
+    ``pleg_period`` 1 s) sees the container exit and marks the pod unready;
+    a hang -- ``failure_threshold`` failed readiness probes
+    (``periodSeconds`` ``period`` 10, ``timeoutSeconds`` ``timeout`` 1,
+    ``failureThreshold`` 3); a node failure -- its lease was renewed 0 to
+    ``heartbeat_interval`` (the kubelet's node lease renewal, 10 s) before,
+    and the node lifecycle controller (every ``node_monitor_period``,
+    ``--node-monitor-period`` 5 s) marks it NotReady once the lease is
+    older than ``node_monitor_grace_period`` (``--node-monitor-grace-period``
+    40 s).  Then the endpoints watch answers and kube-proxy applies it
+    within ``proxy_sync`` (``--iptables-min-sync-period`` 1 s: at once after
+    a quiet second, else at the end of it).
 
     **dns**: a registrar's probes (``period``, ``timeout``,
-    ``failure_threshold``; Route 53 health checks work the same way) find the
-    death and delete the A record; a client's cached answer lives on until its
-    ``ttl`` (60 s) runs out: 0 .. ``ttl``.
+    ``failure_threshold``; Route 53 health checks work the same way) find
+    the death and delete the A record; a client's cached answer lives on
+    until its ``ttl`` (60 s) runs out: 0 .. ``ttl``.
     """
     if registry not in REGISTRIES:
         raise ParamError("registry", registry, f"one of {', '.join(REGISTRIES)}")
@@ -664,10 +667,10 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
         if t["registration"] == "self":
             if kind == "hang":
                 return _bounds(registry, fault, [never])
-            d, r = t["duration"], t["renewal_interval"]
+            d, r = t["lease_duration"], t["renewal_interval"]
             k = 2 if t["lease_expiry_quirk"] else 1
             parts.append((LagTerm("lease expiry", k * d - r, k * d, k * d - r / 2),
-                          f"{k} × duration {d:g} − time since the last renewal "
+                          f"{k} × lease_duration {d:g} − time since the last renewal "
                           f"(0 .. renewal_interval {r:g})"))
             parts.append(_periodic("eviction wait", t["eviction_interval"],
                                    f"the eviction task (eviction_interval "
@@ -693,7 +696,13 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
             if kind == "hang":
                 return _bounds(registry, fault, [never])
             ttl = t["ttl"]
-            hb = t["heartbeat_interval"] if t["heartbeat_interval"] is not None else ttl * 2 / 3
+            hb = t["heartbeat_interval"]
+            if hb is None:
+                # Spring Cloud Consul's HeartbeatProperties.computeHeartbeatInterval:
+                # ttl × 2/3, at least 1 s, at most ttl − 1 s (the later bound wins)
+                hb = round(1000.0 * min(ttl - 1.0, max(ttl * 2 / 3, 1.0))) / 1000.0
+                if hb <= 0:
+                    hb = ttl * 2 / 3
             if hb > ttl:
                 raise ParamError("heartbeat_interval", hb, f"at most ttl ({ttl:g})")
             parts.append((LagTerm("ttl expiry", ttl - hb, ttl, ttl - hb / 2),
@@ -713,18 +722,18 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
         parts.append(_hops(hops, lat, "check and blocking-query messages on the way"))
     elif registry == "kubernetes":
         if kind == "crash":
-            parts.append(_periodic("PLEG relist", t["pleg_relist"],
-                                   f"the kubelet's PLEG relist (pleg_relist {t['pleg_relist']:g})"))
+            parts.append(_periodic("PLEG relist", t["pleg_period"],
+                                   f"the kubelet's PLEG relist (pleg_period {t['pleg_period']:g})"))
             hops = 2
         elif kind == "hang":
             parts.extend(_probes(t, kind, "the kubelet"))
             hops = 3
         else:
-            hb, g, m = (t["node_lease_interval"], t["node_monitor_grace_period"],
+            hb, g, m = (t["heartbeat_interval"], t["node_monitor_grace_period"],
                         t["node_monitor_period"])
             parts.append((LagTerm("lease age", -hb, 0.0, -hb / 2),
                           f"minus the node lease's age at the failure "
-                          f"(0 .. node_lease_interval {hb:g})"))
+                          f"(0 .. heartbeat_interval {hb:g})"))
             parts.append((LagTerm("grace period", g, g, g),
                           f"node_monitor_grace_period {g:g}"))
             parts.append(_periodic("node monitor", m, f"the node lifecycle controller "
