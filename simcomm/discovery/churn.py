@@ -361,7 +361,9 @@ class Fleet:
             self.launch()
             # the new instance's start (and its Registration.start) were
             # scheduled at its launch, before this timeout: they run first
-            yield self.env.timeout(self.startup + min_ready)
+            yield self.env.timeout(self.startup)
+            if min_ready > 0:
+                yield self.env.timeout(min_ready)
             if old in self._members:
                 self.shutdown(old, drain)
 
