@@ -3,7 +3,9 @@
 The pure :class:`EurekaRegistry` is checked against the upstream arithmetic
 (``Lease``, ``MeasuredRate``, ``AbstractInstanceRegistry.evict``,
 ``PeerAwareInstanceRegistryImpl.isLeaseExpirationEnabled``,
-``ResponseCacheImpl``) without a World.
+``ResponseCacheImpl``) without a World; the server, the client's view and
+the self-registration are then run in a World, and every timing bound is
+derived from the configured periods.
 """
 
 from __future__ import annotations
@@ -16,7 +18,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcomm.discovery.eureka import EurekaRegistry, Lease, MeasuredRate
+from simcomm.discovery.eureka import (
+    EurekaRegistration,
+    EurekaRegistry,
+    EurekaServer,
+    EurekaView,
+    Lease,
+    MeasuredRate,
+)
+from simcomm.discovery.registry import COUNTER
+from simcomm.engine.network import Link
+from simcomm.engine.nodes import Instance
+from simcomm.engine.randomness import Uniform
+from simcomm.engine.world import World
 from simcomm.errors import ParamError
 
 # -- Lease: the quirk ----------------------------------------------------------
@@ -263,7 +277,7 @@ def test_a_late_eviction_run_compensates_the_leases():
 
 
 @settings(max_examples=60, deadline=None)
-@given(last=st.floats(0, 300), phase=st.floats(0, 60, exclude_max=True),
+@given(last=st.floats(0, 300), phase=st.floats(0, 1, exclude_max=True),
        quirk=st.booleans(), duration=st.sampled_from([30.0, 90.0, 120.0]),
        period=st.sampled_from([15.0, 60.0]))
 def test_eviction_time_bounds_from_the_last_renewal(last, phase, quirk, duration, period):
@@ -275,7 +289,7 @@ def test_eviction_time_bounds_from_the_last_renewal(last, phase, quirk, duration
     if last > 0:
         reg.renew("s", "s-1", last)
     expiry = last + (2 * duration if quirk and last > 0 else duration)
-    t = phase
+    t = phase * period  # the task's first run: a random phase in [0, period)
     while reg.size:
         reg.evict(t, random.Random(0))
         if reg.size:
@@ -344,3 +358,242 @@ def test_numpy_numbers_and_flags_are_accepted():
                          enable_self_preservation=np.bool_(False))
     assert reg.lease_duration == 60.0 and reg.renewal_interval == 20.0
     assert reg.enable_self_preservation is False
+
+
+# -- in a World: the server, the view, the registration ------------------------------------
+
+#: one-way latency of every link in these worlds: up to MAX_LATENCY seconds
+MAX_LATENCY = 0.003
+#: a server's unit of work per request (RegistryServer's default service time)
+WORK = 0.001
+#: a request's round trip, at most
+RTT = 2 * MAX_LATENCY + WORK
+
+
+def _world(seed: int = 1, n: int = 10, *, view: bool = True, view_kw: dict | None = None,
+           reg_kw: dict | None = None, **server_kw):
+    """A Eureka server, ``n`` self-registered instances of ``orders`` (started at 0) and
+    a caller whose view of ``orders`` is a Eureka client + Ribbon."""
+    world = World(seed=seed, network=Link(latency=Uniform(0.0005, MAX_LATENCY)))
+    server = EurekaServer(world, "eureka", **server_kw)
+    registration = EurekaRegistration(world, "eureka", **(reg_kw or {}))
+    insts = [Instance(world, f"orders-{i}", service="orders") for i in range(1, n + 1)]
+    for inst in insts:
+        registration.start(inst)
+    the_view = None
+    if view:
+        caller = Instance(world, "caller")
+        the_view = EurekaView(world, caller, "eureka", "orders", **(view_kw or {}))
+        the_view.start()
+    return world, server, registration, insts, the_view
+
+
+def _times(world: World, event: str, instance: str | None = None, node: str | None = None):
+    return [r[0] for r in world.trace.discovery
+            if r[1] == event and (instance is None or r[4] == instance)
+            and (node is None or r[2] == node)]
+
+
+def _crash_and_measure(seed: int, quirk: bool, **kw):
+    """Crash orders-1 at t = 400 without a cancel: (last renewal, eviction, hidden)."""
+    world, server, _, insts, _ = _world(seed, lease_expiry_quirk=quirk, **kw)
+    world.at(400.0, insts[0].crash)
+    world.run(1200.0)
+    last = max(t for t in _times(world, "renew", "orders-1") if t <= 400.0)
+    evicted = _times(world, "evict", "orders-1")
+    hidden = _times(world, "hidden", "orders-1", node="caller")
+    return world, server, last, evicted, hidden
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("self_preservation", [True, False])
+def test_a_crash_without_cancel_is_evicted_two_durations_after_the_last_renewal(
+        seed, self_preservation):
+    """Quirk on: evicted in (r + 2 × 90, r + 2 × 90 + 60] after the last renewal r.
+
+    Ten instances, so one dead one leaves 18 renewals a minute, above
+    int(20 × 0.85) = 17: self-preservation (on or off) does not stop it."""
+    world, server, last, evicted, _ = _crash_and_measure(
+        seed, True, enable_self_preservation=self_preservation)
+    assert len(evicted) == 1
+    assert last + 2 * 90.0 < evicted[0] <= last + 2 * 90.0 + 60.0
+    assert all(run.compensation == 0.0 for run in server.eviction_runs)
+    assert world.trace.discovery.count(
+        (evicted[0], "evict", "eureka", "orders", "orders-1", "expired")) == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_without_the_quirk_a_crash_is_evicted_one_duration_after_the_last_renewal(seed):
+    _, _, last, evicted, _ = _crash_and_measure(seed, False)
+    assert len(evicted) == 1
+    assert last + 90.0 < evicted[0] <= last + 90.0 + 60.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_client_stops_seeing_the_dead_instance_within_the_refresh_periods(seed, cache):
+    """After the eviction at e the caller's Ribbon list drops it after the read-only
+    cache refresh (<= 30 s, none without the cache), the client fetch (<= 30 s and a
+    round trip: the next fetch is scheduled when the last one ends, as
+    TimedSupervisorTask does) and Ribbon's list refresh (<= 30 s)."""
+    _, _, last, evicted, hidden = _crash_and_measure(
+        seed, True, use_read_only_response_cache=cache)
+    assert len(evicted) == 1 and len(hidden) == 1
+    e = evicted[0]
+    upper = (30.0 if cache else 0.0) + (30.0 + RTT) + 30.0
+    assert e < hidden[0] <= e + upper + 1e-9
+    # the whole lag from the last renewal, term by term
+    assert hidden[0] - last <= 2 * 90.0 + 60.0 + upper + 1e-9
+
+
+def test_a_small_registry_keeps_its_dead_instance_in_self_preservation():
+    """Five instances: one dead leaves 8 renewals a minute, not above int(10 × 0.85) = 8."""
+    world, server, _, insts, view = _world(5, n=5)
+    world.at(400.0, insts[0].crash)
+    world.run(2000.0)
+    assert _times(world, "evict") == []
+    assert "orders-1" in view.instances
+    registry = server.registry
+    assert registry.renews_threshold == 8
+    assert registry.renews_last_min(world.now) == 8
+    assert server.self_preservation
+    modes = [r[5] for r in world.trace.discovery if r[1] == "self_preservation"]
+    assert modes[-1] == "on"
+    late = [run for run in server.eviction_runs if run.time > 400.0 + 2 * 60.0]
+    assert late and all(run.preserved for run in late)
+
+
+def test_without_self_preservation_the_small_registry_evicts():
+    world, _, _, insts, view = _world(5, n=5, enable_self_preservation=False)
+    world.at(400.0, insts[0].crash)
+    world.run(1000.0)
+    assert len(_times(world, "evict", "orders-1")) == 1
+    assert "orders-1" not in view.instances
+    assert _times(world, "self_preservation") == []
+
+
+def test_one_eviction_run_removes_at_most_size_minus_int_size_times_threshold():
+    """20 instances, 5 crash at once: the first run evicts 20 - int(17.0) = 3 at most,
+    the next the other 2 (17 - int(14.45) = 3 >= 2)."""
+    world, server, _, insts, _ = _world(6, n=20, enable_self_preservation=False, view=False)
+    for inst in insts[:5]:
+        world.at(400.0, inst.crash)
+    world.run(1200.0)
+    times = _times(world, "evict")
+    assert sorted({r[4] for r in world.trace.discovery if r[1] == "evict"}) == \
+        sorted(inst.name for inst in insts[:5])
+    runs = [run for run in server.eviction_runs if run.evicted]
+    assert [len(run.evicted) for run in runs] == [3, 2]
+    assert runs[0].expired == 5 and runs[0].limit == 3 and runs[1].limit == 3
+    assert len(times) == 5
+
+
+def test_a_graceful_shutdown_cancels_at_once():
+    world, _, registration, insts, view = _world(7)
+    world.at(400.0, lambda: registration.shutdown(insts[0]))
+    world.at(400.0 + 60.0, insts[0].stop)
+    world.run(800.0)
+    cancels = _times(world, "cancel", "orders-1")
+    assert len(cancels) == 1 and 400.0 < cancels[0] <= 400.0 + RTT
+    assert _times(world, "evict") == []
+    assert max(_times(world, "renew", "orders-1")) < 400.0
+    hidden = _times(world, "hidden", "orders-1", node="caller")
+    assert len(hidden) == 1 and cancels[0] < hidden[0] <= cancels[0] + 90.0 + RTT
+    assert "orders-1" not in view.instances
+
+
+def test_a_hung_instance_keeps_renewing_and_stays_listed():
+    """The heartbeat is a thread of its own: Eureka cannot see a hang."""
+    world, _, _, insts, view = _world(8)
+    world.at(400.0, insts[0].hang)
+    world.run(1500.0)
+    renewals = _times(world, "renew", "orders-1")
+    assert sum(1 for t in renewals if t > 400.0) >= (1500.0 - 400.0) // 31
+    assert _times(world, "evict") == []
+    assert "orders-1" in view.instances
+
+
+def test_a_restarted_instance_registers_again_within_one_renewal_interval():
+    world, _, _, insts, _ = _world(9, enable_self_preservation=False, view=False)
+    world.at(400.0, lambda: insts[0].crash(repair_after=500.0))
+    world.run(1200.0)
+    (evicted,) = _times(world, "evict", "orders-1")
+    assert evicted < 900.0
+    registers = _times(world, "register", "orders-1")
+    assert len(registers) == 2
+    assert 900.0 < registers[1] <= 900.0 + 30.0 + RTT
+
+
+def test_a_crashed_server_forgets_and_the_instances_register_again_on_404():
+    """Eureka keeps its registry in memory: after the restart every renewal gets a
+    404 and the client registers again (DiscoveryClient.renew)."""
+    world, server, _, insts, view = _world(10)
+    world.at(300.0, lambda: server.crash(repair_after=20.0))
+    world.run(700.0)
+    assert server.registry.size == 10
+    for inst in insts:
+        again = [t for t in _times(world, "register", inst.name) if t > 300.0]
+        assert len(again) == 1 and 320.0 < again[0] <= 320.0 + 30.0 + 2 * RTT
+    assert view.instances == tuple(sorted(inst.name for inst in insts))
+
+
+def test_a_registry_outage_leaves_the_client_on_its_stale_list():
+    world, server, _, insts, view = _world(11)
+    world.at(300.0, server.crash)
+    world.at(310.0, insts[0].crash)
+    world.run(1000.0)
+    assert "orders-1" in view.instances  # nobody can tell the client
+    failed = [r for r in world.trace.discovery if r[1] == "lookup_failed"]
+    assert failed and all(r[2] == "caller" and r[0] > 300.0 for r in failed)
+
+
+def test_every_message_is_counted():
+    """Each request and each reply: 2 per register, renew and fetch (no failures)."""
+    world, *_ = _world(12, n=3)
+    world.run(300.0)
+    rows = world.trace.discovery
+    registers = sum(1 for r in rows if r[1] == "register")
+    renews = sum(1 for r in rows if r[1] == "renew")
+    fetches = 1 + math.floor((300.0 - 0.0) / 30.0) + 1  # at most: start + one a period
+    count = world.trace.counters[COUNTER]
+    assert count % 2 == 0
+    assert 2 * (registers + renews + 1) <= count <= 2 * (registers + renews + fetches)
+
+
+def test_same_seed_same_trace_other_seed_other_phases():
+    def run(seed):
+        world, _, _, insts, _ = _world(seed, n=6)
+        world.at(200.0, insts[2].crash)
+        world.run(900.0)
+        return list(world.trace.discovery)
+    assert run(21) == run(21)
+    assert run(21) != run(22)
+
+
+def test_world_parameters_are_checked_before_time_zero():
+    world = World(seed=1)
+    with pytest.raises(ParamError) as err:
+        EurekaServer(world, "eureka", eviction_interval=0)
+    assert err.value.field == "eviction_interval"
+    with pytest.raises(ParamError) as err:
+        EurekaServer(world, "eureka", response_cache_update_interval=-1)
+    assert err.value.field == "response_cache_update_interval"
+    assert "eureka" not in world.nodes  # nothing half-built
+    EurekaServer(world, "eureka")
+    Instance(world, "other")
+    caller = Instance(world, "caller")
+    for bad in ("other", "nowhere", 3):
+        with pytest.raises(ParamError) as err:
+            EurekaView(world, caller, bad, "orders")
+        assert err.value.field == "registry"
+        with pytest.raises(ParamError) as err:
+            EurekaRegistration(world, bad)
+        assert err.value.field == "registry"
+    for field in ("registry_fetch_interval", "server_list_refresh_interval", "timeout"):
+        with pytest.raises(ParamError) as err:
+            EurekaView(world, caller, "eureka", "orders", **{field: 0})
+        assert err.value.field == field
+    for field in ("renewal_interval", "lease_duration", "timeout"):
+        with pytest.raises(ParamError) as err:
+            EurekaRegistration(world, "eureka", **{field: True})
+        assert err.value.field == field

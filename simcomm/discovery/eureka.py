@@ -28,14 +28,26 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from simpy.events import Event
 
 from simcomm._checks import is_flag
+from simcomm.discovery.registry import RegistryServer, View, ask, check_seconds, record
+from simcomm.engine.nodes import Instance, Node, ServiceError
 from simcomm.errors import ParamError
 from simcomm.resilience._validate import check_real
 
+if TYPE_CHECKING:
+    from simcomm.engine.world import World
+
 __all__ = [
+    "EurekaRegistration",
     "EurekaRegistry",
+    "EurekaServer",
+    "EurekaView",
     "EvictionRun",
     "Lease",
     "MeasuredRate",
@@ -264,16 +276,21 @@ class EurekaRegistry:
         """The lease of ``instance`` of ``service``, or None."""
         return self.leases.get(service, {}).get(instance)
 
-    def register(self, service: str, instance: str, now: float) -> bool:
+    def register(self, service: str, instance: str, now: float,
+                 duration: float | None = None) -> bool:
         """``AbstractInstanceRegistry.register``: a new lease; True if there was none.
 
-        A re-registration replaces the lease with a fresh one (not renewed
-        yet: it expires one duration after this registration) and does not
-        change the expected renewals.
+        ``duration`` is the lease duration the instance asked for (its
+        ``LeaseInfo.durationInSecs``, sent with the registration:
+        ``PeerAwareInstanceRegistryImpl.register`` uses it when positive),
+        else ``lease_duration``.  A re-registration replaces the lease with a
+        fresh one (not renewed yet: it expires one duration after this
+        registration) and does not change the expected renewals.
         """
         group = self.leases.setdefault(service, {})
         new = instance not in group
-        group[instance] = Lease(now, self.lease_duration, self.lease_expiry_quirk)
+        length = duration if duration is not None and duration > 0 else self.lease_duration
+        group[instance] = Lease(now, length, self.lease_expiry_quirk)
         if new:
             self._size += 1
         return new
@@ -348,14 +365,18 @@ class EurekaRegistry:
         """One run of the eviction task (``EvictionTask.run`` → ``evict(compensation)``).
 
         The compensation is how much later than ``eviction_interval`` after
-        the previous run this one runs (0 for the first run): a run delayed
+        the previous run this one runs, in whole milliseconds as upstream
+        (0 for the first run): a run delayed
         by a pause gives every lease that much longer, so a pause of the
         server is not taken for silence of the clients.  The expired leases
         are collected in name order (upstream: hash-map order) and drawn with
         ``rng`` (upstream: ``new Random(currentTimeMillis)``).
         """
         last, self._last_eviction = self._last_eviction, now
-        compensation = 0.0 if last is None else max(0.0, now - last - self.eviction_interval)
+        # whole milliseconds late, as upstream (TimeUnit.NANOSECONDS.toMillis): a
+        # float's rounding in a timer's period is not lateness
+        late = 0.0 if last is None else math.floor((now - last - self.eviction_interval) * 1e3)
+        compensation = max(0.0, late / 1e3)
         limit = self.eviction_limit
         if not self.lease_expiration_enabled(now):
             return EvictionRun(now, True, 0, limit, (), compensation)
@@ -409,3 +430,324 @@ class EurekaRegistry:
                 self._read_only[service] = live
                 changed.append(service)
         return changed
+
+
+# -- the server ----------------------------------------------------------------------------------
+class EurekaServer(RegistryServer):
+    """A Eureka server: an :class:`EurekaRegistry` behind the network.
+
+    Operations (request bodies ``{"op": ..., "service": ..., "instance": ...}``,
+    as Eureka's REST resources):
+
+    * ``register`` (``POST /eureka/apps/{app}``, ``ApplicationResource.addInstance``):
+      optional ``lease_duration`` (the instance's
+      ``lease-expiration-duration-in-seconds``) and ``by`` (``self`` or
+      ``third-party``, the detail of the ``register`` row);
+    * ``renew`` (``PUT /eureka/apps/{app}/{id}``, ``InstanceResource.renewLease``):
+      ``not_found`` (404) for an unknown instance, which makes the client
+      register again;
+    * ``cancel`` (``DELETE /eureka/apps/{app}/{id}``): ``not_found`` if unknown;
+    * ``query`` (``GET /eureka/apps/{app}``): the listing through the read-only
+      response cache (:meth:`EurekaRegistry.query`).
+
+    Three periodic tasks, each with its own random phase: the eviction task
+    every ``eviction_interval`` (``eureka.server.eviction-interval-timer-in-ms``,
+    60 s; ``AbstractInstanceRegistry.EvictionTask``), the response cache
+    refresh every ``response_cache_update_interval``
+    (``eureka.server.response-cache-update-interval-ms``, 30 s;
+    ``ResponseCacheImpl``'s timer, only with ``use_read_only_response_cache``),
+    and the renewals-per-minute buckets (:class:`MeasuredRate`, rolled from the
+    time, so without a process).  The other parameters are
+    :class:`EurekaRegistry`'s.
+
+    A Eureka server keeps its registry in memory (``persistent`` False): a
+    crash loses every lease; the instances' next renewals get 404 and they
+    register again (``DiscoveryClient.renew``), so the registry refills within
+    one renewal interval of the restart.  (A cluster would copy it from a
+    peer at start-up, ``PeerAwareInstanceRegistryImpl.syncUp``; simcomm runs
+    one server.)
+
+    Rows written (``trace.discovery``): ``register`` (a new lease), ``renew``,
+    ``cancel``, ``evict`` (detail ``expired``), ``self_preservation``
+    (``on`` / ``off``, as judged at each eviction run: on while the last
+    minute's renewals are at or below the threshold).  ``eviction_runs``
+    keeps every run's :class:`EvictionRun`; ``self_preservation`` is the mode
+    now.  The ``index`` of a service moves when what its queries answer
+    changes (the read-only cache's copy, or the live listing without it).
+    """
+
+    kind = "eureka"
+    persistent = False
+
+    def __init__(self, world: World, name: str = "eureka", *, lease_duration: float = 90.0,
+                 renewal_interval: float = 30.0, renewal_percent_threshold: float = 0.85,
+                 enable_self_preservation: bool = True, eviction_interval: float = 60.0,
+                 use_read_only_response_cache: bool = True,
+                 response_cache_update_interval: float = 30.0,
+                 lease_expiry_quirk: bool = True, **instance_args: Any) -> None:
+        self._config: dict[str, Any] = {
+            "lease_duration": lease_duration, "renewal_interval": renewal_interval,
+            "renewal_percent_threshold": renewal_percent_threshold,
+            "enable_self_preservation": enable_self_preservation,
+            "eviction_interval": eviction_interval,
+            "use_read_only_response_cache": use_read_only_response_cache,
+            "lease_expiry_quirk": lease_expiry_quirk}
+        self._rate_rng = world.stream(f"eureka:{name}:renews")
+        #: the registry's state (replaced by a fresh one on a crash)
+        self.registry = self._new_registry(world.env.now)  # checks the parameters
+        self._config = {k: getattr(self.registry, k) for k in self._config}
+        self.response_cache_update_interval = check_seconds(
+            "response_cache_update_interval", response_cache_update_interval)
+        super().__init__(world, name, **instance_args)
+        self._pick_rng = world.stream(f"eureka:{name}:evict-pick")
+        #: True while self-preservation stops eviction (as of the last run)
+        self.self_preservation = False
+        self.eviction_runs: list[EvictionRun] = []
+        self.every(self.registry.eviction_interval, self._evict, f"eureka:{name}:evict")
+        if self.registry.use_read_only_response_cache:
+            self.every(self.response_cache_update_interval, self._refresh_cache,
+                       f"eureka:{name}:cache")
+
+    def _new_registry(self, now: float) -> EurekaRegistry:
+        # the renewal buckets start at a random point of a minute, as a server's
+        # MeasuredRate timer does (it starts when the server opens for traffic)
+        return EurekaRegistry(**self._config, opened=now - self._rate_rng.uniform(0.0, 60.0))
+
+    # -- RegistryServer ---------------------------------------------------------------
+    def listing(self, service: str) -> tuple[str, ...]:
+        return self.registry.query(service)
+
+    def clear_state(self) -> None:
+        self.registry = self._new_registry(self.env.now)
+        self.self_preservation = False
+
+    def _live_changed(self, service: str) -> None:
+        """The live listing changed: without the read-only cache, queries see it now."""
+        if not self.registry.use_read_only_response_cache:
+            self.changed(service)
+
+    @staticmethod
+    def _instance_of(body: dict[str, Any]) -> str:
+        name = body.get("instance")
+        if not isinstance(name, str) or not name:
+            raise ServiceError("no instance named", status="bad_request")
+        return name
+
+    # -- operations -----------------------------------------------------------------------
+    def op_register(self, body: dict[str, Any], now: float) -> dict[str, Any]:
+        service = self._service_of(body)
+        name = self._instance_of(body)
+        duration = body.get("lease_duration")
+        if duration is not None and not (isinstance(duration, (int, float))
+                                         and 0 < duration < math.inf):
+            raise ServiceError("lease_duration must be seconds > 0", status="bad_request")
+        if self.registry.register(service, name, now, duration):
+            by = body.get("by", "self")
+            record(self.world, self.name, "register", service, name,
+                   by if by in ("self", "third-party") else "self")
+            self._live_changed(service)
+        return {"instance": name}
+
+    def op_renew(self, body: dict[str, Any], now: float) -> dict[str, Any]:
+        service = self._service_of(body)
+        name = self._instance_of(body)
+        if not self.registry.renew(service, name, now):
+            raise ServiceError(f"no lease for {name}", status="not_found")
+        record(self.world, self.name, "renew", service, name)
+        return {"instance": name}
+
+    def op_cancel(self, body: dict[str, Any], now: float) -> dict[str, Any]:
+        service = self._service_of(body)
+        name = self._instance_of(body)
+        if not self.registry.cancel(service, name, now):
+            raise ServiceError(f"no lease for {name}", status="not_found")
+        record(self.world, self.name, "cancel", service, name)
+        self._live_changed(service)
+        return {"instance": name}
+
+    # -- periodic tasks ---------------------------------------------------------------------
+    def _evict(self, now: float) -> None:
+        """The eviction task's run (``EvictionTask.run``)."""
+        registry = self.registry
+        run = registry.evict(now, self._pick_rng)
+        self.eviction_runs.append(run)
+        if registry.enable_self_preservation and run.preserved != self.self_preservation:
+            self.self_preservation = run.preserved
+            record(self.world, self.name, "self_preservation", None, None,
+                   "on" if run.preserved else "off")
+        for service, name in run.evicted:
+            record(self.world, self.name, "evict", service, name, "expired")
+        for service in sorted({service for service, _ in run.evicted}):
+            self._live_changed(service)
+
+    def _refresh_cache(self, now: float) -> None:
+        """The read-only response cache's timer (``ResponseCacheImpl.getCacheUpdateTask``)."""
+        for service in self.registry.update_response_cache():
+            self.changed(service)
+
+
+def _eureka_server(world: World, registry: object) -> str:
+    """``registry`` if it names a :class:`EurekaServer` of ``world``, else a ParamError."""
+    if not isinstance(registry, str) or not isinstance(world.nodes.get(registry), EurekaServer):
+        servers = sorted(n for n, v in world.nodes.items() if isinstance(v, EurekaServer))
+        raise ParamError("registry", registry,
+                         "the name of a Eureka server: " + (", ".join(servers) or "none yet"))
+    return registry
+
+
+# -- the client's view: Eureka client cache + Ribbon's server list ------------------------------
+class EurekaView(View):
+    """A Eureka client's cache and Ribbon's server list, for one service.
+
+    Two timers, each with its own random phase, as in a Spring Cloud Netflix
+    client:
+
+    * the Eureka client's ``CacheRefreshThread`` (``DiscoveryClient.refreshRegistry``)
+      fetches the registry every ``registry_fetch_interval``
+      (``eureka.client.registry-fetch-interval-seconds``, 30 s) into the
+      client's local copy, :attr:`cache`;
+    * Ribbon's ``PollingServerListUpdater`` copies that local copy into the
+      load balancer's list (:attr:`instances`, what the balancer picks from)
+      every ``server_list_refresh_interval`` (Ribbon's
+      ``ServerListRefreshInterval``, 30 000 ms).
+
+    At start the client fetches once at once (``DiscoveryClient``'s
+    constructor does) and Ribbon fills its list from that first answer
+    (``DynamicServerListLoadBalancer.restOfInit``).  A fetch that fails
+    (``timeout`` s without an answer -- ``eureka.client.eureka-server-read-timeout-seconds``,
+    8 s -- or an error) leaves the local copy as it was: the client keeps
+    calling what it last knew (a ``lookup_failed`` row, when the owner is up).
+    """
+
+    def __init__(self, world: World, owner: Node, registry: str, service: str, *,
+                 registry_fetch_interval: float = 30.0,
+                 server_list_refresh_interval: float = 30.0, timeout: float = 8.0) -> None:
+        _eureka_server(world, registry)
+        super().__init__(world, owner, registry, service)
+        self.registry_fetch_interval = check_seconds("registry_fetch_interval",
+                                                     registry_fetch_interval)
+        self.server_list_refresh_interval = check_seconds("server_list_refresh_interval",
+                                                          server_list_refresh_interval)
+        self.timeout = check_seconds("timeout", timeout)
+        #: the Eureka client's local copy of the service's instances (None: never fetched)
+        self.cache: tuple[str, ...] | None = None
+
+    def _start(self) -> None:
+        self.env.process(self._fetch_loop())
+        self.env.process(self._ribbon_loop())
+
+    def _done(self) -> bool:
+        return bool(getattr(self.owner, "stopped", False))
+
+    def _fetch(self) -> Generator[Event, Any, None]:
+        owner = self.owner
+        up = owner.up
+        reply = yield from ask(owner, self.registry, {"op": "query", "service": self.service},
+                               self.timeout)
+        if reply is not None and reply.status == "ok":
+            self.cache = tuple(reply.body["instances"])
+        elif up:
+            record(self.world, owner.name, "lookup_failed", self.service, None,
+                   "timeout" if reply is None else reply.status)
+
+    def _fetch_loop(self) -> Generator[Event, Any, None]:
+        env = self.env
+        interval = self.registry_fetch_interval
+        rng = self.world.stream(f"eureka:{self.owner.name}:{self.service}:fetch")
+        yield from self._fetch()
+        if self.cache is not None:
+            self.update(self.cache)
+        yield env.timeout(rng.uniform(0.0, interval))
+        while not self._done():
+            yield from self._fetch()
+            yield env.timeout(interval)
+
+    def _ribbon_loop(self) -> Generator[Event, Any, None]:
+        env = self.env
+        interval = self.server_list_refresh_interval
+        rng = self.world.stream(f"eureka:{self.owner.name}:{self.service}:ribbon")
+        yield env.timeout(rng.uniform(0.0, interval))
+        while not self._done():
+            if self.cache is not None:
+                self.update(self.cache)
+            yield env.timeout(interval)
+
+
+# -- self-registration ---------------------------------------------------------------------------
+class EurekaRegistration:
+    """Self-registration with a Eureka client (``com.netflix.discovery.DiscoveryClient``).
+
+    ``start(inst)``: the instance registers at once (Spring Cloud's
+    ``EurekaAutoServiceRegistration`` marks it UP at start-up, which
+    registers it on demand; the plain Netflix client would wait
+    ``initial-instance-info-replication-interval-seconds``, 40 s), asking for
+    a lease of ``lease_duration`` (``eureka.instance.lease-expiration-duration-in-seconds``,
+    90 s).  Its ``HeartbeatThread`` then renews every ``renewal_interval``
+    (``eureka.instance.lease-renewal-interval-in-seconds``, 30 s) from a random
+    phase.  A renewal answered ``not_found`` (the server lost or evicted the
+    lease) registers again at once (``DiscoveryClient.renew``); one that fails
+    otherwise waits for the next beat.
+
+    The heartbeat is a thread of its own: a **hung** instance (its request
+    workers stuck) keeps renewing and stays registered -- Eureka cannot see
+    a hang.  A **crash** stops the beats without a cancel: the lease runs
+    out (two durations after the last renewal, with the quirk) and the
+    eviction task removes it.  While the process is down the beat finds it
+    so, and the first beat after it is up again registers it afresh (a
+    restarted application registers at start-up; here within one
+    ``renewal_interval`` of it).  ``shutdown(inst)``: cancel at once
+    (``DiscoveryClient.shutdown`` → ``unregister``) and stop beating.
+    ``machine_down``: nothing is sent.  ``timeout`` bounds each request
+    (``eureka.client.eureka-server-read-timeout-seconds``, 8 s).
+    """
+
+    def __init__(self, world: World, registry: str, *, renewal_interval: float = 30.0,
+                 lease_duration: float = 90.0, timeout: float = 8.0) -> None:
+        self.world = world
+        self.registry = _eureka_server(world, registry)
+        self.renewal_interval = check_seconds("renewal_interval", renewal_interval)
+        self.lease_duration = check_seconds("lease_duration", lease_duration)
+        self.timeout = check_seconds("timeout", timeout)
+        self._stopped: set[str] = set()
+
+    def start(self, inst: Instance) -> None:
+        """The instance's process is up: register, then renew on a schedule."""
+        self._stopped.discard(inst.name)
+        self.world.env.process(self._heartbeat(inst))
+
+    def _register(self, inst: Instance) -> Generator[Event, Any, bool]:
+        reply = yield from ask(inst, self.registry,
+                               {"op": "register", "service": inst.service,
+                                "instance": inst.name, "lease_duration": self.lease_duration,
+                                "by": "self"}, self.timeout)
+        return reply is not None and reply.status == "ok"
+
+    def _heartbeat(self, inst: Instance) -> Generator[Event, Any, None]:
+        env = self.world.env
+        name = inst.name
+        renew = {"op": "renew", "service": inst.service, "instance": name}
+        registered = yield from self._register(inst)
+        yield env.timeout(self.world.stream(f"eureka:{name}:renew").uniform(
+            0.0, self.renewal_interval))
+        while name not in self._stopped and not inst.stopped:
+            if not inst.up:
+                registered = False  # the process died: it registers again when it is back
+            elif not registered:
+                registered = yield from self._register(inst)
+            else:
+                reply = yield from ask(inst, self.registry, renew, self.timeout)
+                if reply is not None and reply.status == "not_found" \
+                        and name not in self._stopped:
+                    registered = yield from self._register(inst)
+            yield env.timeout(self.renewal_interval)
+
+    def shutdown(self, inst: Instance) -> None:
+        """A clean shutdown: cancel the lease now and stop renewing."""
+        self._stopped.add(inst.name)
+        self.world.env.process(ask(inst, self.registry,
+                                   {"op": "cancel", "service": inst.service,
+                                    "instance": inst.name}, self.timeout))
+
+    def machine_down(self, inst: Instance) -> None:
+        """The machine died with the instance: nothing is sent (the lease runs out)."""
+        self._stopped.add(inst.name)
