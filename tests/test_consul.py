@@ -236,7 +236,8 @@ def test_after_a_crash_the_check_turns_critical_exactly_at_last_pass_plus_ttl(
     last_pass = max(t for t in _rows(world, "renew", "order-1") if t <= crash_at)
     (critical,) = _rows(world, "critical", "order-1")
     assert critical == pytest.approx(last_pass + 30.0, abs=1e-9)
-    assert crash_at < critical <= crash_at + 30.0 + 2 * LATENCY + 0.001
+    # passes every 20 s: the last one came within 20 s before the crash
+    assert crash_at + 30.0 - 20.0 <= critical <= crash_at + 30.0 + 2 * LATENCY + 0.001
     (hidden,) = [r[0] for r in world.trace.discovery if r[1] == "hidden"]
     assert critical < hidden <= critical + LATENCY + 1e-9
     assert server.listing("order") == () and view.instances == ()
@@ -542,3 +543,40 @@ def _run_rows(seed: int) -> list[tuple]:
 def test_same_seed_same_rows() -> None:
     assert _run_rows(5) == _run_rows(5)
     assert _run_rows(5) != _run_rows(6)
+
+
+def test_end_to_end_the_last_call_to_a_crashed_instance_is_before_it_turns_critical() -> None:
+    """Client-side discovery over blocking queries: calls keep going to the dead
+    instance until its TTL runs out, then stop within one round trip; the stale
+    window is [crash, last pass + ttl + a round trip]."""
+    from simcomm.discovery.balancers import balancer
+    from simcomm.discovery.churn import Fleet
+    from simcomm.discovery.client import DiscoveryClient
+    from simcomm.engine.nodes import Node, ServiceError
+
+    world, _ = _world(7)
+    reg = ConsulRegistration(world, "consul")
+    fleet = Fleet(world, "order", instances=3, registration=lambda inst: reg)
+    gateway = Instance(world, "gateway", workers=8)
+    view = ConsulView(world, gateway, "consul", "order")
+    client = DiscoveryClient(world, gateway, "order", view, balancer("round_robin"))
+
+    def handler(ctx: Any, request: Any) -> Any:
+        reply = yield from client.call(ctx, request.body)
+        if reply.status != "ok":
+            raise ServiceError(reply.status)
+        return reply.body
+
+    gateway.handler = handler
+    users = Node(world, "users")
+    for i in range(1, 400):
+        world.at(i * 0.25, lambda i=i: users.request("gateway", None, trace_id=i) and None)
+    world.at(37.0, lambda: fleet.crash("order-2"))
+    world.run(100.0)
+    to_dead = [r for r in world.trace.routes if r[4] == "order-2" and r[0] >= 37.0]
+    (critical,) = _rows(world, "critical", "order-2")
+    assert to_dead and all(r[7] == "refused" for r in to_dead)
+    assert max(r[0] for r in to_dead) <= critical + 2 * LATENCY
+    assert critical - 37.0 >= 10.0  # at least ttl - interval of stale calls
+    after = [r for r in world.trace.routes if r[0] > critical + 2 * LATENCY]
+    assert after and {r[4] for r in after} == {"order-1", "order-3"}

@@ -575,8 +575,10 @@ class ConsulView(View):
 
     ``timeout`` is the client's read timeout: it must outlast the server's
     hold (``wait`` + ``wait/16`` jitter), so its default is that + 10 s.
-    So a critical instance leaves this view about one network round trip
-    after the server marks it critical.
+
+    A critical instance leaves this view one network latency after the
+    server marks it critical (the held query's answer; nothing to wait
+    for, unlike a poll); the next query goes out at once.
     """
 
     def __init__(self, world: World, owner: Node, registry: str, service: str, *,
