@@ -31,6 +31,13 @@ Sharded channels, consumer groups and delivery guarantees have theirs
 ``key_order``, ``delivery_causes`` and ``outbox_lag``, with
 ``delivery_matrix_figure`` for the table ``simcomm.delivery_matrix`` makes.
 
+Service discovery has its own (:mod:`simcomm.viz.discovery`):
+``instance_timeline`` (each instance's life against when it was registered
+and visible to callers, the detection lag as a band), ``stale_calls_over_time``
+and ``load_share``, with ``load_share_comparison`` for several runs (one
+per balancer), and their data as tables (``timeline_intervals``,
+``stale_series``, ``load_shares``).
+
 ``VIEWS`` maps the names scenarios list in their ``views`` to the figure
 functions; ``view(name, res)`` draws one by name, and ``redraw(name, res,
 fig)`` draws it again into a figure it drew before, updating the artists
@@ -45,8 +52,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
-from simcomm.viz import data, messaging, ordering, resilience, reuse, style, timeseries
+from simcomm.viz import data, discovery, messaging, ordering, resilience, reuse, style, timeseries
 from simcomm.viz.data import fault_intervals
+from simcomm.viz.discovery import (
+    instance_timeline,
+    load_share,
+    load_share_comparison,
+    load_shares,
+    stale_calls_over_time,
+    stale_series,
+    timeline_intervals,
+)
 from simcomm.viz.display import enable_inline
 from simcomm.viz.formats import formats_comparison, formats_sweep_figure
 from simcomm.viz.messaging import (
@@ -114,14 +130,16 @@ __all__ = [
     "availability_formula", "availability_over_time", "availability_windows",
     "breaker_intervals", "breaker_states", "call_edges", "call_graph", "close",
     "consume_order", "consumer_counts", "consumer_lag", "consumer_series", "consumer_share",
-    "delivery_causes", "delivery_matrix_figure", "edge_call_rates", "enable_inline",
-    "endpoint_occupancy", "fault_bands", "fault_intervals", "flow_graph", "formats_comparison",
-    "formats_sweep_figure", "key_order", "latency_over_time", "load_rates", "load_vs_goodput",
-    "message_flow", "message_latencies", "message_latency", "message_order",
-    "message_sequence", "messaging", "ordering", "outbox_lag", "outcome_rates",
-    "outcomes_by_endpoint", "outcomes_over_time", "partition_assignment", "pool_by_endpoint",
-    "pool_usage", "queue_depth", "queue_series", "redraw", "reuse", "sequence_diagram",
-    "service_capacity", "style", "theory_curve", "theory_sweep_figure", "theory_vs_simulation",
+    "delivery_causes", "delivery_matrix_figure", "discovery", "edge_call_rates",
+    "enable_inline", "endpoint_occupancy", "fault_bands", "fault_intervals", "flow_graph",
+    "formats_comparison", "formats_sweep_figure", "instance_timeline", "key_order",
+    "latency_over_time", "load_rates", "load_share", "load_share_comparison", "load_shares",
+    "load_vs_goodput", "message_flow", "message_latencies", "message_latency",
+    "message_order", "message_sequence", "messaging", "ordering", "outbox_lag",
+    "outcome_rates", "outcomes_by_endpoint", "outcomes_over_time", "partition_assignment",
+    "pool_by_endpoint", "pool_usage", "queue_depth", "queue_series", "redraw", "reuse",
+    "sequence_diagram", "service_capacity", "stale_calls_over_time", "stale_series", "style",
+    "theory_curve", "theory_sweep_figure", "theory_vs_simulation", "timeline_intervals",
     "topology", "topology_state", "unstable_band", "view"
 ]
 
@@ -149,6 +167,9 @@ VIEWS: dict[str, Callable[..., Figure]] = {
     "key_order": key_order,
     "delivery_causes": delivery_causes,
     "outbox_lag": outbox_lag,
+    "instance_timeline": instance_timeline,
+    "stale_calls_over_time": stale_calls_over_time,
+    "load_share": load_share,
 }
 
 #: Views drawn on several axes, given back to them as ``axes=`` by :func:`redraw`.
@@ -202,6 +223,8 @@ def _shape(name: str, res: Result, kwargs: dict[str, Any]) -> tuple[str, ...]:
         return tuple(sorted(messaging.flow_graph(res).nodes))
     if name == "message_sequence":  # its lifelines set the figure's width
         return messaging._lifelines(res, **kwargs)
+    if name == "instance_timeline":  # its rows and its legend set the height
+        return discovery._timeline_shape(res, **kwargs)
     return ()
 
 
