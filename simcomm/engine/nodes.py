@@ -333,6 +333,10 @@ class Instance(Node):
         self._record = world.trace.pools.append if world.trace.enabled else None
         #: True once :meth:`stop` ended the process for good
         self.stopped = False
+        #: functions called as ``fn(event)`` when the process starts, restarts,
+        #: crashes or stops (``start``, ``restart``, ``crash``, ``stop``): how an
+        #: agent on the same machine watches it without polling (a kubelet's PLEG)
+        self.watchers: list[Callable[[str], None]] = []
         if start_at is None:
             self._start_workers()
         else:
@@ -348,6 +352,8 @@ class Instance(Node):
         self.up = True
         self.world.trace.event(self.env.now, self.name, "start", "")
         self._start_workers()
+        for fn in self.watchers:
+            fn("start")
 
     def _start_workers(self) -> None:
         self._procs = [self.env.process(self._worker(i)) for i in range(self.workers)]
@@ -527,6 +533,8 @@ class Instance(Node):
         for msg in lost:
             if msg.reply_to is not None:
                 self.reply(msg, None, "reset")
+        for fn in self.watchers:
+            fn(event)
 
     def restart(self) -> None:
         """Start again with an empty queue and fresh workers (not after :meth:`stop`)."""
@@ -535,6 +543,8 @@ class Instance(Node):
         self.up = True
         self.world.trace.event(self.env.now, self.name, "restart", "")
         self._start_workers()
+        for fn in self.watchers:
+            fn("restart")
 
     def hang(self) -> Event | None:
         """Stop replying (see the module docstring).
