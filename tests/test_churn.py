@@ -374,19 +374,19 @@ def test_fleet_arguments_are_checked_before_time_zero():
 def churn_run(seed: int, steps: list, *, trace: bool = True, autoscale: bool = False):
     w = World(seed, trace=trace)
     fl, log = fleet(w, 3, startup=2.0, workers=2, service_time=0.05)
-    client = Spray(w, "client", fl, 10.0)
+    client = Spray(w, "client", fl, 8.0)
     install_churn(fl, steps)
     hpa = Autoscaler(fl, 0.3, max_replicas=6, delay=60) if autoscale else None
-    w.run(200)
+    w.run(160)
     return w, fl, log, client, hpa
 
 
 step_st = st.one_of(
     st.tuples(st.sampled_from(["crash", "hang", "shutdown", "node_failure"]),
-              st.floats(0, 180), st.integers(1, 8).map(lambda i: f"orders-{i}"),
+              st.floats(0, 150), st.integers(1, 8).map(lambda i: f"orders-{i}"),
               st.one_of(st.none(), st.floats(0, 40))),
-    st.tuples(st.just("scale"), st.floats(0, 180), st.integers(0, 6), st.floats(0, 10)),
-    st.tuples(st.just("upgrade"), st.floats(0, 180), st.none(), st.floats(0, 10)),
+    st.tuples(st.just("scale"), st.floats(0, 150), st.integers(0, 6), st.floats(0, 10)),
+    st.tuples(st.just("upgrade"), st.floats(0, 150), st.none(), st.floats(0, 10)),
 ).map(lambda s: (s[0], s[1], s[2], 0.0 if s[0] == "shutdown" and s[3] is None else s[3]))
 
 
@@ -553,3 +553,75 @@ def test_the_autoscaler_ignores_an_empty_fleet():
     w.at(1, lambda: fl.scale_to(0))
     w.run(100)
     assert fl.members == () and all(h[4] == 0 for h in hpa.history)
+
+
+# -- with real registrations ----------------------------------------------------------------
+
+def test_a_shared_self_registration_sees_crashes_replacements_and_shutdowns():
+    """One ConsulRegistration for the whole fleet: a crash leaves the instance
+    to its TTL (critical exactly a ttl after its last pass, never cancelled),
+    its replacement registers when it starts, a shutdown deregisters at once."""
+    from simcomm.discovery.consul import ConsulRegistration, ConsulServer
+
+    w = World(1)
+    ConsulServer(w, "consul")
+    fl = Fleet(w, "orders", instances=3, registration=ConsulRegistration(w, "consul", ttl=30),
+               startup=5)
+    install_churn(fl, [("crash", 100, "orders-1", 10), ("shutdown", 200, "orders-2", 5)])
+    w.run(300)
+    rows = [(r[0], r[1], r[4]) for r in w.trace.discovery]
+    last_pass = max(t for t, ev, inst in rows if ev == "renew" and inst == "orders-1")
+    assert [(t, ev) for t, ev, inst in rows if inst == "orders-1" and ev != "renew"][-1] == (
+        pytest.approx(last_pass + 30), "critical")
+    assert not any(ev == "cancel" and inst == "orders-1" for _, ev, inst in rows)
+    assert min(t for t, ev, inst in rows if inst == "orders-4") >= 115
+    assert [t for t, ev, inst in rows if ev == "cancel"] == [pytest.approx(200, abs=0.01)]
+    assert w.nodes["consul"].listing("orders") == ("orders-3", "orders-4")
+
+
+def endpoint_counts(min_ready: float) -> tuple[list[int], list]:
+    """3 pods behind a Kubernetes API server (a kubelet per pod), a rolling
+    upgrade at 50: the endpoint count every 0.25 s, and the discovery rows."""
+    from simcomm.discovery.kubernetes import KubernetesApiServer
+
+    w = World(2)
+    api = KubernetesApiServer(w, "kubernetes")
+    fl = Fleet(w, "orders", instances=3, registration=api.registration(), startup=5)
+    fl.rolling_upgrade(at=50, drain=5, min_ready=min_ready)
+    counts: list[int] = []
+
+    def watch():
+        yield w.env.timeout(30)  # every first probe has passed
+        while True:
+            counts.append(len(api.listing("orders")))
+            yield w.env.timeout(0.25)
+
+    w.env.process(watch())
+    w.run(150)
+    return counts, w.trace.discovery
+
+
+def test_a_rolling_upgrade_keeps_the_endpoints_full_only_if_it_waits_for_readiness():
+    """maxUnavailable 0 counts READY pods: waiting a probe period after the start
+    (minReadySeconds) keeps 3 endpoints throughout; moving on at the start
+    leaves gaps until the new pods' first readiness probes (and they add up:
+    the next old pod goes as soon as the next new one starts)."""
+    waited, rows = endpoint_counts(min_ready=10.5)
+    assert min(waited) == 3 and waited[-1] == 3
+    assert sorted(r[4] for r in rows if r[1] == "unready") == ["orders-1", "orders-2", "orders-3"]
+    assert {r[5] for r in rows if r[1] == "unready"} == {"terminating"}
+    hasty, _ = endpoint_counts(min_ready=0.0)
+    assert min(hasty) < 3 and hasty[-1] == 3
+
+
+def test_a_node_failure_stops_the_kubelet_so_the_pod_leaves_by_the_node_controller():
+    from simcomm.discovery.kubernetes import KubernetesApiServer
+
+    w = World(1)
+    api = KubernetesApiServer(w, "kubernetes")
+    fl = Fleet(w, "orders", instances=2, registration=api.registration(), startup=5)
+    install_churn(fl, [("node_failure", 100, "orders-1", 10)])
+    w.run(200)
+    gone = [r for r in w.trace.discovery if r[1] == "unready" and r[4] == "orders-1"]
+    assert [r[5] for r in gone] == ["node_not_ready"] and gone[0][0] > 100 + 40 - 10
+    assert api.listing("orders") == ("orders-2", "orders-3")

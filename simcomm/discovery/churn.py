@@ -77,6 +77,12 @@ def _time(field: str, value: object, *, allow_none: bool = False,
     return t
 
 
+def _is_registration(obj: object) -> bool:
+    """An object (not a class) with the three calls of a Registration."""
+    return not isinstance(obj, type) and all(
+        callable(getattr(obj, op, None)) for op in ("start", "shutdown", "machine_down"))
+
+
 # the Instance arguments a fleet passes on to every instance it launches
 _INSTANCE_ARGS = ("workers", "service_time", "queue_capacity", "handler", "format")
 
@@ -88,12 +94,15 @@ class Fleet:
     ``instances`` are running at the fleet's creation (the run begins in a
     steady state: their ``launch`` and ``start`` are at that instant);
     every later :meth:`launch` creates a new instance that starts
-    ``startup`` seconds later (the image pull, the JVM warming up: Eureka's
-    and Kubernetes' own examples take seconds).  ``registration(inst)``
-    makes each instance's :class:`Registration`; its ``start`` is called
-    when the instance's process starts, never before.  ``instance_args``
-    (``workers``, ``service_time``, ``queue_capacity``, ``handler``,
-    ``format``) go to every :class:`~simcomm.engine.nodes.Instance`.
+    ``startup`` seconds later (the image pull, the JVM warming up).
+    ``registration`` is either one :class:`Registration` for every instance
+    (``EurekaRegistration``, ``ConsulRegistration``: a client library that
+    keeps per-instance state itself) or a function making each instance's
+    own (``KubernetesApiServer.registration()``: a kubelet per pod); its
+    ``start`` is called when the instance's process starts, never before.
+    ``instance_args`` (``workers``, ``service_time``, ``queue_capacity``,
+    ``handler``, ``format``) go to every
+    :class:`~simcomm.engine.nodes.Instance`.
 
     ``members`` are the instances the orchestrator counts as the service's
     replicas: launched (starting or running, or down waiting for a restart)
@@ -102,15 +111,15 @@ class Fleet:
     """
 
     def __init__(self, world: World, service: str, *, instances: int,
-                 registration: Callable[[Instance], Registration],
+                 registration: Registration | Callable[[Instance], Registration],
                  startup: float = 5.0, **instance_args: Any) -> None:
         if not isinstance(service, str) or not service:
             raise ParamError("service", service, "a non-empty service name")
         if not is_whole(instances) or instances < 0:
             raise ParamError("instances", instances, "a whole number >= 0")
-        if not callable(registration):
+        if not _is_registration(registration) and not callable(registration):
             raise ParamError("registration", registration,
-                             "a function of an Instance returning its Registration")
+                             "a Registration, or a function of an Instance returning one")
         startup_s = _time("startup", startup)
         unknown = sorted(set(instance_args) - set(_INSTANCE_ARGS))
         if unknown:
@@ -177,9 +186,9 @@ class Fleet:
         name = f"{self.service}-{self._count}"
         inst = Instance(self.world, name, service=self.service, start_at=start_at,
                         **self.instance_args)
-        reg = self._registration(inst)
-        if not all(callable(getattr(reg, op, None))
-                   for op in ("start", "shutdown", "machine_down")):
+        shared: Any = self._registration
+        reg: Registration = shared if _is_registration(shared) else shared(inst)
+        if not _is_registration(reg):
             raise ParamError("registration", reg,
                              "an object with start, shutdown and machine_down (a Registration)")
         self.instances[name] = inst
