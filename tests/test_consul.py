@@ -489,6 +489,28 @@ def test_the_server_answers_bad_requests_and_unknown_instances() -> None:
     assert replies == ["not_found", "not_found", "bad_request", "bad_request", "bad_request"]
 
 
+def test_registering_again_replaces_the_check() -> None:
+    """A second register of a known instance replaces its check (an HTTP check stops
+    probing; the new status is recorded); under another service it moves there."""
+    world, server = _world()
+    (inst,) = _http_fleet(world, 1)
+    registrar = world.nodes["registrar"]
+
+    def again(body: dict[str, Any]) -> None:
+        world.env.process(ask(registrar, "consul", body, 1.0))
+
+    world.at(30.0, lambda: again(register_body("order", "order-1", ttl=100.0,
+                                               status="passing")))
+    world.at(60.0, lambda: again(register_body("billing", "order-1", ttl=100.0)))
+    world.run(200.0)
+    assert max(t for t, _ in _probes(world, "order-1")) < 30.0
+    events = [(r[1], r[3]) for r in world.trace.discovery if r[4] == "order-1"]
+    assert events.count(("register", "order")) == 1
+    assert ("cancel", "order") in events and ("register", "billing") in events
+    assert server.listing("order") == () and server.entries["order-1"].service == "billing"
+    assert inst.up
+
+
 def test_a_deregister_after_below_the_minimum_is_raised_to_it_by_the_server() -> None:
     """addCheck: 'has deregister interval below minimum' -> the minimum."""
     world, server = _world()

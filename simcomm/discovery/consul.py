@@ -370,7 +370,6 @@ class ConsulServer(RegistryServer):
         self.services: dict[str, set[str]] = {}
         self._gen = 0
         self._jitter_rng = world.stream(f"consul:{name}:query-jitter")
-        self._stagger_rng = world.stream(f"consul:{name}:http-stagger")
         self.every(reap_interval, self._reap, f"consul:{name}:reap")
 
     # -- queries ------------------------------------------------------------------------
@@ -416,10 +415,6 @@ class ConsulServer(RegistryServer):
                 raise ServiceError("deregister_after must be seconds > 0",
                                    status="bad_request")
             after = max(seconds, DEREGISTER_MIN)  # Consul raises it to the minimum
-        old = self.entries.get(name)
-        if old is not None and old.service != service:
-            self._remove(old)
-            old = None
         self._gen += 1
         entry = _Entry(service, name, check, CheckStatus(status), after, self._gen)
         if check == "ttl":
@@ -429,6 +424,12 @@ class ConsulServer(RegistryServer):
             entry.timeout = _seconds_in(body, "timeout", 10.0)
             entry.handler = StatusHandler(_count_in(body, "success_before_passing"),
                                           _count_in(body, "failures_before_critical"))
+        old = self.entries.get(name)
+        if old is not None and old.service != service:  # moved to another service
+            self._remove(old)
+            record(self.world, self.name, "cancel", old.service, name)
+            self.changed(old.service)
+            old = None
         self.entries[name] = entry
         self.services.setdefault(service, set()).add(name)
         if old is None:
@@ -532,7 +533,9 @@ class ConsulServer(RegistryServer):
 
     def _http_loop(self, entry: _Entry) -> Generator[Event, Any, None]:
         env = self.env
-        yield env.timeout(self._stagger_rng.uniform(0.0, entry.interval))
+        # lib.RandomStagger(interval), from a stream of this check's own
+        rng = self.world.stream(f"consul:{self.name}:{entry.instance}:http-stagger")
+        yield env.timeout(rng.uniform(0.0, entry.interval))
         handler = entry.handler
         assert handler is not None
         while self._is_current(entry):
