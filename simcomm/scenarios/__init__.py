@@ -6,6 +6,7 @@ from simcomm.scenarios import (  # noqa: F401  (registration)
     competing_consumers,
     create_order,
     delivery_guarantees,
+    discovery,
     formats,
     gateway,
     mmc,
