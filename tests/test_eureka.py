@@ -26,7 +26,7 @@ from simcomm.discovery.eureka import (
     Lease,
     MeasuredRate,
 )
-from simcomm.discovery.registry import COUNTER
+from simcomm.discovery.registry import COUNTER, ask
 from simcomm.engine.network import Link
 from simcomm.engine.nodes import Instance
 from simcomm.engine.randomness import Uniform
@@ -597,3 +597,86 @@ def test_world_parameters_are_checked_before_time_zero():
         with pytest.raises(ParamError) as err:
             EurekaRegistration(world, "eureka", **{field: True})
         assert err.value.field == field
+
+
+def test_server_operations_answer_as_the_rest_resources():
+    """404 for a renew or cancel of an unknown lease, 400 without an instance; a
+    registrar's registration is recorded as third-party."""
+    world = World(seed=2)
+    EurekaServer(world, "eureka", use_read_only_response_cache=False)
+    node = Instance(world, "registrar")
+    answers = {}
+
+    def go():
+        for key, body in [
+            ("renew_unknown", {"op": "renew", "service": "orders", "instance": "orders-1"}),
+            ("cancel_unknown", {"op": "cancel", "service": "orders", "instance": "orders-1"}),
+            ("no_instance", {"op": "register", "service": "orders"}),
+            ("bad_duration", {"op": "register", "service": "orders", "instance": "orders-1",
+                              "lease_duration": -5}),
+            ("register", {"op": "register", "service": "orders", "instance": "orders-1",
+                          "by": "third-party"}),
+            ("renew", {"op": "renew", "service": "orders", "instance": "orders-1"}),
+            ("query", {"op": "query", "service": "orders"}),
+            ("cancel", {"op": "cancel", "service": "orders", "instance": "orders-1"}),
+            ("query_after", {"op": "query", "service": "orders"}),
+        ]:
+            reply = yield from ask(node, "eureka", body, 5.0)
+            answers[key] = (reply.status, reply.body)
+
+    world.env.process(go())
+    world.run(10.0)
+    assert answers["renew_unknown"][0] == "not_found"
+    assert answers["cancel_unknown"][0] == "not_found"
+    assert answers["no_instance"][0] == "bad_request"
+    assert answers["bad_duration"][0] == "bad_request"
+    assert answers["register"][0] == answers["renew"][0] == "ok"
+    assert answers["query"] == ("ok", {"instances": ("orders-1",), "index": 1, "ttl": None})
+    assert answers["query_after"][1]["instances"] == ()
+    events = [(r[1], r[5]) for r in world.trace.discovery]
+    assert events == [("register", "third-party"), ("renew", ""), ("cancel", "")]
+
+
+def test_the_lease_duration_the_instance_asks_for_is_used():
+    """PeerAwareInstanceRegistryImpl.register: the registrant's LeaseInfo duration."""
+    world, server, _, insts, _ = _world(13, n=10, view=False, reg_kw={"lease_duration": 40.0},
+                                        lease_expiry_quirk=False)
+    world.at(400.0, insts[0].crash)
+    world.run(700.0)
+    assert server.registry.lease("orders", "orders-2").duration == 40.0
+    last = max(t for t in _times(world, "renew", "orders-1") if t <= 400.0)
+    (evicted,) = _times(world, "evict", "orders-1")
+    assert last + 40.0 < evicted <= last + 40.0 + 60.0
+
+
+def test_ribbon_list_lags_the_client_cache():
+    """Two timers: a fetch fills the client's cache, Ribbon's refresh copies it later."""
+    world, _, registration, _, view = _world(
+        14, n=2, view_kw={"registry_fetch_interval": 5.0,
+                          "server_list_refresh_interval": 120.0},
+        use_read_only_response_cache=False)
+    late = Instance(world, "orders-9", service="orders")
+    world.at(200.0, lambda: registration.start(late))
+    seen_in_cache = []
+
+    def watch():
+        while "orders-9" not in (view.cache or ()):
+            yield world.env.timeout(0.5)
+        seen_in_cache.append(world.now)
+
+    world.env.process(watch())
+    world.run(500.0)
+    (visible,) = _times(world, "visible", "orders-9", node="caller")
+    assert 200.0 < seen_in_cache[0] <= 200.0 + 5.0 + 2 * RTT + 0.5
+    assert seen_in_cache[0] < visible <= seen_in_cache[0] + 120.0
+
+
+def test_self_preservation_is_on_at_start_up_until_renewals_flow():
+    """No full minute of renewals yet: the server will not evict (the first rows
+    of every run), then off once 2 a minute per instance arrive."""
+    world, server, _, _, _ = _world(15, n=10, view=False)
+    world.run(400.0)
+    modes = [(r[0], r[5]) for r in world.trace.discovery if r[1] == "self_preservation"]
+    assert [m for _, m in modes] == ["on", "off"]
+    assert modes[0][0] < 60.0 and modes[1][0] <= 60.0 + 2 * 60.0 + 60.0
+    assert not server.self_preservation

@@ -10,6 +10,16 @@ registered instance, the renewals counted per minute, the self-preservation
 rule and the eviction run with its cap, and the read-only response cache.
 It takes the simulated time as an argument and draws nothing itself (the
 eviction run takes a random stream), so it is tested without a World.
+Around it, the parts that live on the network:
+
+* :class:`EurekaServer` -- the registry as a node (a
+  :class:`~simcomm.discovery.registry.RegistryServer`): register / renew /
+  cancel / query, the eviction task and the response-cache timer;
+* :class:`EurekaView` -- a caller's Eureka client cache and Ribbon's server
+  list, each refreshed by its own timer;
+* :class:`EurekaRegistration` -- self-registration: register at start,
+  renew from a heartbeat thread, cancel on a clean shutdown, nothing on a
+  crash.
 
 Timeline of a crash without a cancel, with the defaults (quirk on)::
 
