@@ -239,6 +239,22 @@ def test_a_hang_ends_after_its_duration():
     assert [(e[0], e[2]) for e in events(w, "orders-1")][-2:] == [(10, "hang"), (35, "unhang")]
 
 
+def test_a_scale_in_retires_the_instances_not_up_first_then_the_newest():
+    """controller.ActivePods: a starting pod and a crashed one go before
+    running ones, the newer before the older."""
+    w = World(0)
+    fl, log = fleet(w, 4, startup=10)
+    w.at(5, lambda: fl.crash("orders-1", restart_after=100))
+    w.at(6, fl.launch)
+    w.at(7, lambda: fl.scale_to(2))
+    w.run(8)
+    assert fl.deletion_order(["orders-2", "orders-3", "orders-4"]) == [
+        "orders-4", "orders-3", "orders-2"]
+    assert [c[2] for c in log if c[1] == "shutdown"] == ["orders-1", "orders-4"]
+    assert fl.members == ("orders-2", "orders-3")
+    assert fl["orders-5"].stopped  # stopped while starting: it never registered
+
+
 def test_scale_to_adds_on_top_and_retires_the_newest_first():
     w = World(0)
     fl, log = fleet(w, 2, startup=1)
@@ -277,7 +293,8 @@ def test_a_rolling_upgrade_never_has_fewer_than_n_started_nor_more_than_n_plus_o
     assert fl.members == tuple(f"orders-{i}" for i in range(n + 1, 2 * n + 1))
     starts = {c[2]: c[0] for c in log if c[1] == "start"}
     shutdowns = [(c[0], c[2]) for c in log if c[1] == "shutdown"]
-    assert [s[1] for s in shutdowns] == [f"orders-{i}" for i in range(1, n + 1)]
+    # a ReplicaSet deletes the newest of the old pods first
+    assert [s[1] for s in shutdowns] == [f"orders-{i}" for i in range(n, 0, -1)]
     for i, (t, _old) in enumerate(shutdowns):
         assert t >= starts[f"orders-{n + 1 + i}"] + min_ready
 
@@ -289,7 +306,7 @@ def test_a_rolling_upgrade_skips_a_member_that_crashed_meanwhile():
     w.at(12, lambda: fl.crash("orders-2"))
     w.run(60)
     assert fl.members == ("orders-4", "orders-5", "orders-6")
-    assert [c[2] for c in log if c[1] == "shutdown"] == ["orders-1", "orders-3"]
+    assert [c[2] for c in log if c[1] == "shutdown"] == ["orders-3", "orders-1"]
 
 
 # -- the churn schedule ---------------------------------------------------------------------

@@ -325,37 +325,57 @@ class Fleet:
         """Launch or retire members until there are ``replicas``.
 
         New instances are added on top (new addresses); on a scale-in the
-        newest members are shut down first (each with ``drain``), as a
-        ReplicaSet prefers to delete the pods that are not ready yet and the
-        youngest ones (``controller.ActivePods`` ordering: unready before
-        ready, newer before older).
+        members are shut down (each with ``drain``) in the order of
+        :meth:`deletion_order`.
         """
         if not is_whole(replicas) or replicas < 0:
             raise ParamError("replicas", replicas, "a whole number >= 0")
         wait = _time("drain", drain)
+        assert wait is not None
         members = list(self._members)
         for _ in range(int(replicas) - len(members)):
             self.launch()
-        for name in reversed(members[int(replicas):]):
-            self.shutdown(name, wait)  # type: ignore[arg-type]
+        for name in self.deletion_order(members)[:max(0, len(members) - int(replicas))]:
+            self.shutdown(name, wait)
+
+    def deletion_order(self, names: Iterable[str]) -> list[str]:
+        """``names`` in the order a ReplicaSet deletes pods: those whose
+        process is not up (starting, or down) first, then the newest first.
+
+        Kubernetes' ``controller.ActivePods`` ranking
+        (``pkg/controller/controller_utils.go``, used by the ReplicaSet's
+        ``getPodsToDelete``): Pending before Running, not ready before ready,
+        ready for less time before more, newer before older.  Here the
+        process being up stands for Running and ready, and the launch
+        counter for the creation and ready times.
+        """
+        def rank(name: str) -> tuple[bool, int]:
+            return self.instances[name].up, -int(name.rsplit("-", 1)[1])
+        return sorted(names, key=rank)
 
     def rolling_upgrade(self, at: float | None = None, drain: float = 0.0,
                         min_ready: float = 0.0) -> None:
         """Replace every member, one at a time, from time ``at`` (now if None).
 
         A Kubernetes Deployment's ``RollingUpdate`` with ``maxSurge: 1`` and
-        ``maxUnavailable: 0`` (``DeploymentController.rolloutRolling``): one
-        new instance is launched (the surge); once it has started and stayed
-        up ``min_ready`` s (``minReadySeconds``) one old member is shut down
-        with ``drain``; the next new one is launched at the same instant (a
-        Terminating pod does not count against the surge), and so on until
-        every member present at ``at`` has been replaced.  So the fleet
-        never has fewer than its replica count of started, non-draining
-        instances, and at most one more.  Kubernetes waits for the new pod
-        to be *Ready* (its readiness probe); here it waits for the process
-        to start plus ``min_ready`` -- give ``min_ready`` the readiness
-        delay to get the same.  An old member that has gone meanwhile (a
-        crash) is not shut down; its replacement is launched all the same.
+        ``maxUnavailable: 0`` (``DeploymentController.rolloutRolling`` in
+        ``pkg/controller/deployment/rolling.go``): ``reconcileNewReplicaSet``
+        adds one new instance (the surge); once it is available -- started
+        and up ``min_ready`` s (``minReadySeconds``) --
+        ``scaleDownOldReplicaSetsForRollingUpdate`` may take one old member
+        away (available pods > ``replicas - maxUnavailable``): it is shut
+        down with ``drain``, the one a ReplicaSet deletes first
+        (:meth:`deletion_order`).  The next new one is launched at the same
+        instant (a Terminating pod does not count against the surge), and so
+        on, one new instance for each member present at ``at``.  So the
+        fleet never has fewer than its replica count of started,
+        non-draining instances, and at most one more.  Kubernetes counts a
+        pod available once it is *Ready* (its readiness probe); here it is
+        once the process has started, plus ``min_ready`` -- give
+        ``min_ready`` the readiness delay (a probe period) to get the same,
+        or watch the endpoints empty during the upgrade.  An old member that
+        has gone meanwhile (a crash) is not shut down; a new one is launched
+        all the same, so the rollout ends with as many members as it began.
         """
         when = self.env.now if at is None else _time("at", at)
         assert when is not None
@@ -363,18 +383,25 @@ class Fleet:
             raise ParamError("at", at, f"a time >= now ({self.env.now:g})")
         wait = _time("drain", drain)
         settle = _time("min_ready", min_ready)
-        self.world.at(when, lambda: self.env.process(self._roll(wait, settle)))  # type: ignore[arg-type]
+        assert wait is not None and settle is not None
+
+        def begin() -> None:
+            self.env.process(self._roll(wait, settle))
+
+        self.world.at(when, begin)
 
     def _roll(self, drain: float, min_ready: float) -> Generator[Event, Any, None]:
-        for old in list(self._members):
+        old = list(self._members)
+        for _ in old:
             self.launch()
             # the new instance's start (and its Registration.start) were
             # scheduled at its launch, before this timeout: they run first
             yield self.env.timeout(self.startup)
             if min_ready > 0:
                 yield self.env.timeout(min_ready)
-            if old in self._members:
-                self.shutdown(old, drain)
+            left = [name for name in old if name in self._members]
+            if left:
+                self.shutdown(self.deletion_order(left)[0], drain)
 
 
 # -- a churn schedule ------------------------------------------------------------------
