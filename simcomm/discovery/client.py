@@ -26,6 +26,7 @@ attempt: without a time limit a call to a hung instance waits forever.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -121,12 +122,18 @@ class DiscoveryClient:
             instance = balancer.choose(pool, self.rng, env.now)
             start = env.now
             balancer.started(instance, start)
+            # the row goes in when the call is sent (outcome "pending", end NaN until it
+            # ends), so that a call still waiting at the end -- on a hung instance,
+            # without a time limit -- is counted where it went
+            row = len(self._routes)
+            self._routes.append((start, trace_id, self.owner.name, self.service, instance,
+                                 self.via, attempt, "pending", math.nan))
             reply = yield from call(ctx, instance, body, kind=kind)
             end = env.now
             status = reply.status
             balancer.finished(instance, end - start, status in ANSWERS, end)
-            self._routes.append((start, trace_id, self.owner.name, self.service, instance,
-                                 self.via, attempt, status, end))
+            self._routes[row] = (start, trace_id, self.owner.name, self.service, instance,
+                                 self.via, attempt, status, end)
             if status in ANSWERS or status not in RETRY_NEXT_ON \
                     or attempt > self.retry_next_server:
                 return reply
