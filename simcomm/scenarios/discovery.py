@@ -49,7 +49,7 @@ from simcomm.discovery.balancers import balancer as make_balancer
 from simcomm.discovery.churn import Autoscaler, Fleet, install_churn
 from simcomm.discovery.client import DiscoveryClient
 from simcomm.discovery.router import Router
-from simcomm.engine.faults import Crash, Hang, install
+from simcomm.engine.faults import Crash, Hang, Slowdown, install
 from simcomm.engine.messages import Message
 from simcomm.engine.network import Link
 from simcomm.engine.nodes import Context, Instance
@@ -61,10 +61,12 @@ from simcomm.rpc.call import call
 from simcomm.rpc.handlers import answer, answer_for
 from simcomm.scenarios.base import Load, Scenario, param, register
 
-__all__ = ["GATEWAY", "ROUTER", "SERVICE", "USERS", "Params", "balancer_name", "capacity",
+__all__ = ["GATEWAY", "ROUTER", "SERVICE", "SLOW", "USERS", "Params", "balancer_name", "capacity",
            "churn_steps", "load", "timings"]
 
 GATEWAY = "api-gateway-1"
+#: The instance ``slow_factor`` slows down.
+SLOW = "order-1"
 ROUTER = "order-router"
 SERVICE = "order"
 USERS = "mobile-clients"
@@ -132,6 +134,10 @@ class Params:
     network_latency: float = param(
         0.002, range=(0.0, 0.5), unit="s", step=0.001,
         help="mean one-way network delay of every hop (exponential)")
+    slow_factor: float = param(
+        1.0, range=(1.0, 50.0), unit="x", step=0.5,
+        help="one order instance (order-1) does all its work this many times slower, from "
+             "the start (1: none) — what a balancer that watches load can steer around")
     user_patience: float = param(
         10.0, range=(0.1, 600.0), unit="s", step=0.1,
         help="how long a mobile client waits for an answer before giving up (abandoned)")
@@ -357,6 +363,8 @@ def build(world: World, p: Params) -> None:
         callers = "api-gateway" if p.pattern == "client-side" else f"{SERVICE}-router"
         protect(world, callers, SERVICE, EdgePolicy(time_limit=p.call_timeout))
     install_churn(fleet, churn_steps(p))
+    if p.slow_factor > 1:
+        install(world, [Slowdown(SLOW, 0.0, None, factor=p.slow_factor)])
     rate: float | RateSchedule = p.request_rate
     if p.churn == "autoscale":
         rate = RateSchedule([(0.0, p.request_rate),
