@@ -966,7 +966,8 @@ class Result:
         """One row per call a discovery client or router sent: ``time``
         (sent), ``trace_id``, ``caller``, ``service``, ``instance`` (None when
         none was found), ``via`` (``client`` or the router), ``attempt``,
-        ``outcome``, ``end``, and the instance's ``state`` when the call was
+        ``outcome`` (``pending`` with ``end`` NaN for a call still waiting at
+        the end), ``end``, and the instance's ``state`` when the call was
         sent with ``stale`` (it was starting, hung, down or stopped).  Rules:
         :func:`simcomm.analysis.discovery.routes_with_state`.  Kept with or
         without the trace."""
@@ -977,13 +978,17 @@ class Result:
     @cached_property
     def _routed_states(self) -> pd.DataFrame:
         """The states of the instances of the services calls were routed to
-        (a registry's or a client's own crash is not a routed instance's death)."""
+        (a registry's, a caller's or a router's own crash -- a router may
+        carry the service's name -- is not a routed instance's death)."""
         from simcomm.engine.nodes import Instance
 
-        services = {row[3] for row in self.world.trace.routes}
+        rows = self.world.trace.routes
+        services = {row[3] for row in rows}
+        routers = {row[2] for row in rows} | {row[5] for row in rows}
         names = {name for name, node in self.world.nodes.items()
-                 if isinstance(node, Instance) and node.service in services}
-        names |= {row[4] for row in self.world.trace.routes if row[4] is not None}
+                 if isinstance(node, Instance) and node.service in services
+                 and name not in routers}
+        names |= {row[4] for row in rows if row[4] is not None}
         states = self._instance_states
         return states[states["instance"].isin(names)].reset_index(drop=True)
 

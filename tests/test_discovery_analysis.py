@@ -100,6 +100,19 @@ def test_a_crash_during_a_hang_keeps_the_hang_as_the_death():
     assert d.values.tolist() == [["a", 2.0, "hang", 8.0]]
 
 
+def test_a_drain_leaves_a_dead_instance_dead_and_a_drained_one_never_serves_again():
+    """Hung at 2, drained at 3 (still hung: no answer), unhung at 4 (answers
+    again, but is leaving: draining), stopped at 6 -- one death, the hang's,
+    ended at 4."""
+    ev = events((2, "a", "hang"), (3, "a", "drain", "3"), (4, "a", "unhang"),
+                (6, "a", "stop"))
+    df = dy.instance_states(ev, 10)
+    assert states_of(df, "a") == [(0, 2, "serving", "initial"), (2, 4, "hung", "hang"),
+                                  (4, 6, "draining", "unhang"), (6, 10, "stopped", "stop")]
+    assert dy.deaths(df).values.tolist() == [["a", 2.0, "hang", 4.0],
+                                             ["a", 6.0, "stop", 10.0]]
+
+
 def test_changes_at_one_time_leave_the_last_and_launch_then_start_is_serving():
     ev = events((0, "a", "launch", "starts at 0"), (0, "a", "start"), (4, "a", "hang"),
                 (4, "a", "unhang"), (6, "a", "stop", "already down"))
@@ -496,3 +509,36 @@ def test_the_fingerprint_sees_routes_and_discovery_rows_and_ignores_them_when_em
     w4 = discovery_world()
     w4.trace.counters["discovery_messages"] = 121
     assert Result(w4).fingerprint() != base
+
+
+def test_a_router_named_for_its_service_is_not_one_of_its_instances():
+    """kube-proxy's virtual IP carries the service's name (``Router(...,
+    service="order")``): its own crash is not a death of an order instance;
+    order-1's crash at 2, called at 2.5 by the router, is (lag 0.5)."""
+    w = World(0)
+    Instance(w, "order-vip", service="order")
+    Instance(w, "order-1", service="order")
+    install(w, [Crash("order-vip", 1.0, 0.5), Crash("order-1", 2.0)])
+    w.run(5)
+    w.trace.routes.extend([(0.5, 1, "order-vip", "order", "order-1", "order-vip", 1, "ok", 0.6),
+                           (2.5, 2, "order-vip", "order", "order-1", "order-vip", 1, "refused",
+                            2.5)])
+    res = Result(w)
+    assert res.detection()[["instance", "died", "lag"]].values.tolist() == [
+        ["order-1", 2.0, 0.5]]
+    assert res.summary()["detection_lag"] == 0.5
+
+
+def test_a_call_still_waiting_at_the_end_is_a_stale_call():
+    """A discovery client writes the row when the call is sent, outcome
+    ``pending`` until it ends: a call sent to a hung instance at 3 that never
+    came back is stale and sets the lag (hang at 2: 1 s)."""
+    w = World(0)
+    Instance(w, "order-1", service="order")
+    install(w, [Hang("order-1", 2.0)])
+    w.run(5)
+    w.trace.routes.append((3.0, 1, "gw", "order", "order-1", "client", 1, "pending",
+                           math.nan))
+    res = Result(w)
+    assert res.routes["stale"].tolist() == [True]
+    assert res.summary()["stale_calls"] == 1 and res.summary()["detection_lag"] == 1.0

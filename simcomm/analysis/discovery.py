@@ -116,13 +116,16 @@ def instance_states(events: Any, until: float = math.inf) -> pd.DataFrame:
     (``node_failure`` then its ``crash`` is one ``down``, begun by
     ``node_failure``); several changes at one time leave the last one
     (``launch`` and ``start`` at once: serving); an ``unhang`` whose detail
-    says "ended by ..." is left to the crash or stop that ended the hang.
+    says "ended by ..." is left to the crash or stop that ended the hang; a
+    ``drain`` of a hung or down instance leaves it dead, and once drained an
+    instance that answers again is ``draining``, not ``serving``.
     """
     import pandas as pd
 
     df = _frame(events, EVENT_COLUMNS)
     df = df[df["event"].isin(tuple(LIFECYCLE_EVENTS))]
     per: dict[str, list[list[Any]]] = {}
+    draining: set[str] = set()
     for time, node, event, detail in zip(df["time"], df["node"], df["event"], df["detail"],
                                          strict=True):
         if event == "unhang" and str(detail).startswith("ended by"):
@@ -133,6 +136,12 @@ def instance_states(events: Any, until: float = math.inf) -> pd.DataFrame:
             rows = per[node] = []
             if event != "launch" and time > 0:
                 rows.append([node, 0.0, None, "serving", "initial"])
+        if event == "drain":
+            draining.add(node)
+            if rows and rows[-1][3] in DEAD_STATES:
+                continue  # a dead instance drains nothing: it stays dead
+        elif state == "serving" and node in draining:
+            state = "draining"  # back from a hang during the drain: still leaving
         if rows:
             last = rows[-1]
             if last[3] == "stopped" or last[3] == state:
