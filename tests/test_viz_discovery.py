@@ -215,7 +215,11 @@ def test_load_shares_add_up(res: Result) -> None:
     assert sh["share"].sum() == pytest.approx(1.0)
     assert (sh["ok"] + sh["failed"]).tolist() == sh["calls"].tolist()
     assert sh.set_index("instance").loc["order-2", "failed"] == 237
-    assert sh.attrs["fair"] == pytest.approx(0.25)
+    # fair: each call split among those serving when it was sent -- 0-60 s: three
+    # (240 calls), 60-105 s: order-1 and order-3 (180), 105-210 s: three again, order-3
+    # draining (420), 210-300 s: order-1 and order-4 (360)
+    assert (sh["fair"] * 1200).tolist() == pytest.approx([490, 80, 310, 320])
+    assert sh["share"].iloc[1] > 3 * sh["fair"].iloc[1]  # the dead one got far more
     assert sh["slowdown"].tolist() == [1.0] * 4
     assert sh["mean_latency"].tolist() == pytest.approx([0.02] * 4)
 
@@ -266,6 +270,9 @@ def test_the_stale_area_is_the_stale_series(res: Result) -> None:
     assert fig.axes[0].get_title(loc="left") == (
         "237 calls went to instances that could not answer (19.8 % of 1200)")
     assert "✕ order-2" in _texts(fig) and "■ order-3" in _texts(fig)
+    (lags,) = _gid(fig, "lags", Line2D)  # the crash's lag as a bracket; the stop had none
+    assert [x for x in lags.get_xdata() if not math.isnan(x)] == [60.0, 249.25]
+    assert "lag 189 s" in _texts(fig)
     assert fig.axes[0].get_ylim()[1] >= s["calls"].max()
 
 
@@ -276,8 +283,9 @@ def test_load_share_bars_are_the_shares(res: Result) -> None:
     failed = _rects(_gid(fig, "share:failed", PolyCollection)[0])
     assert [y1 for *_, y1 in ok] == pytest.approx(list(100 * sh["ok"] / 1200))
     assert [y1 for *_, y1 in failed] == pytest.approx(list(100 * sh["share"]))
-    (fair,) = _gid(fig, "fair", Line2D)
-    assert list(fair.get_ydata()) == [25.0, 25.0]
+    (fair,) = _gid(fig, "fair", Line2D)  # a dash across each bar at its fair share
+    ys = [y for y in fair.get_ydata() if not math.isnan(y)]
+    assert ys == pytest.approx([v for f in sh["fair"] for v in (100 * f, 100 * f)])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == sh["instance"].tolist()
 
 
@@ -368,3 +376,62 @@ def test_bad_arguments_name_their_field(res: Result, call: Any, field: str) -> N
     with pytest.raises(ParamError) as err:
         call(res)
     assert err.value.field == field
+
+
+# -- a real run: Eureka, a fleet with churn, a gateway with a discovery client --------------
+@pytest.fixture(scope="module")
+def eureka() -> Result:
+    """Four self-registered order instances behind a Eureka server; the gateway's
+    discovery client (Eureka client + Ribbon, round robin) calls them.  orders-2
+    crashes at 150 s without a cancel (replaced 30 s later on a new address);
+    orders-3 shuts down cleanly at 300 s with a 60 s drain."""
+    from simcomm.discovery.balancers import balancer
+    from simcomm.discovery.churn import Fleet
+    from simcomm.discovery.client import DiscoveryClient
+    from simcomm.discovery.eureka import EurekaRegistration, EurekaServer, EurekaView
+    from simcomm.engine import Instance, OpenLoop
+
+    w = World(seed=3)
+    EurekaServer(w, "eureka-1")
+    fleet = Fleet(w, "orders", instances=4, registration=EurekaRegistration(w, "eureka-1"),
+                  startup=5.0, service_time=0.01)
+    gw = Instance(w, "gateway-1", service="gateway", workers=50)
+    client = DiscoveryClient(w, gw, "orders", EurekaView(w, gw, "eureka-1", "orders"),
+                             balancer("round_robin"))
+
+    def handler(ctx: Any, request: Any) -> Any:
+        return (yield from client.call(ctx, {"op": "order"}))
+
+    gw.handler = handler
+    OpenLoop(w, "users", "gateway-1", 5.0)
+    w.at(150.0, lambda: fleet.crash("orders-2", replace_after=30.0))
+    w.at(300.0, lambda: fleet.shutdown("orders-3", drain=60.0))
+    w.run(600.0)
+    return Result(w)
+
+
+def test_a_real_crash_the_calls_stop_when_the_callers_view_lets_go(eureka: Result) -> None:
+    """The figure's lesson on a real run: the registry drops the crashed instance
+    (blue band ends at the eviction) before the caller's view does (purple band
+    ends later), and the calls -- the lag band -- go on until the view lets go."""
+    iv = vd.timeline_intervals(eureka).set_index(["instance", "layer"])
+    crash = eureka.detection().set_index("kind").loc["crash"]
+    assert crash["instance"] == "orders-2" and crash["died"] == 150.0
+    lag = iv.loc[("orders-2", "lag")]
+    assert (lag["start"], lag["end"]) == pytest.approx((150.0, 150.0 + crash["lag"]))
+    registered_end = iv.loc[("orders-2", "registered"), "end"]
+    visible_end = iv.loc[("orders-2", "visible"), "end"]
+    assert registered_end < lag["end"] <= visible_end
+    assert visible_end - lag["end"] < 5.0  # a call every 0.8 s or so reaches it until then
+    summary = eureka.summary()
+    assert vd.stale_series(eureka).attrs["stale_calls"] == summary["stale_calls"] > 0
+    sh = vd.load_shares(eureka)
+    assert sh["calls"].sum() == summary["routed_calls"]
+    assert sh["fair"].sum() == pytest.approx(1.0)
+    assert "orders-5" in sh["instance"].tolist()  # the replacement, on a new address
+    fig = vd.instance_timeline(eureka)
+    assert f"lag {crash['lag']:.3g} s" in _texts(fig)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "orders-1", "orders-2", "orders-3", "orders-4", "orders-5"]
+    for view in VIEWS:
+        _png(viz.view(view, eureka))

@@ -93,7 +93,7 @@ STATE_COLORS: dict[str, str] = {
     "draining": EXTRA_COLORS["light_green"],
     "hung": OKABE_ITO["orange"],
     "down": OKABE_ITO["vermillion"],
-    "stopped": "#CCCCCC",
+    "stopped": "#B3B3B3",
 }
 STATE_LABELS: dict[str, str] = {
     "starting": "starting (not serving yet)",
@@ -324,10 +324,14 @@ def load_shares(res: Result) -> pd.DataFrame:
     answered calls, s; NaN without any) and ``slowdown`` (the largest
     slowdown factor injected into it during the run; 1 for none).
 
-    Every instance of the discovered services has a row, in launch order,
-    those that got no call with 0.  ``attrs["fair"]`` is the fair share,
-    1 / the number of instances that served at some time (what round robin
-    gives a fleet that never changes); ``attrs["calls"]`` the total.
+    ``fair`` is the instance's fair share: each routed call split evenly
+    among the instances serving (or draining) when it was sent -- what an
+    even balancer with a perfect, instant picture of the fleet would give:
+    1 / n for a fleet of n that never changes, less for an instance that
+    served part of the run, nothing while it was dead (a stale call is
+    more than its fair share).  Every instance of the discovered services
+    has a row, in launch order, those that got no call with 0.
+    ``attrs["calls"]`` is the total of routed calls.
     """
     df = _routes(res)
     df = df[df["instance"].notna()]
@@ -349,20 +353,34 @@ def load_shares(res: Result) -> pd.DataFrame:
             except ValueError:
                 continue
             slow[node] = max(slow.get(node, 1.0), f)
+    fair = _fair(res, df["time"].to_numpy(dtype=float), insts)
     rows = []
-    for inst in insts:
+    for inst, f in zip(insts, fair, strict=True):
         c = int(calls.get(inst, 0))
-        rows.append((inst, c, c / total if total else math.nan, int(n_ok.get(inst, 0)),
-                     int(n_done.get(inst, 0)) - int(n_ok.get(inst, 0)),
+        rows.append((inst, c, c / total if total else math.nan, float(f),
+                     int(n_ok.get(inst, 0)), int(n_done.get(inst, 0)) - int(n_ok.get(inst, 0)),
                      float(lat.get(inst, math.nan)), slow.get(inst, 1.0)))
-    out = pd.DataFrame(rows, columns=["instance", "calls", "share", "ok", "failed",
+    out = pd.DataFrame(rows, columns=["instance", "calls", "share", "fair", "ok", "failed",
                                       "mean_latency", "slowdown"])
-    states = _states(res)
-    served = [i for i in insts if any(st in ("serving", "draining")
-                                      for _s, _e, st in states.get(i, []))]
-    out.attrs["fair"] = 1.0 / len(served) if served else math.nan
     out.attrs["calls"] = total
     return out
+
+
+def _fair(res: Result, sent: np.ndarray, insts: Sequence[str]) -> np.ndarray:
+    """Per instance of ``insts``: its fair share of the calls sent at ``sent``
+    (each split evenly among the instances serving or draining then)."""
+    states = _states(res)
+    serving = np.zeros((len(insts), sent.size), dtype=bool)
+    for i, inst in enumerate(insts):
+        for s, e, st in states.get(inst, []):
+            if st in ("serving", "draining"):
+                serving[i] |= (sent >= s) & (sent < e)
+    n = serving.sum(axis=0)
+    if not sent.size:
+        return np.full(len(insts), math.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        credit = np.where(n > 0, 1.0 / np.maximum(n, 1), 0.0)
+    return np.asarray((serving * credit).sum(axis=1) / sent.size, dtype=float)
 
 
 # =====================================================================================
@@ -643,13 +661,16 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     **starting** (sky blue) or **stopped** (grey) -- each call in the bin it
     was sent in, by the state of its instance then (:func:`stale_series`)
     -- under the **thin black line** of every routed call (``total``), and
-    a **violet line** for calls that found no instance at all.  A **dashed
+    a **violet line** for calls that found no instance at all (an empty
+    view: before the first fetch, or with the registry lost).  A **dashed
     vertical line** marks each death (✕ crash, ◆ hang, ■ stop), the
-    instance named above it.  After a crash without cancel the vermillion
-    area lasts as long as the registry and the caches take to let the
-    instance go, at about the dead instance's share of the calls (a third
-    of them with three instances behind round robin); after a clean
-    shutdown it is nil.  A retry on another instance is another call: the
+    instance named above it, and a **bracket** near the top spans its
+    detection lag, from the death to the last call sent to the instance.
+    After a crash without cancel the vermillion area lasts as long as the
+    registry and the caches take to let the instance go, at about the dead
+    instance's share of the calls (a third of them with three instances
+    behind round robin); after a clean shutdown whose drain outlasts the
+    caches it is nil.  A retry on another instance is another call: the
     stale one still counts.  Needs only the routes table (always kept).
     """
     _bin(bin)
@@ -688,8 +709,10 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
                                 zorder=3, gid="no_instance"))
         labels.append("found no instance to call")
         peak = max(peak, float(lost.max(initial=0.0)))
-    ymax = data.nice_top(1.15 * peak) if peak > 0 else 1.0
     deaths = _deaths(res)
+    # room above the data for the lag brackets
+    ymax = data.nice_top((1.6 if (deaths["lag"] > 0).any() else 1.15) * peak) \
+        if peak > 0 else 1.0
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     xs: list[float] = []
     for j, (inst, died, kind) in enumerate(zip(deaths["instance"].tolist(),
@@ -699,6 +722,20 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
         sym = {"hang": "◆", "stop": "■"}.get(str(kind), "✕")
         k.text(f"death:{j}", float(died), 1.0, f"{sym} {inst}", transform=trans,
                ha="center", va="bottom", fontsize=7.5, color=INK, clip_on=False, zorder=5)
+    # each death's detection lag, a bracket from the death to its last stale call
+    lagged = [(float(d), float(d) + float(g)) for d, g in zip(
+        deaths["died"].tolist(), deaths["lag"].tolist(), strict=True) if g > 0][:8]
+    if lagged:
+        hy = [0.93 - 0.09 * (j % 4) for j in range(len(lagged))]
+        bx = [v for a, b in lagged for v in (a, b, math.nan)]
+        by = [v for y in hy for v in (y, y, math.nan)]
+        handles.append(k.line("lags", bx, by, transform=trans, color=INK, linewidth=1.2,
+                              marker="|", markersize=7, zorder=4, gid="lags"))
+        labels.append("detection lag: from a death to the last call sent to it")
+        for j, ((a, b), y) in enumerate(zip(lagged, hy, strict=True)):
+            k.text(f"lag:{j}", (a + b) / 2, y + 0.015, f"lag {b - a:.3g} s", transform=trans,
+                   ha="center", va="bottom", fontsize=7.5, color=INK, zorder=5,
+                   bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
     if xs:
         vx = [v for x in xs for v in (x, x, math.nan)]
         vy = [v for _ in xs for v in (0.0, 1.0, math.nan)]
@@ -744,9 +781,9 @@ def _share_bars(k: reuse.Keeper, ax: Axes, x: np.ndarray, width: float, ok: np.n
 
 
 def _share_axes(k: reuse.Keeper, ax: Axes, names: Sequence[str], top: float,
-                fair: float, slow: Mapping[str, float]) -> Any:
-    """The instance ticks (a slowed one named so, in orange), the y scale and the
-    fair-share line."""
+                fair: np.ndarray, slow: Mapping[str, float]) -> Any:
+    """The instance ticks (a slowed one named so, in orange), the y scale and
+    each instance's fair share, a dash across its bars."""
     step = max(1, math.ceil(len(names) / 30))
     ticks = list(range(0, len(names), step))
     ax.set_xticks(ticks, [names[i] + (f"\nslowed ×{slow[names[i]]:g}"
@@ -756,14 +793,16 @@ def _share_axes(k: reuse.Keeper, ax: Axes, names: Sequence[str], top: float,
     for i, label in zip(ticks, ax.get_xticklabels(), strict=True):
         label.set_color(OKABE_ITO["orange"] if slow.get(names[i], 1.0) != 1.0 else INK)
     ax.set_xlim(-0.6, max(len(names), 1) - 0.4)
+    finite = fair[np.isfinite(fair)]
+    top = max(top, 100 * float(finite.max(initial=0.0)))
     ax.set_ylim(0, data.nice_top(1.15 * top) if top > 0 else 100.0)
     ax.set_ylabel("% of routed calls")
-    line = None
-    if math.isfinite(fair):
-        line = k.line("fair", [0.0, 1.0], [100 * fair, 100 * fair],
-                      transform=ax.get_yaxis_transform(), color=INK, linestyle="--",
-                      linewidth=1.0, zorder=3, gid="fair")
-    return line
+    if not finite.size:
+        return None
+    xs = [v for i in range(len(names)) for v in (i - 0.46, i + 0.46, math.nan)]
+    ys = [v for f in fair for v in (100 * f, 100 * f, math.nan)]
+    return k.line("fair", xs, ys, color=INK, linestyle="--", linewidth=1.3, zorder=3,
+                  gid="fair")
 
 
 def load_share(res: Result, ax: Axes | None = None) -> Figure:
@@ -771,8 +810,12 @@ def load_share(res: Result, ax: Axes | None = None) -> Figure:
 
     What the learner sees: a bar per instance (launch order), its height
     the share of all routed calls (%) -- **green** for those answered ok,
-    **vermillion** stacked on top for the others -- against the **dashed
-    line** of the fair share (one over the instances that ever served).
+    **vermillion** stacked on top for the others -- against a **dashed
+    line** across it, its fair share: each call split evenly among the
+    instances serving when it was sent (:func:`load_shares`; one over n
+    for a fleet that never changes).  A bar above its dash got calls it
+    should not have (a dead instance still visible, a balancer's bias), a
+    bar below it fewer.
     An instance slowed down during the run is named so, in orange.  Round
     robin gives every instance the same share whatever its speed (Ribbon's
     ``RoundRobinRule``); least-outstanding and power-of-two give a slow
@@ -797,7 +840,7 @@ def load_share(res: Result, ax: Axes | None = None) -> Figure:
     bars = _share_bars(k, ax, x, 0.7, ok, rest, "share", OUTCOME_COLORS["ok"],
                        OUTCOME_COLORS["error"], None)
     slow = dict(zip(names, shares["slowdown"].tolist(), strict=True))
-    fair = float(shares.attrs["fair"])
+    fair = shares["fair"].to_numpy(dtype=float)
     line = _share_axes(k, ax, names, float(share.max(initial=0.0)), fair, slow)
     handles: list[Any] = [bars[0]]
     labels = ["answered ok"]
@@ -806,8 +849,8 @@ def load_share(res: Result, ax: Axes | None = None) -> Figure:
         labels.append("not answered ok (failed or pending)")
     if line is not None:
         handles.append(line)
-        labels.append(f"fair share: {100 * fair:.3g} % (1 / {round(1 / fair)} instances "
-                      "that served)")
+        labels.append("fair share: each call split evenly among the instances serving "
+                      "when it was sent")
     if any(v != 1.0 for v in slow.values()):
         handles.append(Patch(facecolor="none", edgecolor="none"))
         labels.append("orange name: an instance slowed down during the run")
@@ -834,7 +877,8 @@ def load_share_comparison(results: Mapping[str, Result], ax: Axes | None = None)
     fleet.  What the learner sees: a group of bars per instance, one bar
     per run in the order given (blue, reddish purple, sky blue, ...), its
     height the instance's share of that run's routed calls (%); the
-    **dashed line** is the fair share (of the first run).  A slowed
+    **dashed line** across each group is the instance's fair share in the
+    first run (:func:`load_shares`).  A slowed
     instance is named so, in orange: round robin's bar there is as tall as
     the others, least-outstanding's and power-of-two's are shorter -- they
     route around the slow instance; weighted response time's too once its
@@ -883,11 +927,13 @@ def load_share_comparison(results: Mapping[str, Result], ax: Axes | None = None)
         labels.append(f"{label}: " + (f"{used.min():.3g}–{used.max():.3g} %" if used.size
                                       else "no routed calls"))
     first = next(iter(tables.values()))
-    fair = float(first.attrs["fair"])
+    fair_of = dict(zip(first["instance"].tolist(), first["fair"].tolist(), strict=True))
+    fair = np.array([fair_of.get(name, math.nan) for name in names], dtype=float)
     line = _share_axes(k, ax, names, top, fair, slow)
     if line is not None:
         handles.append(line)
-        labels.append(f"fair share {100 * fair:.3g} %")
+        labels.append(f"fair share ({next(iter(tables))}): an even split among the "
+                      "instances serving")
     if any(v != 1.0 for v in slow.values()):
         handles.append(Patch(facecolor="none", edgecolor="none"))
         labels.append("orange name: an instance slowed down")
