@@ -293,6 +293,26 @@ def test_node_failure_is_noticed_after_the_grace_period(seed):
     assert all(r[7] != "ok" for r in dead)
 
 
+def test_partitioned_node_leaves_after_the_grace_and_comes_back_after_the_heal():
+    """A machine cut off from the control plane (kubelet and pod together): its lease
+    is not renewed, so its pod leaves the endpoints after the grace period; once the
+    partition heals the next renewal makes the node Ready and the pod is back."""
+    c = cluster(6)
+    w = c.w
+    w.network.cut(["kubelet-orders-2", "orders-2"], at=100.0, heal_at=250.0)
+    w.run(300)
+    last_renew = max(r[0] for r in rows(w, "renew", "orders-2") if r[0] <= 100.0)
+    lo, hi = node_not_ready_bounds()
+    (unready,) = rows(w, "unready", "orders-2")
+    assert unready[5] == "node_not_ready"
+    assert last_renew + lo <= unready[0] <= last_renew + hi + 1e-6
+    first_back = min(r[0] for r in rows(w, "renew", "orders-2") if r[0] > 250.0)
+    (ready,) = [r for r in rows(w, "ready", "orders-2") if r[0] > 100.0]
+    assert first_back < ready[0] <= first_back + NODE_MONITOR_PERIOD + 1e-6
+    assert c.view.instances == ("orders-1", "orders-2", "orders-3")
+    assert c.api.node_ready("kubelet-orders-2") is True
+
+
 def test_graceful_shutdown_leaves_at_once():
     c = cluster(2)
     w = c.w

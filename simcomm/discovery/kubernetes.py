@@ -70,7 +70,7 @@ Pure parts (tested without a World): :class:`NodeHealth`,
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
@@ -331,8 +331,9 @@ class KubernetesApiServer(RegistryServer):
     last saw each lease is fresh (a restarted controller stamps every node
     "now"), while the endpoints -- etcd -- persist.
 
-    ``listing`` is the ready endpoints, sorted.  Traced rows (``node`` = the
-    server): ``ready``, ``unready``, ``renew``.
+    ``listing`` is the ready endpoints, sorted.  :meth:`registration` gives
+    a :class:`~simcomm.discovery.churn.Fleet` a kubelet per pod.  Traced rows
+    (``node`` = the server): ``ready``, ``unready``, ``renew``.
     """
 
     kind = "kubernetes"
@@ -371,9 +372,10 @@ class KubernetesApiServer(RegistryServer):
         health = self._health.get(node)
         return None if health is None else health.ready
 
-    def registration(self, **kubelet_args: Any) -> Any:
-        """A ``Callable[[Instance], Kubelet]`` for :class:`~simcomm.discovery.churn.Fleet`:
-        one kubelet per pod, reporting to this server (arguments checked now)."""
+    def registration(self, **kubelet_args: Any) -> Callable[[Instance], Kubelet]:
+        """What a :class:`~simcomm.discovery.churn.Fleet` needs to register its pods
+        here: a function making each pod's own :class:`Kubelet` with
+        ``kubelet_args`` (checked now, before time zero)."""
         Kubelet.check_args(**kubelet_args)
         world, name = self.world, self.name
         return lambda inst: Kubelet(world, inst, name, **kubelet_args)
@@ -485,7 +487,8 @@ class Kubelet(Node):
       stops, and the kubelet acts at the first relist tick after that
       (:func:`next_tick`) -- the same instants as a relist every second,
       without an event per second per pod;
-    * the **node lease** renewal every ``heartbeat_interval`` (10 s).
+    * the **node lease** renewal every ``heartbeat_interval`` (10 s), until
+      the pod has stopped for good (or the machine died).
 
     A status the API server did not acknowledge (down, cut off) is sent
     again every ``STATUS_SYNC_PERIOD`` (10 s, the status manager's resync),
@@ -621,10 +624,11 @@ class Kubelet(Node):
         period = self.heartbeat_interval
         at = env.now + self.world.stream(f"kubelet:{self.name}:lease").uniform(0.0, period)
         body = self._body("heartbeat")
+        inst = self.instance
         while True:
             yield env.timeout(at - env.now)
-            if not self.up:
-                return
+            if not self.up or inst.stopped:
+                return  # the machine is gone, or the pod deleted and stopped
             yield from ask(self, self.api, dict(body), self.timeout)
             if not self._sending and self._desired is not None \
                     and self._desired[2] != self._acked and self.up:
