@@ -300,13 +300,47 @@ def test_a_rolling_upgrade_never_has_fewer_than_n_started_nor_more_than_n_plus_o
 
 
 def test_a_rolling_upgrade_skips_a_member_that_crashed_meanwhile():
+    """orders-2 crashes for good (not replaced): two old ones are left to replace."""
     w = World(0)
     fl, log = fleet(w, 3, startup=5)
     fl.rolling_upgrade(at=10, drain=2)
     w.at(12, lambda: fl.crash("orders-2"))
+    sizes: list = []
+    for t in (9, 11, 13, 16):
+        w.at(t, lambda: sizes.append((fl.replicas, len(fl.members))))
     w.run(60)
-    assert fl.members == ("orders-4", "orders-5", "orders-6")
+    assert fl.members == ("orders-4", "orders-5") and fl.replicas == 2
     assert [c[2] for c in log if c[1] == "shutdown"] == ["orders-3", "orders-1"]
+    # the surge is not a replica: 3 (4 members), then 2 after the crash
+    assert sizes == [(3, 3), (3, 4), (2, 3), (2, 3)]
+
+
+def test_a_scheduled_replacement_counts_as_a_replica():
+    """While the orchestrator's replacement is on its way, replicas stays 3:
+    scaling to 3 adds nothing, scaling to 2 calls the replacement off."""
+    w = World(0)
+    fl, log = fleet(w, 3, startup=1)
+    w.at(10, lambda: fl.crash("orders-1", replace_after=20))
+    seen: list = []
+    w.at(11, lambda: seen.append((fl.replicas, fl.members)))
+    w.at(12, lambda: fl.scale_to(3))
+    w.at(13, lambda: fl.scale_to(2))
+    w.run(60)
+    assert seen == [(3, ("orders-2", "orders-3"))]
+    assert fl.members == ("orders-2", "orders-3") and "orders-4" not in fl.instances
+    assert [c for c in log if c[1] == "shutdown"] == []
+
+
+def test_the_autoscaler_does_not_add_an_instance_the_orchestrator_is_replacing():
+    """Idle fleet of 3, min 3: a crash with a replacement 60 s later never
+    makes the HPA launch one of its own."""
+    w = World(0)
+    fl, _ = fleet(w, 3, startup=1)
+    hpa = Autoscaler(fl, 0.5, min_replicas=3)
+    w.at(100, lambda: fl.crash("orders-2", replace_after=60))
+    w.run(300)
+    assert fl.members == ("orders-1", "orders-3", "orders-4")
+    assert {h[1] for h in hpa.history} == {3} and {h[4] for h in hpa.history} == {3}
 
 
 # -- the churn schedule ---------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """Churn: instances that come and go -- crashes, hangs, replacements, scaling, upgrades.
 
-Service discovery exists because the set of instances of a service keeps
-changing (*Microservices Patterns* §3.2.4: "service instances have
-dynamically assigned network locations ... the set of service instances
-changes dynamically because of autoscaling, failures, and upgrades").  This
-module makes it change, the way an orchestrator changes it:
+Service discovery exists because the instances of a service have addresses
+assigned at launch and the set of them keeps changing -- with failures,
+autoscaling and upgrades (*Microservices Patterns* §3.2.4).  This module
+makes it change, the way an orchestrator changes it:
 
 * :class:`Fleet` -- the instances of one service, as a Kubernetes
   ReplicaSet / Deployment or an AWS auto-scaling group keeps them.  Every
@@ -107,7 +106,12 @@ class Fleet:
     ``members`` are the instances the orchestrator counts as the service's
     replicas: launched (starting or running, or down waiting for a restart)
     and neither shutting down, stopped, nor crashed for good -- as a
-    ReplicaSet does not count a Terminating pod.
+    ReplicaSet does not count a Terminating pod.  ``replicas`` is the count
+    the orchestrator is keeping (a Deployment's ``spec.replicas``): the
+    members, plus the replacements it has scheduled, minus the extra one a
+    rolling upgrade runs (its surge).  It is what :meth:`scale_to` and the
+    :class:`Autoscaler` compare against, so an autoscaler does not add an
+    instance for one the orchestrator is already replacing.
     """
 
     def __init__(self, world: World, service: str, *, instances: int,
@@ -147,6 +151,8 @@ class Fleet:
         self._members: dict[str, None] = {}  # insertion-ordered: launch order
         self._draining: dict[str, None] = {}
         self._registered: set[str] = set()  # Registration.start called
+        self._pending = 0  # replacements scheduled, not launched yet
+        self._surge = 0  # a rolling upgrade's extra instance(s)
         for _ in range(int(instances)):
             self._launch(world.env.now)
 
@@ -155,6 +161,11 @@ class Fleet:
     def members(self) -> tuple[str, ...]:
         """The replicas, oldest first (see the class docstring)."""
         return tuple(self._members)
+
+    @property
+    def replicas(self) -> int:
+        """The count the orchestrator keeps (see the class docstring)."""
+        return len(self._members) + self._pending - self._surge
 
     @property
     def draining(self) -> tuple[str, ...]:
@@ -197,9 +208,16 @@ class Fleet:
         self.world.at(start_at, lambda: self._started(name))
         return inst
 
+    def _schedule_replacement(self, after: float) -> None:
+        self._pending += 1
+        self.world.at(self.env.now + after, self._replace)
+
     def _replace(self) -> None:
-        """The orchestrator's replacement for an instance gone for good."""
-        self.launch()
+        """The orchestrator's replacement for an instance gone for good
+        (unless a scale-in took it back meanwhile)."""
+        if self._pending > 0:
+            self._pending -= 1
+            self.launch()
 
     def _started(self, name: str) -> None:
         """The instance's start time: its process is up (scheduled after the
@@ -222,9 +240,11 @@ class Fleet:
         seconds later -- it stays a member and its registration resumes on
         its own.  ``replace_after``: it is gone for good and the
         orchestrator (a ReplicaSet, an auto-scaling group) launches a
-        replacement on a NEW address that many seconds later.  Neither: gone
-        for good, not replaced.  A crash while the instance is down changes
-        nothing (``crash_skipped``, from the engine).
+        replacement on a NEW address that many seconds later (only for a
+        member: a draining instance was going away).  Neither: gone for
+        good, not replaced (``replicas`` drops by one).  A crash while the
+        instance is down changes nothing (``crash_skipped``, from the
+        engine).
         """
         inst = self._instance(name)
         replace = _time("replace_after", replace_after, allow_none=True)
@@ -237,9 +257,10 @@ class Fleet:
             return
         inst.crash(repair_after=restart)
         if restart is None:
+            member = name in self._members
             self._gone(name)
-            if replace is not None:
-                self.world.at(self.env.now + replace, self._replace)
+            if replace is not None and member:
+                self._schedule_replacement(replace)
 
     def _gone(self, name: str) -> None:
         self._members.pop(name, None)
@@ -317,26 +338,33 @@ class Fleet:
             inst.crash()
         else:
             inst.stopped = True  # never restarts: its machine is gone
+        member = name in self._members
         self._gone(name)
-        if replace is not None:
-            self.world.at(self.env.now + replace, self._replace)
+        if replace is not None and member:
+            self._schedule_replacement(replace)
 
     def scale_to(self, replicas: int, drain: float = 0.0) -> None:
         """Launch or retire members until there are ``replicas``.
 
-        New instances are added on top (new addresses); on a scale-in the
-        members are shut down (each with ``drain``) in the order of
+        Compared with :attr:`replicas`: new instances are added on top (new
+        addresses); on a scale-in the replacements not launched yet are
+        called off first (a ReplicaSet deletes its unscheduled pods first),
+        then members are shut down (each with ``drain``) in the order of
         :meth:`deletion_order`.
         """
         if not is_whole(replicas) or replicas < 0:
             raise ParamError("replicas", replicas, "a whole number >= 0")
         wait = _time("drain", drain)
         assert wait is not None
-        members = list(self._members)
-        for _ in range(int(replicas) - len(members)):
+        change = int(replicas) - self.replicas
+        for _ in range(change):
             self.launch()
-        for name in self.deletion_order(members)[:max(0, len(members) - int(replicas))]:
-            self.shutdown(name, wait)
+        if change < 0:
+            called_off = min(self._pending, -change)
+            self._pending -= called_off
+            retire = -change - called_off
+            for name in self.deletion_order(self._members)[:retire]:
+                self.shutdown(name, wait)
 
     def deletion_order(self, names: Iterable[str]) -> list[str]:
         """``names`` in the order a ReplicaSet deletes pods: those whose
@@ -367,15 +395,15 @@ class Fleet:
         down with ``drain``, the one a ReplicaSet deletes first
         (:meth:`deletion_order`).  The next new one is launched at the same
         instant (a Terminating pod does not count against the surge), and so
-        on, one new instance for each member present at ``at``.  So the
-        fleet never has fewer than its replica count of started,
-        non-draining instances, and at most one more.  Kubernetes counts a
+        on while any member present at ``at`` is left.  So the fleet never
+        has fewer than its replica count of started, non-draining
+        instances, and at most one more (the surge, not counted in
+        :attr:`replicas`).  Kubernetes counts a
         pod available once it is *Ready* (its readiness probe); here it is
         once the process has started, plus ``min_ready`` -- give
         ``min_ready`` the readiness delay (a probe period) to get the same,
-        or watch the endpoints empty during the upgrade.  An old member that
-        has gone meanwhile (a crash) is not shut down; a new one is launched
-        all the same, so the rollout ends with as many members as it began.
+        or watch the endpoints thin out during the upgrade.  Old members
+        that go meanwhile (a crash, a scale-in) leave fewer to replace.
         """
         when = self.env.now if at is None else _time("at", at)
         assert when is not None
@@ -391,15 +419,17 @@ class Fleet:
         self.world.at(when, begin)
 
     def _roll(self, drain: float, min_ready: float) -> Generator[Event, Any, None]:
-        old = list(self._members)
-        for _ in old:
+        old = set(self._members)
+        while any(name in old for name in self._members):
             self.launch()
+            self._surge += 1
             # the new instance's start (and its Registration.start) were
             # scheduled at its launch, before this timeout: they run first
             yield self.env.timeout(self.startup)
             if min_ready > 0:
                 yield self.env.timeout(min_ready)
-            left = [name for name in old if name in self._members]
+            self._surge -= 1
+            left = [name for name in self._members if name in old]
             if left:
                 self.shutdown(self.deletion_order(left)[0], drain)
 
@@ -610,8 +640,8 @@ class Autoscaler:
     ``workers × period``, the share of its workers that were busy (a hung
     instance's stuck workers count as busy: it looks loaded) -- and then
     does what ``HorizontalController.reconcileAutoscaler`` does with no
-    ``behavior`` set: ``current`` is the member count (the Deployment's
-    ``spec.replicas``); zero disables it (as an HPA whose target was scaled
+    ``behavior`` set: ``current`` is :attr:`Fleet.replicas` (the
+    Deployment's ``spec.replicas``); zero disables it (as an HPA whose target was scaled
     to 0); outside ``[min_replicas, max_replicas]`` it is brought back in;
     else the proposal of :func:`hpa_replicas` (members with a full period
     of metrics are ready; those without -- starting, down, just restarted
@@ -690,8 +720,7 @@ class Autoscaler:
 
     def sync(self, now: float) -> None:
         """One reconcile (what the periodic task runs; callable in tests)."""
-        members = self.fleet._members
-        current = len(members)
+        current = self.fleet.replicas
         self.stabilisation.seed(now, current)
         utils, unready = self._measure(now)
         mean = sum(utils) / len(utils) if utils else math.nan
