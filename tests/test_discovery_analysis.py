@@ -542,3 +542,98 @@ def test_a_call_still_waiting_at_the_end_is_a_stale_call():
     res = Result(w)
     assert res.routes["stale"].tolist() == [True]
     assert res.summary()["stale_calls"] == 1 and res.summary()["detection_lag"] == 1.0
+
+
+# -- the measured lag inside the worked sum, on real registries -------------------------------
+
+LATENCY = 0.002
+
+
+def eureka_run(seed: int) -> Result:
+    """Ten order instances registering themselves with Eureka (defaults of
+    REFERENCE §5), a gateway calling them round robin through the Eureka
+    client's view, 10 requests/s; order-3 crashes at 100 + seed without a
+    cancel.  Ten instances so that self-preservation lets the eviction happen
+    (18 renewals a minute left > int(20 × 0.85) = 17)."""
+    from simcomm.discovery.balancers import balancer
+    from simcomm.discovery.churn import Fleet
+    from simcomm.discovery.client import DiscoveryClient
+    from simcomm.discovery.eureka import EurekaRegistration, EurekaServer, EurekaView
+    from simcomm.engine import OpenLoop
+    from simcomm.engine.network import Link
+    from simcomm.engine.nodes import ServiceError
+
+    w = World(seed=seed, network=Link(latency=LATENCY))
+    EurekaServer(w, "eureka")
+    registration = EurekaRegistration(w, "eureka")
+    fleet = Fleet(w, "order", instances=10, registration=lambda inst: registration,
+                  service_time=0.01, workers=4)
+    gateway = Instance(w, "gateway", workers=64)
+    client = DiscoveryClient(w, gateway, "order", EurekaView(w, gateway, "eureka", "order"),
+                             balancer("round_robin"))
+
+    def handler(ctx, request):
+        reply = yield from client.call(ctx, request.body)
+        if reply.status != "ok":
+            raise ServiceError(reply.status)
+        return reply.body
+
+    gateway.handler = handler
+    OpenLoop(w, "users", "gateway", 10.0)
+    w.at(100.0 + seed, lambda: fleet.crash("order-3"))
+    w.run(100.0 + seed + 340.0)
+    return Result(w)
+
+
+def kubernetes_run(seed: int, fault: str) -> Result:
+    """Three pods behind kube-proxy (a Router, random backend, no retry),
+    20 requests/s; orders-2 hangs for good or its node fails at 100 + seed."""
+    from simcomm.discovery.balancers import balancer
+    from simcomm.discovery.churn import Fleet
+    from simcomm.discovery.kubernetes import KubernetesApiServer, KubernetesView
+    from simcomm.discovery.router import Router
+    from simcomm.engine import OpenLoop
+    from simcomm.engine.network import Link
+
+    w = World(seed=seed, network=Link(latency=LATENCY))
+    api = KubernetesApiServer(w, "k8s")
+    fleet = Fleet(w, "orders", instances=3, registration=api.registration(),
+                  service_time=0.01, workers=2)
+    router = Router(w, "orders-vip", service="orders")
+    router.attach(KubernetesView(w, router, "k8s", "orders"), balancer("random"))
+    OpenLoop(w, "users", "orders-vip", 20.0)
+    at = 100.0 + seed
+    if fault == "hang":
+        w.at(at, lambda: fleet.hang("orders-2", 1e6))
+    else:
+        w.at(at, lambda: fleet.node_failure("orders-2"))
+    w.run(at + 60.0)
+    return Result(w)
+
+
+def test_eureka_measured_lag_is_inside_its_worked_sum():
+    """The last call to the crashed instance comes 150 .. 330 s after the
+    crash (+ the trips), less at most one gap between its calls (a call
+    every second, round robin over ten)."""
+    res = eureka_run(1)
+    (death,) = res.detection().itertuples(index=False)
+    b = dy.lag_bounds("eureka", latency=LATENCY)
+    assert death.instance == "order-3" and death.kind == "crash"
+    assert b.lower - 1.5 <= death.lag <= b.upper
+    assert res.summary()["stale_calls"] == death.stale_calls > 100
+
+
+@pytest.mark.parametrize("fault", ["hang", "node_failure"])
+def test_kubernetes_measured_lag_is_inside_its_worked_sum(fault):
+    """A hung pod: readiness probes, 21 .. 32 s (+ trips); a lost node: its
+    lease's grace period, 30 .. 46 s.  A hung pod's calls wait for ever
+    (kube-proxy has no time limit): they count, pending, as stale."""
+    res = kubernetes_run(2, fault)
+    (death,) = res.detection().itertuples(index=False)
+    b = dy.lag_bounds("kubernetes", fault=fault, latency=LATENCY)
+    assert death.instance == "orders-2" and death.kind == fault
+    assert b.lower - 0.5 <= death.lag <= b.upper
+    stale = res.routes[res.routes["stale"]]
+    assert len(stale) == death.stale_calls > 100
+    if fault == "hang":
+        assert set(stale["outcome"]) == {"pending"}
