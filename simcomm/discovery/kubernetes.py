@@ -26,9 +26,10 @@ The rules, and the upstream code they come from:
 * **Container exit**: the kubelet's pod lifecycle event generator relists
   the containers every second (``plegRelistPeriod`` in
   ``pkg/kubelet/kubelet.go``); a container found not running makes the pod's
-  ``Ready`` condition false at once, whatever the probes said.  Ours: a relist
-  every ``pleg_period`` (1 s); the pod turns unready with detail
-  ``container_exit``.  A restarted container is a new container: the probe
+  ``Ready`` condition false at once, whatever the probes said.  Ours: at the
+  first tick of a ``pleg_period`` (1 s) timer after the exit (the instance
+  tells its ``watchers``; :func:`next_tick`), the pod turns unready with
+  detail ``container_exit``.  A restarted container is a new container: the probe
   state starts again from not ready (``worker.doProbe`` resets the result
   to the initial value on a new container id).
 * **Pod deletion** (a graceful shutdown): the EndpointSlice controller
