@@ -188,6 +188,21 @@ def test_shutting_down_an_instance_still_starting_stops_it_without_registering()
     assert [e[2] for e in events(w, "orders-2")] == ["launch", "stop"]
 
 
+def test_a_shutdown_without_a_drain_still_sends_the_cancel_first():
+    """Eureka's client cancels from the instance: with drain 0 the cancel still
+    goes out before the process exits, and the lease is gone."""
+    from simcomm.discovery.eureka import EurekaRegistration, EurekaServer
+
+    w = World(1)
+    EurekaServer(w, "eureka")
+    fl = Fleet(w, "orders", instances=2, registration=EurekaRegistration(w, "eureka"))
+    w.at(50, lambda: fl.shutdown("orders-2", drain=0))
+    w.run(100)
+    cancels = [r for r in w.trace.discovery if r[1] == "cancel"]
+    assert [(r[0], r[4]) for r in cancels] == [(pytest.approx(50, abs=0.01), "orders-2")]
+    assert [e[0] for e in events(w, "orders-2") if e[2] == "stop"] == [50]
+
+
 def test_a_second_shutdown_is_skipped():
     w = World(0)
     fl, log = fleet(w, 2)

@@ -306,7 +306,9 @@ class Fleet:
         self._draining[name] = None
         self.registrations[name].shutdown(inst)
         self.world.trace.event(self.env.now, name, "drain", f"{wait:g}")
-        self.world.at(self.env.now + wait, lambda: self._stop(name))
+        # an event even for no drain: what the registration set going just
+        # now (a cancel sent from the instance) goes out before the stop
+        self.env.timeout(wait).callbacks.append(lambda _ev: self._stop(name))
 
     def _stop(self, name: str) -> None:
         """The drain is over: the process exits (unless it crashed for good meanwhile)."""
