@@ -515,7 +515,7 @@ _TIMINGS: dict[str, dict[str, Any]] = {
                    "pleg_period": 1.0, "proxy_sync": 1.0, "heartbeat_interval": 10.0,
                    "node_monitor_grace_period": 40.0, "node_monitor_period": 5.0,
                    "latency": 0.0},
-    "dns": {"ttl": 60.0, "period": 10.0, "timeout": 1.0, "failure_threshold": 3,
+    "dns": {"ttl": 60.0, "period": 30.0, "timeout": 4.0, "failure_threshold": 3,
             "latency": 0.0},
 }
 
@@ -657,10 +657,12 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
     within ``proxy_sync`` (``--iptables-min-sync-period`` 1 s: at once after
     a quiet second, else at the end of it).
 
-    **dns**: a registrar's probes (``period``, ``timeout``,
-    ``failure_threshold``; Route 53 health checks work the same way) find
-    the death and delete the A record; a client's cached answer lives on
-    until its ``ttl`` (60 s) runs out: 0 .. ``ttl``.
+    **dns**: a registrar's probes find the death and delete the A record --
+    by default Route 53's health checks (``RequestInterval`` ``period`` 30 s,
+    about ``timeout`` 4 s to answer, ``FailureThreshold`` 3, as
+    :data:`simcomm.discovery.registrar.ROUTE53_PROBE`); a client's cached
+    answer lives on until its ``ttl`` (60 s) runs out: 0 .. ``ttl``.
+    Defaults: 60 .. 150 s after a crash.
     """
     if registry not in REGISTRIES:
         raise ParamError("registry", registry, f"one of {', '.join(REGISTRIES)}")
