@@ -269,8 +269,9 @@ SUMMARY_HELP: dict[str, str] = {
                                "queries, probes and their replies) per second",
     "availability_during_churn": "availability of the user requests that started while "
                                  "some instance of a routed service was not serving "
-                                 "(starting, hung, down, draining; one gone for good until "
-                                 "the last call routed to it); NaN with none",
+                                 "(starting after the first deployment, hung, down, "
+                                 "draining; one gone for good until the last call routed "
+                                 "to it); NaN with none",
     "no_instance_calls": "calls for which discovery found no instance to send to",
 }
 

@@ -124,8 +124,8 @@ def test_changes_at_one_time_leave_the_last_and_launch_then_start_is_serving():
 
 def crash_world_states() -> pd.DataFrame:
     """a: crashed at 10, restarted at 20, crashed at 30 for good; b: launched
-    at 0 to start at 5; c: never an event (serving all along)."""
-    ev = events((0, "b", "launch", "starts at 5"), (5, "b", "start"),
+    at 1 to start at 5 (a replacement); c: never an event (serving all along)."""
+    ev = events((1, "b", "launch", "starts at 5"), (5, "b", "start"),
                 (10, "a", "crash", "restart after 10"), (20, "a", "restart"),
                 (30, "a", "crash"))
     return dy.instance_states(ev, until=60)
@@ -168,13 +168,17 @@ def test_detection_lag_is_the_last_call_sent_to_a_dead_instance_after_its_death(
 
 
 def test_churn_windows_end_a_death_for_good_at_its_detection():
-    """b starting 0-5; a down 10-20; a down for good from 30, last called at
-    44.5: windows [0, 5), [10, 20), [30, 44.5).  A draining instance is churn."""
+    """b starting 1-5; a down 10-20; a down for good from 30, last called at
+    44.5: windows [1, 5), [10, 20), [30, 44.5).  A draining instance is churn;
+    the first deployment (starting from time 0) is not."""
     st_ = crash_world_states()
     det = dy.detection(routes((44.5, "a")), st_)
-    assert dy.churn_windows(st_, det) == [(0.0, 5.0), (10.0, 20.0), (30.0, 44.5)]
+    assert dy.churn_windows(st_, det) == [(1.0, 5.0), (10.0, 20.0), (30.0, 44.5)]
     # without calls the death for good is a point: no window
-    assert dy.churn_windows(st_) == [(0.0, 5.0), (10.0, 20.0)]
+    assert dy.churn_windows(st_) == [(1.0, 5.0), (10.0, 20.0)]
+    first = dy.instance_states(events((0, "f", "launch", "starts at 5"), (5, "f", "start")),
+                               until=9)
+    assert dy.churn_windows(first) == []
     drain = dy.instance_states(events((3, "d", "drain", "2"), (5, "d", "stop"),
                                       (4, "e", "hang")), until=9)
     # d draining 3-5 is churn; its stop and e's hang for good, never called: points
@@ -184,7 +188,7 @@ def test_churn_windows_end_a_death_for_good_at_its_detection():
 def test_discovery_keys_on_a_hand_made_run():
     """Calls: 9 ok, 10 and 15 stale (a down), 21 ok, 2 stale (b starting), 6
     ok, 44.5 stale (a down for good), 50 none found: 7 routed, 4 stale.
-    Deaths: a at 10 (lag 5), a at 30 (lag 14.5): mean 9.75.  Windows [0, 5),
+    Deaths: a at 10 (lag 5), a at 30 (lag 14.5): mean 9.75.  Windows [1, 5),
     [10, 20), [30, 44.5): the user requests starting at 1 (ok), 12 (reset),
     31 (ok) and 44 (pending) are inside -- 2 answered of 3 finished --, 25
     (refused) is not.  120 discovery messages in 60 s: 2 per second."""
@@ -416,7 +420,7 @@ def test_every_bound_is_the_sum_of_its_terms(registry, fault, latency):
 
 def discovery_world(trace: bool = True) -> World:
     """order-1 serves; order-2 crashes at 3.7 for good; order-3 is launched
-    at 0 to start at 6; a registry ``eureka-1`` crashes at 2 for 1 s (not a
+    at 2 to start at 6 (scaled out); a registry ``eureka-1`` crashes at 2 for 1 s (not a
     routed instance: no death of the service).  A user calls order-2 itself
     (think 1 s, 0.5 s of work): requests at 1 and 2.5 are answered, at 4, 5,
     6, 7, 8 and 9 refused.  Routes written by hand, as a discovery client
@@ -426,7 +430,8 @@ def discovery_world(trace: bool = True) -> World:
     w = World(0, trace=trace)
     Instance(w, "order-1", service="order", service_time=Constant(0.5))
     Instance(w, "order-2", service="order", service_time=Constant(0.5))
-    Instance(w, "order-3", service="order", service_time=Constant(0.5), start_at=6.0)
+    w.at(2.0, lambda: Instance(w, "order-3", service="order", service_time=Constant(0.5),
+                               start_at=6.0) and None)
     Instance(w, "eureka-1", service="eureka")
     ClosedLoop(w, "users", "order-2", 1, Constant(1.0))
     install(w, [Crash("order-2", 3.7), Crash("eureka-1", 2.0, 1.0), Hang("order-1", 9.5)])
@@ -445,9 +450,9 @@ def test_result_routes_detection_and_summary_keys():
     Deaths of routed instances: order-2 at 3.7, last called at 6.5 (lag
     2.8), and order-1's hang at 9.5, never called after (lag 0): mean 1.4;
     the registry's crash is not among them.  Churn windows: order-3
-    starting [0, 6), order-2 [3.7, 6.5), order-1 hung from 9.5 with no call
-    after (nothing): [0, 6.5) holds the requests of 1, 2.5 (ok), 4, 5, 6
-    (refused): 2 of 5."""
+    starting [2, 6), order-2 [3.7, 6.5), order-1 hung from 9.5 with no call
+    after (nothing): [2, 6.5) holds the requests of 2.5 (ok), 4, 5, 6
+    (refused): 1 of 4."""
     res = Result(discovery_world())
     r = res.routes
     assert r["stale"].tolist() == [False, True, True, True, False, False, False]
@@ -459,7 +464,7 @@ def test_result_routes_detection_and_summary_keys():
     assert {k: s[k] for k in DISCOVERY_KEYS} == {
         "routed_calls": 6, "stale_calls": 3, "stale_share": 0.5,
         "detection_lag": pytest.approx(1.4), "registry_messages_per_s": 12.0,
-        "availability_during_churn": 0.4, "no_instance_calls": 1}
+        "availability_during_churn": 0.25, "no_instance_calls": 1}
     assert s["availability"] == pytest.approx(2 / 8)
     assert list(s)[-len(DISCOVERY_KEYS):] == list(DISCOVERY_KEYS)
     assert all(k in SUMMARY_UNITS and k in SUMMARY_HELP for k in s)

@@ -275,11 +275,13 @@ def churn_windows(states: pd.DataFrame, detections: pd.DataFrame | None = None
     half-open ``(start, end)`` windows.
 
     Every interval whose state is not ``serving`` counts (``draining``
-    included: the fleet is changing), except that a death lasting to the end
-    of the states (a crash for good, a stop) counts only until its detection
-    (``died`` + ``lag`` of :func:`detection`, given or computed with no
-    calls): an instance gone for good that nobody calls any more has left
-    the fleet, and the run after that is not churn.
+    included: the fleet is changing), except the first deployment (an
+    instance ``starting`` from time 0 is the system coming up, not churn)
+    and that a death lasting to the end of the states (a crash for good, a
+    stop) counts only until its detection (``died`` + ``lag`` of
+    :func:`detection`, given or computed with no calls): an instance gone
+    for good that nobody calls any more has left the fleet, and the run
+    after that is not churn.
     """
     if detections is None:
         import pandas as pd
@@ -296,7 +298,7 @@ def churn_windows(states: pd.DataFrame, detections: pd.DataFrame | None = None
     spans: list[tuple[float, float]] = []
     for inst, start, end, state in zip(states["instance"], states["start"], states["end"],
                                        states["state"], strict=True):
-        if state == "serving":
+        if state == "serving" or (state == "starting" and start == 0.0):
             continue
         died = forever.get(inst)
         if died is not None and start >= died:
