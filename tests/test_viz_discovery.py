@@ -101,10 +101,10 @@ def _routes(slow: str | None = None, rule: str = "round_robin") -> list[tuple[An
 
 
 def _result(*, trace: bool = True, slow: str | None = None, rule: str = "round_robin",
-            until: float = UNTIL) -> Result:
+            until: float = UNTIL, events: list[tuple[Any, ...]] | None = None) -> Result:
     w = World(seed=0, trace=trace)
     w.run(until)
-    w.trace.events.extend(EVENTS)
+    w.trace.events.extend(sorted([*EVENTS, *(events or [])], key=lambda r: r[0]))
     if slow is not None:
         w.trace.events.append((0.0, slow, "slowdown", "x4"))
         w.trace.events.sort(key=lambda r: r[0])
@@ -305,6 +305,8 @@ def test_least_outstanding_shows_less_load_on_the_slow_instance() -> None:
     assert ticks[0].get_color() == viz.OKABE_ITO["orange"]
     legend = _texts(fig)
     assert "round_robin: " in legend and "least_outstanding: " in legend
+    for name in ("rr", "lo"):  # the slowed instance's shares written on its bars
+        assert f"{100 * share[name]['order-1']:.3g}" in legend.split("\n")
     # the slow instance marked in a single run's figure too
     assert vd.load_share(lo).axes[0].get_xticklabels()[0].get_text() == "order-1\nslowed ×4"
 
@@ -435,3 +437,20 @@ def test_a_real_crash_the_calls_stop_when_the_callers_view_lets_go(eureka: Resul
         "orders-1", "orders-2", "orders-3", "orders-4", "orders-5"]
     for view in VIEWS:
         _png(viz.view(view, eureka))
+
+
+def test_deaths_close_together_are_named_on_two_lines_and_launches_at_zero_unmarked() -> None:
+    """Two deaths 2 s apart: their names would overlap on one line, so the second
+    goes on a line above it, and the title rises over both; the fleet launched at
+    time 0 is not churn and gets no marker."""
+    res = _result(events=[(0.0, "order-1", "launch", "starts at 0"),
+                          (0.0, "order-1", "start", ""), (62.0, "order-1", "crash", "")])
+    assert res.detection()["died"].tolist() == [60.0, 62.0, 210.0]
+    fig = vd.stale_calls_over_time(res)
+    names = {t.get_text(): t for t in fig.axes[0].texts if t.get_gid().startswith("death:")}
+    assert set(names) == {"✕ order-1", "✕ order-2", "■ order-3"}
+    lift = {n: t.get_transform().transform((0, 1))[1] for n, t in names.items()}
+    assert lift["✕ order-1"] > lift["✕ order-2"] == lift["■ order-3"]
+    timeline = vd.instance_timeline(res)
+    (launch,) = _gid(timeline, "churn:launch", Line2D)
+    assert list(launch.get_xdata()) == [100.0]  # order-4's, not order-1's at 0

@@ -59,7 +59,7 @@ from simcomm.viz.style import (
     figure_for,
     opaque,
     pin_axis_labels,
-    set_titles,
+    root_figure,
     style_axes,
     wrap_label,
 )
@@ -115,7 +115,7 @@ BAND_LABELS: dict[str, str] = {
 DEATH_MARKERS: dict[str, tuple[str, str]] = {
     "launch": ("^", "launched"),
     "crash": ("X", "crash (no cancel)"),
-    "node_failure": ("X", "machine failure"),
+    "node_failure": ("*", "machine failure"),
     "hang": ("D", "hang"),
     "drain": ("v", "shutdown begins (drain)"),
     "stop": ("s", "stopped"),
@@ -123,14 +123,16 @@ DEATH_MARKERS: dict[str, tuple[str, str]] = {
 }
 
 #: Most instances :func:`instance_timeline` draws a row for, unless told which.
-MAX_ROWS = 24
+MAX_ROWS = 12
 
 #: A death's kind in the timeline's title ("... after its crash").
 _DEATH_WORDS = {"crash": "crash", "node_failure": "machine failed", "hang": "hang",
                 "stop": "stop"}
 
-_LAG_HATCH = {"facecolor": "none", "edgecolor": INK, "hatch": "////"}
+#: How a death is written above :func:`stale_calls_over_time`.
+_DEATH_SYMBOLS = {"crash": "✕", "node_failure": "✱", "hang": "◆", "stop": "■"}
 
+_LAG_HATCH = {"facecolor": "none", "edgecolor": INK, "hatch": "////"}
 
 
 # =====================================================================================
@@ -422,13 +424,18 @@ def _flag(name: str, value: Any) -> None:
 
 def _pick_rows(res: Result, instances: Any, max_rows: int) -> list[str]:
     """The instances to draw: those asked for, or (default) every one, up to
-    ``max_rows`` -- those that died first, then in launch order."""
+    ``max_rows`` -- first those with a story (one that died, or was launched
+    after time 0: a replacement, a scale-out), then the others, in launch
+    order."""
     known = _instances(res)
     if instances is None:
         if len(known) <= max_rows:
             return known
         died = set(_deaths(res)["instance"].tolist())
-        keep = set([n for n in known if n in died][:max_rows])
+        states = _states(res)
+        late = {n for n in known if any(st == "starting" and s > 0
+                                        for s, _e, st in states.get(n, []))}
+        keep = set([n for n in known if n in died or n in late][:max_rows])
         keep |= set([n for n in known if n not in keep][:max_rows - len(keep)])
         return [n for n in known if n in keep]
     names = [instances] if isinstance(instances, str) else instances
@@ -473,11 +480,11 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
     purple one outlives the blue by the response cache, the client fetch
     and Ribbon's list refresh, and calls keep coming until it ends.  After
     a clean shutdown both bands stop at the drain and the lag is nil.
-    Markers: ▲ launch, ✕ crash (black) or machine failure (vermillion
-    outline), ◆ hang, ▼ shutdown begins (drain), ■ stop, ✚ restart.
+    Markers: ▲ launch (after time 0: a replacement, a scale-out), ✕ crash,
+    ✱ machine failure, ◆ hang, ▼ shutdown begins (drain), ■ stop, ✚ restart.
 
     ``instances`` picks rows (names; default every instance, at most
-    ``max_rows``, those that died first).  The registered and visible
+    ``max_rows``: those that died or were launched late first).  The registered and visible
     bands need the discovery table (a run with ``trace=True``); the bars
     and the lag need only the events and the routes, always kept.
     """
@@ -580,7 +587,7 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
         right = (f"detection lag {lags.mean():.3g} s (mean of {len(shown)} death"
                  f"{'s' * (len(shown) != 1)})\n" + right)
     if len(rows) < known and instances is None:
-        right = f"{len(rows)} of {known} instances · " + right
+        right = f"{len(rows)} of {known} instances shown\n" + right
     _titles(k, ax, title, right)
     pin_axis_labels(ax)
     k.finish()
@@ -601,6 +608,8 @@ def _churn_points(res: Result, rows: Sequence[str]) -> dict[str, tuple[list[floa
     for t, node, event, _d in ev:
         if node not in keep or event not in DEATH_MARKERS or event == "node_failure":
             continue
+        if event == "launch" and t <= 0:
+            continue  # the fleet as the run began: not churn
         kind = "node_failure" if event == "crash" and (node, float(t)) in machine else event
         xs, names = pts.setdefault(kind, ([], []))
         xs.append(float(t))
@@ -640,10 +649,10 @@ def _churn_markers(k: reuse.Keeper, points: Mapping[str, tuple[list[float], list
         xs, names = points[kind]
         ys = [y_of[name] + 0.12 for name in names]
         face = "white" if kind in ("launch", "restart") else INK
-        edge = OKABE_ITO["vermillion"] if kind == "node_failure" else (
-            INK if kind in ("launch", "restart") else "white")
+        edge = INK if kind in ("launch", "restart") else "white"
+        size = {"X": 7, "*": 10}.get(marker, 6)
         handles.append(k.line(f"marker:{kind}", xs, ys, linestyle="none", marker=marker,
-                              markersize=7 if marker == "X" else 6, markerfacecolor=face,
+                              markersize=size, markerfacecolor=face,
                               markeredgecolor=edge, markeredgewidth=1.0 if face == INK
                               else 1.2, color=INK, zorder=4, gid=f"churn:{kind}"))
         labels.append(label)
@@ -676,7 +685,7 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     _bin(bin)
     _flag("total", total)
     df = stale_series(res, bin)
-    fig, ax, _owned = figure_for(ax, 9.0, 3.6, margins=(0.75, 2.4, 0.45, 0.55))
+    fig, ax, _owned = figure_for(ax, 9.0, 3.9, margins=(0.75, 2.4, 0.72, 0.55))
     k = reuse.keeper(ax, "stale_calls_over_time")
     if k.fresh:
         style_axes(ax)
@@ -714,14 +723,8 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     ymax = data.nice_top((1.6 if (deaths["lag"] > 0).any() else 1.15) * peak) \
         if peak > 0 else 1.0
     trans = blended_transform_factory(ax.transData, ax.transAxes)
-    xs: list[float] = []
-    for j, (inst, died, kind) in enumerate(zip(deaths["instance"].tolist(),
-                                               deaths["died"].tolist(),
-                                               deaths["kind"].tolist(), strict=True)):
-        xs.append(float(died))
-        sym = {"hang": "◆", "stop": "■"}.get(str(kind), "✕")
-        k.text(f"death:{j}", float(died), 1.0, f"{sym} {inst}", transform=trans,
-               ha="center", va="bottom", fontsize=7.5, color=INK, clip_on=False, zorder=5)
+    xs = [float(d) for d in deaths["died"].tolist()]
+    levels = _name_deaths(k, ax, deaths, until)
     # each death's detection lag, a bracket from the death to its last stale call
     lagged = [(float(d), float(d) + float(g)) for d, g in zip(
         deaths["died"].tolist(), deaths["lag"].tolist(), strict=True) if g > 0][:8]
@@ -755,11 +758,40 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
                  f"answer ({100 * n_stale / n_calls:.3g} % of {n_calls})")
     else:
         title = "Calls to instances that could not answer"
-    set_titles(ax, title, f"per {df.attrs['bin']:g} s", size=10, y=1.06 if xs else 1.0)
+    _titles(k, ax, title, f"per {df.attrs['bin']:g} s", lift=11.0 * levels)
     pin_axis_labels(ax)
     k.finish()
     _legend(ax, handles, labels)
     return fig
+
+
+def _name_deaths(k: reuse.Keeper, ax: Axes, deaths: pd.DataFrame, until: float) -> int:
+    """Each death's instance above the axes at its time (✕ crash, ✱ machine
+    failure, ◆ hang, ■ stop), on a second line where the first is taken; a
+    name that fits on neither is left out (the dashed line stays).  Returns
+    the lines used."""
+    from matplotlib.transforms import ScaledTranslation
+
+    fig = root_figure(ax)
+    width_pt = max(ax.get_position().width * fig.get_figwidth() * 72, 1.0)
+    per_pt = until / width_pt
+    base = blended_transform_factory(ax.transData, ax.transAxes)
+    ends = [-math.inf, -math.inf]
+    used = 0
+    rows = sorted(zip(deaths["died"].tolist(), deaths["instance"].tolist(),
+                      deaths["kind"].tolist(), strict=True))
+    for j, (died, inst, kind) in enumerate(rows):
+        word = f"{_DEATH_SYMBOLS.get(str(kind), '✕')} {inst}"
+        half = (len(word) * 0.6 * 7.5 + 4) * per_pt / 2
+        level = next((i for i, end in enumerate(ends) if died - half > end), None)
+        if level is None:
+            continue
+        ends[level] = died + half
+        used = max(used, level + 1)
+        lift = ScaledTranslation(0.0, (2.0 + 10.5 * level) / 72.0, fig.dpi_scale_trans)
+        k.text(f"death:{j}", float(died), 1.0, word, transform=base + lift, ha="center",
+               va="bottom", fontsize=7.5, color=INK, clip_on=False, zorder=5)
+    return used
 
 
 # =====================================================================================
@@ -859,11 +891,10 @@ def load_share(res: Result, ax: Axes | None = None) -> Figure:
                         "this run")
     balancer = _balancer(res)
     used = share[share > 0]
-    spread = (f" · busiest {used.max():.3g} %, idlest {share.min():.3g} %" if used.size
+    spread = (f"\nbusiest {used.max():.3g} %, idlest {share.min():.3g} %" if used.size
               else "")
-    set_titles(ax, "Share of the routed calls per instance"
-               + (f": {balancer}" if balancer else ""),
-               f"{shares.attrs['calls']} calls{spread}", size=10)
+    _titles(k, ax, "Share of the routed calls per instance"
+            + (f": {balancer}" if balancer else ""), f"{shares.attrs['calls']} calls{spread}")
     pin_axis_labels(ax)
     k.finish()
     _legend(ax, handles, labels)
@@ -924,8 +955,14 @@ def load_share_comparison(results: Mapping[str, Result], ax: Axes | None = None)
                            color, color, label)
         handles.append(bars[0])
         used = share[share > 0]
-        labels.append(f"{label}: " + (f"{used.min():.3g}–{used.max():.3g} %" if used.size
-                                      else "no routed calls"))
+        spread = ("no routed calls" if not used.size else f"{used.min():.3g} %"
+                  if f"{used.min():.3g}" == f"{used.max():.3g}"
+                  else f"{used.min():.3g}–{used.max():.3g} %")
+        labels.append(f"{label}: {spread}")
+        for i, name in enumerate(names):  # the slowed instance's shares, written out
+            if slow.get(name, 1.0) != 1.0:
+                k.text(f"value:{j}:{name}", float(x[i]), float(share[i]), f"{share[i]:.3g}",
+                       ha="center", va="bottom", fontsize=7.5, color=INK, zorder=4)
     first = next(iter(tables.values()))
     fair_of = dict(zip(first["instance"].tolist(), first["fair"].tolist(), strict=True))
     fair = np.array([fair_of.get(name, math.nan) for name in names], dtype=float)
@@ -937,7 +974,7 @@ def load_share_comparison(results: Mapping[str, Result], ax: Axes | None = None)
     if any(v != 1.0 for v in slow.values()):
         handles.append(Patch(facecolor="none", edgecolor="none"))
         labels.append("orange name: an instance slowed down")
-    set_titles(ax, "Share of the routed calls per instance, by run", None, size=10)
+    _titles(k, ax, "Share of the routed calls per instance, by run", "")
     pin_axis_labels(ax)
     k.finish()
     _legend(ax, handles, labels)
