@@ -454,3 +454,40 @@ def test_deaths_close_together_are_named_on_two_lines_and_launches_at_zero_unmar
     timeline = vd.instance_timeline(res)
     (launch,) = _gid(timeline, "churn:launch", Line2D)
     assert list(launch.get_xdata()) == [100.0]  # order-4's, not order-1's at 0
+
+
+def test_labels_titles_and_small_print_stay_clear_and_inside(eureka: Result) -> None:
+    """Axis labels are pinned, not measured: they must sit clear of the tick labels
+    and inside the figure; a title must end before the small print, both inside."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    slow = _result(slow="order-1")
+    figs = [viz.view(name, r) for name in VIEWS for r in (eureka, slow)]
+    figs.append(vd.load_share_comparison({"round_robin": slow, "least_outstanding": _result(
+        slow="order-1", rule="least_outstanding")}))
+    for fig in figs:
+        FigureCanvasAgg(fig).draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        small = [t for ax in fig.axes for t in ax.texts
+                 if t.get_gid() == "small_print" and t.get_text()]
+        for ax in fig.axes:
+            for axis, ticks in ((ax.xaxis, ax.get_xticklabels()),
+                                (ax.yaxis, ax.get_yticklabels())):
+                label = axis.label
+                if not (label.get_visible() and label.get_text()):
+                    continue
+                box = label.get_window_extent(renderer)
+                assert fig.bbox.x0 - 1 <= box.x0 and box.x1 <= fig.bbox.x1 + 1, label
+                for t in ticks:
+                    if t.get_visible() and t.get_text():
+                        assert not box.overlaps(t.get_window_extent(renderer))
+            for title in (ax.title, ax._left_title):  # type: ignore[attr-defined]
+                if not title.get_text():
+                    continue
+                box = title.get_window_extent(renderer)
+                assert box.x1 <= fig.bbox.x1 + 1 and box.y1 <= fig.bbox.y1 + 1, title
+                for t in small:
+                    assert not box.overlaps(t.get_window_extent(renderer))
+                    tb = t.get_window_extent(renderer)
+                    assert tb.x1 <= fig.bbox.x1 + 1 and tb.y1 <= fig.bbox.y1 + 1, t
+        assert fig.canvas.manager is None  # a bare figure, unknown to pyplot
