@@ -51,6 +51,7 @@ from simcomm.errors import ParamError
 from simcomm.resilience._validate import check_real
 
 if TYPE_CHECKING:
+    from simcomm.engine.messages import Message
     from simcomm.engine.world import World
 
 __all__ = [
@@ -475,7 +476,14 @@ class EurekaServer(RegistryServer):
     register again (``DiscoveryClient.renew``), so the registry refills within
     one renewal interval of the restart.  (A cluster would copy it from a
     peer at start-up, ``PeerAwareInstanceRegistryImpl.syncUp``; simcomm runs
-    one server.)
+    one server.)  Having synced nothing from a peer, a restarted server
+    refuses registry fetches for ``wait_when_sync_empty`` (300 s,
+    ``eureka.server.wait-time-in-ms-when-sync-empty``;
+    ``PeerAwareInstanceRegistryImpl.shouldAllowAccess``, which the REST
+    resource turns into 403): its queries are answered ``forbidden`` while
+    the instances register again, so the clients keep their cached lists
+    instead of taking an empty one.  Registrations, renewals and cancels
+    are served meanwhile.
 
     Rows written (``trace.discovery``): ``register`` (a new lease), ``renew``,
     ``cancel``, ``evict`` (detail ``expired``), ``self_preservation``
@@ -494,7 +502,12 @@ class EurekaServer(RegistryServer):
                  enable_self_preservation: bool = True, eviction_interval: float = 60.0,
                  use_read_only_response_cache: bool = True,
                  response_cache_update_interval: float = 30.0,
-                 lease_expiry_quirk: bool = True, **instance_args: Any) -> None:
+                 lease_expiry_quirk: bool = True, wait_when_sync_empty: float = 300.0,
+                 **instance_args: Any) -> None:
+        self.wait_when_sync_empty = check_seconds("wait_when_sync_empty",
+                                                  wait_when_sync_empty, zero=True)
+        #: queries are refused until then (a restart that synced nothing)
+        self.refuse_queries_until = -math.inf
         self._config: dict[str, Any] = {
             "lease_duration": lease_duration, "renewal_interval": renewal_interval,
             "renewal_percent_threshold": renewal_percent_threshold,
@@ -526,6 +539,25 @@ class EurekaServer(RegistryServer):
     # -- RegistryServer ---------------------------------------------------------------
     def listing(self, service: str) -> tuple[str, ...]:
         return self.registry.query(service)
+
+    def op_query(self, body: dict[str, Any], now: float) -> dict[str, Any]:
+        if now < self.refuse_queries_until:
+            raise ServiceError("registry access not allowed yet: started empty "
+                               "(waitTimeInMsWhenSyncEmpty)", status="forbidden")
+        return super().op_query(body, now)
+
+    def handle(self, msg: Message) -> None:
+        if self.env.now < self.refuse_queries_until:
+            # no long poll to park: the worker answers forbidden at once
+            Instance.handle(self, msg)
+            return
+        super().handle(msg)
+
+    def restart(self) -> None:
+        was_down = not self.up
+        super().restart()
+        if was_down and self.up:
+            self.refuse_queries_until = self.env.now + self.wait_when_sync_empty
 
     def clear_state(self) -> None:
         self.registry = self._new_registry(self.env.now)

@@ -32,10 +32,11 @@ it is the only kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simcomm.discovery import consul, dns
 from simcomm.discovery.consul import ConsulRegistration, ConsulServer, ConsulView
 from simcomm.discovery.dns import DnsServer, DnsView
 from simcomm.discovery.eureka import EurekaRegistration, EurekaServer, EurekaView
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from simcomm.engine.world import World
 
 __all__ = ["KINDS", "PATTERNS", "REGISTRATIONS", "SERVER_NAMES", "Timings", "registration",
-           "registration_mode", "registry_server", "view"]
+           "registration_mode", "registry_server", "view", "warm"]
 
 #: The registry kinds, in the order a learner meets them.
 KINDS = ("eureka", "consul", "kubernetes", "dns")
@@ -193,7 +194,7 @@ def registration(world: World, kind: str, mode: str, registry: str,
             registration_mode(kind, "client-side", "self")  # raises, saying why
         server = world.nodes[registry]
         assert isinstance(server, KubernetesApiServer)
-        return server.registration(probe=t.probe())  # type: ignore[no-any-return]
+        return server.registration(probe=t.probe())
     if mode == "self":
         if kind == "eureka":
             return EurekaRegistration(world, registry, renewal_interval=t.renewal_interval,
@@ -231,3 +232,45 @@ def view(world: World, kind: str, owner: Node, registry: str, service: str,
         return KubernetesView(world, owner, registry, service, proxy_sync=t.proxy_sync)
     return DnsView(world, owner, registry, service)
 
+
+
+def warm(server: RegistryServer, mode: str, service: str, instances: Iterable[str],
+         timings: Timings | None = None) -> None:
+    """Put ``instances`` in ``server`` as they would be after running a while.
+
+    A run begins in a **steady state**: the instances that exist when the
+    world is built have registered (and, for a registrar or a kubelet,
+    passed their checks) long ago, so the registry already lists them and
+    the first query of every view finds them -- instead of a cold start
+    in which the first calls find no instance.  Each is registered through
+    the server's own operation at time zero, with the body its
+    registration would send (a TTL or HTTP check passing, a ready pod on
+    its own node with a fresh node lease); their registrations then go on
+    as usual (a registration repeated at time zero changes nothing).
+    """
+    t = timings or Timings()
+    by = "self" if mode == "self" else "third-party"
+    now = server.env.now
+    for name in instances:
+        if isinstance(server, EurekaServer):
+            server.op_register({"op": "register", "service": service, "instance": name,
+                                "by": by}, now)
+        elif isinstance(server, ConsulServer):
+            if mode == "self":
+                body = consul.register_body(service, name, check="ttl", ttl=t.consul_ttl,
+                                            deregister_after=t.consul_deregister_after,
+                                            status=consul.PASSING, by=by)
+            else:
+                body = consul.register_body(service, name, check="http",
+                                            interval=t.probe_period, timeout=t.probe_timeout,
+                                            deregister_after=t.consul_deregister_after,
+                                            status=consul.PASSING, by=by)
+            server.op_register(body, now)
+        elif isinstance(server, KubernetesApiServer):
+            pod = {"service": service, "instance": name, "node": f"kubelet-{name}"}
+            server.op_heartbeat({"op": "heartbeat", **pod}, now)
+            server.op_ready({"op": "ready", **pod, "detail": "running", "seq": 0}, now)
+        elif isinstance(server, DnsServer):
+            server.op_register(dns.register_body(service, name), now)
+        else:
+            raise ParamError("server", server, "a Eureka, Consul, Kubernetes or DNS server")

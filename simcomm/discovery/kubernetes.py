@@ -570,6 +570,11 @@ class Kubelet(Node):
         self._pleg_phase = env.now + self.world.stream(
             f"kubelet:{self.name}:pleg").uniform(0.0, self.pleg_period)
         inst.watchers.append(self._on_container)
+        if env.now == 0.0 and inst.up:
+            # a pod running when the run begins has been running and ready for a
+            # while (a steady state): ready at once, as its last probe said
+            self.state = self.spec.state(initially_ready=True)
+            self._want(True, "running")
         env.process(self._heartbeats())
         env.process(self._probes())
 

@@ -87,11 +87,13 @@ _EPS = 1e-9
 class _Watch:
     """One watched instance: its probe state and what the registry holds of it."""
 
-    __slots__ = ("closed", "inst", "last_renew", "registered", "state", "wake")
+    __slots__ = ("closed", "inst", "last_renew", "registered", "state", "wake", "warm")
 
-    def __init__(self, inst: Instance, state: ProbeState) -> None:
+    def __init__(self, inst: Instance, state: ProbeState, warm: bool = False) -> None:
         self.inst = inst
         self.state = state
+        #: watched from before the run began: healthy already (a steady state)
+        self.warm = warm
         self.registered = False  # the registry acknowledged a registration
         self.closed = False  # shut down: take it out and stop
         self.last_renew = 0.0
@@ -168,7 +170,10 @@ class Registrar(Node):
             raise ParamError("inst", inst, "an Instance to watch")
         if inst.name in self.watches:
             return
-        watch = _Watch(inst, self.spec.state(initially_ready=self.initially_ready))
+        # an instance running when the run begins has passed its checks for a
+        # while already (a steady state): healthy, and in the registry at once
+        warm = self.env.now == 0.0 and inst.up
+        watch = _Watch(inst, self.spec.state(initially_ready=self.initially_ready or warm), warm)
         self.watches[inst.name] = watch
         loop = self._consul_http(watch) if self.kind == "consul" and self.check == "http" \
             else self._watch(watch)
@@ -200,6 +205,9 @@ class Registrar(Node):
                 else:
                     body["interval"] = self.spec.period
                     body["timeout"] = self.spec.timeout
+                    watch = self.watches.get(inst.name)
+                    if watch is not None and watch.warm:
+                        body["status"] = "passing"  # checked and passing before the run
         return body
 
     def _send(self, op: str, inst: Instance) -> Generator[Event, Any, str | None]:

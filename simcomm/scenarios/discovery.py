@@ -328,6 +328,8 @@ def build(world: World, p: Params) -> None:
                   startup=p.startup, workers=p.workers,
                   service_time=distribution("lognormal", p.service_time),
                   handler=answer(_ORDER))
+    # the run begins in a steady state: the registry lists the instances already
+    kinds.warm(server, mode, SERVICE, fleet.members, t)
     pick = make_balancer(balancer_name(p))
     if p.pattern == "client-side":
         gateway = Instance(world, GATEWAY, workers=200, service="api-gateway",
