@@ -20,6 +20,7 @@ round robin, a Eureka-like registry):
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -100,11 +101,13 @@ def _routes(slow: str | None = None, rule: str = "round_robin") -> list[tuple[An
     return rows
 
 
+@functools.cache
 def _result(*, trace: bool = True, slow: str | None = None, rule: str = "round_robin",
-            until: float = UNTIL, events: list[tuple[Any, ...]] | None = None) -> Result:
+            until: float = UNTIL, events: tuple[tuple[Any, ...], ...] = ()) -> Result:
+    """The hand-built run (one per set of arguments: the figures only read it)."""
     w = World(seed=0, trace=trace)
     w.run(until)
-    w.trace.events.extend(sorted([*EVENTS, *(events or [])], key=lambda r: r[0]))
+    w.trace.events.extend(sorted([*EVENTS, *events], key=lambda r: r[0]))
     if slow is not None:
         w.trace.events.append((0.0, slow, "slowdown", "x4"))
         w.trace.events.sort(key=lambda r: r[0])
@@ -256,8 +259,11 @@ def test_the_timeline_draws_each_stretch_where_the_table_puts_it(res: Result) ->
 
 
 def test_the_stale_area_is_the_stale_series(res: Result) -> None:
-    fig = vd.stale_calls_over_time(res)
     s = vd.stale_series(res)
+    plain = vd.stale_calls_over_time(res)  # by default the scale is the stale calls'
+    assert _gid(plain, "calls") == [] and plain.axes[0].get_ylim()[1] < s["calls"].max()
+    assert "all routed calls: 4/s on average" in _texts(plain)
+    fig = vd.stale_calls_over_time(res, total=True)
     (area,) = _gid(fig, "stale:down", StepPatch)
     values, edges, _baseline = area.get_data()
     assert values == pytest.approx(s["down"].to_numpy())
@@ -443,8 +449,8 @@ def test_deaths_close_together_are_named_on_two_lines_and_launches_at_zero_unmar
     """Two deaths 2 s apart: their names would overlap on one line, so the second
     goes on a line above it, and the title rises over both; the fleet launched at
     time 0 is not churn and gets no marker."""
-    res = _result(events=[(0.0, "order-1", "launch", "starts at 0"),
-                          (0.0, "order-1", "start", ""), (62.0, "order-1", "crash", "")])
+    res = _result(events=((0.0, "order-1", "launch", "starts at 0"),
+                          (0.0, "order-1", "start", ""), (62.0, "order-1", "crash", "")))
     assert sorted(res.detection()["died"].tolist()) == [60.0, 62.0, 210.0]
     fig = vd.stale_calls_over_time(res)
     names = {t.get_text(): t for t in fig.axes[0].texts if t.get_gid().startswith("death:")}
@@ -491,3 +497,22 @@ def test_labels_titles_and_small_print_stay_clear_and_inside(eureka: Result) -> 
                     tb = t.get_window_extent(renderer)
                     assert tb.x1 <= fig.bbox.x1 + 1 and tb.y1 <= fig.bbox.y1 + 1, t
         assert fig.canvas.manager is None  # a bare figure, unknown to pyplot
+
+
+def test_the_discovery_scenarios_views_draw_its_run() -> None:
+    """The scenario's own views on its default story (a crash without cancel behind
+    Eureka): the lag drawn is the Result's, the balancer ``auto`` is named as the
+    one it stands for (Ribbon's round robin)."""
+    import simcomm
+
+    res = simcomm.run("discovery", seed=0, until=400.0, progress=False)
+    assert res.scenario is not None and set(res.scenario.views) == set(VIEWS)
+    det = res.detection()
+    crash = det[det["kind"] == "crash"].iloc[0]
+    fig = viz.view("instance_timeline", res)
+    assert f"lag {crash['lag']:.3g} s" in _texts(fig)
+    assert viz.view("load_share", res).axes[0].get_title(loc="left").endswith(
+        ": round_robin")
+    stale = viz.view("stale_calls_over_time", res)
+    assert stale.axes[0].get_title(loc="left").startswith(
+        f"{res.summary()['stale_calls']} calls went to instances")

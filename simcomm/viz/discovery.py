@@ -452,12 +452,17 @@ def _pick_rows(res: Result, instances: Any, max_rows: int) -> list[str]:
 
 
 def _balancer(res: Result) -> str | None:
-    """The balancer a run's parameters name, if any."""
-    for name in ("balancer", "load_balancer"):
-        value = getattr(res.params, name, None)
-        if isinstance(value, str):
-            return value
-    return None
+    """The balancer a run's parameters name, if any (the ``discovery``
+    scenario's ``auto`` resolved to the one it stands for)."""
+    p = res.params
+    value = getattr(p, "balancer", None)
+    if not isinstance(value, str):
+        return None
+    if value == "auto":
+        from simcomm.scenarios.discovery import Params, balancer_name
+
+        return balancer_name(p) if isinstance(p, Params) else None
+    return value
 
 
 # =====================================================================================
@@ -549,7 +554,7 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
         labels.append("detection lag: from the death to the last call sent to it")
         for j, (s, e, yy) in enumerate(zip(s_all[m], iv["end"].to_numpy(float)[m], y[m],
                                            strict=True)):
-            right = e + until / 150.0
+            right = max(e, s + until / 60.0) + until / 150.0  # clear of the death's mark
             inside = right > until * 0.9
             k.text(f"lag:{j}", e - until / 150.0 if inside else right, yy + 0.12,
                    f"lag {e - s:.3g} s", ha="right" if inside else "left", va="center",
@@ -662,14 +667,16 @@ def _churn_markers(k: reuse.Keeper, points: Mapping[str, tuple[list[float], list
 # stale calls over time
 # =====================================================================================
 def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None = None, *,
-                          total: bool = True) -> Figure:
+                          total: bool = False) -> Figure:
     """Calls per second routed to instances that could not answer, by their state.
 
     What the learner sees: per ``bin`` seconds, a stack of the calls sent to
     instances that were **down** (vermillion), **hung** (orange), still
     **starting** (sky blue) or **stopped** (grey) -- each call in the bin it
     was sent in, by the state of its instance then (:func:`stale_series`)
-    -- under the **thin black line** of every routed call (``total``), and
+    -- with ``total=True`` under the **thin black line** of every routed
+    call (off by default: the scale is the stale calls'; the small print
+    gives the mean rate of all routed calls and the title their share), and
     a **violet line** for calls that found no instance at all (an empty
     view: before the first fetch, or with the registry lost).  A **dashed
     vertical line** marks each death (✕ crash, ◆ hang, ■ stop), the
@@ -751,14 +758,17 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     ax.set_xlim(0, until)
     ax.set_ylim(0, ymax)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("calls per second")
+    ax.set_ylabel("calls per second" if total else "stale calls per second")
     n_stale, n_calls = df.attrs["stale_calls"], df.attrs["calls"]
     if n_calls:
         title = (f"{n_stale} call{'s' * (n_stale != 1)} went to instances that could not "
                  f"answer ({100 * n_stale / n_calls:.3g} % of {n_calls})")
     else:
         title = "Calls to instances that could not answer"
-    _titles(k, ax, title, f"per {df.attrs['bin']:g} s", lift=11.0 * levels)
+    small = f"per {df.attrs['bin']:g} s"
+    if n_calls and not total:
+        small += f"\nall routed calls: {n_calls / until:.3g}/s on average"
+    _titles(k, ax, title, small, lift=11.0 * levels)
     pin_axis_labels(ax)
     k.finish()
     _legend(ax, handles, labels)
