@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1] / "simcomm"
 ALLOWED = {
     "engine": {"_checks", "errors"},
     "rpc": {"_checks", "errors", "engine", "resilience"},
+    # a pattern: below the scenarios, the analysis and the figures
+    "discovery": {"_checks", "errors", "engine", "rpc", "resilience"},
 }
 
 

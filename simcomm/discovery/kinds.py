@@ -135,9 +135,7 @@ class Timings:
 
 def _kind(kind: str) -> str:
     if kind not in KINDS:
-        from simcomm.scenarios.base import did_you_mean
-
-        raise ParamError("registry", kind, "one of " + ", ".join(KINDS) + did_you_mean(kind, KINDS))
+        raise ParamError("registry", kind, "one of " + ", ".join(KINDS))
     return kind
 
 
