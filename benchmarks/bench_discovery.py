@@ -9,9 +9,9 @@ the server evicts every 60 s and refreshes its read-only cache every 30 s;
 the gateway's Eureka client fetches every 30 s and Ribbon refreshes its
 list every 30 s; one instance crashes at 60 s and is replaced), with
 ``instances=100``, ``until=86400`` and ``request_rate=DAY_RATE`` (10
-requests per second: ~864 000 requests a day, the order service 1 %
-busy -- chosen so that one day runs in about two minutes of CPU; the
-discovery traffic itself does not depend on the rate), untraced
+requests per second: ~864 000 requests a day, 0.1/s per instance --
+chosen so that one day runs in about two minutes of CPU; the discovery
+traffic itself does not depend on the rate), untraced
 (``trace=False``, as a day-long run is meant to be: the request table,
 ``trace.routes`` and the counters are kept).  We report its wall and CPU
 time and the share of the run spent on discovery traffic:
@@ -52,14 +52,20 @@ on any side, so every side simulates the same work):
   discovery traffic, amortised over the requests.
 
 The sides are run in slices of simulated time, one slice of each in turn,
-so that whatever else the machine does falls on all alike; each
-repetition gives the CPU time per request of each side, and the ratio of
-each discovery side to ``fixed`` within the repetition (target <= 1.2 for
-``static``).  The pairs are also run traced (``trace=True``, the default
-of :func:`simcomm.run`): every message event recorded on both sides makes
-the ratio smaller.  With valgrind on the PATH, the instructions one more
-request costs on each side are counted too (:mod:`_valgrind`): a ratio the
-machine's load cannot move.
+so that whatever else the machine does falls on all alike, after an
+untimed warm-up of ``WARMUP`` s without requests (Eureka's first fetch,
+response cache and Ribbon list are in place before the first call); each
+run gives the CPU time per request of each side, and the ratio of each
+discovery side to ``fixed`` within the run (target <= 1.2 for
+``static``), ``CALL_RUNS`` runs per repetition.  The pair is also run
+traced (``trace=True``, the default of :func:`simcomm.run`).  The
+garbage collector stays on, as in a user's run; it is one process, so a
+collection started by one side also walks the other sides' objects --
+part of the noise.  With valgrind on the PATH, the instructions one more
+request costs on each side are counted too (:mod:`_valgrind`): a ratio
+the machine's load cannot move.  The time ratios come out above it: the
+discovery sides spread their calls over four instances (more memory
+touched than one instance's) and keep a ``trace.routes`` row per call.
 
 The machine these numbers come from is usually shared: quote medians and
 ratios, not single times; the load average at the start and the end is
@@ -108,6 +114,7 @@ ORDER_WORKERS = 16
 SERVICE_TIME = 0.02  # s, mean (log-normal)
 LATENCY = 0.001  # s, every hop
 SLICES = 20
+CALL_RUNS = 3  # runs of the call sides per repetition (they are short and noisy)
 WARMUP = 120.0  # s before the requests start: Eureka's first fetch, cache and list refreshes
 GATEWAY = "api-gateway-1"
 SERVICE = "order"
@@ -303,7 +310,7 @@ def _one_side(side: str, n: int) -> int:
     return _check({side: world})
 
 
-def instructions(n1: int = 1_000, n2: int = 5_000,
+def instructions(n1: int = 500, n2: int = 2_500,
                  sides: tuple[str, ...] = ("fixed", "static", "eureka")) -> dict[str, Any]:
     """Instructions per request of each side, counted by valgrind (cachegrind).
 
@@ -333,6 +340,16 @@ def _load() -> str:
         return "unknown"
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB (NaN where unknown)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
 def main(reps: int = 3, quick: bool = False, valgrind: bool | None = None) -> dict[str, Any]:
     """Both measurements, ``reps`` interleaved repetitions; medians and ratios.
 
@@ -354,7 +371,8 @@ def main(reps: int = 3, quick: bool = False, valgrind: bool | None = None) -> di
     jobs: list[tuple[str, Callable[[int], None]]] = [
         ("full", lambda seed: days["full"].append(day(until, DAY_RATE, seed))),
         ("base", lambda seed: days["base"].append(day(until, BASE_RATE, seed))),
-        ("calls", lambda seed: calls.append(run_calls(n, seed, sides))),
+        ("calls", lambda seed: calls.extend(run_calls(n, CALL_RUNS * seed + k, sides)
+                                            for k in range(CALL_RUNS))),
     ]
     for rep in range(reps):
         for _name, job in jobs[rep % len(jobs):] + jobs[:rep % len(jobs)]:
@@ -397,6 +415,7 @@ def main(reps: int = 3, quick: bool = False, valgrind: bool | None = None) -> di
         valgrind = not quick and shutil.which("valgrind") is not None
     if valgrind:
         out |= instructions()
+    out["peak_rss_mb"] = _peak_rss_mb()
     out["load_average_at_end"] = _load()
     return out
 
