@@ -375,6 +375,8 @@ def test_redraw_in_place_looks_like_a_fresh_figure(view: str) -> None:
     (lambda r: vd.instance_timeline(r, markers="yes"), "markers"),
     (lambda r: vd.stale_calls_over_time(r, bin=0), "bin"),
     (lambda r: vd.stale_calls_over_time(r, total=1), "total"),
+    (lambda r: vd.stale_calls_over_time(r, faults=None), "faults"),
+    (lambda r: vd.instance_timeline(r, faults="no"), "faults"),
     (lambda r: vd.stale_series(r, bin=-1.0), "bin"),
     (lambda r: vd.load_share_comparison({}), "results"),
     (lambda r: vd.load_share_comparison({"a": "not a result"}), "results"),
@@ -516,3 +518,26 @@ def test_the_discovery_scenarios_views_draw_its_run() -> None:
     stale = viz.view("stale_calls_over_time", res)
     assert stale.axes[0].get_title(loc="left").startswith(
         f"{res.summary()['stale_calls']} calls went to instances")
+
+
+def test_the_registrys_own_outage_is_a_band_behind_both_figures() -> None:
+    """A registry crash (a fault of the registry server's node) is drawn behind
+    the timeline and the stale calls, from its crash to its restart; the
+    instances' own crashes are not (they are the bars)."""
+    from simcomm.discovery.eureka import EurekaServer
+
+    w = World(seed=0)
+    EurekaServer(w, "eureka-1")
+    w.run(UNTIL)
+    w.trace.events.extend([(120.0, "eureka-1", "crash", ""), (180.0, "eureka-1", "restart", ""),
+                           *EVENTS])
+    w.trace.events.sort(key=lambda r: r[0])
+    w.trace.discovery.extend(DISCOVERY)
+    w.trace.routes.extend(_routes())
+    res = Result(w)
+    for fig in (vd.instance_timeline(res), vd.stale_calls_over_time(res)):
+        (band,) = _gid(fig, "fault:", PolyCollection)
+        assert [(x0, x1) for x0, x1, *_ in _rects(band)] == [(120.0, 180.0)]
+        assert "registry down (crashed): eureka-1" in _texts(fig).replace("\n  ", " ")
+    assert _gid(vd.instance_timeline(res, faults=False), "fault:") == []
+    assert "eureka-1" not in vd.timeline_intervals(res)["instance"].tolist()

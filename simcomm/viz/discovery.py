@@ -63,7 +63,7 @@ from simcomm.viz.style import (
     style_axes,
     wrap_label,
 )
-from simcomm.viz.timeseries import _edges
+from simcomm.viz.timeseries import _edges, fault_bands
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -131,6 +131,9 @@ _DEATH_WORDS = {"crash": "crash", "node_failure": "machine failed", "hang": "han
 
 #: How a death is written above :func:`stale_calls_over_time`.
 _DEATH_SYMBOLS = {"crash": "✕", "node_failure": "✱", "hang": "◆", "stop": "■"}
+
+#: The registry faults drawn behind the discovery figures.
+_REGISTRY_FAULT_KINDS = ("down", "hung", "partition")
 
 _LAG_HATCH = {"facecolor": "none", "edgecolor": INK, "hatch": "////"}
 
@@ -469,7 +472,8 @@ def _balancer(res: Result) -> str | None:
 # the instance timeline
 # =====================================================================================
 def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None, *,
-                      max_rows: int = MAX_ROWS, markers: bool = True) -> Figure:
+                      max_rows: int = MAX_ROWS, markers: bool = True,
+                      faults: bool = True) -> Figure:
     """Each instance's life against what the registry and the callers knew of it.
 
     What the learner sees: a row per instance (launch order).  Its **bar**
@@ -487,6 +491,10 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
     a clean shutdown both bands stop at the drain and the lag is nil.
     Markers: ▲ launch (after time 0: a replacement, a scale-out), ✕ crash,
     ✱ machine failure, ◆ hang, ▼ shutdown begins (drain), ■ stop, ✚ restart.
+    Behind the rows (``faults``), the registry's own outage as a translucent
+    band -- grey while it is down, yellow while hung, sky blue while cut
+    off: a caller with a cached list keeps its bands through it, one without
+    (``cache=False``) finds no instance at all.
 
     ``instances`` picks rows (names; default every instance, at most
     ``max_rows``: those that died or were launched late first).  The registered and visible
@@ -496,12 +504,14 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
     if not (is_whole(max_rows) and max_rows >= 1):
         raise ParamError("max_rows", max_rows, "a whole number >= 1")
     _flag("markers", markers)
+    _flag("faults", faults)
     rows = _pick_rows(res, instances, int(max_rows))
     n = max(1, len(rows))
     iv = timeline_intervals(res)
     iv = iv[iv["instance"].isin(rows)]
     points = _churn_points(res, rows) if markers else {}
-    fig, ax, _owned = figure_for(ax, 9.0, timeline_height(n, _legend_lines(iv, points)),
+    extra = len(_registry_fault_kinds(res)) if faults else 0
+    fig, ax, _owned = figure_for(ax, 9.0, timeline_height(n, _legend_lines(iv, points) + extra),
                                  margins=(1.0, 2.4, 0.55, 0.5))
     k = reuse.keeper(ax, "instance_timeline")
     if k.fresh:
@@ -562,6 +572,8 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85,
                          "pad": 1})
     _churn_markers(k, points, y_of, handles, labels)
+    if faults:
+        _registry_bands(k, ax, res, handles, labels)
     if not rows:
         _no_data(k, ax, "no instance of a discovered service in this run: nothing was "
                         "routed through a discovery client or a router")
@@ -581,8 +593,11 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
         title = (f"{row['instance']} kept receiving calls for {float(row['lag']):.3g} s "
                  f"after its {_DEATH_WORDS.get(str(row['kind']), str(row['kind']))}")
     elif len(lagged):
-        title = (f"Dead instances kept receiving calls for up to {lags.max():.3g} s "
-                 "after dying")
+        kinds = set(lagged["kind"].astype(str))
+        who, when = (("Stopped instances", "they stopped") if kinds == {"stop"} else
+                     ("Hung instances", "they hung") if kinds == {"hang"} else
+                     ("Dead instances", "dying"))
+        title = (f"{who} kept receiving calls for up to {lags.max():.3g} s after {when}")
     else:
         title = "No call reached an instance after its death"
     known = len(_instances(res))
@@ -598,6 +613,40 @@ def instance_timeline(res: Result, instances: Any = None, ax: Axes | None = None
     k.finish()
     _legend(ax, handles, labels)
     return fig
+
+
+def _registry_faults(res: Result) -> list[tuple[str, str, float, float, str]]:
+    """The fault periods of the run's registry servers (down, hung) and its
+    network partitions: ``(node, kind, start, end, detail)``."""
+    from simcomm.discovery.registry import RegistryServer
+
+    def make() -> list[tuple[str, str, float, float, str]]:
+        names = {n for n, node in res.world.nodes.items() if isinstance(node, RegistryServer)}
+        return [r for r in data.fault_rows(res) if r[1] in _REGISTRY_FAULT_KINDS
+                and (r[0] in names or r[1] == "partition")]
+    return data.cached(res, "discovery_registry_faults", make)  # type: ignore[no-any-return]
+
+
+def _registry_fault_kinds(res: Result) -> tuple[str, ...]:
+    present = {r[1] for r in _registry_faults(res)}
+    return tuple(kind for kind in _REGISTRY_FAULT_KINDS if kind in present)
+
+
+def _registry_bands(k: reuse.Keeper, ax: Axes, res: Result, handles: list[Any],
+                    labels: list[str]) -> None:
+    """The registry's own outages (down, hung, cut off) as translucent bands over
+    the whole height of ``ax``, behind everything: what a client with a cache
+    rides out on its stale list, and one without loses discovery over."""
+    kinds = _registry_fault_kinds(res)
+    if not kinds:
+        return
+    nodes = sorted({r[0] for r in _registry_faults(res)})
+    for coll in fault_bands(ax, res, nodes=nodes, kinds=kinds, annotate=False, zorder=0.4,
+                            alpha=0.3, key="registry"):
+        label = str(coll.get_label())
+        handles.append(coll)
+        labels.append("network partition" if label.startswith("network")
+                      else "registry " + label)
 
 
 def _churn_points(res: Result, rows: Sequence[str]) -> dict[str, tuple[list[float],
@@ -631,13 +680,14 @@ def _legend_lines(iv: pd.DataFrame, points: Mapping[str, Any]) -> int:
 
 
 def _timeline_shape(res: Result, instances: Any = None, max_rows: int = MAX_ROWS,
-                    markers: bool = True, **_: Any) -> tuple[str, ...]:
+                    markers: bool = True, faults: bool = True, **_: Any) -> tuple[str, ...]:
     """What fixes :func:`instance_timeline`'s layout (for
     :func:`simcomm.viz.redraw`): its rows, and the lines of its legend."""
     rows = _pick_rows(res, instances, int(max_rows))
     iv = timeline_intervals(res)
     points = _churn_points(res, rows) if markers else {}
-    return (*rows, f"legend:{_legend_lines(iv[iv['instance'].isin(rows)], points)}")
+    lines = _legend_lines(iv[iv["instance"].isin(rows)], points)
+    return (*rows, f"legend:{lines}", *(_registry_fault_kinds(res) if faults else ()))
 
 
 def timeline_height(rows: int, legend_lines: int) -> float:
@@ -667,7 +717,7 @@ def _churn_markers(k: reuse.Keeper, points: Mapping[str, tuple[list[float], list
 # stale calls over time
 # =====================================================================================
 def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None = None, *,
-                          total: bool = False) -> Figure:
+                          total: bool = False, faults: bool = True) -> Figure:
     """Calls per second routed to instances that could not answer, by their state.
 
     What the learner sees: per ``bin`` seconds, a stack of the calls sent to
@@ -681,7 +731,8 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     view: before the first fetch, or with the registry lost).  A **dashed
     vertical line** marks each death (✕ crash, ◆ hang, ■ stop), the
     instance named above it, and a **bracket** near the top spans its
-    detection lag, from the death to the last call sent to the instance.
+    detection lag, from the death to the last call sent to the instance;
+    a translucent band behind marks the registry's own outage (``faults``).
     After a crash without cancel the vermillion area lasts as long as the
     registry and the caches take to let the instance go, at about the dead
     instance's share of the calls (a third of them with three instances
@@ -691,6 +742,7 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     """
     _bin(bin)
     _flag("total", total)
+    _flag("faults", faults)
     df = stale_series(res, bin)
     fig, ax, _owned = figure_for(ax, 9.0, 3.9, margins=(0.75, 2.4, 0.72, 0.55))
     k = reuse.keeper(ax, "stale_calls_over_time")
@@ -752,13 +804,15 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
         handles.append(k.line("deaths", vx, vy, transform=trans, color=INK, linestyle="--",
                               linewidth=0.9, zorder=4, gid="deaths"))
         labels.append("an instance died (crash, hang or stop)")
+    if faults:
+        _registry_bands(k, ax, res, handles, labels)
     if not len(_routes_raw(res)):
         _no_data(k, ax, "no call was routed through a discovery client or a router in "
                         "this run")
     ax.set_xlim(0, until)
     ax.set_ylim(0, ymax)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("calls per second" if total else "stale calls per second")
+    ax.set_ylabel("calls per second")
     n_stale, n_calls = df.attrs["stale_calls"], df.attrs["calls"]
     if n_calls:
         title = (f"{n_stale} call{'s' * (n_stale != 1)} went to instances that could not "
@@ -768,6 +822,9 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     small = f"per {df.attrs['bin']:g} s"
     if n_calls and not total:
         small += f"\nall routed calls: {n_calls / until:.3g}/s on average"
+    n_lost = int(len(_routes_raw(res)) - n_calls)
+    if n_lost:
+        small += f"\n{n_lost} call{'s' * (n_lost != 1)} found no instance"
     _titles(k, ax, title, small, lift=11.0 * levels)
     pin_axis_labels(ax)
     k.finish()
