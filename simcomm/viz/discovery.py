@@ -141,15 +141,6 @@ _LAG_HATCH = {"facecolor": "none", "edgecolor": INK, "hatch": "////"}
 # =====================================================================================
 # the run's tables
 # =====================================================================================
-def _routes_raw(res: Result) -> pd.DataFrame:
-    """``trace.routes`` as a table (ROUTE_COLUMNS), in send order."""
-    from simcomm.engine.trace import ROUTE_COLUMNS
-
-    def make() -> pd.DataFrame:
-        return pd.DataFrame(list(res.world.trace.routes), columns=list(ROUTE_COLUMNS))
-    return data.cached(res, "discovery_routes_raw", make)  # type: ignore[no-any-return]
-
-
 def _discovery_rows(res: Result) -> list[tuple[Any, ...]]:
     """``trace.discovery``'s rows in time order (stable)."""
     return data.cached(res, "discovery_rows", lambda: sorted(  # type: ignore[no-any-return]
@@ -268,6 +259,11 @@ def timeline_intervals(res: Result) -> pd.DataFrame:
     ``until``.  The registered and visible layers need the discovery
     table, kept with ``trace=True``; without it they have no rows.
     """
+    return data.cached(res, "discovery_timeline",  # type: ignore[no-any-return]
+                       lambda: _timeline_intervals(res)).copy()
+
+
+def _timeline_intervals(res: Result) -> pd.DataFrame:
     rows: list[tuple[str, str, str, float, float]] = []
     states = _states(res)
     bands = _bands(res)
@@ -806,7 +802,7 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
         labels.append("an instance died (crash, hang or stop)")
     if faults:
         _registry_bands(k, ax, res, handles, labels)
-    if not len(_routes_raw(res)):
+    if not len(res.world.trace.routes):
         _no_data(k, ax, "no call was routed through a discovery client or a router in "
                         "this run")
     ax.set_xlim(0, until)
@@ -822,7 +818,7 @@ def stale_calls_over_time(res: Result, bin: float | None = None, ax: Axes | None
     small = f"per {df.attrs['bin']:g} s"
     if n_calls and not total:
         small += f"\nall routed calls: {n_calls / until:.3g}/s on average"
-    n_lost = int(len(_routes_raw(res)) - n_calls)
+    n_lost = int(len(res.world.trace.routes) - n_calls)
     if n_lost:
         small += f"\n{n_lost} call{'s' * (n_lost != 1)} found no instance"
     _titles(k, ax, title, small, lift=11.0 * levels)
