@@ -541,3 +541,14 @@ def test_the_registrys_own_outage_is_a_band_behind_both_figures() -> None:
         assert "registry down (crashed): eureka-1" in _texts(fig).replace("\n  ", " ")
     assert _gid(vd.instance_timeline(res, faults=False), "fault:") == []
     assert "eureka-1" not in vd.timeline_intervals(res)["instance"].tolist()
+
+
+def test_a_run_without_failed_calls_has_no_failed_bars() -> None:
+    w = World(seed=0)
+    w.run(10.0)
+    w.trace.routes.extend((t, i, "gw-1", "svc", f"svc-{1 + i % 3}", "client", 1, "ok",
+                           t + 0.01) for i, t in enumerate(np.arange(0.0, 9.0, 0.3).tolist()))
+    fig = vd.load_share(Result(w))
+    assert _gid(fig, "share:failed") == []
+    assert "not answered ok" not in _texts(fig)
+    assert [y1 for *_, y1 in _rects(_gid(fig, "share:ok")[0])] == pytest.approx([100 / 3] * 3)

@@ -930,7 +930,8 @@ def load_share(res: Result, ax: Axes | None = None) -> Figure:
     total = max(int(shares.attrs["calls"]), 1)
     ok = 100 * shares["ok"].to_numpy(dtype=float) / total
     share = 100 * shares["calls"].to_numpy(dtype=float) / total
-    rest = share - ok  # failed, and calls still pending at the end
+    # failed, and calls still pending at the end (from counts: no rounding residue)
+    rest = 100 * (shares["calls"] - shares["ok"]).to_numpy(dtype=float) / total
     x = np.arange(len(names), dtype=float)
     bars = _share_bars(k, ax, x, 0.7, ok, rest, "share", OUTCOME_COLORS["ok"],
                        OUTCOME_COLORS["error"], None)
