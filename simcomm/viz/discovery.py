@@ -24,10 +24,13 @@ every cache on the way has let it go.  These views show that lag:
 Their data are tables (:func:`timeline_intervals`, :func:`stale_series`,
 :func:`load_shares`), so notebooks and tests read the numbers the figures
 draw.  The rules behind them -- an instance's state at each instant, a
-call's staleness, each death's detection lag -- are
-:mod:`simcomm.analysis.discovery`'s (read through the Result's ``routes``,
-``detection()`` and ``discovery`` when the Result has them); this module
-only draws.  Colours: Okabe & Ito's, one fixed colour per instance state
+call's staleness, each death's detection lag, registered and visible
+intervals -- are :mod:`simcomm.analysis.discovery`'s, read through the
+Result (``res.routes``, ``res.detection()``) and the trace's ``events``
+and ``discovery`` rows, so a figure shows the summary's numbers
+(``stale_calls``, ``detection_lag``); this module only draws.  The
+registry's own outage is a band behind the timeline and the stale calls.
+Colours: Okabe & Ito's, one fixed colour per instance state
 (:data:`STATE_COLORS`, the topology's node health colours: green serving,
 orange hung, vermillion down).  Every figure draws through
 :class:`~simcomm.viz.reuse.Keeper`: given the axes it drew before (``ax=``,
