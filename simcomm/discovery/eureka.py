@@ -560,6 +560,11 @@ class EurekaServer(RegistryServer):
             self.refuse_queries_until = self.env.now + self.wait_when_sync_empty
 
     def clear_state(self) -> None:
+        """The crash lost every lease (kept in memory): each leaves the registry,
+        recorded as ``evict`` with detail ``lost_in_crash`` for the timeline."""
+        for service, group in sorted(self.registry.leases.items()):
+            for name in sorted(group):
+                record(self.world, self.name, "evict", service, name, "lost_in_crash")
         self.registry = self._new_registry(self.env.now)
         self.self_preservation = False
 
