@@ -29,6 +29,7 @@ from simcomm.exercises import (  # noqa: F401 (registration)
     nb02_formats,
     nb03_partial_failure,
     nb04_retries,
+    nb05_discovery,
     nb06_async_messaging,
     nb07_brokers,
     nb08_ordering,
