@@ -19,7 +19,7 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from simcomm.analysis import discovery as dy
@@ -311,8 +311,10 @@ def test_consul_ttl_and_http_checks():
 def test_kubernetes_crash_hang_and_node_failure():
     """Crash: PLEG relist 0 .. 1 + kube-proxy 0 .. 1.  Hang: the readiness
     probe's (3 − 1) × 10 + 1 .. 3 × 10 + 1 (the contract's test bound) +
-    kube-proxy.  Node failure: lease 0 .. 10 s old, grace 40, controller
-    0 .. 5: 30 .. 45 after the failure, + kube-proxy."""
+    kube-proxy.  Node failure: lease 0 .. 10 s old, grace 40, the controller
+    sees the renewal 0 .. 5 s after it and marks the node at the first pass
+    strictly 40 s after that (5 s more on its 5 s grid): 35 .. 50 after the
+    failure, + kube-proxy."""
     assert (dy.lag_bounds("kubernetes").lower, dy.lag_bounds("kubernetes").upper) == (0, 2)
     hang = dy.lag_bounds("kubernetes", fault="hang")
     probes = [t for t in hang.terms if t.name != "kube-proxy sync"]
@@ -320,8 +322,42 @@ def test_kubernetes_crash_hang_and_node_failure():
     assert math.fsum(t.hi for t in probes) == 3 * 10 + 1
     assert (hang.lower, hang.upper, hang.mean) == (21, 32, 26.5)
     node = dy.lag_bounds("kubernetes", fault="node_failure")
-    assert (node.lower, node.upper, node.mean) == (30, 46, 38)
+    assert (node.lower, node.upper, node.mean) == (35, 51, 43)
     assert "node_monitor_grace_period 40" in node.formulas[1]
+    assert "9 × node_monitor_period 5" in node.formulas[3]
+    # a grace that is no multiple of the period: the first pass after it is 3 s later
+    odd = dy.lag_bounds("kubernetes", fault="node_failure", node_monitor_grace_period=42)
+    assert (odd.lower, odd.upper) == (35, 51)
+
+
+@settings(max_examples=150, deadline=None)
+@given(beat=st.sampled_from([2.0, 10.0]), period=st.sampled_from([1.0, 5.0, 7.0]),
+       grace=st.sampled_from([20.0, 40.0, 42.0]), u=st.floats(0, 1, exclude_max=True),
+       v=st.floats(0, 1, exclude_max=True), w=st.floats(0, 1, exclude_max=True))
+@example(beat=10.0, period=5.0, grace=40.0, u=0.0, v=0.999, w=0.0)  # seen just late
+def test_node_failure_bounds_hold_the_node_controller(beat, period, grace, u, v, w):
+    """The kubelet renews at r_j = phase + j × beat, the machine dies a
+    random time after the last renewal; the node controller
+    (:class:`NodeHealth`, the simulator's own rule) passes every ``period``
+    from its own phase.  The time from the failure to the NotReady pass is
+    within lag_bounds' node-failure terms (no latency, no kube-proxy)."""
+    from simcomm.discovery.kubernetes import NodeHealth
+
+    phase_beat, phase_monitor = u * beat, v * period
+    last = phase_beat + 20 * beat  # the last renewal
+    failure = last + w * beat
+    health = NodeHealth(grace)
+    t = phase_monitor
+    while True:
+        seen = None if t < phase_beat else phase_beat + math.floor(
+            (min(t, last) - phase_beat) / beat) * beat
+        if health.monitor(seen, t) == "not_ready":
+            break
+        t += period
+    b = dy.lag_bounds("kubernetes", fault="node_failure", heartbeat_interval=beat,
+                      node_monitor_period=period, node_monitor_grace_period=grace,
+                      proxy_sync=0)
+    assert b.lower - 1e-6 <= t - failure <= b.upper + 1e-6
 
 
 def test_dns_probes_then_the_cached_answer():
@@ -633,7 +669,7 @@ def test_eureka_measured_lag_is_inside_its_worked_sum():
 @pytest.mark.parametrize("fault", ["hang", "node_failure"])
 def test_kubernetes_measured_lag_is_inside_its_worked_sum(fault):
     """A hung pod: readiness probes, 21 .. 32 s (+ trips); a lost node: its
-    lease's grace period, 30 .. 46 s.  A hung pod's calls wait for ever
+    lease's grace period, 35 .. 51 s.  A hung pod's calls wait for ever
     (kube-proxy has no time limit): they count, pending, as stale."""
     res = kubernetes_run(2, fault)
     (death,) = res.detection().itertuples(index=False)

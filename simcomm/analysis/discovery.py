@@ -651,11 +651,17 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
     a hang -- ``failure_threshold`` failed readiness probes
     (``periodSeconds`` ``period`` 10, ``timeoutSeconds`` ``timeout`` 1,
     ``failureThreshold`` 3); a node failure -- its lease was renewed 0 to
-    ``heartbeat_interval`` (the kubelet's node lease renewal, 10 s) before,
-    and the node lifecycle controller (every ``node_monitor_period``,
-    ``--node-monitor-period`` 5 s) marks it NotReady once the lease is
-    older than ``node_monitor_grace_period`` (``--node-monitor-grace-period``
-    40 s).  Then the endpoints watch answers and kube-proxy applies it
+    ``heartbeat_interval`` (the kubelet's node lease renewal, 10 s) before;
+    the node lifecycle controller (every ``node_monitor_period``,
+    ``--node-monitor-period`` 5 s) sees that renewal at its next pass (0 ..
+    5 s) and stamps the node with its own clock (``tryUpdateNodeHealth``:
+    ``probeTimestamp = nc.now()``), then marks it NotReady at the first
+    pass strictly more than ``node_monitor_grace_period``
+    (``--node-monitor-grace-period`` 40 s) after the stamp -- on the same
+    grid, so ``k × period`` after it (45 s by default).  From the last
+    renewal that is 45 .. 50 s (:func:`simcomm.discovery.kubernetes.
+    node_not_ready_bounds`), so 35 .. 50 s after the failure.  Then the
+    endpoints watch answers and kube-proxy applies it
     within ``proxy_sync`` (``--iptables-min-sync-period`` 1 s: at once after
     a quiet second, else at the end of it).
 
@@ -749,8 +755,16 @@ def lag_bounds(registry: str, *, fault: str = "crash", **timings: Any) -> LagBou
                           f"(0 .. heartbeat_interval {hb:g})"))
             parts.append((LagTerm("grace period", g, g, g),
                           f"node_monitor_grace_period {g:g}"))
-            parts.append(_periodic("node monitor", m, f"the node lifecycle controller "
+            parts.append(_periodic("lease seen", m, f"the node lifecycle controller to see "
+                                   f"the last renewal and stamp it with its own clock "
                                    f"(node_monitor_period {m:g})"))
+            # its passes keep the grid of the stamping pass: the first one strictly
+            # more than the grace after the stamp is k × m after it
+            k = math.floor(g / m + 1e-9) + 1
+            c = k * m - g
+            parts.append((LagTerm("pass after grace", c, c, c),
+                          f"the first pass strictly after the grace: {k} × "
+                          f"node_monitor_period {m:g} − grace {g:g}"))
             hops = 1
         ps = t["proxy_sync"]
         parts.append((LagTerm("kube-proxy sync", 0.0, ps, ps / 2),
