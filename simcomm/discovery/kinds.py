@@ -267,7 +267,7 @@ def warm(server: RegistryServer, mode: str, service: str, instances: Iterable[st
         elif isinstance(server, KubernetesApiServer):
             pod = {"service": service, "instance": name, "node": f"kubelet-{name}"}
             server.op_heartbeat({"op": "heartbeat", **pod}, now)
-            server.op_ready({"op": "ready", **pod, "detail": "running", "seq": 0}, now)
+            server.op_ready({"op": "ready", **pod, "detail": "probe", "seq": 0}, now)
         elif isinstance(server, DnsServer):
             server.op_register(dns.register_body(service, name), now)
         else:

@@ -572,9 +572,10 @@ class Kubelet(Node):
         inst.watchers.append(self._on_container)
         if env.now == 0.0 and inst.up:
             # a pod running when the run begins has been running and ready for a
-            # while (a steady state): ready at once, as its last probe said
+            # while (a steady state): ready at once, as its last probe said (so the
+            # detail is "probe", trace.discovery's word for a readiness verdict)
             self.state = self.spec.state(initially_ready=True)
-            self._want(True, "running")
+            self._want(True, "probe")
         env.process(self._heartbeats())
         env.process(self._probes())
 
