@@ -430,3 +430,26 @@ def test_bad_arguments_fail_before_time_zero():
     other = Instance(w, "orders-2", service="orders")
     with pytest.raises(ParamError, match="inst"):
         kubelet.start(other)
+
+
+def test_a_restarted_container_keeps_the_probe_workers_run_of_results():
+    """``worker.doProbe`` sets a new container's readiness to its initial value
+    (Failure) but keeps the worker's ``lastResult`` / ``resultRun``: with
+    ``successThreshold`` 3, a pod whose probes passed before its container
+    crashed is ready again at the first good probe of the new container, not
+    the third (a hung pod, whose run is of failures, still needs three)."""
+    spec = ProbeSpec(period=2.0, timeout=0.5, success_threshold=3)
+    c = cluster(3, probe=spec)
+    w = c.w
+    w.at(100.0, lambda: c.fleet.crash("orders-3", restart_after=25.0))
+    w.at(100.0, lambda: c.fleet.hang("orders-1", 25.0))
+    w.run(160)
+    (exit_row,) = rows(w, "unready", "orders-3")
+    assert exit_row[5] == "container_exit"
+    back = [r for r in rows(w, "ready", "orders-3") if r[0] > 100.0]
+    # the relist sees it running within 1 s, the next probe tick within 2 s more
+    assert 125.0 < back[0][0] <= 125.0 + 1.0 + 2.0 + 0.5 + 3 * LATENCY
+    # the hung pod: failures ran up to unready; after the hang, 3 successes in a row
+    # (the first may be a probe sent within its timeout before the hang ended)
+    unhung = [r for r in rows(w, "ready", "orders-1") if r[0] > 100.0]
+    assert unhung[0][0] >= 125.0 - 0.5 + 2 * 2.0

@@ -29,9 +29,13 @@ The rules, and the upstream code they come from:
   ``Ready`` condition false at once, whatever the probes said.  Ours: at the
   first tick of a ``pleg_period`` (1 s) timer after the exit (the instance
   tells its ``watchers``; :func:`next_tick`), the pod turns unready with
-  detail ``container_exit``.  A restarted container is a new container: the probe
-  state starts again from not ready (``worker.doProbe`` resets the result
-  to the initial value on a new container id).
+  detail ``container_exit``.  A restarted container is a new container: its
+  readiness starts again from not ready (``worker.doProbe`` sets the result
+  to the initial value, ``Failure``, on a new container id) -- but the
+  worker's run of equal results (``lastResult`` / ``resultRun``) is the
+  worker's, not the container's, and is kept: with ``successThreshold`` > 1
+  a container that crashed after passing probes is ready again at its first
+  good probe.
 * **Pod deletion** (a graceful shutdown): the EndpointSlice controller
   (``staging/src/k8s.io/endpointslice/utils.go``, ``podToEndpoint``: ``ready
   := serving && !terminating``) takes a pod with a deletion timestamp out of
@@ -524,6 +528,7 @@ class Kubelet(Node):
         self.pleg_period = pleg
         self.timeout = limit
         self.state = self._fresh_state()
+        self._container_gen = 0  # bumped when the PLEG finds the container exited
         self.started = False
         self.terminating = False
         self._container_up = False
@@ -549,7 +554,8 @@ class Kubelet(Node):
                 _seconds("pleg_period", pleg_period), _seconds("timeout", timeout))
 
     def _fresh_state(self) -> ProbeState:
-        """A new container's readiness: not ready until it passes (initial value Failure)."""
+        """The probe worker's state at its start: not ready until the container
+        passes (initial value Failure), no results yet."""
         return self.spec.state(initially_ready=False)
 
     # -- Registration ---------------------------------------------------------------------
@@ -575,6 +581,7 @@ class Kubelet(Node):
             # while (a steady state): ready at once, as its last probe said (so the
             # detail is "probe", trace.discovery's word for a readiness verdict)
             self.state = self.spec.state(initially_ready=True)
+            self.state.last, self.state.run = True, self.spec.success_threshold
             self._want(True, "probe")
         env.process(self._heartbeats())
         env.process(self._probes())
@@ -665,7 +672,9 @@ class Kubelet(Node):
         running = self.instance.up
         if self._exited:
             self._exited = False
-            self.state = self._fresh_state()
+            # a new container: not ready (initialValue), the run of results kept
+            self.state.force(False)
+            self._container_gen += 1
             if not self.terminating:
                 self._want(False, "container_exit")
             self._container_up = False
@@ -686,11 +695,14 @@ class Kubelet(Node):
                 return
             if self._container_up and env.now >= self._container_since + spec.initial_delay:
                 state = self.state
+                gen = self._container_gen
                 status = yield from probe_status(self, inst, spec.timeout)
                 if not self.up or self.terminating:
                     return
                 ok = status == "ok"
-                if state is self.state:  # the same container as when the probe went out
+                # the same container as when the probe went out (a result about
+                # an exited one is dropped)
+                if state is self.state and gen == self._container_gen:
                     if not ok and trace_on:
                         record(self.world, self.name, "probe_failed", inst.service, inst.name,
                                status)
