@@ -352,12 +352,12 @@ def test_the_registry_outage(outage):
 
 
 @claim("8380 requests found no instance, 21.9 % answered against 100 %",
-       "the registry carried 40.49 messages a second", "instead of 0.81")
+       "the registry carried 40.5 messages a second", "instead of 0.81")
 def test_no_cache_costs(outage):
     cached, bare = outage[True].summary(), outage[False].summary()
     assert bare["no_instance"] == 8380
     assert round(bare["availability"] * 100, 1) == 21.9 and cached["availability"] == 1.0
-    assert round(bare["registry_messages_per_s"], 2) == 40.49
+    assert round(bare["registry_messages_per_s"], 1) == 40.5
     assert round(cached["registry_messages_per_s"], 2) == 0.81
 
 
@@ -399,6 +399,8 @@ def test_least_outstanding_piles_onto_the_first_names_on_other_seeds(seed):
 @claim("Five times the traffic",
        "Now least outstanding and power of two both give the slow instance 4.9 %; round "
        "robin still 10 %",
+       "`order-10` took 28.7 % of the calls and `order-9` almost none",
+       "power of two spreads them evenly",
        "The median is the same everywhere",
        "one call in ten waits for the slow instance, and the 95th percentile is 0.181 s; "
        "least outstanding brings it down to 0.080 s")
@@ -408,6 +410,9 @@ def test_balancers_under_load(busy):
     assert round(shares["least_outstanding"]["order-1"] * 100, 1) == 4.9
     assert round(shares["power_of_two"]["order-1"] * 100, 1) == 4.9
     assert round(shares["round_robin"]["order-1"] * 100) == 10
+    assert round(shares["least_outstanding"]["order-10"] * 100, 1) == 28.7
+    assert shares["least_outstanding"]["order-9"] < 0.01
+    assert shares["power_of_two"].drop("order-1").between(0.09, 0.115).all()
     s = {name: res.summary() for name, res in busy.items()}
     p50 = [v["p50"] for v in s.values()]
     assert max(p50) - min(p50) < 0.003
