@@ -376,9 +376,11 @@ def test_a_cache_carries_the_gateway_on_other_seeds(seed):
        "gives it 7.4 %", "weighted response time, which weighs each instance by how fast it "
        "has answered, 5.8 %", "twice its share, 20 %",
        "and `order-10` more than half the calls",
-       "at 20 requests a second over ten instances")
+       "at 20 requests a second over ten instances",
+       "which only moves the favourite around, every 30 s")
 def test_balancers_in_light_traffic(quiet_runs):
     assert default("discovery", "request_rate") == 20
+    assert default("discovery", "eureka_fetch_interval") == 30
     for res in quiet_runs.values():
         assert res.world.nodes["order-1"] is not None and res.params.slow_factor == 10
     shares = {name: _shares(res) for name, res in quiet_runs.items()}
@@ -392,7 +394,10 @@ def test_balancers_in_light_traffic(quiet_runs):
 @pytest.mark.parametrize("seed", [2])
 def test_least_outstanding_piles_onto_the_first_names_on_other_seeds(seed):
     """Ties go to the first in the sorted list: order-1 and order-10 take most calls."""
-    sh = _shares(_run(seed=seed, balancer="least_outstanding", **SLOW))
+    res = _run(seed=seed, balancer="least_outstanding", **SLOW)
+    listing = res.world.nodes["eureka-server"].listing("order")
+    assert list(listing[:3]) == ["order-1", "order-10", "order-2"]  # sorted by name
+    sh = _shares(res)
     assert sh["order-1"] > 0.15 and sh["order-10"] > 0.45
 
 
