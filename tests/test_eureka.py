@@ -680,3 +680,83 @@ def test_self_preservation_is_on_at_start_up_until_renewals_flow():
     assert [m for _, m in modes] == ["on", "off"]
     assert modes[0][0] < 60.0 and modes[1][0] <= 60.0 + 2 * 60.0 + 60.0
     assert not server.self_preservation
+
+
+# -- the expected renewing clients: upstream's counter and the 15-minute recount ------------
+
+
+def test_an_opened_registry_counts_from_its_seed_and_only_above_zero():
+    """register / internalCancel change expectedNumberOfClientsSendingRenews only
+    while it is > 0: a lone Netflix server (openForTraffic(0)) never counts, so its
+    threshold stays 0 and nothing expires; Spring Cloud's seed 1 counts one too many."""
+    netflix = EurekaRegistry(open_count=0)
+    spring = EurekaRegistry(open_count=1)
+    for reg in (netflix, spring):
+        for i in range(10):
+            reg.register("s", f"s-{i}", 0.0)
+        reg.cancel("s", "s-0", 1.0)
+    assert netflix.expected_clients == 0 and netflix.renews_threshold == 0
+    assert spring.expected_clients == 10 and spring.renews_threshold == int(10 * 2 * 0.85)
+    assert netflix.size == spring.size == 9
+    assert not netflix.lease_expiration_enabled(1000.0)
+
+
+def test_the_recount_sets_the_count_when_above_the_share_of_the_expectation():
+    """updateRenewalThreshold: count > renewal_percent_threshold × expected (or
+    self-preservation off) -> expected = count; it may raise the expectation at
+    will but lower it by at most 15 % a run."""
+    reg = EurekaRegistry(open_count=0)
+    for i in range(10):
+        reg.register("s", f"s-{i}", 0.0)
+    assert reg.recount() and reg.expected_clients == 10 and reg.renews_threshold == 17
+    reg.register("s", "s-10", 1.0)
+    assert reg.expected_clients == 11  # counting again, from above 0
+    peers = EurekaRegistry(open_count=100)  # seeded by 100 copied from a peer, then lost
+    for i in range(5):
+        peers.register("s", f"s-{i}", 0.0)
+    assert not peers.recount() and peers.expected_clients == 105
+    off = EurekaRegistry(open_count=100, enable_self_preservation=False)
+    off.register("s", "s-0", 0.0)
+    assert off.recount() and off.expected_clients == 1
+
+
+def test_a_recounted_registry_emptied_sticks_at_zero_until_the_recount():
+    reg = EurekaRegistry()  # recounted: the expectation is the leases
+    for i in range(3):
+        reg.register("s", f"s-{i}", 0.0)
+    assert reg.expected_clients == 3
+    for i in range(3):
+        reg.cancel("s", f"s-{i}", 1.0)
+    for i in range(3):
+        reg.register("s", f"t-{i}", 2.0)
+    assert reg.expected_clients == 0 and reg.renews_threshold == 0
+    assert reg.recount() and reg.expected_clients == 3
+
+
+def test_open_count_and_the_recount_period_are_checked():
+    with pytest.raises(ParamError, match="open_count"):
+        EurekaRegistry(open_count=-1)
+    world = World(seed=1)
+    with pytest.raises(ParamError, match="open_count"):
+        EurekaServer(world, "e1", open_count=True)
+    with pytest.raises(ParamError, match="renewal_threshold_update_interval"):
+        EurekaServer(world, "e2", renewal_threshold_update_interval=0)
+
+
+@pytest.mark.parametrize("open_count", [0, 1])
+def test_a_restarted_server_keeps_a_dead_instance_until_its_first_recount(open_count):
+    """The server restarts at 320 and opens with ``open_count`` expected clients:
+    0 never counts up (threshold 0), 1 counts 11 for 10 instances (threshold 18,
+    and one dead leaves 18 renewals a minute, not above it).  Either way the
+    instance that crashes at 450 stays registered until the updateRenewalThreshold
+    task, 15 min after the restart, recounts 10 -- then the next eviction run
+    removes it."""
+    world, server, _, insts, _ = _world(21, view=False, open_count=open_count)
+    world.at(300.0, lambda: server.crash(repair_after=20.0))
+    world.at(450.0, insts[0].crash)
+    world.run(320.0 + 900.0 + 120.0)
+    (evicted,) = [r[0] for r in world.trace.discovery
+                  if r[1] == "evict" and r[4] == "orders-1" and r[5] == "expired"]
+    assert 320.0 + 900.0 < evicted <= 320.0 + 900.0 + 60.0 + 1e-6
+    assert server.registry.expected_clients == 9
+    assert server.registry.renews_threshold == int(9 * 2 * 0.85)

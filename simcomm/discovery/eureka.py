@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from simpy.events import Event
 
-from simcomm._checks import is_flag
+from simcomm._checks import is_flag, is_whole
 from simcomm.discovery.registry import RegistryServer, View, ask, check_seconds, record
 from simcomm.engine.nodes import Instance, Node, ServiceError
 from simcomm.errors import ParamError
@@ -216,7 +216,10 @@ class EurekaRegistry:
       False gives expiry one duration after the last renewal;
     * ``opened`` -- when the server opened for traffic
       (``PeerAwareInstanceRegistryImpl.openForTraffic``): the origin of the
-      renewals-per-minute buckets.
+      renewals-per-minute buckets;
+    * ``open_count`` -- the count ``openForTraffic`` seeds
+      ``expectedNumberOfClientsSendingRenews`` with (None: a server that has
+      run a while, see below).
 
     **Self-preservation** (``PeerAwareInstanceRegistryImpl.isLeaseExpirationEnabled``):
     leases expire only if ``numberOfRenewsPerMinThreshold > 0`` and the
@@ -226,16 +229,23 @@ class EurekaRegistry:
     renewal_percent_threshold)``.  ``expected_clients``
     (``expectedNumberOfClientsSendingRenews``) goes up by one for each new
     lease (``register``) and down by one for each removed lease
-    (``internalCancel``, which eviction calls too), so here it is the number
-    of leases.  Upstream differs at start-up only: it guards both updates
-    with ``expected > 0`` and seeds the count in ``openForTraffic`` with the
-    registrations copied from peers -- 0 for a lone Netflix server (which
-    therefore evicts nothing until the 15-minute
-    ``updateRenewalThreshold`` task, ``renewal-threshold-update-interval-ms``,
-    recounts the registry) and 1 for Spring Cloud's
-    (``eureka.instance.registry.expected-number-of-clients-sending-renews``),
-    one client too many until that recount.  We start from the recounted
-    state; the recount is then a no-op and is not modelled.
+    (``internalCancel``, which eviction calls too) -- both only while it is
+    above 0 (``if (this.expectedNumberOfClientsSendingRenews > 0)``).
+    ``openForTraffic`` seeds it with the registrations copied from peers: 0
+    for a lone Netflix server (which therefore evicts nothing: threshold 0)
+    and 1 for Spring Cloud's
+    (``eureka.instance.registry.expected-number-of-clients-sending-renews``,
+    one client too many); the ``updateRenewalThreshold`` task
+    (``eureka.server.renewal-threshold-update-interval-ms``, 15 min,
+    :meth:`recount`) sets it to the number of registered instances when
+    that count is above ``renewal_percent_threshold`` × the expectation (or
+    self-preservation is off) -- so it may raise the expectation freely but
+    lower it by at most 15 % a run.  A registry made with ``open_count``
+    None is one that has run a while: recounted, its expectation is the
+    number of leases and follows each register and cancel (until they are
+    all gone: then it is upstream's counter at 0); one made with a count (a
+    restarted server, :class:`EurekaServer`) follows upstream's counter
+    from that seed.
 
     A consequence worth seeing: one dead instance among ``n`` blocks all
     eviction when ``2 (n − 1) ≤ int(1.7 n)``, that is for ``n ≤ 6``.  Small
@@ -252,7 +262,8 @@ class EurekaRegistry:
     def __init__(self, *, lease_duration: float = 90.0, renewal_interval: float = 30.0,
                  renewal_percent_threshold: float = 0.85, enable_self_preservation: bool = True,
                  eviction_interval: float = 60.0, use_read_only_response_cache: bool = True,
-                 lease_expiry_quirk: bool = True, opened: float = 0.0) -> None:
+                 lease_expiry_quirk: bool = True, opened: float = 0.0,
+                 open_count: int | None = None) -> None:
         self.lease_duration = check_real("lease_duration", lease_duration, low_open=True,
                                          unit="seconds")
         self.renewal_interval = check_real("renewal_interval", renewal_interval, low_open=True,
@@ -268,6 +279,13 @@ class EurekaRegistry:
                                                   use_read_only_response_cache)
         self.lease_expiry_quirk = _flag("lease_expiry_quirk", lease_expiry_quirk)
         opened_at = check_real("opened", opened, low=-math.inf, unit="seconds")
+        if open_count is not None and (not is_whole(open_count) or open_count < 0):
+            raise ParamError("open_count", open_count,
+                             "None (recounted: the number of leases) or a whole number >= 0")
+        #: False: ``expectedNumberOfClientsSendingRenews`` is upstream's counter,
+        #: seeded with ``open_count``; True: recounted, the number of leases
+        self._recounted = open_count is None
+        self._expected = 0 if open_count is None else int(open_count)
         #: service -> instance -> lease (upstream's ``registry`` map of maps)
         self.leases: dict[str, dict[str, Lease]] = {}
         self._size = 0
@@ -304,6 +322,8 @@ class EurekaRegistry:
         group[instance] = Lease(now, length, self.lease_expiry_quirk)
         if new:
             self._size += 1
+            if not self._recounted and self._expected > 0:
+                self._expected += 1
         return new
 
     def renew(self, service: str, instance: str, now: float) -> bool:
@@ -325,13 +345,37 @@ class EurekaRegistry:
         if group is None or group.pop(instance, None) is None:
             return False
         self._size -= 1
+        if self._recounted:
+            if not self._size:  # the expectation reached 0: upstream's counter sticks there
+                self._recounted = False
+                self._expected = 0
+        elif self._expected > 0:
+            self._expected -= 1
         return True
 
     # -- self-preservation ---------------------------------------------
     @property
     def expected_clients(self) -> int:
-        """``expectedNumberOfClientsSendingRenews`` (here: the number of leases)."""
-        return self._size
+        """``expectedNumberOfClientsSendingRenews``: the number of leases once
+        recounted, else upstream's counter (see the class docstring)."""
+        return self._size if self._recounted else self._expected
+
+    def recount(self) -> bool:
+        """``PeerAwareInstanceRegistryImpl.updateRenewalThreshold`` (every 15 min):
+        the registered instances are counted; when there are more than
+        ``renewal_percent_threshold`` × the expectation, or self-preservation
+        is off, the count becomes the expectation.  True if it did.
+
+        Upstream counts the instances its own Eureka client fetched (the
+        registry as the cluster serves it); here the leases held.
+        """
+        count = self._size
+        if count > self.renewal_percent_threshold * self.expected_clients \
+                or not self.enable_self_preservation:
+            if not self._recounted:
+                self._expected = count
+            return True
+        return False
 
     @property
     def renews_threshold(self) -> int:
@@ -468,7 +512,11 @@ class EurekaServer(RegistryServer):
     (``eureka.server.response-cache-update-interval-ms``, 30 s;
     ``ResponseCacheImpl``'s timer, only with ``use_read_only_response_cache``),
     and the renewals-per-minute buckets (:class:`MeasuredRate`, rolled from the
-    time, so without a process).  The other parameters are
+    time, so without a process).  A fourth, the ``updateRenewalThreshold``
+    task, recounts the expected renewing clients every
+    ``renewal_threshold_update_interval``
+    (``eureka.server.renewal-threshold-update-interval-ms``, 15 min;
+    :meth:`EurekaRegistry.recount`).  The other parameters are
     :class:`EurekaRegistry`'s.
 
     A Eureka server keeps its registry in memory (``persistent`` False): a
@@ -483,7 +531,14 @@ class EurekaServer(RegistryServer):
     resource turns into 403): its queries are answered ``forbidden`` while
     the instances register again, so the clients keep their cached lists
     instead of taking an empty one.  Registrations, renewals and cancels
-    are served meanwhile.
+    are served meanwhile.  A restarted server also opens for traffic afresh
+    (``openForTraffic``): its renewals-per-minute buckets start at the
+    restart, and its expected renewing clients start from ``open_count``
+    (Spring Cloud's ``eureka.instance.registry.expected-number-of-clients-sending-renews``,
+    1; a lone Netflix server opens with the 0 instances it copied from no
+    peer) and follow upstream's counter -- so with 0 it evicts nothing, and
+    with 1 it expects one client too many, until the first recount 15 min
+    after the restart.
 
     Rows written (``trace.discovery``): ``register`` (a new lease), ``renew``,
     ``cancel``, ``evict`` (detail ``expired``), ``self_preservation``
@@ -503,9 +558,16 @@ class EurekaServer(RegistryServer):
                  use_read_only_response_cache: bool = True,
                  response_cache_update_interval: float = 30.0,
                  lease_expiry_quirk: bool = True, wait_when_sync_empty: float = 300.0,
+                 open_count: int = 1, renewal_threshold_update_interval: float = 900.0,
                  **instance_args: Any) -> None:
         self.wait_when_sync_empty = check_seconds("wait_when_sync_empty",
                                                   wait_when_sync_empty, zero=True)
+        if not is_whole(open_count) or open_count < 0:
+            raise ParamError("open_count", open_count, "a whole number >= 0 (the expected "
+                             "renewing clients a restarted server opens with)")
+        self.open_count = int(open_count)
+        self.renewal_threshold_update_interval = check_seconds(
+            "renewal_threshold_update_interval", renewal_threshold_update_interval)
         #: queries are refused until then (a restart that synced nothing)
         self.refuse_queries_until = -math.inf
         self._config: dict[str, Any] = {
@@ -530,10 +592,20 @@ class EurekaServer(RegistryServer):
         if self.registry.use_read_only_response_cache:
             self.every(self.response_cache_update_interval, self._refresh_cache,
                        f"eureka:{name}:cache")
+        interval = self.renewal_threshold_update_interval
+        #: when the updateRenewalThreshold task runs next (moved by a restart)
+        self.recount_due = world.env.now + world.stream(
+            f"eureka:{name}:recount").uniform(0.0, interval)
+        self.env.process(self._recount_loop())
 
-    def _new_registry(self, now: float) -> EurekaRegistry:
-        # the renewal buckets start at a random point of a minute, as a server's
-        # MeasuredRate timer does (it starts when the server opens for traffic)
+    def _new_registry(self, now: float, restarted: bool = False) -> EurekaRegistry:
+        if restarted:
+            # openForTraffic: the renewal buckets start now, the expectation is
+            # seeded with open_count (nothing copied from a peer)
+            return EurekaRegistry(**self._config, opened=now, open_count=self.open_count)
+        # a server that has run a while: its renewal buckets started at some
+        # point of a minute (the MeasuredRate timer starts when the server opens
+        # for traffic), and its expectation has been recounted
         return EurekaRegistry(**self._config, opened=now - self._rate_rng.uniform(0.0, 60.0))
 
     # -- RegistryServer ---------------------------------------------------------------
@@ -557,7 +629,12 @@ class EurekaServer(RegistryServer):
         was_down = not self.up
         super().restart()
         if was_down and self.up:
-            self.refuse_queries_until = self.env.now + self.wait_when_sync_empty
+            now = self.env.now
+            self.refuse_queries_until = now + self.wait_when_sync_empty
+            # the process starts afresh: openForTraffic now, the 15-minute
+            # updateRenewalThreshold timer from now (its first run one period on)
+            self.registry = self._new_registry(now, restarted=True)
+            self.recount_due = now + self.renewal_threshold_update_interval
 
     def clear_state(self) -> None:
         """The crash lost every lease (kept in memory): each leaves the registry,
@@ -565,7 +642,7 @@ class EurekaServer(RegistryServer):
         for service, group in sorted(self.registry.leases.items()):
             for name in sorted(group):
                 record(self.world, self.name, "evict", service, name, "lost_in_crash")
-        self.registry = self._new_registry(self.env.now)
+        self.registry = self._new_registry(self.env.now, restarted=True)
         self.self_preservation = False
 
     def _live_changed(self, service: str) -> None:
@@ -626,6 +703,20 @@ class EurekaServer(RegistryServer):
             record(self.world, self.name, "evict", service, name, "expired")
         for service in sorted({service for service, _ in run.evicted}):
             self._live_changed(service)
+
+    def _recount_loop(self) -> Generator[Event, Any, None]:
+        """``PeerAwareInstanceRegistryImpl.scheduleRenewalThresholdUpdateTask``:
+        :meth:`EurekaRegistry.recount` every ``renewal_threshold_update_interval``
+        (``eureka.server.renewal-threshold-update-interval-ms``, 15 min) while
+        the server is up and not hung; a restart starts the timer again."""
+        env = self.env
+        while True:
+            yield env.timeout(max(0.0, self.recount_due - env.now))
+            if env.now < self.recount_due:
+                continue  # a restart moved it
+            if self.up and not self.hung:
+                self.registry.recount()
+            self.recount_due += self.renewal_threshold_update_interval
 
     def _refresh_cache(self, now: float) -> None:
         """The read-only response cache's timer (``ResponseCacheImpl.getCacheUpdateTask``)."""
