@@ -19,8 +19,11 @@ the TTL (plus the registrar's own detection), whatever the registry does.
   interface answers with TTL 0 (``dns_config.service_ttl`` unset), which
   makes every lookup a query (that is :class:`~simcomm.discovery.registry.
   NoCacheView`; here ``ttl`` must be > 0).
-* :class:`DnsView` -- a client's resolver with a **positive cache** (as
-  Java's ``networkaddress.cache.ttl``, nscd or systemd-resolved keep): the
+* :class:`DnsView` -- a client's resolver with a **positive cache** that
+  honours the record's TTL (as systemd-resolved or a local dnsmasq keep
+  it; not Java's ``InetAddress`` cache, whose ``networkaddress.cache.ttl``
+  is a fixed period of its own, 30 s in OpenJDK without a security
+  manager, whatever the record says): the
   answer is used until its TTL expires (RFC 1035 §3.2.1, "the time
   interval that the resource record may be cached before the source of
   the information should again be consulted"), then the name is resolved
