@@ -32,7 +32,7 @@ time and the share of the run spent on discovery traffic:
   share of the run's time.
 
 **2. A client-side call's overhead over calling a fixed instance.**  The
-same workload built three times in a bare :class:`~simcomm.engine.World`
+same workload built four ways in a bare :class:`~simcomm.engine.World`
 (link latency 1 ms): an open loop of ``CALL_RATE`` requests per second to
 an API gateway (200 workers) whose handler does a unit of work and calls
 the order service, ``ORDER_INSTANCES`` instances of 16 workers each
@@ -41,6 +41,10 @@ on any side, so every side simulates the same work):
 
 * **fixed** -- the caller names the instance: ``rpc.call(ctx, "order-1",
   body)``, the path before this issue;
+* **named** -- the caller names each instance itself, in turn
+  (``order-1``, ``order-2``, ... by a plain counter): the spread of round
+  robin over the instances without the library, which tells the cost of
+  calling four instances instead of one apart from the library's own;
 * **static** -- :class:`simcomm.discovery.DiscoveryClient` with a view
   that lists the instances once and never changes (:class:`StaticView`,
   defined here: a registry that never answers differently) and Ribbon's
@@ -63,9 +67,11 @@ garbage collector stays on, as in a user's run; it is one process, so a
 collection started by one side also walks the other sides' objects --
 part of the noise.  With valgrind on the PATH, the instructions one more
 request costs on each side are counted too (:mod:`_valgrind`): a ratio
-the machine's load cannot move.  The time ratios come out above it: the
-discovery sides spread their calls over four instances (more memory
-touched than one instance's) and keep a ``trace.routes`` row per call.
+the machine's load cannot move.  The time ratios come out above it and
+wander from run to run on a loaded machine: an instruction count misses
+the cache misses of the memory the library adds (a ``trace.routes`` row
+per call, kept traced or not; the balancer's state) and of calling four
+instances instead of one (what ``named`` over ``fixed`` measures alone).
 
 The machine these numbers come from is usually shared: quote medians and
 ratios, not single times; the load average at the start and the end is
@@ -80,6 +86,7 @@ printed with them.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import shutil
 import statistics
@@ -227,6 +234,20 @@ def build_fixed(world: World) -> None:
     _gateway(world, via_fixed)
 
 
+def build_named(world: World) -> None:
+    names = _orders()
+    for name in names:
+        Instance(world, name, service=SERVICE, **_order_args())
+    turn = itertools.cycle(names)
+
+    def via_named(ctx: Context, request: Message) -> Generator[Any, Any, Any]:
+        yield ctx.work()
+        reply = yield from call(ctx, next(turn), request.body)
+        return answer_for(SERVICE, reply)
+
+    _gateway(world, via_named)
+
+
 def build_static(world: World) -> None:
     for name in _orders():
         Instance(world, name, service=SERVICE, **_order_args())
@@ -248,15 +269,18 @@ def build_eureka(world: World) -> None:
 
 
 BUILDS: dict[str, Callable[[World], None]] = {
-    "fixed": build_fixed, "static": build_static, "eureka": build_eureka}
+    "fixed": build_fixed, "named": build_named, "static": build_static,
+    "eureka": build_eureka}
 
 #: side -> (build, traced)
 SIDES: dict[str, tuple[str, bool]] = {
-    "fixed": ("fixed", False), "static": ("static", False), "eureka": ("eureka", False),
-    "fixed_traced": ("fixed", True), "static_traced": ("static", True)}
+    "fixed": ("fixed", False), "named": ("named", False), "static": ("static", False),
+    "eureka": ("eureka", False), "fixed_traced": ("fixed", True),
+    "static_traced": ("static", True)}
 
-#: each discovery side and the side it is compared with
-PAIRS = {"static": "fixed", "eureka": "fixed", "static_traced": "fixed_traced"}
+#: (side, the side it is compared with): the target is static over fixed
+PAIRS = (("static", "fixed"), ("eureka", "fixed"), ("named", "fixed"), ("static", "named"),
+         ("static_traced", "fixed_traced"))
 
 
 def call_world(side: str, seed: int) -> World:
@@ -311,7 +335,8 @@ def _one_side(side: str, n: int) -> int:
 
 
 def instructions(n1: int = 500, n2: int = 2_500,
-                 sides: tuple[str, ...] = ("fixed", "static", "eureka")) -> dict[str, Any]:
+                 sides: tuple[str, ...] = ("fixed", "named", "static", "eureka")
+                 ) -> dict[str, Any]:
     """Instructions per request of each side, counted by valgrind (cachegrind).
 
     Each side runs alone in a child process under valgrind with ``n1`` and
@@ -326,7 +351,7 @@ def instructions(n1: int = 500, n2: int = 2_500,
     per_request = instructions_per_unit(__file__, sides, n1, n2)
     out: dict[str, Any] = {f"{side}_instructions_per_request": v
                            for side, v in per_request.items()}
-    for side, base in PAIRS.items():
+    for side, base in PAIRS:
         if side in per_request and base in per_request:
             out[f"instructions_{side}_over_{base}"] = per_request[side] / per_request[base]
     return out
@@ -406,7 +431,7 @@ def main(reps: int = 3, quick: bool = False, valgrind: bool | None = None) -> di
     out["call_requests"] = calls[0]["requests"]
     for side in sides:
         out[f"{side}_us_per_request_median"] = statistics.median(c[side] for c in calls) * 1e6
-    for side, ref in PAIRS.items():
+    for side, ref in PAIRS:
         ratios = [c[side] / c[ref] for c in calls]
         out[f"ratio_{side}_over_{ref}_cpu_median"] = statistics.median(ratios)
         out[f"ratio_{side}_over_{ref}_cpu_lowest"] = min(ratios)
