@@ -184,10 +184,13 @@ def test_the_crash_on_the_timeline(eureka):
 
 
 @claim("About two calls a second went to the dead instance, a tenth of all calls",
-       "445 calls, 5.59 % of the run's")
+       "445 calls, 5.59 % of the run's, each one an error for a user")
 def test_the_stale_calls(eureka):
     s = eureka.summary()
     assert s["stale_calls"] == 445
+    # no retry on another instance by default: each stale call is a failed request
+    assert default("discovery", "retry_next_server") == 0
+    assert s["failed"] == s["error"] == 445
     assert round(s["stale_share"] * 100, 2) == 5.59
     series = vd.stale_series(eureka)
     assert series is not None
