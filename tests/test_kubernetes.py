@@ -453,3 +453,35 @@ def test_a_restarted_container_keeps_the_probe_workers_run_of_results():
     # (the first may be a probe sent within its timeout before the hang ended)
     unhung = [r for r in rows(w, "ready", "orders-1") if r[0] > 100.0]
     assert unhung[0][0] >= 125.0 - 0.5 + 2 * 2.0
+
+
+def test_a_liveness_probe_restarts_a_hung_container():
+    """REFERENCE §5: readiness takes a hung pod out of the endpoints and leaves
+    it running; a liveness probe (10 s, 1 s, 3 failures) kills it after as many
+    failures and the kubelet starts a new container at once (the first
+    restart has no back-off), which rejoins at its first good readiness probe.
+    A second hang is killed again, its restart after CrashLoopBackOff's 10 s."""
+    w = World(seed=4, trace=True, network=Link(latency=LATENCY))
+    api = KubernetesApiServer(w, "k8s")
+    fleet = Fleet(w, "orders", instances=3, service_time=0.01, workers=2,
+                  registration=api.registration(liveness=ProbeSpec()))
+    router = Router(w, "orders-vip", service="orders")
+    view = KubernetesView(w, router, "k8s", "orders")
+    router.attach(view, balancer("random"))
+    w.at(100.0, lambda: fleet.hang("orders-2", 1e6))
+    w.at(200.0, lambda: fleet.hang("orders-2", 1e6))
+    w.run(300)
+    lo, hi = readiness_removal_bounds(10.0, 1.0, 3)
+    inst = w.nodes["orders-2"]
+    kills = [e for e in w.trace.events if e[1] == "orders-2" and e[2] == "crash"]
+    restarts = [e[0] for e in w.trace.events if e[1] == "orders-2" and e[2] == "restart"]
+    assert len(kills) == 2
+    assert 100.0 + lo - 0.05 <= kills[0][0] <= 100.0 + hi + 0.05
+    assert 200.0 + lo - 0.05 <= kills[1][0] <= 200.0 + hi + 0.05
+    assert restarts == [kills[0][0], kills[1][0] + 10.0]
+    assert inst.up and not inst.hung
+    ready = [r[0] for r in rows(w, "ready", "orders-2")]
+    assert any(restarts[0] < t <= restarts[0] + 1.0 + 10.0 + 1.0 for t in ready)
+    assert "orders-2" in view.instances
+    with pytest.raises(ParamError, match="liveness"):
+        api.registration(liveness=ProbeSpec(success_threshold=2))

@@ -493,7 +493,20 @@ class Kubelet(Node):
       (:func:`next_tick`) -- the same instants as a relist every second,
       without an event per second per pod;
     * the **node lease** renewal every ``heartbeat_interval`` (10 s), until
-      the pod has stopped for good (or the machine died).
+      the pod has stopped for good (or the machine died);
+    * with ``liveness`` (a :class:`~simcomm.discovery.probe.ProbeSpec`; none
+      by default, as a pod has no ``livenessProbe`` unless it declares one),
+      **liveness probes**: the worker starts from Success
+      (``initialValue``), and ``failureThreshold`` consecutive failures make
+      the kubelet kill the container and start a new one (``restartPolicy:
+      Always``) -- the way out for a hung process, which readiness only takes
+      out of the endpoints.  The worker then holds until the new container
+      (``onHold``, ``resultRun = 0``).  The kill is at once (a process that
+      ignores SIGTERM would take ``terminationGracePeriodSeconds``, 30 s); the
+      first restart is at once, each further one waits the kubelet's
+      CrashLoopBackOff (10 s, doubling, at most 300 s; forgotten after the
+      container ran 600 s).  The new container goes through the PLEG and
+      the readiness probes like any restart.
 
     A status the API server did not acknowledge (down, cut off) is sent
     again every ``STATUS_SYNC_PERIOD`` (10 s, the status manager's resync),
@@ -508,7 +521,7 @@ class Kubelet(Node):
                  probe: ProbeSpec | None = None,
                  heartbeat_interval: float = NODE_LEASE_RENEW_INTERVAL,
                  pleg_period: float = PLEG_PERIOD, timeout: float = 5.0,
-                 name: str | None = None) -> None:
+                 liveness: ProbeSpec | None = None, name: str | None = None) -> None:
         if not isinstance(instance, Instance):
             raise ParamError("instance", instance, "an Instance (the pod's container)")
         server = world.nodes.get(api) if isinstance(api, str) else None
@@ -519,7 +532,8 @@ class Kubelet(Node):
                              + (", ".join(servers) or "none yet"))
         spec, hb, pleg, limit = self.check_args(probe=probe,
                                                 heartbeat_interval=heartbeat_interval,
-                                                pleg_period=pleg_period, timeout=timeout)
+                                                pleg_period=pleg_period, timeout=timeout,
+                                                liveness=liveness)
         super().__init__(world, name or f"kubelet-{instance.name}")
         self.instance = instance
         self.api = api
@@ -527,6 +541,10 @@ class Kubelet(Node):
         self.heartbeat_interval = hb
         self.pleg_period = pleg
         self.timeout = limit
+        #: the liveness probe (None: the pod declares none, Kubernetes' default)
+        self.liveness = liveness
+        #: the next CrashLoopBackOff wait before a container killed by liveness restarts
+        self._backoff = 0.0
         self.state = self._fresh_state()
         self._container_gen = 0  # bumped when the PLEG finds the container exited
         self.started = False
@@ -544,12 +562,18 @@ class Kubelet(Node):
     @staticmethod
     def check_args(*, probe: ProbeSpec | None = None,
                    heartbeat_interval: float = NODE_LEASE_RENEW_INTERVAL,
-                   pleg_period: float = PLEG_PERIOD, timeout: float = 5.0
+                   pleg_period: float = PLEG_PERIOD, timeout: float = 5.0,
+                   liveness: ProbeSpec | None = None
                    ) -> tuple[ProbeSpec, float, float, float]:
         """The kubelet's settings checked (a ParamError naming the field), with defaults."""
         spec = ProbeSpec() if probe is None else probe
         if not isinstance(spec, ProbeSpec):
             raise ParamError("probe", probe, "a ProbeSpec, or None for Kubernetes' defaults")
+        if liveness is not None and (not isinstance(liveness, ProbeSpec)
+                                     or liveness.success_threshold != 1):
+            # Kubernetes' validation: a liveness probe's successThreshold must be 1
+            raise ParamError("liveness", liveness,
+                             "None (no liveness probe) or a ProbeSpec with success_threshold 1")
         return (spec, _seconds("heartbeat_interval", heartbeat_interval),
                 _seconds("pleg_period", pleg_period), _seconds("timeout", timeout))
 
@@ -585,6 +609,8 @@ class Kubelet(Node):
             self._want(True, "probe")
         env.process(self._heartbeats())
         env.process(self._probes())
+        if self.liveness is not None:
+            env.process(self._liveness_probes(self.liveness))
 
     def shutdown(self, inst: Instance) -> None:
         """The pod is being deleted: out of the endpoints at once (``terminating``)."""
@@ -714,6 +740,46 @@ class Kubelet(Node):
             at += period
             while at <= env.now:
                 at += period
+
+
+    def _liveness_probes(self, spec: ProbeSpec) -> Generator[Event, Any, None]:
+        """The liveness worker: ``failureThreshold`` failures in a row kill the
+        container, which the kubelet starts again; the worker holds until then."""
+        env = self.env
+        inst = self.instance
+        period = spec.period
+        state = spec.state(initially_ready=True)  # initialValue: Success
+        held = -1  # the container whose kill the worker waits out (onHold)
+        at = env.now + self.world.stream(f"kubelet:{self.name}:liveness").uniform(0.0, period)
+        while True:
+            yield env.timeout(at - env.now)
+            if not self.up or self.terminating or inst.stopped:
+                return
+            gen = self._container_gen
+            if gen != held and self._container_up and inst.up \
+                    and env.now >= self._container_since + spec.initial_delay:
+                status = yield from probe_status(self, inst, spec.timeout)
+                if not self.up or self.terminating or inst.stopped:
+                    return
+                if gen == self._container_gen and inst.up \
+                        and state.observe(status == "ok") == "unready":
+                    held = gen
+                    state.force(True)  # the new container starts from Success ...
+                    state.run = 0  # ... and the run starts again (worker.doProbe)
+                    self._kill(inst)
+            at += period
+            while at <= env.now:
+                at += period
+
+    def _kill(self, inst: Instance) -> None:
+        """Kill the container for a failed liveness probe and start a new one after
+        the CrashLoopBackOff (0 the first time; 10 s doubling to 300 s; forgotten
+        once a container has run 600 s)."""
+        if self.env.now - self._container_since >= 600.0:
+            self._backoff = 0.0
+        delay = self._backoff
+        self._backoff = 10.0 if delay == 0.0 else min(2.0 * delay, 300.0)
+        inst.crash(repair_after=delay)
 
 
 # -- kube-proxy's view ------------------------------------------------------------------------
