@@ -760,3 +760,20 @@ def test_a_restarted_server_keeps_a_dead_instance_until_its_first_recount(open_c
     assert 320.0 + 900.0 < evicted <= 320.0 + 900.0 + 60.0 + 1e-6
     assert server.registry.expected_clients == 9
     assert server.registry.renews_threshold == int(9 * 2 * 0.85)
+
+
+def test_instances_renew_every_renewal_interval_from_a_phase_of_their_own():
+    """REFERENCE §5: renewals every 30 s (the HeartbeatThread's next beat is
+    scheduled when the last one returned, so a round trip later at most),
+    each instance from its own phase in [0, 30) after registering."""
+    world, _, _, insts, _ = _world(3, n=4, view=False)
+    world.run(400.0)
+    firsts = []
+    for inst in insts:
+        (registered,) = _times(world, "register", inst.name)
+        renewals = _times(world, "renew", inst.name)
+        gaps = np.diff(renewals)
+        assert (gaps >= 30.0).all() and (gaps <= 30.0 + RTT).all()
+        assert registered < renewals[0] < registered + 30.0 + RTT
+        firsts.append(renewals[0] - registered)
+    assert len({round(f, 3) for f in firsts}) == len(insts)
