@@ -58,8 +58,14 @@ status changes to the servers (anti-entropy); here one
 passes cross the network to it.  The catalog is kept in Raft
 (``persistent``: a crash loses nothing); after a restart or the end of a
 hang every TTL timer starts again from ``ttl`` (the agent starts its
-``CheckTTL`` afresh; the persisted status is kept, as ``loadCheckState``
-restores it).
+``CheckTTL`` afresh) and every check keeps its status and critical time.
+That is a crash of the *servers* (the registry) as a learner means it;
+a restarted *agent* differs upstream in two ways not modelled here:
+``loadCheckState`` restores a TTL check's persisted status only while its
+last update + TTL is still ahead ("check state expired, not restoring":
+else the check starts from its registered status, critical by default),
+and an agent's ``CriticalTime`` lives in memory, so the reaper's count
+starts again at the next critical update.
 
 Self-registration (:class:`ConsulRegistration`) follows Spring Cloud
 Consul: register with a TTL check (``spring.cloud.consul.discovery.
