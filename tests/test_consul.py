@@ -602,3 +602,36 @@ def test_end_to_end_the_last_call_to_a_crashed_instance_is_before_it_turns_criti
     assert critical - 37.0 >= 10.0  # at least ttl - interval of stale calls
     after = [r for r in world.trace.routes if r[0] > critical + 2 * LATENCY]
     assert after and {r[4] for r in after} == {"order-1", "order-3"}
+
+
+def test_registering_again_keeps_the_checks_status_with_a_fresh_critical_time() -> None:
+    """agent.AddService restores each check's status from a snapshot: a passing
+    instance registered again (body status: Consul's default, critical) stays
+    listed -- no critical blip -- and a critical one registered again with
+    status passing stays critical, its critical time (the reaper's clock)
+    cleared until the next critical update (its fresh TTL timer, ttl later)."""
+    world, server = _world()
+    reg = ConsulRegistration(world, "consul")
+    (inst,) = _fleet(world, 1, reg)
+    other = Instance(world, "ops")
+
+    def again(status: str) -> None:
+        world.env.process(ask(other, "consul", register_body("order", "order-1",
+                                                             status=status), 1.0))
+
+    world.at(50.0, lambda: again("critical"))
+    world.run(51.0)
+    assert server.listing("order") == ("order-1",)
+    assert _rows(world, "critical", "order-1") == []
+    world.at(61.0, inst.crash)  # passes stop; critical at the last pass + 30
+    world.run(130.0)
+    (critical,) = _rows(world, "critical", "order-1")
+    assert server.entries["order-1"].state.critical_since == critical
+    world.at(130.0, lambda: again("passing"))
+    world.run(131.0)
+    state = server.entries["order-1"].state
+    assert state.status == "critical" and state.critical_since is None
+    assert server.listing("order") == ()
+    world.run(170.0)  # the new TTL timer fires at 130 + 30: critical time set again
+    assert server.entries["order-1"].state.critical_since == pytest.approx(160.0, abs=0.01)
+    assert _rows(world, "critical", "order-1") == [critical]  # no status change: no row

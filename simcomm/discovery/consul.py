@@ -346,7 +346,10 @@ class ConsulServer(RegistryServer):
       ``status`` (initial, default ``critical`` as Consul's),
       ``deregister_after`` (None: never reaped; below 60 s raised to 60 s,
       as Consul does), ``by`` (``self`` / ``third-party``).  Registering a
-      known instance again replaces its check.
+      known instance again replaces its check, which keeps its status
+      (``agent.AddService`` restores it from a snapshot; ``status`` applies
+      to a new registration only) but starts with no critical time and a
+      fresh TTL.
     * ``pass`` -- ``instance``: update its TTL check (``not_found`` if
       unknown, ``bad_request`` if its check is not a TTL check).
     * ``deregister`` -- ``instance`` (``not_found`` if unknown).
@@ -421,6 +424,12 @@ class ConsulServer(RegistryServer):
                 raise ServiceError("deregister_after must be seconds > 0",
                                    status="bad_request")
             after = max(seconds, DEREGISTER_MIN)  # Consul raises it to the minimum
+        known = self.entries.get(name)
+        if known is not None and known.service == service:
+            # agent.AddService's checkStateSnapshot: a service registered again
+            # keeps its check's status ("Restore the fields from the snapshot"),
+            # in a fresh check state (no critical time) with a fresh TTL timer
+            status = known.state.status
         self._gen += 1
         entry = _Entry(service, name, check, CheckStatus(status), after, self._gen)
         if check == "ttl":
