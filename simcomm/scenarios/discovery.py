@@ -124,7 +124,7 @@ class Params:
     instances: int = param(
         10, range=(1, 200), unit="instances", help="order service instances at the start")
     request_rate: float = param(
-        20.0, range=(0.1, 2000.0), unit="req/s", step=0.1,
+        10.0, range=(0.1, 2000.0), unit="req/s", step=0.1,
         help="mean rate at which mobile clients call the gateway (Poisson)")
     service_time: float = param(
         0.02, range=(0.001, 1.0), unit="s", step=0.001,
