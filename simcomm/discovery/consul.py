@@ -708,6 +708,11 @@ class ConsulRegistration:
         name = inst.name
         registered = False
         passing = {"op": "pass", "instance": name}
+        # running when the run begins, the instance registered some time ago: after
+        # a first pass its heartbeat keeps a phase of its own, as independent
+        # machines' timers do (not all in step from time zero)
+        phase = (self.world.stream(f"consul:{name}:heartbeat-phase").uniform(0.0, self.interval)
+                 if env.now == 0.0 else None)
         tick = env.now
         while name not in self._stopped and not inst.stopped:
             if not inst.up:
@@ -727,6 +732,9 @@ class ConsulRegistration:
                             yield from ask(inst, registry, passing, timeout)
             # a fixed rate: the next tick is due `interval` after the last one was
             tick += self.interval
+            if phase is not None and registered:
+                tick += phase - self.interval
+                phase = None
             yield env.timeout(max(0.0, tick - env.now))
 
     def shutdown(self, inst: Instance) -> None:
