@@ -76,7 +76,7 @@ from simpy.events import Event
 
 from simcomm._checks import as_real, is_whole
 from simcomm.engine.formats import Format, get_format
-from simcomm.engine.messages import COMMAND, REPLY, Message
+from simcomm.engine.messages import COMMAND, CONTROL, REPLY, Message
 from simcomm.engine.randomness import Constant, Distribution
 from simcomm.errors import ParamError
 
@@ -281,7 +281,9 @@ class Instance(Node):
 
     ``arrivals`` counts the requests that reached the instance while it was
     up (accepted or turned away at the door), which is the load its callers
-    put on it, retries included.  ``admission``, if set by a layer above
+    put on it, retries included -- application requests only: protocol
+    traffic (``control`` messages: a registry's registrations and queries, a
+    health probe) is served too but not counted.  ``admission``, if set by a layer above
     (server-side load shedding), is asked about each arriving request before
     the queue is: a drop reason (the caller's reply status) or None.
     """
@@ -381,9 +383,11 @@ class Instance(Node):
 
     # -- arrival -------------------------------------------------------
     def accept(self, msg: Message) -> str | None:
-        if msg.kind == REPLY:
+        kind = msg.kind
+        if kind == REPLY:
             return None
-        self.arrivals += 1
+        if kind != CONTROL:
+            self.arrivals += 1
         if self.admission is not None:
             reason = self.admission(msg)
             if reason:
