@@ -150,9 +150,9 @@ def busy():
 
 # == why discovery ====================================================================
 
-@claim("about 20 requests a second (Poisson)")
+@claim("about 10 requests a second (Poisson)")
 def test_the_scenario_defaults():
-    assert default("discovery", "request_rate") == 20
+    assert default("discovery", "request_rate") == 10
     assert default("discovery", "instances") == 10  # "ten instances"
     assert default("discovery", "registry") == "eureka"
     assert default("discovery", "pattern") == "client-side"
@@ -164,7 +164,7 @@ def test_the_scenario_defaults():
 @claim("The default run, for 400 s",
        "`order-2` crashed at 60 s (✕)",
        "stayed registered until 267 s and visible to the gateway until 300.5 s",
-       "**detection lag**, 240 s",
+       "**detection lag**, 239 s",
        "launched at 90 s (▲, `replace_after` 30 s), started 5 s later and registered at once",
        "the gateway saw it only at 120.5 s")
 def test_the_crash_on_the_timeline(eureka):
@@ -174,7 +174,7 @@ def test_the_crash_on_the_timeline(eureka):
     assert round(float(_rows(eureka, "order-2", "hidden").iloc[0]), 1) == 300.5
     det = eureka.detection()
     assert list(det["instance"]) == ["order-2"] and list(det["kind"]) == ["crash"]
-    assert round(float(det["lag"].iloc[0])) == 240
+    assert round(float(det["lag"].iloc[0])) == 239
     assert default("discovery", "replace_after") == 30
     assert default("discovery", "startup") == 5
     assert _event(eureka, "order-11", "launch") == 90
@@ -183,15 +183,15 @@ def test_the_crash_on_the_timeline(eureka):
     assert round(float(_rows(eureka, "order-11", "visible").iloc[0]), 1) == 120.5
 
 
-@claim("About two calls a second went to the dead instance, a tenth of all calls",
-       "445 calls, 5.59 % of the run's, each one an error for a user")
+@claim("About one call a second went to the dead instance, a tenth of all calls",
+       "221 calls, 5.61 % of the run's, each one an error for a user")
 def test_the_stale_calls(eureka):
     s = eureka.summary()
-    assert s["stale_calls"] == 445
+    assert s["stale_calls"] == 221
     # no retry on another instance by default: each stale call is a failed request
     assert default("discovery", "retry_next_server") == 0
-    assert s["failed"] == s["error"] == 445
-    assert round(s["stale_share"] * 100, 2) == 5.59
+    assert s["failed"] == s["error"] == 221
+    assert round(s["stale_share"] * 100, 2) == 5.61
     series = vd.stale_series(eureka)
     assert series is not None
     det = eureka.detection().iloc[0]
@@ -199,7 +199,7 @@ def test_the_stale_calls(eureka):
     window = routes[routes["time"].between(det["died"], det["last_stale_call"])]
     # round robin over ten: the dead one gets a tenth of the calls in the window
     assert window["stale"].mean() == pytest.approx(0.1, abs=0.01)
-    assert s["stale_calls"] / det["lag"] == pytest.approx(2.0, abs=0.2)
+    assert s["stale_calls"] / det["lag"] == pytest.approx(1.0, abs=0.15)
     assert (window.loc[window["stale"], "instance"] == "order-2").all()
 
 
@@ -230,9 +230,9 @@ def test_the_worked_sum():
 @claim("`order-2` last renewed at 53.3 s, 6.7 s before the crash",
        "53.3 + 180 = 233.3 s: 173.3 s after the crash",
        "next ran at 266.7 s, 33.4 s later", "took 33.8 s between them",
-       "let `order-2` go at 300.5 s", "at 299.8 s, just before: 173.3 + 33.4 + 33.8 = 240.5 s "
-       "after the crash, less the gap between two calls",
-       "This run happens to land on the average")
+       "let `order-2` go at 300.5 s", "at 299.0 s, just before: 173.3 + 33.4 + 33.8 = 240.5 s "
+       "after the crash, less the gap between two calls to it",
+       "This run happens to land near the average")
 def test_the_sum_in_the_run(eureka):
     crash = _event(eureka, "order-2", "crash")
     renewals = _rows(eureka, "order-2", "renew")
@@ -248,10 +248,11 @@ def test_the_sum_in_the_run(eureka):
     assert round(hidden - evicted, 1) == 33.8 and round(hidden, 1) == 300.5
     assert hidden - evicted <= 3 * 30  # three caches, each at most its period
     det = eureka.detection().iloc[0]
-    assert round(float(det["last_stale_call"]), 1) == 299.8
+    assert round(float(det["last_stale_call"]), 1) == 299.0
     assert round(hidden - crash, 1) == 240.5
-    assert 0 < hidden - det["last_stale_call"] < 1.0  # a call gap
-    assert abs(det["lag"] - lag_bounds("eureka").mean) < 1.0
+    # a call gap: about one call a second goes to each of the ten instances
+    assert 0 < hidden - det["last_stale_call"] < 3.0
+    assert abs(det["lag"] - lag_bounds("eureka").mean) < 2.0
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -261,19 +262,20 @@ def test_other_seeds_land_elsewhere_between_the_bounds(seed):
     b = lag_bounds("eureka", latency=default("discovery", "network_latency"))
     res = _run(seed=seed, until=400, trace=False)
     (lag,) = res.detection()["lag"]
-    assert b.lower - 1.0 <= lag <= b.upper
-    assert abs(lag - 240) > 1.0
+    assert b.lower - 3.0 <= lag <= b.upper
+    assert abs(lag - 240) > 2.0
 
 
 # == the same crash, server-side ===========================================================
 
 @claim("The same crash of `order-2` at 60 s",
-       "No call reached `order-2` after its crash",
+       "Only 2 calls reached `order-2` after its crash, both within 0.08 s of it",
        "(PLEG, every second)", "unready 0.19 s after the crash",
        "At most 2 s: a second for the kubelet's relist, a second for kube-proxy's rule sync")
 def test_kubernetes_notices_at_once(k8s):
     assert _event(k8s, "order-2", "crash") == 60
-    assert k8s.summary()["stale_calls"] == 0
+    det = k8s.detection().iloc[0]
+    assert det["stale_calls"] == 2 and round(det["lag"], 2) == 0.08
     (unready,) = _rows(k8s, "order-2", "unready")
     assert round(unready - 60, 2) == 0.19
     b = lag_bounds("kubernetes")
@@ -286,17 +288,17 @@ def test_kubernetes_notices_at_once(k8s):
 @pytest.mark.parametrize("seed", [2])
 def test_kubernetes_notices_on_other_seeds(seed):
     res = _run(seed=seed, until=120, pattern="server-side", registry="kubernetes", trace=False)
-    assert res.summary()["stale_calls"] <= 1
+    assert res.summary()["stale_calls"] <= 3
     assert res.detection()["lag"].max() <= 2.0
 
 
 @claim("after three failed probes",
-       "Eureka still sent 168 calls to the dead instance over 84 s",
+       "Eureka still sent 79 calls to the dead instance over 84 s",
        "4.22 messages a second on the network, against Eureka's 0.78")
 def test_the_patterns_side_by_side(eureka, k8s, eureka_router):
     assert default("discovery", "failure_threshold") == 3
     s = eureka_router.summary()
-    assert s["stale_calls"] == 168 and round(s["detection_lag"]) == 84
+    assert s["stale_calls"] == 79 and round(s["detection_lag"]) == 84
     assert _table_round(k8s.summary()["registry_messages_per_s"]) == 4.22
     # as the table shows it (pandas rounds 0.785 to 0.78)
     assert _table_round(eureka.summary()["registry_messages_per_s"]) == 0.78
@@ -309,7 +311,7 @@ def test_the_patterns_side_by_side(eureka, k8s, eureka_router):
 
 @claim("(`drain`, 5 s by default)", "The cancel reached the registry at 60 s",
        "the purple band runs on to 90.5 s", "after `order-2` stopped at 65 s",
-       "the gateway still sent it 52 calls over 25.2 s",
+       "the gateway still sent it 25 calls over 24.9 s",
        "up to 90 s together")
 def test_a_clean_shutdown_still_has_stale_calls(shutdown):
     assert default("discovery", "drain") == 5
@@ -319,7 +321,7 @@ def test_a_clean_shutdown_still_has_stale_calls(shutdown):
     assert round(float(_rows(shutdown, "order-2", "hidden").iloc[0]), 1) == 90.5
     det = shutdown.detection().iloc[0]
     assert det["died"] == 65 and det["kind"] == "stop"
-    assert det["stale_calls"] == 52 and round(det["lag"], 1) == 25.2
+    assert det["stale_calls"] == 25 and round(det["lag"], 1) == 24.9
     p = shutdown.params
     assert p.eureka_cache_interval + p.eureka_fetch_interval + p.ribbon_refresh_interval == 90
 
@@ -354,13 +356,13 @@ def test_the_registry_outage(outage):
     assert s["no_instance"] == 0 and s["failed"] == 0 and s["availability"] == 1.0
 
 
-@claim("8380 requests found no instance, 21.9 % answered against 100 %",
-       "the registry carried 40.5 messages a second", "instead of 0.81")
+@claim("4148 requests found no instance, 22.5 % answered against 100 %",
+       "the registry carried 20.6 messages a second", "instead of 0.81")
 def test_no_cache_costs(outage):
     cached, bare = outage[True].summary(), outage[False].summary()
-    assert bare["no_instance"] == 8380
-    assert round(bare["availability"] * 100, 1) == 21.9 and cached["availability"] == 1.0
-    assert round(bare["registry_messages_per_s"], 1) == 40.5
+    assert bare["no_instance"] == 4148
+    assert round(bare["availability"] * 100, 1) == 22.5 and cached["availability"] == 1.0
+    assert round(bare["registry_messages_per_s"], 1) == 20.6
     assert round(cached["registry_messages_per_s"], 2) == 0.81
 
 
@@ -374,23 +376,23 @@ def test_a_cache_carries_the_gateway_on_other_seeds(seed):
 
 # == balancers and a slow instance ==========================================================
 
-@claim("With `slow_factor=10`, `order-1`", "at the default 20 requests a second",
+@claim("With `slow_factor=10`, `order-1`", "at the default 10 requests a second",
        "Round robin gives the slow instance its tenth",
-       "gives it 7.4 %", "weighted response time, which weighs each instance by how fast it "
-       "has answered, 5.8 %", "twice its share, 20 %",
-       "and `order-10` more than half the calls",
-       "at 20 requests a second over ten instances",
+       "gives it 8.2 %", "weighted response time, which weighs each instance by how fast it "
+       "has answered, 6.2 %", "`order-1` a third of the calls, 33.4 %",
+       "and `order-10` more than half",
+       "at 10 requests a second over ten instances",
        "which only moves the favourite around, every 30 s")
 def test_balancers_in_light_traffic(quiet_runs):
-    assert default("discovery", "request_rate") == 20
+    assert default("discovery", "request_rate") == 10
     assert default("discovery", "eureka_fetch_interval") == 30
     for res in quiet_runs.values():
         assert res.world.nodes["order-1"] is not None and res.params.slow_factor == 10
     shares = {name: _shares(res) for name, res in quiet_runs.items()}
     assert shares["round_robin"]["order-1"] == pytest.approx(0.1, abs=0.002)
-    assert round(shares["power_of_two"]["order-1"] * 100, 1) == 7.4
-    assert round(shares["weighted_response_time"]["order-1"] * 100, 1) == 5.8
-    assert round(shares["least_outstanding"]["order-1"] * 100) == 20
+    assert round(shares["power_of_two"]["order-1"] * 100, 1) == 8.2
+    assert round(shares["weighted_response_time"]["order-1"] * 100, 1) == 6.2
+    assert round(shares["least_outstanding"]["order-1"] * 100, 1) == 33.4
     assert shares["least_outstanding"]["order-10"] > 0.5
 
 
@@ -404,7 +406,7 @@ def test_least_outstanding_piles_onto_the_first_names_on_other_seeds(seed):
     assert sh["order-1"] > 0.15 and sh["order-10"] > 0.45
 
 
-@claim("Five times the traffic",
+@claim("Ten times the traffic",
        "Now least outstanding and power of two both give the slow instance 4.9 %; round "
        "robin still 10 %",
        "`order-10` took 28.7 % of the calls and `order-9` almost none",
@@ -413,7 +415,7 @@ def test_least_outstanding_piles_onto_the_first_names_on_other_seeds(seed):
        "one call in ten waits for the slow instance, and the 95th percentile is 0.181 s; "
        "least outstanding brings it down to 0.080 s")
 def test_balancers_under_load(busy):
-    assert busy["round_robin"].params.request_rate == 5 * default("discovery", "request_rate")
+    assert busy["round_robin"].params.request_rate == 10 * default("discovery", "request_rate")
     shares = {name: _shares(res) for name, res in busy.items()}
     assert round(shares["least_outstanding"]["order-1"] * 100, 1) == 4.9
     assert round(shares["power_of_two"]["order-1"] * 100, 1) == 4.9
@@ -442,9 +444,9 @@ def test_self_preservation_with_four():
     assert EurekaRegistry().renewal_percent_threshold == 0.85
 
 
-@claim("The gateway sent 445 calls to a dead instance over 240 s",
+@claim("The gateway sent 221 calls to a dead instance over 239 s",
        "lost discovery for 7 minutes from a 2-minute registry crash")
 def test_the_questions_repeat_the_runs(eureka, outage):
-    assert eureka.summary()["stale_calls"] == 445
-    assert round(eureka.summary()["detection_lag"]) == 240
+    assert eureka.summary()["stale_calls"] == 221
+    assert round(eureka.summary()["detection_lag"]) == 239
     assert not math.isnan(outage[False].summary()["registry_messages_per_s"])
