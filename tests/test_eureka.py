@@ -534,7 +534,7 @@ def test_a_crashed_server_forgets_and_the_instances_register_again_on_404():
     for inst in insts:
         again = [t for t in _times(world, "register", inst.name) if t > 300.0]
         assert len(again) == 1 and 320.0 < again[0] <= 320.0 + 30.0 + 2 * RTT
-    assert view.instances == tuple(sorted(inst.name for inst in insts))
+    assert sorted(view.instances) == sorted(inst.name for inst in insts)
 
 
 def test_a_registry_outage_leaves_the_client_on_its_stale_list():
@@ -777,3 +777,26 @@ def test_instances_renew_every_renewal_interval_from_a_phase_of_their_own():
         assert registered < renewals[0] < registered + 30.0 + RTT
         firsts.append(renewals[0] - registered)
     assert len({round(f, 3) for f in firsts}) == len(insts)
+
+
+def test_each_fetch_shuffles_the_clients_list_as_the_eureka_client_does() -> None:
+    """``Applications.shuffleInstances`` after every fetch: the same instances, a new
+    order -- so round robin's start and a least-outstanding tie move around."""
+    from simcomm.discovery.registry import ask as _ask
+
+    world = World(seed=4)
+    EurekaServer(world, "eureka")
+    client = Instance(world, "client")
+    names = [f"orders-{i}" for i in range(1, 7)]
+    for name in names:
+        Instance(world, name, service="orders")
+        world.at(0.0, lambda name=name: world.env.process(_ask(
+            client, "eureka", {"op": "register", "service": "orders", "instance": name}, 5.0)))
+    view = EurekaView(world, client, "eureka", "orders")
+    view.start()
+    orders = []
+    for t in range(100, 400, 30):
+        world.run(float(t))
+        orders.append(view.instances)
+    assert all(sorted(o) == names for o in orders)
+    assert len(set(orders)) > 3

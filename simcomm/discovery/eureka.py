@@ -751,7 +751,9 @@ class EurekaView(View):
 
     At start the client fetches once at once (``DiscoveryClient``'s
     constructor does) and Ribbon fills its list from that first answer
-    (``DynamicServerListLoadBalancer.restOfInit``).  A fetch that fails
+    (``DynamicServerListLoadBalancer.restOfInit``).  Each fetch shuffles the
+    instances (``Applications.shuffleInstances``), so Ribbon's list is in a
+    new random order after each refresh.  A fetch that fails
     (``timeout`` s without an answer -- ``eureka.client.eureka-server-read-timeout-seconds``,
     8 s -- or an error) leaves the local copy as it was: the client keeps
     calling what it last knew (a ``lookup_failed`` row, when the owner is up).
@@ -767,8 +769,10 @@ class EurekaView(View):
         self.server_list_refresh_interval = check_seconds("server_list_refresh_interval",
                                                           server_list_refresh_interval)
         self.timeout = check_seconds("timeout", timeout)
-        #: the Eureka client's local copy of the service's instances (None: never fetched)
+        #: the Eureka client's local copy of the service's instances (None: never fetched),
+        #: in the order of its last fetch: shuffled, as the Eureka client shuffles it
         self.cache: tuple[str, ...] | None = None
+        self._shuffle = world.stream(f"eureka-client:{owner.name}:{service}:shuffle")
 
     def _start(self) -> None:
         self.env.process(self._fetch_loop())
@@ -783,7 +787,12 @@ class EurekaView(View):
         reply = yield from ask(owner, self.registry, {"op": "query", "service": self.service},
                                self.timeout)
         if reply is not None and reply.status == "ok":
-            self.cache = tuple(reply.body["instances"])
+            # every fetch shuffles the instances (DiscoveryClient.filterAndShuffle /
+            # updateDelta -> Applications.shuffleInstances), so the order Ribbon
+            # gets -- where round robin starts, who wins a tie -- changes each time
+            listing = list(reply.body["instances"])
+            self._shuffle.shuffle(listing)
+            self.cache = tuple(listing)
         elif up:
             record(self.world, owner.name, "lookup_failed", self.service, None,
                    "timeout" if reply is None else reply.status)
