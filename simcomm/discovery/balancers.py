@@ -11,7 +11,8 @@ state the load-aware ones keep.  One balancer serves one (caller, service)
 pair, as Ribbon keeps one ``ILoadBalancer`` (with its rule and its
 ``LoadBalancerStats``) per client.
 
-``candidates`` come in the view's order (instance names sorted) and are
+``candidates`` come in the view's order (a Eureka client's list is shuffled at
+every fetch, as the real one is; the other views keep names sorted) and are
 never empty (:class:`~simcomm.discovery.client.DiscoveryClient` answers
 ``no_instance`` itself without asking); on a retry on the next server they
 are the instances not tried yet.
@@ -188,9 +189,10 @@ class LeastOutstanding(_Outstanding):
 
     ``BestAvailableRule.choose`` walks the list in order and keeps the first
     instance whose ``ServerStats.getActiveRequestsCount`` is *strictly*
-    below the best so far: **ties go to the first in the view's order**
-    (sorted names), so at equal load the alphabetically first instance
-    gets the call.  Instances whose connection circuit is tripped
+    below the best so far: **ties go to the first in the view's order**,
+    so at equal load that instance gets the call -- with Eureka's view,
+    whichever the last fetch's shuffle put first; with a sorted view, the
+    alphabetically first.  Instances whose connection circuit is tripped
     (``ServerStats.isCircuitBreakerTripped``) are skipped; if every one is,
     the rule falls back to round robin (its parent
     ``ClientConfigEnabledRoundRobinRule``).

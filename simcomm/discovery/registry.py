@@ -158,7 +158,8 @@ class RegistryServer(Instance):
 
     # -- what a subclass defines --------------------------------------------------------
     def listing(self, service: str) -> tuple[str, ...]:
-        """What a query for ``service`` answers now: instance names, sorted."""
+        """What a query for ``service`` answers now: instance names, sorted (a
+        client may reorder them: Eureka's shuffles its copy)."""
         raise NotImplementedError
 
     def ttl(self, service: str) -> float | None:
