@@ -32,6 +32,12 @@ the last of them is the **detection lag** (``res.detection()``;
 shutdown (deregister, drain, stop), a node failure, a rolling upgrade, an
 autoscaler following a load step; and the registry's own faults.
 
+The run begins in a steady state: the instances running at time zero are
+registered and healthy already (:func:`simcomm.discovery.kinds.warm`), as
+after a long time up, so the first calls find them; instances launched
+later (replacements, scale-outs, an upgrade) go through registration and
+every cache as they would.
+
 A retry on another instance (``retry_next_server``, Ribbon's
 ``MaxAutoRetriesNextServer``) hides a stale entry from the user, and a
 ``call_timeout`` (the partial-failure capability's time limit) is what
