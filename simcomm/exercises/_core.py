@@ -42,11 +42,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Checker", "Choice", "Exercise", "Feedback", "Hint", "Miss", "Number", "Settings", "Slip",
-    "assert_correct", "catalogue", "check", "get", "hint", "not_yet", "register", "right",
+    "assert_correct", "catalogue", "check", "get", "hint", "not_yet", "params", "register",
+    "right",
 ]
 
 #: Text that may be a plain string or computed from the package when shown.
 Text = str | Callable[[], str]
+
+
+def params(scenario: str, **settings: Any) -> Any:
+    """``scenario``'s Params: its defaults with ``settings`` on top, checked as a run
+    checks them -- what an exercise derives its expected value from."""
+    from simcomm.scenarios import base
+
+    return base.make_params(base.get(scenario), settings)
 
 
 def _text(value: Text) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from simcomm.exercises._core import Choice, Exercise, Miss, Number, register
-from simcomm.scenarios import base, chain
+from simcomm.exercises._core import Choice, Exercise, Miss, Number, params, register
+from simcomm.scenarios import chain
 
 NOTEBOOK = "00-tour"
 
@@ -109,7 +109,7 @@ register(Exercise(
 
 
 def _chain_defaults() -> Any:
-    return base.make_params(base.get("chain"), {})
+    return params("chain")
 
 
 def _gateway_ceiling() -> float:

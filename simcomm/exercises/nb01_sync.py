@@ -14,15 +14,12 @@ import functools
 import math
 from typing import Any
 
-from simcomm.exercises._core import Exercise, Miss, Number, Slip, register
-from simcomm.scenarios import base
+from simcomm.exercises._core import Exercise, Miss, Number, Slip, params, register
 
 NOTEBOOK = "01-sync-request-response"
 
 
-def _chain(**settings: Any) -> Any:
-    """The chain's Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get("chain"), settings)
+_chain = functools.partial(params, "chain")
 
 
 def _pct(fraction: float) -> str:

@@ -16,6 +16,7 @@ Params) and from runs, never typed in.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,10 @@ from simcomm.exercises._core import (
     Settings,
     Slip,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,9 +45,7 @@ NOTEBOOK = "03-partial-failure"
 ANSWERED = ("ok", "fallback")
 
 
-def _gateway(**settings: Any) -> Any:
-    """The gateway's Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get("gateway"), settings)
+_gateway = functools.partial(params, "gateway")
 
 
 def _pct(fraction: float) -> str:

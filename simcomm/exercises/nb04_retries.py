@@ -29,10 +29,11 @@ from simcomm.exercises._core import (
     Number,
     Settings,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base, retry_storm
+from simcomm.scenarios import retry_storm
 
 if TYPE_CHECKING:
     from simcomm.result import Result
@@ -41,9 +42,7 @@ NOTEBOOK = "04-retries-and-storms"
 SCENARIO = "retry-storm"
 
 
-def _storm(**settings: Any) -> Any:
-    """retry-storm's Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get(SCENARIO), settings)
+_storm = functools.partial(params, SCENARIO)
 
 
 def storm_load(p: Any, attempts: int | None = None) -> float:

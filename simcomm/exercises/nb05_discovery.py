@@ -26,6 +26,7 @@ premise against runs.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,10 +38,10 @@ from simcomm.exercises._core import (
     Number,
     Settings,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 from simcomm.scenarios import discovery as _discovery
 
 if TYPE_CHECKING:
@@ -51,9 +52,7 @@ NOTEBOOK = "05-service-discovery"
 SCENARIO = "discovery"
 
 
-def _params(**settings: Any) -> Any:
-    """``discovery``'s Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get(SCENARIO), settings)
+_params = functools.partial(params, SCENARIO)
 
 
 def eureka_bounds(p: Any, **override: Any) -> LagBounds:

@@ -31,10 +31,10 @@ from simcomm.exercises._core import (
     Settings,
     Slip,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 from simcomm.scenarios import styles as _styles  # noqa: F401 (registers styles)
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ if TYPE_CHECKING:
 NOTEBOOK = "06-async-messaging"
 
 
-def _params(scenario: str, **settings: Any) -> Any:
-    """A scenario's Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get(scenario), settings)
+_params = params
 
 
 def _pct(fraction: float, digits: int = 1) -> str:

@@ -31,10 +31,10 @@ from simcomm.exercises._core import (
     Number,
     Settings,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 from simcomm.scenarios import brokers as _brokers  # noqa: F401 (registers brokers)
 from simcomm.scenarios import competing_consumers as _cc  # noqa: F401 (registers it)
 
@@ -44,9 +44,7 @@ if TYPE_CHECKING:
 NOTEBOOK = "07-brokers"
 
 
-def _params(scenario: str, **settings: Any) -> Any:
-    """A scenario's Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get(scenario), settings)
+_params = params
 
 
 def _pct(fraction: float, digits: int = 0) -> str:

@@ -35,10 +35,10 @@ from simcomm.exercises._core import (
     Number,
     Settings,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 from simcomm.scenarios import order_lifecycle as _ol  # noqa: F401 (registers it)
 from simcomm.scenarios import rebalance as _rb
 
@@ -48,9 +48,7 @@ if TYPE_CHECKING:
 NOTEBOOK = "08-ordering-and-sharding"
 
 
-def _params(scenario: str, **settings: Any) -> Any:
-    """A scenario's Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get(scenario), settings)
+_params = params
 
 
 # -- 08.1: where an order goes ------------------------------------------------------------

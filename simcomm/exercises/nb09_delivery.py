@@ -24,6 +24,7 @@ tests/test_exercises_09.py holds each premise against runs on several seeds.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,10 @@ from simcomm.exercises._core import (
     Feedback,
     Settings,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 from simcomm.scenarios import delivery_guarantees as _dg  # noqa: F401 (registers it)
 
 if TYPE_CHECKING:
@@ -47,9 +48,7 @@ NOTEBOOK = "09-duplicates-and-delivery-guarantees"
 SCENARIO = "delivery-guarantees"
 
 
-def _params(**settings: Any) -> Any:
-    """``delivery-guarantees``' Params: defaults with ``settings`` on top."""
-    return base.make_params(base.get(SCENARIO), settings)
+_params = functools.partial(params, SCENARIO)
 
 
 def _default(cls: Any, name: str) -> Any:

@@ -19,6 +19,7 @@ runs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,10 @@ from simcomm.exercises._core import (
     Number,
     Settings,
     not_yet,
+    params,
     register,
     right,
 )
-from simcomm.scenarios import base
 from simcomm.scenarios import outbox as _outbox
 
 if TYPE_CHECKING:
@@ -43,9 +44,7 @@ NOTEBOOK = "10-transactional-outbox"
 SCENARIO = "outbox"
 
 
-def _params(**settings: Any) -> Any:
-    """``outbox``'s Params: defaults with ``settings`` on top (checked like a run's)."""
-    return base.make_params(base.get(SCENARIO), settings)
+_params = functools.partial(params, SCENARIO)
 
 
 # -- 10.1: a phantom without a crash ---------------------------------------------------
