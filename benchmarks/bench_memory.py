@@ -45,7 +45,7 @@ def measure(name: str, until: float, trace: bool, **params: Any) -> dict[str, fl
     """Run one case under tracemalloc; the bytes it holds at the end and its counts."""
     from simcomm import guard
     from simcomm.api import estimate
-    from simcomm.engine.workload import _Client
+    from simcomm.engine.workload import Client
     from simcomm.engine.world import World
     from simcomm.scenarios import get, make_params
 
@@ -65,7 +65,7 @@ def measure(name: str, until: float, trace: bool, **params: Any) -> dict[str, fl
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - built
     tracemalloc.stop()
-    pending = sum(len(n.open) for n in world.nodes.values() if isinstance(n, _Client))
+    pending = sum(len(n.open) for n in world.nodes.values() if isinstance(n, Client))
     growth = (held - half) / (until / 2)  # bytes per simulated second
     nan = float("nan")
     return {"requests": world.request_count, "pending": pending, "bytes": held,

@@ -333,7 +333,7 @@ def _pilot(scenario: Scenario, params: Any, trace: bool, until: float) -> _Rates
     0 always: the size of a run hardly depends on its seed, and the result
     can then be remembered across seeds.
     """
-    from simcomm.engine.workload import _Client
+    from simcomm.engine.workload import Client
     from simcomm.engine.world import World
 
     world = World(0, trace=trace)
@@ -343,7 +343,7 @@ def _pilot(scenario: Scenario, params: Any, trace: bool, until: float) -> _Rates
     def waiting() -> tuple[int, int]:
         """Requests queued for a worker, and others still awaited by a user."""
         queued = sum(len(q) for n in nodes if isinstance(q := getattr(n, "queue", None), Sized))
-        users = sum(len(n.open) for n in nodes if isinstance(n, _Client))
+        users = sum(len(n.open) for n in nodes if isinstance(n, Client))
         return queued, max(0, users - queued)
 
     seen = [(0.0, (0, 0))]

@@ -29,7 +29,7 @@ from simcomm.engine.trace import (
     POOL_COLUMNS,
     REQUEST_COLUMNS,
 )
-from simcomm.engine.workload import _Client
+from simcomm.engine.workload import Client
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ class Result:
 
         rows = list(self.world.trace.requests)
         for node in self.world.nodes.values():
-            if isinstance(node, _Client):
+            if isinstance(node, Client):
                 rows.extend(node.pending())
         df = pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
         df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
@@ -921,7 +921,7 @@ class Result:
         consumers), no client sending requests and no issue-8 messaging."""
         return (not self._message_run and self._record_counts is not None
                 and not self._has_messaging()
-                and not any(isinstance(node, _Client) for node in self.world.nodes.values()))
+                and not any(isinstance(node, Client) for node in self.world.nodes.values()))
 
     def _delivery_keys(self, requests: bool) -> dict[str, Any]:
         """The delivery keys for a summary that has others before them
@@ -1100,7 +1100,7 @@ class Result:
     def _message_run(self) -> bool:
         """A run of messages alone: messaging, and no client sending requests."""
         return self._has_messaging() and not any(
-            isinstance(node, _Client) for node in self.world.nodes.values())
+            isinstance(node, Client) for node in self.world.nodes.values())
 
     def _message_summary(self) -> dict[str, Any]:
         """The summary of a run of messages alone: no request keys (there were
@@ -1256,7 +1256,7 @@ class Result:
             n = len(reqs)
             completed = sum(1 for r in reqs if r[5] == "ok")
             pending = sum(len(node.open) for node in self.world.nodes.values()
-                          if isinstance(node, _Client))
+                          if isinstance(node, Client))
             n += pending
         neck = self.bottleneck()
         u = neck["utilisation"]

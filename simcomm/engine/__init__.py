@@ -16,12 +16,13 @@ from simcomm.engine.randomness import (
     distribution,
 )
 from simcomm.engine.trace import Trace
-from simcomm.engine.workload import ClosedLoop, OpenLoop, RateSchedule, spike
+from simcomm.engine.workload import Client, ClosedLoop, OpenLoop, RateSchedule, spike
 from simcomm.engine.world import World
 
 __all__ = [
     "COMMAND", "CONTROL", "DOCUMENT", "EVENT", "FORMATS", "KINDS", "REPLY",
-    "ClosedLoop", "Constant", "Context", "Crash", "Distribution", "Empirical", "ErrorRate",
+    "Client", "ClosedLoop", "Constant", "Context", "Crash", "Distribution", "Empirical",
+    "ErrorRate",
     "Exponential", "Fault", "Format", "Hang", "Instance", "Link", "LogNormal", "Message",
     "Network", "Node", "OpenLoop", "Outages", "RateSchedule", "Service", "ServiceError",
     "Slowdown", "Streams", "Trace", "Uniform", "World", "distribution", "get_format",

@@ -41,7 +41,7 @@ from simcomm.errors import ParamError
 if TYPE_CHECKING:
     from simcomm.engine.world import World
 
-__all__ = ["ClosedLoop", "OpenLoop", "RateSchedule", "endpoint_of", "payload_of",
+__all__ = ["Client", "ClosedLoop", "OpenLoop", "RateSchedule", "endpoint_of", "payload_of",
            "request_body", "spike"]
 
 
@@ -157,8 +157,9 @@ def _endpoint_mix(endpoints: Any, bodies: Any, body: Any
     return names, [c / total for c in cumulative], built
 
 
-class _Client(Node):
-    """A node that sends requests to ``target`` and records their outcome.
+class Client(Node):
+    """A node that sends requests to ``target`` and records their outcome: the base of
+    :class:`OpenLoop` and :class:`ClosedLoop`, and what a Result counts as a client.
 
     With ``endpoints`` (a mapping name -> weight) each request goes to one
     endpoint of ``target``, drawn in proportion to the weights; its body
@@ -238,7 +239,7 @@ class _Client(Node):
                 for rid, start in self.open.items()]
 
 
-class OpenLoop(_Client):
+class OpenLoop(Client):
     """Poisson arrivals at ``rate`` requests/s (a number or a RateSchedule)."""
 
     def __init__(self, world: World, name: str, target: str, rate: float | RateSchedule, *,
@@ -280,7 +281,7 @@ class OpenLoop(_Client):
             self._issue(False)
 
 
-class ClosedLoop(_Client):
+class ClosedLoop(Client):
     """``users`` users, each: think (``think_time``), request, wait, repeat."""
 
     def __init__(self, world: World, name: str, target: str, users: int,

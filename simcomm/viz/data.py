@@ -51,9 +51,9 @@ def instances(res: Result) -> list[str]:
 
 def clients(res: Result) -> list[str]:
     """The workload nodes (users) of the run."""
-    from simcomm.engine.workload import _Client
+    from simcomm.engine.workload import Client
 
-    return [n for n, node in res.world.nodes.items() if isinstance(node, _Client)]
+    return [n for n, node in res.world.nodes.items() if isinstance(node, Client)]
 
 
 # -- faults -----------------------------------------------------------------
