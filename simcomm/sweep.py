@@ -19,9 +19,9 @@ import pandas as pd
 
 from simcomm._checks import as_real, is_whole
 from simcomm.analysis.metrics import steady_mean
+from simcomm.analysis.theory import theory_curve
 from simcomm.api import run
 from simcomm.errors import ParamError
-from simcomm.viz.theory import theory_curve
 
 __all__ = ["COMMIT_POINTS", "DEDUPS", "MATRIX_COLUMNS", "MATRIX_UNTIL", "PRODUCER_SETTINGS",
            "delivery_matrix", "theory_sweep"]

@@ -24,6 +24,7 @@ from simcomm.analysis.theory import (
     mgc_is_exact,
     mm1,
     mmc,
+    theory_curve,
 )
 
 __all__ = [
@@ -47,5 +48,6 @@ __all__ = [
     "step_means",
     "step_value",
     "theory",
+    "theory_curve",
     "time_average",
 ]

@@ -14,16 +14,20 @@ approximation of M/G/c; Little (1961) for ``L = lambda W``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
 
 from simcomm._checks import as_real, is_whole
 from simcomm.errors import ParamError
 
 __all__ = [
     "QueueMetrics", "chain_availability", "erlang_c", "little_l", "md1", "mg1", "mgc",
-    "mgc_is_exact", "mm1", "mmc",
+    "mgc_is_exact", "mm1", "mmc", "theory_curve",
 ]
 
 
@@ -177,3 +181,74 @@ def chain_availability(availabilities: Iterable[float]) -> float:
             raise ParamError(f"availabilities[{i}]", a, "a fraction from 0 to 1")
         total *= v
     return total
+
+
+# -- the curve against utilisation (what the theory figures draw) ------------------------
+
+_DISTRIBUTIONS = ("exponential", "constant", "lognormal")
+
+
+def _model(servers: int, distribution: str, sigma: float) -> tuple[str, float, bool]:
+    """(legend label, service SCV, exact?) of the theory used (see :func:`mgc`)."""
+    if distribution not in _DISTRIBUTIONS:
+        raise ParamError("service_distribution", distribution,
+                         "one of " + ", ".join(_DISTRIBUTIONS))
+    scv = {"exponential": 1.0, "constant": 0.0}.get(distribution, math.exp(sigma**2) - 1.0)
+    c = servers
+    kendall = {"exponential": "M", "constant": "D"}.get(distribution, "G")
+    exact = mgc_is_exact(c, scv)
+    if exact:
+        how = ("Erlang C" if scv == 1 else "Pollaczek–Khinchine"
+               + (f", SCV {scv:.2f}" if kendall == "G" else ""))
+        return f"M/{kendall}/{c} theory ({how}, exact)", scv, True
+    return (f"M/{kendall}/{c} ≈ Allen–Cunneen: Wq(M/M/{c})·(1+{scv:.2g})/2 (approximation)",
+            scv, False)
+
+
+def theory_curve(servers: int, service_rate: float, service_distribution: str = "exponential",
+                 utilisations: Sequence[float] | np.ndarray | None = None, *,
+                 sigma: float = 0.5, network_latency: float = 0.0) -> pd.DataFrame:
+    """Theoretical mean queue wait and response time against utilisation.
+
+    The model follows the service time: exponential -- M/M/c, exact
+    (Erlang C); constant or log-normal (``sigma``) with one server -- M/D/1
+    or M/G/1, exact (Pollaczek-Khinchine); constant or log-normal with
+    c > 1 servers -- the Allen-Cunneen approximation (see :func:`mgc`).
+    Pure arithmetic: what :mod:`simcomm.viz.theory` draws and
+    :func:`simcomm.sweeps.theory_sweep` holds simulations against.
+
+    Columns ``utilisation`` (rho = lambda / (c mu)), ``arrival_rate``,
+    ``wait`` (Wq, s) and ``response`` (W = Wq + 1/mu + 2 x network latency,
+    s); ``attrs["model"]`` names the formula (see the module docstring),
+    ``attrs["exact"]`` says whether it is exact or an approximation.
+    Utilisations >= 1 give infinite times (the queue grows without bound).
+    """
+    if not is_whole(servers) or servers < 1:
+        raise ParamError("servers", servers, "a whole number >= 1")
+    rate = as_real(service_rate)
+    if rate is None or not 0 < rate < math.inf:
+        raise ParamError("service_rate", service_rate, "a rate per second > 0")
+    servers, service_rate = int(servers), rate
+    label, scv, exact = _model(servers, service_distribution, sigma)
+    rho = (np.linspace(0.01, 0.985, 300) if utilisations is None
+           else np.asarray(utilisations, dtype=float))
+    if np.any(~(rho > 0)):
+        raise ParamError("utilisations", list(rho[~(rho > 0)]), "fractions > 0")
+    lam = rho * servers * service_rate
+    wait = _waits(servers, service_rate, scv, tuple(rho.tolist()))
+    df = pd.DataFrame({"utilisation": rho, "arrival_rate": lam, "wait": wait,
+                       "response": wait + 1.0 / service_rate + 2.0 * network_latency})
+    df.attrs.update(model=label, exact=exact, servers=servers, service_rate=service_rate,
+                    service_distribution=service_distribution)
+    return df
+
+
+@functools.lru_cache(maxsize=64)
+def _waits(servers: int, service_rate: float, scv: float, rho: tuple[float, ...]
+           ) -> np.ndarray:
+    """Mean queue waits at utilisations ``rho``: computed once per queue and kept,
+    because a dashboard redraws the same curve after every run."""
+    wait = np.array([mgc(r * servers * service_rate, 1.0 / service_rate, servers, scv).wait
+                     for r in rho], dtype=float)
+    wait.flags.writeable = False  # shared by every caller
+    return wait

@@ -1,6 +1,7 @@
 """Queueing theory against simulation for the ``mmc`` scenario.
 
-The theory curves come from :mod:`simcomm.analysis.theory`:
+The theory curves come from :mod:`simcomm.analysis.theory`
+(:func:`~simcomm.analysis.theory.theory_curve`, re-exported here):
 
 * exponential service -- M/M/c, exact (Erlang C);
 * constant service, one server -- M/D/1, exact (Pollaczek-Khinchine);
@@ -14,17 +15,14 @@ The theory curves come from :mod:`simcomm.analysis.theory`:
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from simcomm._checks import as_real, is_whole
-from simcomm.analysis import theory as qt
 from simcomm.analysis.metrics import steady_mean
+from simcomm.analysis.theory import theory_curve
 from simcomm.errors import ParamError
 from simcomm.viz import reuse
 from simcomm.viz.style import GREY, INK, OKABE_ITO, figure_for, pin_axis_labels, style_axes
@@ -38,68 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["theory_curve", "theory_sweep_figure", "theory_vs_simulation"]
 
 _Z95 = 1.959963984540054
-_DISTRIBUTIONS = ("exponential", "constant", "lognormal")
-
-
-def _model(servers: int, distribution: str, sigma: float) -> tuple[str, float, bool]:
-    """(legend label, service SCV, exact?) of the theory used (see :func:`qt.mgc`)."""
-    if distribution not in _DISTRIBUTIONS:
-        raise ParamError("service_distribution", distribution,
-                         "one of " + ", ".join(_DISTRIBUTIONS))
-    scv = {"exponential": 1.0, "constant": 0.0}.get(distribution, math.exp(sigma**2) - 1.0)
-    c = servers
-    kendall = {"exponential": "M", "constant": "D"}.get(distribution, "G")
-    exact = qt.mgc_is_exact(c, scv)
-    if exact:
-        how = ("Erlang C" if scv == 1 else "Pollaczek–Khinchine"
-               + (f", SCV {scv:.2f}" if kendall == "G" else ""))
-        return f"M/{kendall}/{c} theory ({how}, exact)", scv, True
-    return (f"M/{kendall}/{c} ≈ Allen–Cunneen: Wq(M/M/{c})·(1+{scv:.2g})/2 (approximation)",
-            scv, False)
-
-
-def theory_curve(servers: int, service_rate: float, service_distribution: str = "exponential",
-                 utilisations: Sequence[float] | np.ndarray | None = None, *,
-                 sigma: float = 0.5, network_latency: float = 0.0) -> pd.DataFrame:
-    """Theoretical mean queue wait and response time against utilisation.
-
-    Columns ``utilisation`` (rho = lambda / (c mu)), ``arrival_rate``,
-    ``wait`` (Wq, s) and ``response`` (W = Wq + 1/mu + 2 x network latency,
-    s); ``attrs["model"]`` names the formula (see the module docstring),
-    ``attrs["exact"]`` says whether it is exact or an approximation.
-    Utilisations >= 1 give infinite times (the queue grows without bound).
-    """
-    if not is_whole(servers) or servers < 1:
-        raise ParamError("servers", servers, "a whole number >= 1")
-    rate = as_real(service_rate)
-    if rate is None or not 0 < rate < math.inf:
-        raise ParamError("service_rate", service_rate, "a rate per second > 0")
-    servers, service_rate = int(servers), rate
-    label, scv, exact = _model(servers, service_distribution, sigma)
-    rho = (np.linspace(0.01, 0.985, 300) if utilisations is None
-           else np.asarray(utilisations, dtype=float))
-    if np.any(~(rho > 0)):
-        raise ParamError("utilisations", list(rho[~(rho > 0)]), "fractions > 0")
-    lam = rho * servers * service_rate
-    wait = _waits(servers, service_rate, scv, tuple(rho.tolist()))
-    df = pd.DataFrame({"utilisation": rho, "arrival_rate": lam, "wait": wait,
-                       "response": wait + 1.0 / service_rate + 2.0 * network_latency})
-    df.attrs.update(model=label, exact=exact, servers=servers, service_rate=service_rate,
-                    service_distribution=service_distribution)
-    return df
-
-
-@functools.lru_cache(maxsize=64)
-def _waits(servers: int, service_rate: float, scv: float, rho: tuple[float, ...]
-           ) -> np.ndarray:
-    """Mean queue waits at utilisations ``rho``: computed once per queue and kept,
-    because a dashboard redraws the same curve after every run."""
-    wait = np.array([qt.mgc(r * servers * service_rate, 1.0 / service_rate, servers, scv).wait
-                     for r in rho], dtype=float)
-    wait.flags.writeable = False  # shared by every caller
-    return wait
-
-
 def _mmc_params(res: Result) -> Any:
     p = res.params
     need = ("arrival_rate", "service_rate", "servers", "service_distribution")
