@@ -22,7 +22,7 @@ import pandas as pd
 
 from simcomm.errors import ParamError
 
-__all__ = ["SUMMARY_COLUMNS", "grid_fields", "summarize", "t_interval"]
+__all__ = ["SUMMARY_COLUMNS", "check_confidence", "grid_fields", "summarize", "t_interval"]
 
 #: The columns :func:`summarize` adds after the grid fields, in order.
 SUMMARY_COLUMNS = ("metric", "mean", "se", "ci_low", "ci_high", "n")
@@ -63,7 +63,8 @@ def t_interval(mean: np.ndarray, se: np.ndarray, n: np.ndarray,
     return mean - half, mean + half
 
 
-def _check_confidence(confidence: Any) -> float:
+def check_confidence(confidence: Any) -> float:
+    """``confidence`` as a float, or a ParamError unless it is strictly between 0 and 1."""
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
             or not 0 < float(confidence) < 1:
         raise ParamError("confidence", confidence, "a probability between 0 and 1, e.g. 0.95")
@@ -111,7 +112,7 @@ def summarize(runs: pd.DataFrame, metrics: Sequence[str] | None = None, *,
     """
     if not isinstance(runs, pd.DataFrame):
         raise ParamError("runs", type(runs).__name__, "a runs table (pandas DataFrame)")
-    conf = _check_confidence(confidence)
+    conf = check_confidence(confidence)
     keys = grid_fields(runs) if by is None else [str(b) for b in by]
     for k in keys:
         if k not in runs.columns:

@@ -38,6 +38,12 @@ and ``load_share``, with ``load_share_comparison`` for several runs (one
 per balancer), and their data as tables (``timeline_intervals``,
 ``stale_series``, ``load_shares``).
 
+Sweeps have theirs (:mod:`simcomm.viz.sweeps`), drawn from the table
+``simcomm.sweep`` returns or its ``simcomm.summarize`` summary:
+``sweep_lines`` (a metric against a parameter, a line per value of a
+second, Student-t confidence bands) and ``sweep_heatmap`` (a metric over a
+grid of two parameters), with their numbers as a table (``sweep_cells``).
+
 ``VIEWS`` maps the names scenarios list in their ``views`` to the figure
 functions; ``view(name, res)`` draws one by name, and ``redraw(name, res,
 fig)`` draws it again into a figure it drew before, updating the artists
@@ -52,7 +58,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simcomm.errors import ParamError
-from simcomm.viz import data, discovery, messaging, ordering, resilience, reuse, style, timeseries
+from simcomm.viz import (
+    data,
+    discovery,
+    messaging,
+    ordering,
+    resilience,
+    reuse,
+    style,
+    sweeps,
+    timeseries,
+)
 from simcomm.viz.data import fault_intervals
 from simcomm.viz.discovery import (
     instance_timeline,
@@ -105,6 +121,7 @@ from simcomm.viz.resilience import (
 )
 from simcomm.viz.sequence import sequence_diagram
 from simcomm.viz.style import OKABE_ITO, OUTCOME_COLORS, OUTCOMES
+from simcomm.viz.sweeps import sweep_cells, sweep_heatmap, sweep_lines
 from simcomm.viz.theory import (
     theory_curve,
     theory_sweep_figure,
@@ -139,7 +156,8 @@ __all__ = [
     "outcome_rates", "outcomes_by_endpoint", "outcomes_over_time", "partition_assignment",
     "pool_by_endpoint", "pool_usage", "queue_depth", "queue_series", "redraw", "reuse",
     "sequence_diagram", "service_capacity", "stale_calls_over_time", "stale_series", "style",
-    "theory_curve", "theory_sweep_figure", "theory_vs_simulation", "timeline_intervals",
+    "sweep_cells", "sweep_heatmap", "sweep_lines", "sweeps", "theory_curve",
+    "theory_sweep_figure", "theory_vs_simulation", "timeline_intervals",
     "topology", "topology_state", "unstable_band", "view"
 ]
 

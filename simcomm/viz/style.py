@@ -24,7 +24,7 @@ __all__ = [
     "BREAKER_LABELS", "BREAKER_STATES", "BREAKER_STYLES", "COLOR_NAMES", "EXTRA_COLORS",
     "FAIL_CMAP", "FAULT_COLORS", "FAULT_LABELS", "GREY", "HEALTH_COLORS", "INK", "LOAD_CMAP",
     "OKABE_ITO", "OUTCOMES", "OUTCOME_COLORS", "PERCENTILE_STYLES", "POOL_COLORS",
-    "SERIES_COLORS",
+    "SEQUENTIAL_CMAP", "SERIES_COLORS",
     "color_name", "figure_for", "new_figure", "opaque", "outcome_color", "pin_axis_labels",
     "root_figure", "set_titles", "style_axes", "wrap_label",
 ]
@@ -173,6 +173,11 @@ PERCENTILE_STYLES: dict[float, dict[str, Any]] = {
 LOAD_CMAP = LinearSegmentedColormap.from_list(
     "simcomm_load", ["#FFFFFF", "#FCE3B0", OKABE_ITO["orange"], OKABE_ITO["vermillion"],
                      "#6B2A00"])
+#: Sequential map for any measured quantity (a sweep's heat map): cividis
+#: (Nuñez, Anderton & Renslow 2018), perceptually uniform -- equal steps in
+#: value look like equal steps in colour -- and built to read the same for
+#: viewers with red-green colour blindness; dark blue (low) to yellow (high).
+SEQUENTIAL_CMAP = "cividis"
 #: Edge colour by share of failed calls (0 grey .. 1 vermillion).
 FAIL_CMAP = LinearSegmentedColormap.from_list(
     "simcomm_fail", ["#888888", OKABE_ITO["vermillion"]])
