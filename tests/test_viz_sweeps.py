@@ -329,3 +329,11 @@ def test_a_log_axis_refuses_values_it_cannot_show():
     table = pd.DataFrame({"x": [0, 1, 2], "replication": 0, "seed": 1, "m": [0.0, 1.0, 2.0]})
     assert _field(lambda: viz.sweep_lines(table, "x", "m", logx=True)) == "logx"
     assert _field(lambda: viz.sweep_lines(table, "x", "m", logy=True)) == "logy"
+
+
+def test_one_run_per_point_draws_no_band_and_says_why(runs):
+    one = runs[(runs["replication"] == 0) & (runs["request_rate"] == 10)]
+    fig = viz.sweep_lines(one, "depth", "mean_latency")
+    assert not _band_points(_one(fig, "ci", PolyCollection))
+    assert fig.axes[0].get_title(loc="right") == ("mean of 1 run per point · no interval: "
+                                                  "one run shows no spread")

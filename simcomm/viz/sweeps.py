@@ -389,8 +389,10 @@ def sweep_lines(table: pd.DataFrame, x: str, metric: str, *, hue: str | None = N
     scenario = cells.attrs.get("scenario")
     title = (f"{scenario}: " if isinstance(scenario, str) else "") + f"{metric} against {x}"
     shown = "band" if numeric else "bars"
-    _titles(ax, title, f"mean of {_runs_text(cells['n'], 'per point')} · {shown}: "
-                       f"{100 * conf:g} % confidence interval (Student t)")
+    bounds = cells[["ci_low", "ci_high"]].to_numpy(dtype=float)
+    _titles(ax, title, f"mean of {_runs_text(cells['n'], 'per point')} · " + (
+        f"{shown}: {100 * conf:g} % confidence interval (Student t)"
+        if np.isfinite(bounds).any() else "no interval: one run shows no spread"))
     pin_axis_labels(ax)
     if hue is not None:
         ax.legend(title=_param_label(cells, hue), loc="upper left", bbox_to_anchor=(1.01, 1.0),
