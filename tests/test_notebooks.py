@@ -62,6 +62,35 @@ def test_every_notebook_has_exercises_to_check(notebook):
     assert any("exercises.check(" in source for source in code)
 
 
+#: What every notebook's first code cell runs (comments aside): in JupyterLite
+#: (Pyodide) simcomm is installed from the site's own wheel (``make lite``).
+JUPYTERLITE_SETUP = """\
+import sys
+
+if sys.platform == "emscripten":
+    import piplite
+
+    await piplite.install("simcomm")
+"""
+
+
+def test_the_first_code_cell_installs_simcomm_in_jupyterlite(notebook):
+    """The first code cell, tagged ``jupyterlite-setup``, is exactly the piplite
+    install (a no-op outside Pyodide), so a notebook opened in the JupyterLite
+    site finds simcomm before any cell imports it (tests/test_lite.py checks
+    the site's index lists the wheels that install needs)."""
+    import ast
+
+    first = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    assert "jupyterlite-setup" in first["metadata"].get("tags", [])
+
+    def tree(source: str) -> str:
+        flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        return ast.dump(compile(source, "<cell>", "exec", flags=flags))
+
+    assert tree("".join(first["source"])) == tree(JUPYTERLITE_SETUP)
+
+
 def test_logic_lives_in_the_package(notebook):
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
