@@ -7,7 +7,11 @@
 
 ``run`` returns a :class:`Result` (``summary()``, ``requests``, ``trace``,
 ``pools``, ``messages``, ``events``).  ``scenarios()`` lists what can be
-run and ``describe(name)`` its parameters.  Build your own topology with
+run and ``describe(name)`` its parameters.  ``sweep`` runs a scenario over
+a grid of parameters and several seeds (here, on local processes or a Dask
+cluster) and returns one row per run; ``summarize`` gives each
+combination's mean and confidence interval (:mod:`simcomm.sweeps`).
+Build your own topology with
 :class:`World`, :class:`Instance`, :class:`OpenLoop` and friends from
 :mod:`simcomm.engine`.
 
@@ -18,7 +22,7 @@ run that was overloaded issues an :class:`OverloadWarning` naming its
 bottleneck.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simcomm.api import (
     compare,
@@ -56,16 +60,28 @@ from simcomm.engine import (
 from simcomm.errors import OverloadWarning, ParamError, RunTooLarge, SimcommWarning
 from simcomm.result import Result
 
+if TYPE_CHECKING:
+    from simcomm.sweeps import delivery_matrix, summarize, sweep
+
 __version__ = "0.1.0"
 
 
-def delivery_matrix(*args: Any, **kwargs: Any) -> Any:
-    """:func:`simcomm.sweep.delivery_matrix`: Kafka's delivery settings against the
-    losses, duplicates and reorders they let through (imported when called, so
-    ``import simcomm`` stays free of pandas)."""
-    from simcomm.sweep import delivery_matrix as matrix
+#: Names the package gives from :mod:`simcomm.sweeps`, imported on first use so
+#: that ``import simcomm`` stays free of pandas.
+_LAZY = {"sweep": "simcomm.sweeps", "summarize": "simcomm.sweeps",
+         "delivery_matrix": "simcomm.sweeps"}
 
-    return matrix(*args, **kwargs)
+
+def __getattr__(name: str) -> Any:
+    """``simcomm.sweep``, ``simcomm.summarize`` and ``simcomm.delivery_matrix``
+    (:mod:`simcomm.sweeps`), loaded when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simcomm' has no attribute {name!r}")
 
 
 __all__ = [
@@ -74,4 +90,5 @@ __all__ = [
     "RateSchedule", "Result", "RunTooLarge", "Service", "ServiceError", "SimcommWarning",
     "Slowdown", "Uniform", "World", "__version__", "compare", "delivery_matrix", "describe",
     "estimate", "explore", "playback", "prepare", "run", "scenarios", "simulate", "spike",
+    "summarize", "sweep",
 ]

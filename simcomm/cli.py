@@ -298,8 +298,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    """``simcomm delivery-matrix``: :func:`simcomm.sweep.delivery_matrix` as a table."""
-    from simcomm.sweep import delivery_matrix
+    """``simcomm delivery-matrix``: :func:`simcomm.sweeps.delivery_matrix` as a table."""
+    from simcomm.sweeps import delivery_matrix
 
     df = delivery_matrix(seeds=tuple(range(1, args.seeds + 1)), until=args.until,
                          records=args.records)

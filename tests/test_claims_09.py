@@ -385,9 +385,9 @@ def test_the_matrix_call(matrix):
 
     assert len(matrix) == 16 and (matrix["runs"] == 1).all()
     assert matrix.attrs["until"] == 20.0
-    from simcomm import sweep
+    from simcomm import sweeps
 
-    assert inspect.signature(sweep.delivery_matrix).parameters["seeds"].default == (1, 2, 3)
+    assert inspect.signature(sweeps.delivery_matrix).parameters["seeds"].default == (1, 2, 3)
     assert matrix.attrs["seeds"] == [1]
     framed = matrix[(matrix["lost_per_10k"] == 0) & (matrix["duplicated_per_10k"] == 0)]
     assert len(framed) == 2

@@ -15,10 +15,10 @@ import math
 import pytest
 
 import simcomm
-from simcomm import sweep
+from simcomm import sweeps
 from simcomm.cli import main
 from simcomm.errors import ParamError
-from simcomm.sweep import (
+from simcomm.sweeps import (
     COMMIT_POINTS,
     DEDUPS,
     MATRIX_COLUMNS,
@@ -177,8 +177,8 @@ def test_bad_settings_are_refused_before_any_run(no_runs, kwargs, field):
 def small_cli(monkeypatch):
     """The CLI's matrix with two settings only (the flags still decide seeds,
     until and records)."""
-    real = sweep.delivery_matrix
-    monkeypatch.setattr(sweep, "delivery_matrix", functools.partial(
+    real = sweeps.delivery_matrix
+    monkeypatch.setattr(sweeps, "delivery_matrix", functools.partial(
         real, producers=(("all", True),), dedups=("none",)))
 
 

@@ -8,6 +8,7 @@ import simcomm
 from simcomm.engine.formats import FORMATS
 from simcomm.errors import OverloadWarning
 from simcomm.scenarios import formats as fs
+from simcomm.sweeps import format_sweep
 
 
 def _run(**params):
@@ -157,8 +158,8 @@ def test_format_table_rejects_bad_input():
 
 
 def test_format_sweep_rows_and_attrs():
-    df = fs.format_sweep("request_rate", [20.0, 40.0], formats=["json", "avro"],
-                         until=5.0, order_lines=50)
+    df = format_sweep("request_rate", [20.0, 40.0], formats=["json", "avro"],
+                      until=5.0, order_lines=50)
     assert list(df["format"]) == ["json", "json", "avro", "avro"]
     assert list(df["request_rate"]) == [20.0, 40.0, 20.0, 40.0]
     assert {"mean_latency", "p95", "throughput", "offered", "pending", "gateway_busy",
@@ -178,29 +179,29 @@ def test_format_sweep_names_each_run_s_bottleneck_and_does_not_warn():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        df = fs.format_sweep("bandwidth_mbps", [100.0, 10_000.0], formats=["xml"],
-                             order_lines=2000, request_rate=300.0, until=3.0)
+        df = format_sweep("bandwidth_mbps", [100.0, 10_000.0], formats=["xml"],
+                          order_lines=2000, request_rate=300.0, until=3.0)
     slow, fast = df.iloc[0], df.iloc[1]
     assert "→" in slow["bottleneck"] and slow["bottleneck_busy"] > 0.99  # a link
     assert fast["bottleneck"] == fs.SERVICE and fast["bottleneck_busy"] > 0.95
     with pytest.raises(simcomm.ParamError, match="progress"):
-        fs.format_sweep("request_rate", [10.0], progress="yes")
+        format_sweep("request_rate", [10.0], progress="yes")
 
 
 def test_format_sweep_checks_everything_before_running(monkeypatch):
     import simcomm.api
 
     calls = []
-    monkeypatch.setattr(simcomm.api, "run", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(simcomm.api, "simulate", lambda *a, **k: calls.append(a))
     with pytest.raises(simcomm.ParamError) as info:
-        fs.format_sweep("bandwidth_mbps", [100.0, 0.5])
+        format_sweep("bandwidth_mbps", [100.0, 0.5])
     assert info.value.field == "bandwidth_mbps"
     with pytest.raises(simcomm.ParamError, match="message_format"):
-        fs.format_sweep("request_rate", [10.0], message_format="xml")
+        format_sweep("request_rate", [10.0], message_format="xml")
     with pytest.raises(simcomm.ParamError, match="nonsense"):
-        fs.format_sweep("nonsense", [1])
+        format_sweep("nonsense", [1])
     with pytest.raises(simcomm.ParamError, match="request_rate"):
-        fs.format_sweep("request_rate", [])
+        format_sweep("request_rate", [])
     assert calls == []
 
 
@@ -213,7 +214,7 @@ def test_viz_formats_figures():
     assert [b.get_facecolor()[:3] for b in bars] == [
         tuple(int(FORMAT_COLORS[f][i:i + 2], 16) / 255 for i in (1, 3, 5)) for f in FORMATS]
     assert len(formats_comparison(fs.format_table(100)).axes) == 2
-    df = fs.format_sweep("request_rate", [20.0, 40.0], formats=["json", "xml"], until=5.0)
+    df = format_sweep("request_rate", [20.0, 40.0], formats=["json", "xml"], until=5.0)
     fig = formats_sweep_figure(df)
     assert len(fig.axes) == 2
     gids = {line.get_gid() for ax in fig.axes for line in ax.get_lines()}
@@ -230,7 +231,7 @@ def test_viz_formats_figures():
 @pytest.mark.parametrize("make", [
     lambda **kw: fs.format_table(10, **kw),
     lambda **kw: fs.format_ceilings(10, **kw),
-    lambda **kw: fs.format_sweep("request_rate", [10.0], until=1.0, **kw),
+    lambda **kw: format_sweep("request_rate", [10.0], until=1.0, **kw),
 ], ids=["format_table", "format_ceilings", "format_sweep"])
 @pytest.mark.parametrize("formats", [[], (), "json", "protobuf", b"json"])
 def test_an_empty_list_or_a_string_of_formats_is_refused(make, formats, monkeypatch):
@@ -238,7 +239,7 @@ def test_an_empty_list_or_a_string_of_formats_is_refused(make, formats, monkeypa
     was read as a list of letters; both are a ParamError naming ``formats``."""
     import simcomm.api
 
-    monkeypatch.setattr(simcomm.api, "run", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(simcomm.api, "simulate", lambda *a, **k: pytest.fail("ran"))
     with pytest.raises(simcomm.ParamError) as info:
         make(formats=formats)
     assert info.value.field == "formats"
@@ -266,7 +267,7 @@ def test_format_ceilings_and_sweep_check_bandwidth_like_the_scenario(bandwidth):
         fs.format_ceilings(10, bandwidth)
     assert info.value.field == "bandwidth_mbps"
     with pytest.raises(simcomm.ParamError) as info:
-        fs.format_sweep("request_rate", [10.0], bandwidth_mbps=bandwidth, until=1.0)
+        format_sweep("request_rate", [10.0], bandwidth_mbps=bandwidth, until=1.0)
     assert info.value.field == "bandwidth_mbps"
 
 
@@ -279,10 +280,10 @@ def test_numpy_numbers_work_as_order_lines_and_bandwidth():
 
 def test_format_sweep_refuses_the_swept_field_as_a_setting_and_a_string_of_values():
     with pytest.raises(simcomm.ParamError) as info:
-        fs.format_sweep("request_rate", [10.0], request_rate=20.0)
+        format_sweep("request_rate", [10.0], request_rate=20.0)
     assert info.value.field == "request_rate"
     with pytest.raises(simcomm.ParamError) as info:
-        fs.format_sweep("order_lines", "123")
+        format_sweep("order_lines", "123")
     assert info.value.field == "order_lines"
 
 

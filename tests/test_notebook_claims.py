@@ -41,7 +41,7 @@ import simcomm
 from simcomm.errors import OverloadWarning
 from simcomm.scenarios import base
 from simcomm.scenarios import formats as fs
-from simcomm.sweep import theory_sweep
+from simcomm.sweeps import format_sweep, theory_sweep
 
 TOUR, SYNC, FORMATS_NB = "00-tour", "01-sync-request-response", "02-message-formats"
 PARTIAL, STORMS = "03-partial-failure", "04-retries-and-storms"
@@ -116,19 +116,19 @@ CALLS = {
     FORMATS_NB: [
         'formats.format_table(2000, bandwidth_mbps=100)', 'formats.format_table(1)',
         'formats.format_ceilings(order_lines=2000, bandwidth_mbps=100)',
-        'formats.format_sweep("request_rate", [50, 100, 150, 200, 250, 300, 350], '
+        'format_sweep("request_rate", [50, 100, 150, 200, 250, 300, 350], '
         'order_lines=2000, until=20)',
         'load[load["request_rate"] == 350]',
         'simcomm.run("formats", order_lines=2000, request_rate=150, until=20)',
         'formats.format_ceilings(order_lines=2000, bandwidth_mbps=10_000)',
-        'formats.format_sweep("request_rate", [100, 200, 300, 400, 500], order_lines=2000, '
+        'format_sweep("request_rate", [100, 200, 300, 400, 500], order_lines=2000, '
         'bandwidth_mbps=10_000, until=10)',
         'fast[fast["request_rate"] == 500]',
         'simcomm.run("formats", order_lines=2000, request_rate=500, bandwidth_mbps=10_000, '
         'message_format="xml", until=10)',
-        'formats.format_sweep("bandwidth_mbps", [50, 100, 200, 300, 400, 600], '
+        'format_sweep("bandwidth_mbps", [50, 100, 200, 300, 400, 600], '
         'order_lines=2000, request_rate=500, until=5)',
-        'formats.format_sweep("bandwidth_mbps", [10, 30, 100, 1000, 10_000], order_lines=500, '
+        'format_sweep("bandwidth_mbps", [10, 30, 100, 1000, 10_000], order_lines=500, '
         'request_rate=2, until=120)',
         'simcomm.explore("formats", order_lines=2000, request_rate=150)',
         'large = {"order_lines": 2000, "request_rate": 150}',
@@ -526,8 +526,8 @@ def test_formats_load_sweep_size():
 @pytest.fixture(scope="module")
 def load_top() -> pd.DataFrame:
     """The load sweep's rows at 350 orders/s (each run stands alone: same seed, same rows)."""
-    return fs.format_sweep("request_rate", [350], order_lines=2000, until=20,
-                           progress=False).set_index("format")
+    return format_sweep("request_rate", [350], order_lines=2000, until=20,
+                        progress=False).set_index("format")
 
 
 @claim(FORMATS_NB, "Throughput flattens within about 1 % of the prediction — at about 56 "
@@ -589,8 +589,8 @@ def test_formats_fast_sweep_size():
 @pytest.fixture(scope="module")
 def fast_top() -> pd.DataFrame:
     """The 10 Gbit/s sweep's rows at 500 orders/s."""
-    return fs.format_sweep("request_rate", [500], order_lines=2000, bandwidth_mbps=10_000,
-                           until=10, progress=False).set_index("format")
+    return format_sweep("request_rate", [500], order_lines=2000, bandwidth_mbps=10_000,
+                        until=10, progress=False).set_index("format")
 
 
 @claim(FORMATS_NB, "XML flattens at about 196, JSON at about 334 and the binary formats at "
@@ -648,8 +648,8 @@ def test_formats_crossover(ceilings):
 @pytest.fixture(scope="module")
 def links() -> pd.DataFrame:
     """The latency sweep's two ends (10 Mbit/s and 10 Gbit/s, 500 lines, 2 orders/s)."""
-    return fs.format_sweep("bandwidth_mbps", [10, 10_000], order_lines=500, request_rate=2,
-                           until=120, progress=False)
+    return format_sweep("bandwidth_mbps", [10, 10_000], order_lines=500, request_rate=2,
+                        until=120, progress=False)
 
 
 @claim(FORMATS_NB, "each order crosses four links, so XML's extra bytes are paid four times",

@@ -23,7 +23,7 @@ from simcomm.engine import Instance, OpenLoop, World
 from simcomm.engine.workload import RateSchedule
 from simcomm.errors import ParamError
 from simcomm.result import Result
-from simcomm.sweep import theory_sweep
+from simcomm.sweeps import theory_sweep
 
 CHAIN_NODES = ["users", "api-gateway-1", "order-1", "payment-1", "kitchen-1"]
 

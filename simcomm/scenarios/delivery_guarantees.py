@@ -37,7 +37,7 @@ same run, each aimed at one guarantee:
   a processed-ids table updated with the business data, or an idempotent
   effect: the repeat is a ``skip``, not an ``apply``).
 
-:func:`simcomm.sweep.delivery_matrix` runs this scenario over every
+:func:`simcomm.sweeps.delivery_matrix` runs this scenario over every
 combination of the four settings and several seeds.
 """
 

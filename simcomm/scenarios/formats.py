@@ -20,8 +20,8 @@ time of one order in every format without running anything;
 :func:`format_ceilings` predicts, also without running anything, the most
 orders per second each format can carry -- limited by the links or by the
 workers' CPU, whichever is lower -- and it is the scenario's ``capacity``;
-:func:`format_sweep` runs the scenario for every format across values of one
-parameter (load, bandwidth, order size).
+:func:`simcomm.sweeps.format_sweep` runs the scenario for every format across
+values of one parameter (load, bandwidth, order size): scenarios describe, sweeps run.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["GATEWAY", "SERVICE", "USERS", "Params", "capacity", "format_ceilings",
-           "format_sweep", "format_table", "order", "order_reply"]
+           "format_list", "format_table", "order", "order_reply"]
 
 GATEWAY = "api-gateway-1"
 SERVICE = "order-1"
@@ -84,7 +84,7 @@ class Params:
              "coding (the gateway: a tenth of it); exponential")
 
 
-def _format_list(formats: Iterable[str | Format] | None) -> list[Format]:
+def format_list(formats: Iterable[str | Format] | None) -> list[Format]:
     """The formats to tabulate or sweep, checked: a non-empty list of names or Formats.
 
     A single string is refused rather than read as a list of letters
@@ -128,7 +128,7 @@ def format_table(payload: Any = 500, formats: Iterable[str | Format] | None = No
 
     if bandwidth_mbps is not None:
         bandwidth_mbps = _bandwidth(bandwidth_mbps, "a finite number of Mbit/s > 0, or None")
-    fmts = _format_list(formats)
+    fmts = format_list(formats)
     body = order(int(payload)) if is_whole(payload) else payload
     rows = []
     for fmt in fmts:
@@ -237,7 +237,7 @@ def format_ceilings(order_lines: int = 500, bandwidth_mbps: float = 100.0,
              "service_workers": service_workers, "gateway_workers": gateway_workers,
              "service_time": service_time, "network_latency": network_latency}
     p = Params(**{name: specs[name].check(v) for name, v in given.items()})
-    df = pd.DataFrame([_ceiling_row(fmt, p) for fmt in _format_list(formats)])
+    df = pd.DataFrame([_ceiling_row(fmt, p) for fmt in format_list(formats)])
     df.attrs.update(given)
     return df
 
@@ -246,83 +246,6 @@ def capacity(p: Params) -> float:
     """Orders per second the scenario can carry with ``p``: the binding ceiling
     of :func:`format_ceilings` for ``p.message_format``."""
     return float(_ceiling_row(FORMATS[p.message_format], p)["ceiling"])
-
-
-def format_sweep(field: str, values: Iterable[Any],
-                 formats: Iterable[str] | None = None, *, seed: int = 0,
-                 until: float | None = 30.0, progress: bool | None = None,
-                 **params: Any) -> pd.DataFrame:
-    """Run the scenario for every format at every value of ``field``.
-
-    ``field`` is one of the scenario's parameters (say ``request_rate`` or
-    ``bandwidth_mbps``), ``params`` fix the others.  ``formats`` is a list of
-    format names (default: all four).  Every run uses the same
-    ``seed`` (common random numbers: the formats see the same arrivals).
-    One row per run: ``format``, the ``field`` value, ``mean_latency``,
-    ``p95`` (s, of ok requests), ``throughput`` (completed per second),
-    ``offered`` (requests sent per second), ``pending`` (requests unanswered
-    at the end: a backlog), the mean fraction of busy workers of the
-    gateway and the service (``gateway_busy``, ``service_busy``), and the
-    run's busiest resource (``bottleneck``: a worker pool such as
-    ``order-1`` or a link such as ``users → api-gateway-1``) with its
-    ``bottleneck_busy`` fraction.
-    ``df.attrs`` records ``field``, ``seed``, ``until`` and ``params``.
-    Every setting is checked before the first run.  The runs keep no
-    message trace (the table needs none) and issue no overload warnings:
-    a sweep goes past the ceilings on purpose, and its rows say so.
-    ``progress``: ``None`` shows a bar over the runs if the sweep takes
-    more than two seconds, ``True`` always, ``False`` never.
-    """
-    import pandas as pd
-
-    from simcomm.api import prepare, run
-
-    fmts = [f.name for f in _format_list(formats)]
-    if "message_format" in params or field == "message_format":
-        raise ParamError("message_format", params.get("message_format", field),
-                         "set by the sweep: choose them with formats=")
-    if field in params:
-        raise ParamError(field, params[field],
-                         "swept: give its values in the list, not also as a setting")
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ParamError(field, values, "a list of values to sweep over")
-    values = list(values)
-    if not values:
-        raise ParamError(field, values, "at least one value to sweep over")
-    if progress is not None and not isinstance(progress, bool):
-        raise ParamError("progress", progress, "None (a bar for long sweeps), True or False")
-    runs = [(fmt, v) for fmt in fmts for v in values]
-    for fmt, v in runs:  # check everything before time zero
-        _, _, checked_until = prepare(SCENARIO, seed, until, trace=False, message_format=fmt,
-                                      **{field: v}, **params)
-    bar = None
-    if progress is not False:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(runs), unit="run", desc=f"format_sweep {field}", leave=False,
-                   delay=0.0 if progress else 2.0)
-    rows = []
-    try:
-        for fmt, v in runs:
-            res = run(SCENARIO, seed, until, trace=False, progress=False, warn=False,
-                      message_format=fmt, **{field: v}, **params)
-            s = res.summary()
-            busy = res.utilisation()
-            neck = res.bottleneck()
-            rows.append({"format": fmt, field: v, "mean_latency": s["mean_latency"],
-                         "p95": s["p95"], "throughput": s["throughput"],
-                         "offered": s["requests"] / res.until, "pending": s["pending"],
-                         "gateway_busy": busy[GATEWAY], "service_busy": busy[SERVICE],
-                         "bottleneck": neck["resource"],
-                         "bottleneck_busy": neck["utilisation"]})
-            if bar is not None:
-                bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
-    df = pd.DataFrame(rows)
-    df.attrs.update({"field": field, "seed": seed, "until": checked_until, "params": params})
-    return df
 
 
 def build(world: World, p: Params) -> None:

@@ -4,7 +4,7 @@
   :func:`simcomm.scenarios.formats.format_table`: bytes on the wire, CPU
   per message and (if the table has it) time to cross the link.
 * :func:`formats_sweep_figure` -- lines from
-  :func:`simcomm.scenarios.formats.format_sweep`: mean latency and
+  :func:`simcomm.sweeps.format_sweep`: mean latency and
   throughput of each format as load (or bandwidth, or order size) rises.
 
 Each format keeps one colour in both figures (Okabe & Ito's palette).
@@ -121,7 +121,7 @@ def formats_sweep_figure(df: pd.DataFrame,
     """Each format's results against the swept parameter, one panel per measure.
 
     What the learner sees: side-by-side panels sharing the x axis (the
-    parameter :func:`~simcomm.scenarios.formats.format_sweep` varied, e.g. the
+    parameter :func:`~simcomm.sweeps.format_sweep` varied, e.g. the
     request rate), one line per format in its fixed colour.  By default the
     left panel is the mean latency of ok requests -- flat while the workers
     keep up, then shooting up where a format's coding cost saturates them --
@@ -136,7 +136,7 @@ def formats_sweep_figure(df: pd.DataFrame,
     panels = [panels] if isinstance(panels, str) else list(panels)
     if field is None or not {"format", field, *panels} <= set(df.columns):
         raise ParamError("df", f"columns {list(df.columns)}",
-                         "the DataFrame returned by simcomm.scenarios.formats.format_sweep, "
+                         "the DataFrame returned by simcomm.sweeps.format_sweep, "
                          "and panels among its columns")
     if not panels:
         raise ParamError("panels", panels, "at least one column of the sweep to draw")

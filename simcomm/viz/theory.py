@@ -217,7 +217,7 @@ def theory_vs_simulation(res: Result, ax: Axes | None = None, *, warmup: float =
 def theory_sweep_figure(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Simulated means (points, 95 % bars) on the theory curve.
 
-    ``df`` comes from :func:`simcomm.sweep.theory_sweep` (viz only draws).
+    ``df`` comes from :func:`simcomm.sweeps.theory_sweep` (viz only draws).
 
     What the learner sees: the theory's mean response time against
     utilisation and, at each load that was simulated, a vermillion point
