@@ -1,9 +1,11 @@
 """Dependencies point one way (DESIGN principle 7): the engine imports nothing above it.
 
 ``widgets → viz → analysis → scenarios → patterns (rpc, resilience) → engine
-→ simpy``.  These tests read every import statement of the lower layers --
-at module level, inside functions and under ``TYPE_CHECKING`` alike -- and
-also import the packages in a fresh interpreter to see what actually loads.
+→ simpy``; ``api`` and ``sweeps`` run simulations and sit beside the top, so
+viz, scenarios and analysis never import them.  These tests read every import
+statement of the lower layers -- at module level, inside functions and under
+``TYPE_CHECKING`` alike -- and also import the packages in a fresh interpreter
+to see what actually loads.
 """
 
 from __future__ import annotations
@@ -50,8 +52,23 @@ def imports(path: Path, *, top_level_only: bool = False) -> list[tuple[int, str]
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path}:{node.lineno}: relative import"
-            out.append((node.lineno, node.module or ""))
+            if node.module == "simcomm":  # from simcomm import api: the module simcomm.api
+                out += [(node.lineno, f"simcomm.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, node.module or ""))
     return [(line, mod) for line, mod in out if mod == "simcomm" or mod.startswith("simcomm.")]
+
+
+#: What a layer above the patterns must never import, wherever the import is written
+#: (module level, inside a function, under TYPE_CHECKING): viz draws and scenarios
+#: describe, so neither reaches the modules that run simulations (api, sweeps, the
+#: CLI) or the dashboards; analysis computes from results and tables alone.
+#: (``sweep`` is the module's old name: it must not come back under it.)
+NEVER = {
+    "viz": {"api", "sweeps", "sweep", "widgets", "cli"},
+    "scenarios": {"api", "sweeps", "sweep", "widgets", "cli", "viz"},
+    "analysis": {"api", "sweeps", "sweep", "widgets", "cli", "viz"},
+}
 
 
 def layer_of(module: str) -> str:
@@ -75,6 +92,34 @@ def test_a_layer_imports_only_what_is_below_it_even_lazily(layer):
             if target != layer and target not in ALLOWED[layer]:
                 bad.append(f"{path.relative_to(ROOT.parent)}:{line} imports {module}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("layer", sorted(NEVER))
+def test_viz_scenarios_and_analysis_never_reach_the_runners(layer):
+    """viz never runs simulations (a sweep does, and hands it a table), scenarios
+    never import simcomm.api or the sweeps: no cycle viz → api → widgets → viz
+    or scenarios → api → scenarios, not even through an import inside a function."""
+    bad = [f"{path.relative_to(ROOT.parent)}:{line} imports {module}"
+           for path in files(layer) for line, module in imports(path)
+           if layer_of(module) in NEVER[layer]]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_import_reader_sees_every_spelling(tmp_path):
+    """The checks above fail on an import written any way: from the package, as a
+    submodule, with an alias, inside a function or under TYPE_CHECKING."""
+    src = tmp_path / "m.py"
+    src.write_text("from typing import TYPE_CHECKING\n"
+                   "from simcomm import api, errors\n"
+                   "import simcomm.sweeps as s\n"
+                   "if TYPE_CHECKING:\n    from simcomm.widgets import explore\n"
+                   "def f():\n    from simcomm.cli import main\n    return main\n")
+    found = {module for _, module in imports(src)}
+    assert found == {"simcomm.api", "simcomm.errors", "simcomm.sweeps", "simcomm.widgets",
+                     "simcomm.cli"}
+    assert {layer_of(m) for m in found} & NEVER["viz"] == {"api", "sweeps", "widgets", "cli"}
+    assert {m for _, m in imports(src, top_level_only=True)} == {
+        "simcomm.api", "simcomm.errors", "simcomm.sweeps"}
 
 
 def test_the_engine_has_no_call_method_to_reach_the_call_path():
