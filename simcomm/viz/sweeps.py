@@ -442,8 +442,8 @@ def sweep_heatmap(table: pd.DataFrame, x: str, y: str, metric: str, *, ax: Axes 
     norm = (LogNorm(finite.min(), finite.max()) if log else
             Normalize(finite.min(), finite.max()) if finite.size else Normalize(0, 1))
     cmap = colormaps[SEQUENTIAL_CMAP].with_extremes(bad=EXTRA_COLORS["light_grey"])
-    width = min(9.5, 1.2 + 0.95 * len(xs) + 1.6)
-    height = min(8.0, 1.3 + 0.55 * len(rows))
+    width = min(9.5, max(6.5, 1.0 + 0.95 * len(xs) + 1.6))  # room for the titles
+    height = min(8.0, max(3.0, 1.2 + 0.6 * len(rows)))
     fig, ax, _ = figure_for(ax, width, height, margins=(1.0, 1.6, 0.6, 0.6))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, origin="lower",
                    aspect="auto", interpolation="nearest",
