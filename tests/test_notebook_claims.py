@@ -56,6 +56,10 @@ ALLOWED: dict[str, dict[str, str]] = {
         "their 99th percentile": "names what the dashed line is",
         "notebook 01": "a notebook's number",
         "`simcomm run chain --set depth=5`": "an example command",
+        "chains of depth 1 to 3 at 10 and 30 requests a second": "the sweep cell's grid",
+        "five replications of 10 simulated seconds each": "the sweep cell's settings",
+        "At 10 requests a second": "the sweep cell's lower rate",
+        "At 30 a second": "the sweep cell's higher rate",
     },
     SYNC: {
         "Follow request #1": "the request the sequence diagram starts with",
@@ -103,7 +107,11 @@ CALLS = {
     TOUR: ['res = simcomm.run("chain")',
            'replies = res.trace[(res.trace["event"] == "send") & (res.trace["kind"] == "reply")]',
            'simcomm.run("mmc", seed=1, until=10_000, arrival_rate=2.4, service_rate=1.0, '
-           'servers=3)'],
+           'servers=3)',
+           'runs = simcomm.sweep("chain", {"depth": [1, 2, 3], "request_rate": [10, 30]}, '
+           'replications=5, until=10, gateway_workers=3)',
+           'simcomm.summarize(runs, ["mean_latency", "p99"])',
+           'viz.sweep_lines(runs, "depth", "mean_latency", hue="request_rate")'],
     SYNC: ['world = World(seed=1)', 'Instance(world, "order-1", workers=1, service_time=0.01)',
            'client.request("order-1", {"orderId": 42})', 'world.run(1.0)',
            'res = simcomm.run("chain", seed=1, until=30, depth=2)',
@@ -297,6 +305,62 @@ def test_tour_theory_sweep_has_nine_loads():
 
     default = inspect.signature(theory_sweep).parameters["utilisations"].default
     assert len(default) == 9
+
+
+@pytest.fixture(scope="module")
+def tour_sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sweep cell's runs and their mean latency summarised (30 runs of 10 s)."""
+    runs = _quiet(lambda: simcomm.sweep("chain", {"depth": [1, 2, 3], "request_rate": [10, 30]},
+                                        replications=5, until=10, gateway_workers=3,
+                                        progress=False))
+    summary = simcomm.summarize(runs, ["mean_latency", "bottleneck_utilisation"])
+    return runs, summary.set_index(["metric", "request_rate", "depth"])
+
+
+@claim(TOUR, "gives each combination's mean with a 95 % confidence interval (Student t)")
+def test_tour_summary_is_a_95_percent_student_t_interval(tour_sweep):
+    import inspect
+
+    from scipy import stats
+
+    assert inspect.signature(simcomm.summarize).parameters["confidence"].default == 0.95
+    runs, summary = tour_sweep
+    v = runs.query("depth == 3 and request_rate == 30")["mean_latency"]
+    row = summary.loc[("mean_latency", 30, 3)]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v)))
+    # the same five seeds in every combination (common random numbers)
+    assert runs.groupby(["depth", "request_rate"])["seed"].apply(tuple).nunique() == 1
+
+
+@claim(TOUR, "each service adds about 24 ms and no band is wider than 6 ms")
+def test_tour_sweep_at_ten_per_second_is_settled(tour_sweep):
+    _, summary = tour_sweep
+    calm = summary.loc["mean_latency"].loc[10]
+    # 20 ms of work and two 2 ms network hops per service; ~100 requests a run
+    assert calm["mean"].diff().dropna().to_numpy() == pytest.approx(0.024, abs=0.0015)
+    assert (calm["ci_high"] - calm["ci_low"]).max() < 0.006
+
+
+@claim(TOUR, "the gateway's workers, each held until the whole chain answers, are about "
+             "three quarters busy at depth 3",
+       "the band there spans 47 ms")
+def test_tour_sweep_at_thirty_per_second_queues_at_the_gateway(tour_sweep):
+    runs, summary = tour_sweep
+    assert summary.loc[("bottleneck_utilisation", 30, 3), "mean"] == pytest.approx(0.75,
+                                                                                   abs=0.05)
+    # the busiest resource is the gateway's pool, and it is that busy because
+    # its workers wait for the chain: the same requests at depth 1 keep it
+    # about a third as busy, and the services behind it are far from full
+    one = _quiet(lambda: simcomm.run("chain", seed=int(runs["seed"].iloc[0]), until=10, depth=3,
+                                     request_rate=30, gateway_workers=3, trace=False))
+    assert one.summary()["bottleneck"] == "api-gateway-1"
+    assert max(u for name, u in one.utilisation().items() if name != "api-gateway-1") < 0.3
+    assert summary.loc[("bottleneck_utilisation", 30, 1), "mean"] < 0.3
+    row = summary.loc[("mean_latency", 30, 3)]
+    assert row["ci_high"] - row["ci_low"] == pytest.approx(0.047, abs=0.0005)
+    calm = summary.loc[("mean_latency", 10, 3)]
+    assert row["ci_high"] - row["ci_low"] > 5 * (calm["ci_high"] - calm["ci_low"])
 
 
 # == 01-sync-request-response =====================================================
