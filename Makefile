@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: lab test lint bench demo venv clean pythons
+.PHONY: lab test lint bench demo venv clean pythons lite
 
 # (Re)install when pyproject.toml changes; creating the venv only if missing.
 $(STAMP): pyproject.toml
@@ -28,6 +28,11 @@ lint: venv
 test: lint
 	$(BIN)/python -m pytest -n 2 --nbmake tests notebooks
 
+# The course as a static JupyterLite site in build/lite/: JupyterLab and Python (Pyodide)
+# run in the learner's browser; serve the folder with any static web server (README).
+lite: venv
+	$(BIN)/python tools/build_lite.py --output build/lite
+
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
@@ -49,4 +54,5 @@ pythons:
 	done
 
 clean:
-	rm -rf $(VENV) .venv-3.* demo-report test-artefacts .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* demo-report test-artefacts .pytest_cache .hypothesis \
+	  build/lite build/lite-wheels
