@@ -337,3 +337,25 @@ def test_one_run_per_point_draws_no_band_and_says_why(runs):
     assert not _band_points(_one(fig, "ci", PolyCollection))
     assert fig.axes[0].get_title(loc="right") == ("mean of 1 run per point · no interval: "
                                                   "one run shows no spread")
+
+
+def test_a_real_sweep_draws_its_summary():
+    """A tiny ``simcomm.sweep`` of mmc, straight into both figures."""
+    import simcomm
+
+    runs = simcomm.sweep("mmc", {"arrival_rate": [0.3, 0.6], "servers": [1, 2]}, replications=3,
+                         until=60, progress=False)
+    summary = simcomm.summarize(runs, ["mean_latency"])
+    fig = viz.sweep_lines(runs, "arrival_rate", "mean_latency", hue="servers")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "arrival_rate (req/s)" and ax.get_ylabel() == "mean_latency (s)"
+    assert ax.get_legend().get_title().get_text() == "servers (workers)"
+    for c in (1, 2):
+        s = summary[summary["servers"] == c]
+        assert _one(fig, f"mean:{c}", Line2D).get_ydata() == pytest.approx(s["mean"].to_numpy())
+        assert _band_points(_one(fig, f"ci:{c}", PolyCollection)) == _expected_points(
+            s, "arrival_rate")
+    heat = viz.sweep_heatmap(runs, "arrival_rate", "servers", "mean_latency")
+    want = summary.pivot(index="servers", columns="arrival_rate", values="mean")
+    assert np.asarray(_one(heat, "heatmap").get_array()) == pytest.approx(want.to_numpy())
+    assert "3 runs per cell" in heat.axes[0].get_title(loc="right")
