@@ -475,7 +475,7 @@ def sweep_heatmap(table: pd.DataFrame, x: str, y: str, metric: str, *, ax: Axes 
     ax.set_ylabel(_param_label(cells, y))
     cax = ax.inset_axes((1.03, 0.0, 0.04, 1.0))
     bar = fig.colorbar(im, cax=cax)
-    bar.set_label(f"mean {_metric_label(metric)}" + (", log scale" if log else ""))
+    bar.set_label(_metric_label(metric) + (", log scale" if log else ""))
     if log:
         _plain_log_axis(bar.ax.yaxis, unit)
     elif unit == "fraction":
