@@ -1,10 +1,13 @@
-"""The ``simcomm`` command: list, describe and run scenarios.
+"""The ``simcomm`` command: list, describe, run and sweep scenarios.
 
     simcomm list
     simcomm describe chain
     simcomm run mmc --seed 1 --until 10000 --set servers=3 --json
     simcomm run chain --out report/
     simcomm delivery-matrix --seeds 3 --json
+    simcomm sweep chain --grid depth=1,2,3 --reps 5
+    simcomm sweep chain --grid depth=1,2,3 --grid request_rate=5,10 --reps 20 \
+        --workers 4 --out runs.parquet
     python -m simcomm run mmc --until 1e6 --no-trace
 
 Every mistake a user can make on the command line -- a wrong scenario,
@@ -20,6 +23,7 @@ run that takes more than a couple of seconds shows a progress bar.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -37,7 +41,7 @@ from simcomm.scenarios import base
 __all__ = ["main"]
 
 #: The sub-commands, in the order ``--help`` lists them.
-COMMANDS = ("list", "describe", "run", "delivery-matrix")
+COMMANDS = ("list", "describe", "run", "sweep", "delivery-matrix")
 
 #: Exit status of a run ended by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -141,6 +145,40 @@ def _parser() -> _Parser:
                    help="refuse runs estimated to need more memory than SIZE (e.g. 4G); "
                         f"default: ${guard.BUDGET_ENV}, else {guard.BUDGET_SHARE:.0%}% of this "
                         "machine's memory")
+    w = sub.add_parser("sweep", help="run a scenario over a grid of parameters and several "
+                       "seeds; print each combination's mean ± confidence interval")
+    w.add_argument("scenario")
+    w.add_argument("--grid", dest="grids", action="append", default=[],
+                   metavar="FIELD=V1,V2,...",
+                   help="sweep FIELD over these values (read like --set's; choices ignore "
+                        "case); repeat for several fields: every combination runs")
+    w.add_argument("--reps", type=_count, default=1, metavar="N",
+                   help="replications: runs of each combination, each with its own seed "
+                        "(default 1; 2 or more give a confidence interval)")
+    w.add_argument("--seed", type=_seed, default=0,
+                   help="root seed: replication r runs with a seed derived from it, the same "
+                        "in every combination (default 0)")
+    w.add_argument("--until", type=_seconds, default=None, metavar="SECONDS",
+                   help=f"{UNTIL_HELP} per run (default: the scenario's; see describe)")
+    w.add_argument("--metric", dest="metrics", action="append", default=None, metavar="NAME",
+                   help="a summary key to keep and show; repeat for several (default: keep "
+                        "every number, show the headline ones)")
+    w.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set a parameter for every run; repeat for several")
+    where = w.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_count, default=None, metavar="N",
+                       help="run on N local processes (default: one run after the other, "
+                            "here)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (needs the "
+                            "distributed extra: pip install 'simcomm[distributed]')")
+    w.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="also write the runs table (one row per run) to FILE.csv or "
+                        "FILE.parquet (needs pyarrow); refused before the runs if it cannot "
+                        "be written")
+    w.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (default: a bar on a terminal once the sweep takes "
+                        "a couple of seconds)")
     m = sub.add_parser("delivery-matrix",
                        help="run delivery-guarantees over acks x idempotence x commit x dedup "
                             "and print lost / duplicated / reordered per 10 000 records")
@@ -151,7 +189,7 @@ def _parser() -> _Parser:
     m.add_argument("--records", type=_count, default=None, metavar="N",
                    help="events each run produces (default: 60 a simulated second)")
     m.add_argument("--json", action="store_true", help="print the table as JSON records")
-    options = [o for parser in (p, d, r, m) for a in parser._actions
+    options = [o for parser in (p, d, r, w, m) for a in parser._actions
                for o in a.option_strings]
     p.known_options = tuple(dict.fromkeys(options))
     return p
@@ -302,7 +340,8 @@ def _matrix(args: argparse.Namespace) -> int:
     from simcomm.sweeps import delivery_matrix
 
     df = delivery_matrix(seeds=tuple(range(1, args.seeds + 1)), until=args.until,
-                         records=args.records)
+                         records=args.records,
+                         progress=None if sys.stderr.isatty() else False)
     rows = [{str(k): v for k, v in row.items()} for row in df.to_dict(orient="records")]
     if args.json:
         print(json.dumps([_json_safe(row) for row in rows]))
@@ -322,6 +361,177 @@ def _matrix(args: argparse.Namespace) -> int:
     for r in table:
         print("  ".join(str(v).rjust(w) if i >= 4 else str(v).ljust(w)
                         for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    return 0
+
+
+#: The summary keys ``simcomm sweep`` shows without --metric: the first four
+#: a run reports, so a run of requests shows its latency, availability and
+#: throughput, a run of records or messages its own.
+HEADLINE = ("mean_latency", "p99", "availability", "throughput",
+            "record_mean_latency", "record_p99_latency", "lost_per_10k", "duplicated_per_10k",
+            "message_p95_latency", "messages_consumed", "messages_lost")
+
+#: Confidence level of ``simcomm sweep``'s intervals.
+SWEEP_CONFIDENCE = 0.95
+
+
+def _parse_grid(scenario: base.Scenario, items: Sequence[str]) -> dict[str, list[Any]]:
+    """``--grid FIELD=V1,V2,...`` items as ``{field: values}``, each value read like
+    ``--set``'s and checked against the field (the rest is checked before any run)."""
+    specs = {f.name: f for f in scenario.fields()}
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not text.strip():
+            raise ParamError("--grid", item, "FIELD=V1,V2,..., e.g. --grid depth=1,2,3")
+        if name not in specs:
+            raise ParamError(name, text, f"not a field of {scenario.name}; "
+                             f"{base.did_you_mean(name, specs)}fields: {', '.join(specs)}")
+        if name in grid:
+            raise ParamError("--grid", item, f"each field once: {name} is swept already")
+        spec = specs[name]  # the table then shows what ran: json for JSON, 3 for 3.0
+        grid[name] = [spec.check(base.parse_value(spec, v.strip())) for v in text.split(",")]
+    return grid
+
+
+def _check_table_out(out: Path) -> None:
+    """Refuse an ``--out`` the runs table cannot be written to, before the runs."""
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ParamError("--out", str(out), "a file name ending in .csv or .parquet")
+    if suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise ParamError("--out", str(out), "a .csv file: writing .parquet needs pyarrow "
+                         "(pip install 'simcomm[parquet]')")
+    if out.is_dir():
+        raise ParamError("--out", str(out), "a file (.csv or .parquet), not a directory")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise ParamError("--out", str(out), f"a file in an existing directory; {parent} is "
+                         "not one")
+    writable = os.access(out, os.W_OK) if out.exists() else os.access(parent, os.W_OK | os.X_OK)
+    if not writable:
+        raise ParamError("--out", str(out), "a file you can write")
+
+
+def _headline(runs: Any, asked: Sequence[str] | None) -> list[str]:
+    """The metric columns the summary table shows."""
+    if asked:
+        return list(asked)
+    found = [k for k in HEADLINE if k in runs.columns and runs[k].notna().any()]
+    return found[:4]
+
+
+def _mean_ci(mean: float, low: float, high: float, unit: str) -> str:
+    """``0.0412 ± 0.0011``: the mean and the interval's half-width (a fraction in %)."""
+    scale = 100.0 if unit == "fraction" else 1.0
+    if not math.isfinite(mean):
+        return _fmt(mean)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean * scale:.4g}"
+    return f"{mean * scale:.4g} ± {(high - low) / 2 * scale:.2g}"
+
+
+def _sweep_table(runs: Any, shown: Sequence[str]) -> str:
+    """One line per combination: its grid values, then mean ± half-width per metric."""
+    from simcomm.sweeps import summarize
+
+    grid = list(runs.attrs["grid"])
+    summary = summarize(runs, shown, confidence=SWEEP_CONFIDENCE)
+    head: list[str] = list(grid)
+    for key in shown:
+        unit = SUMMARY_UNITS.get(key, "")
+        label = {"fraction": "%", "": ""}.get(unit, unit)
+        head.append(f"{key} ({label})" if label else key)
+    table: list[list[str]] = [head]
+    per = len(shown)
+    for start in range(0, len(summary), per):
+        rows = summary.iloc[start:start + per]
+        cells = [_fmt(rows.iloc[0][g]) for g in grid]
+        for (_, row), key in zip(rows.iterrows(), shown, strict=True):
+            cells.append(_mean_ci(float(row["mean"]), float(row["ci_low"]),
+                                  float(row["ci_high"]), SUMMARY_UNITS.get(key, "")))
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    return "\n".join("  ".join(v.ljust(w) if i < len(grid) else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+                     for r in table)
+
+
+def _overloaded(runs: Any) -> str | None:
+    """One line naming the combinations with overloaded runs (``stable`` False), if any."""
+    if "stable" not in runs.columns:
+        return None
+    bad = runs[runs["stable"] == False]  # noqa: E712 (a column of bools)
+    if bad.empty:
+        return None
+    grid = list(runs.attrs["grid"])
+    where = []
+    if grid:
+        for combo, group in bad.groupby(grid, sort=False):
+            values = combo if isinstance(combo, tuple) else (combo,)
+            name = " ".join(f"{g}={_fmt(v)}" for g, v in zip(grid, values, strict=True))
+            where.append(f"{name} ({len(group)} of {runs.attrs['replications']})")
+    return (f"{len(bad)} of {len(runs)} runs were overloaded (stable=False), so their "
+            "means describe a growing backlog, not a steady state"
+            + (": " + ", ".join(where) if where else ""))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``simcomm sweep``: :func:`simcomm.sweep` as a table of means and intervals."""
+    from simcomm import sweeps
+
+    sc = base.get(args.scenario)
+    grid = _parse_grid(sc, args.grids)
+    fixed = _parse_sets(sc, args.sets)
+    if args.out is not None:
+        _check_table_out(args.out)
+    if args.scheduler is not None and importlib.util.find_spec("distributed") is None:
+        raise ParamError("--scheduler", args.scheduler, "a Dask scheduler needs the "
+                         "distributed package: pip install 'simcomm[distributed]'")
+    planned = sweeps.plan(sc, grid, replications=args.reps, seed=args.seed, until=args.until,
+                          metrics=args.metrics, **fixed)
+    progress = None if args.progress and sys.stderr.isatty() else False
+    if args.scheduler is not None:
+        from distributed import Client
+
+        try:
+            client = Client(args.scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            print(f"simcomm: error: cannot reach the Dask scheduler at {args.scheduler}: "
+                  f"{_one_line(exc)}", file=sys.stderr)
+            return 2
+        try:
+            runs = planned.run(client.get_executor(), progress=progress)
+        finally:
+            client.close()
+    else:
+        runs = planned.run("processes" if args.workers else None, workers=args.workers,
+                           progress=progress)
+    combos, reps = len(planned.combos), len(planned.seeds)
+    level = f"{SWEEP_CONFIDENCE:.0%}".replace("%", " %")
+    print(f"{sc.name}: {combos} combination{'s' if combos != 1 else ''} × {reps} "
+          f"replication{'s' if reps != 1 else ''} = {len(runs)} runs of {planned.until:g}s, "
+          f"root seed {args.seed}")
+    print(f"mean ± half-width of the {level} confidence interval (Student t, "
+          f"{reps - 1} degrees of freedom)" if reps > 1 else
+          "mean of one run per combination (--reps 2 or more for a confidence interval)")
+    print(_sweep_table(runs, _headline(runs, args.metrics)))
+    warning = _overloaded(runs)
+    if warning:
+        sys.stdout.flush()
+        print(f"simcomm: warning: {warning}", file=sys.stderr)
+    if args.out is not None:
+        try:
+            if args.out.suffix.lower() == ".parquet":
+                runs.to_parquet(args.out, index=False)
+            else:
+                runs.to_csv(args.out, index=False)
+        except OSError as exc:
+            print(f"simcomm: error: cannot write the runs table to {args.out}: "
+                  f"{_one_line(exc.strerror or exc)}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out} ({len(runs)} runs)", file=sys.stderr)
     return 0
 
 
@@ -358,6 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "delivery-matrix":
             return _matrix(args)
+        if args.command == "sweep":
+            return _sweep(args)
         return _run(args)
     except ParamError as exc:  # RunTooLarge is one too
         print(f"simcomm: error: {_one_line(exc)}", file=sys.stderr)

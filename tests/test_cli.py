@@ -485,3 +485,123 @@ def test_the_old_module_path_still_works():
     proc = subprocess.run([sys.executable, "-m", "simcomm.cli", "--version"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout == f"simcomm {simcomm.__version__}\n"
+
+
+# -- simcomm sweep -------------------------------------------------------------------------------
+
+#: ``simcomm sweep chain --grid depth=1,2,3 --reps 5`` (the issue's command) with
+#: runs of 1 simulated second instead of chain's 100, to stay cheap.
+SWEEP = ["sweep", "chain", "--grid", "depth=1,2,3", "--reps", "5", "--until", "1"]
+
+
+def test_sweep_prints_mean_and_interval_per_combination(capsys):
+    from simcomm.sweeps import summarize, sweep
+
+    assert run_cli(SWEEP) == 0
+    out = capsys.readouterr()
+    assert out.err == ""  # no bar in a log, no warning for a healthy chain
+    lines = out.out.splitlines()
+    assert lines[0] == "chain: 3 combinations × 5 replications = 15 runs of 1s, root seed 0"
+    assert lines[1] == ("mean ± half-width of the 95 % confidence interval (Student t, "
+                        "4 degrees of freedom)")
+    assert lines[2].split() == ["depth", "mean_latency", "(s)", "p99", "(s)", "availability",
+                                "(%)", "throughput", "(req/s)"]
+    assert [line.split()[0] for line in lines[3:]] == ["1", "2", "3"]
+    runs = sweep("chain", {"depth": [1, 2, 3]}, replications=5, until=1, progress=False)
+    p99 = summarize(runs, ["p99"]).iloc[1]  # depth 2
+    assert (f"{p99['mean']:.4g} ± {(p99['ci_high'] - p99['ci_low']) / 2:.2g}"
+            in lines[4])
+
+
+def test_sweep_with_metrics_fields_read_like_set_and_one_replication(capsys):
+    assert run_cli(["sweep", "chain", "--grid", "message_format=JSON,xml", "--until", "1",
+                    "--metric", "p95", "--metric", "messages_sent", "--set", "depth=2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "chain: 2 combinations × 1 replication = 2 runs of 1s, root seed 0"
+    assert "one run per combination" in lines[1]
+    assert lines[2].split() == ["message_format", "p95", "(s)", "messages_sent"]
+    assert [line.split()[0] for line in lines[3:]] == ["json", "xml"]
+    assert "±" not in "".join(lines[3:])
+
+
+def test_sweep_help_names_the_grid_the_workers_and_the_out_file(capsys):
+    assert run_cli(["sweep", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("--grid FIELD=V1,V2,...", "--reps N", "--workers N", "--scheduler ADDRESS",
+                  "FILE.csv or FILE.parquet", "--no-progress"):
+        assert words in text, words
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_sweep_out_writes_the_runs_table(capsys, tmp_path, suffix):
+    import pandas as pd
+
+    from simcomm.sweeps import sweep
+
+    path = tmp_path / f"runs{suffix}"
+    assert run_cli(["sweep", "chain", "--grid", "depth=1,2", "--reps", "2", "--until", "1",
+                    "--out", str(path)]) == 0
+    assert f"wrote {path} (4 runs)" in capsys.readouterr().err
+    back = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    runs = sweep("chain", {"depth": [1, 2]}, replications=2, until=1, progress=False)
+    assert list(back.columns) == list(runs.columns)
+    pd.testing.assert_frame_equal(back[["depth", "replication", "seed", "p99"]],
+                                  runs[["depth", "replication", "seed", "p99"]])
+
+
+def test_sweep_on_local_processes_prints_the_same_table(capsys):
+    argv = ["sweep", "chain", "--grid", "depth=1,2", "--reps", "2", "--until", "1"]
+    assert run_cli(argv) == 0
+    here = capsys.readouterr().out
+    assert run_cli([*argv, "--workers", "2"]) == 0
+    assert capsys.readouterr().out == here
+
+
+def test_sweep_says_which_combinations_were_overloaded(capsys):
+    assert run_cli(["sweep", "mmc", "--grid", "arrival_rate=0.5,2", "--reps", "2",
+                    "--until", "200", "--set", "service_rate=1"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["simcomm: warning: 2 of 4 runs were overloaded (stable=False), so their "
+                   "means describe a growing backlog, not a steady state: arrival_rate=2 "
+                   "(2 of 2)"]
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["sweep", "chian"], ["scenario", "did you mean 'chain'?"]),
+    (["sweep", "chain", "--grid", "dept=1,2"], ["dept", "did you mean 'depth'?"]),
+    (["sweep", "chain", "--grid", "depth=1,x"], ["depth", "'x'", "whole number"]),
+    (["sweep", "chain", "--grid", "depth=1,0"], ["depth", "0"]),
+    (["sweep", "chain", "--grid", "depth"], ["--grid", "FIELD=V1,V2"]),
+    (["sweep", "chain", "--grid", "depth="], ["--grid", "FIELD=V1,V2"]),
+    (["sweep", "chain", "--grid", "depth=1", "--grid", "depth=2"], ["--grid", "once"]),
+    (["sweep", "chain", "--grid", "depth=1,2", "--set", "depth=2"], ["depth", "swept"]),
+    (["sweep", "chain", "--set", "servce_time=1"], ["servce_time", "did you mean"]),
+    (["sweep", "chain", "--metric", "p98"], ["metrics", "did you mean 'p99'?"]),
+    (["sweep", "chain", "--reps", "0"], ["--reps", "'0'"]),
+    (["sweep", "chain", "--until", "0"], ["until", "> 0"]),
+    (["sweep", "chain", "--seed", "-1"], ["seed", "-1"]),
+    (["sweep", "chain", "--out", "runs.txt"], ["--out", ".csv or .parquet"]),
+    (["sweep", "chain", "--out", "no/such/dir/runs.csv"], ["--out", "existing directory"]),
+    (["sweep", "chain", "--workers", "0"], ["--workers", "'0'"]),
+    (["sweep", "chain", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+     ["--scheduler", "not allowed with argument --workers"]),
+])
+def test_sweep_errors_are_one_line_and_exit_2_before_any_run(capsys, no_world, argv, names):
+    assert run_cli(argv) == 2
+    line = one_error_line(capsys)
+    for name in names:
+        assert name in line, (name, line)
+
+
+@pytest.mark.parametrize(("argv", "package"), [
+    (["--scheduler", "tcp://127.0.0.1:8786"], "distributed"),
+    (["--out", "runs.parquet"], "pyarrow"),
+])
+def test_sweep_names_the_missing_extra_before_any_run(capsys, no_world, monkeypatch, argv,
+                                                     package):
+    real = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec",
+                        lambda name, *a: None if name == package else real(name, *a))
+    assert run_cli(["sweep", "chain", *argv]) == 2
+    line = one_error_line(capsys)
+    assert package in line and "pip install 'simcomm[" in line
