@@ -8,6 +8,7 @@ a run estimated to need more memory than the budget is refused with
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -144,6 +145,23 @@ def _advance(world: World, until: float, report: Callable[[float], None]) -> Non
         step = max(smallest, step * min(4.0, max(0.5, factor)))
 
 
+@functools.lru_cache(maxsize=1)
+def _bar_class() -> type:
+    """tqdm.auto's bar (a widget in a notebook, text on stderr) without its monitor thread.
+
+    tqdm starts a thread with its first bar, to lower ``miniters`` when a
+    loop stalls; Pyodide (JupyterLite) cannot start threads -- tqdm would
+    catch the error and print a TqdmMonitorWarning under the learner's cell.
+    Runs and sweeps update their bars every few tenths of a second anyway.
+    """
+    from tqdm.auto import tqdm
+
+    class Bar(tqdm):  # type: ignore[misc,valid-type]
+        monitor_interval = 0
+
+    return Bar
+
+
 class _Bar:
     """A tqdm.auto bar over simulated seconds (a widget in a notebook, text on stderr).
 
@@ -160,11 +178,10 @@ class _Bar:
         if self.bar is None:
             if time.perf_counter() - self.start < self.delay:
                 return
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.until, unit="s", desc=f"simcomm {self.name}",
-                            leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                            "{n:.4g}/{total:.4g} simulated s [{elapsed}<{remaining}]")
+            self.bar = _bar_class()(
+                total=self.until, unit="s", desc=f"simcomm {self.name}", leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                "{n:.4g}/{total:.4g} simulated s [{elapsed}<{remaining}]")
         self.bar.update(t - self.bar.n)
 
     def close(self) -> None:
