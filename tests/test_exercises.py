@@ -206,12 +206,19 @@ def test_every_exercise_has_typical_wrong_answers_here():
 
 
 @pytest.mark.parametrize("exercise_id", IDS)
-def test_the_solution_is_right(exercise_id):
+def test_the_solution_is_right(exercise_id, capsys):
     ex = exercises.get(exercise_id)
-    fb = exercises.check(exercise_id, ex.solution())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fb = exercises.check(exercise_id, ex.solution())
     assert fb.ok is True, fb
     assert fb and fb.status == "right" and fb.hint is None
     assert str(fb).startswith(f"✔ {exercise_id} right: ")
+    # nbgrader scores a graded cell that writes to stderr as failed: a right answer's
+    # check must print no warning (a kernel hides only DeprecationWarnings from libraries)
+    hidden = (DeprecationWarning, PendingDeprecationWarning)
+    shown = [w for w in caught if not issubclass(w.category, hidden)]
+    assert not shown and capsys.readouterr().err == "", [str(w.message) for w in shown]
 
 
 @pytest.mark.parametrize(("exercise_id", "answer", "phrase"),

@@ -62,6 +62,24 @@ def test_every_notebook_has_exercises_to_check(notebook):
     assert any("exercises.check(" in source for source in code)
 
 
+def test_every_exercise_is_a_graded_cell_of_its_notebook():
+    """nbgrader grades an exercise by its check cell: every exercise of
+    ``exercises.list()`` is an answer cell then a locked check cell worth its
+    points in its own notebook, and no notebook grades anything else."""
+    from simcomm import exercises
+    from simcomm.exercises import cells
+
+    by_notebook = exercises.list().groupby("notebook")["id"]
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        ids = list(by_notebook.get_group(path.stem)) if path.stem in by_notebook.groups else []
+        graded = {c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]["points"]
+                  for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
+        assert graded == {cells.check_id(i): exercises.get(i).points for i in ids}, path.name
+        assert cells.layout_problems(nb, path.stem) == [], path.name
+    assert set(by_notebook.groups) <= {p.stem for p in NOTEBOOKS}
+
+
 #: What every notebook's first code cell runs (comments aside): in JupyterLite
 #: (Pyodide) simcomm is installed from the site's own wheel (``make lite``).
 JUPYTERLITE_SETUP = """\

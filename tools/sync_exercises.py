@@ -3,9 +3,12 @@
 Every exercise is declared once, in the package, with its question; the
 notebooks show the same text.  This script (re)writes the section just
 before "Questions to think about": one markdown cell with the questions,
-then a code cell per exercise that a learner fills in and runs.  It only
-touches that section and leaves outputs out, so the notebooks stay
-committable as they are.
+the locked cell that imports ``exercises``, then two code cells per
+exercise -- the answer cell a learner fills in and the check cell that
+says whether it is right.  They are nbgrader's solution and graded test
+cells as well (``make assignments``); their layout and metadata are
+:mod:`simcomm.exercises.cells`'s.  It only touches that section and leaves
+outputs out, so the notebooks stay committable as they are.
 
     python tools/sync_exercises.py          # rewrite the sections
     python tools/sync_exercises.py --check  # exit 1 if a notebook is out of date
@@ -22,27 +25,18 @@ import sys
 from pathlib import Path
 
 from simcomm import exercises
+from simcomm.exercises import cells
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 HEADING = "## Exercises"
 QUESTIONS = "## Questions to think about"
 #: Marks the cells this script owns, so a rewrite finds and replaces them.
-TAG = "exercise"
+TAG = cells.TAG
 
 
 def _source(text: str) -> list[str]:
     lines = text.split("\n")
     return [line + "\n" for line in lines[:-1]] + [lines[-1]]
-
-
-def _markdown(text: str, n: int) -> dict:
-    return {"cell_type": "markdown", "id": f"exercise-{n}", "metadata": {"tags": [TAG]},
-            "source": _source(text)}
-
-
-def _code(text: str, n: int) -> dict:
-    return {"cell_type": "code", "execution_count": None, "id": f"exercise-{n}",
-            "metadata": {"tags": [TAG]}, "outputs": [], "source": _source(text)}
 
 
 def section(stem: str) -> list[dict]:
@@ -54,31 +48,24 @@ def section(stem: str) -> list[dict]:
     first = items[0].id
     intro = (f"{HEADING}\n\n"
              "Check your answers here: the checks run in this notebook, nothing is sent "
-             "anywhere. Replace `...` with your answer and run the cell. A green tick means "
-             "right; an amber *not yet* says what is off and gives a first hint; "
-             f'`exercises.hint("{first}", 2)` gives the next one.')
+             "anywhere. Replace `...` with your answer, run that cell, then the check below "
+             "it. A green tick means right; an amber *not yet* says what is off and gives a "
+             f'first hint; `exercises.hint("{first}", 2)` gives the next one.')
     questions = "\n\n".join(f"**{ex.id} — {ex.title}.** {ex.question}" for ex in items)
-    cells = [_markdown(f"{intro}\n\n{questions}", 0),
-             _code("from simcomm import exercises", 1)]
-    for n, ex in enumerate(items, start=2):
-        if ex.kind == "settings":
-            keys = ", ".join(f'"{k}": ...' for k in ex.solution())
-            answer = f"answer = {{{keys}}}  # replace each ... with your choice"
-        elif ex.kind == "choice":
-            answer = "answer = ...  # replace ... with your answer, a word in quotes"
-        else:
-            answer = "answer = ...  # replace ... with your answer"
-        cells.append(_code(f"# {ex.id}: {ex.title}\n{answer}\n"
-                           f'exercises.check("{ex.id}", answer)', n))
-    return cells
+    out = [{"cell_type": "markdown", "id": "exercise-0", "metadata": {"tags": [TAG]},
+            "source": _source(f"{intro}\n\n{questions}")},
+           cells.import_cell()]
+    for ex in items:
+        out += [cells.answer_cell(ex), cells.check_cell(ex)]
+    return out
 
 
 def synced(nb: dict, stem: str) -> dict:
     """``nb`` with its Exercises section rewritten just before the questions."""
-    cells = [c for c in nb["cells"] if TAG not in c.get("metadata", {}).get("tags", [])]
-    at = next(i for i, c in enumerate(cells)
+    kept = [c for c in nb["cells"] if TAG not in c.get("metadata", {}).get("tags", [])]
+    at = next(i for i, c in enumerate(kept)
               if c["cell_type"] == "markdown" and "".join(c["source"]).startswith(QUESTIONS))
-    return {**nb, "cells": cells[:at] + section(stem) + cells[at:]}
+    return {**nb, "cells": kept[:at] + section(stem) + kept[at:]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")):
+        # read, rewrite and write back at once: others may be editing the lessons
         nb = json.loads(path.read_text())
         new = synced(nb, path.stem)
         if new != nb:

@@ -4,7 +4,7 @@ In a notebook::
 
     from simcomm import exercises
 
-    answer = ...  # replace ... with your answer
+    answer = ...  # replace ... with your answer      (the answer cell)
     exercises.check("01.2", answer)     # ✔ right / ✘ not yet (and why) / … no answer yet
     exercises.hint("01.2")              # a nudge; hint("01.2", 3) almost gives it away
     exercises.list("01")                # the exercises of a notebook, as a table
@@ -16,11 +16,14 @@ package (queueing theory, a scenario's capacity model, ``format_ceilings``,
 runs), never typed in.  An unanswered exercise gives "no answer yet" and
 never raises, so a notebook runs top to bottom as it is handed out.
 
-No server is involved: the checks run in the learner's kernel.  For
-grading (nbgrader), :func:`assert_correct` raises AssertionError unless the
-answer is right, and every exercise's ``solution()`` gives a right answer
-from the package, for solved copies.  Importing this module is light: no
-pandas, matplotlib or widgets until a check needs them.
+No server is involved: the checks run in the learner's kernel.  The
+notebooks are nbgrader sources too (:mod:`simcomm.exercises.cells` lays
+out each exercise as an answer cell and a locked, graded check cell): while
+nbgrader runs a notebook it sets ``NBGRADER_EXECUTION``, and :func:`check`
+then raises :class:`NotRight` (an AssertionError) unless the answer is
+right.  Every exercise's ``solution()`` gives a right answer from the
+package, for solved copies.  Importing this module is light: no pandas,
+matplotlib or widgets until a check needs them.
 """
 
 from simcomm.exercises import (  # noqa: F401 (registration)
@@ -43,12 +46,15 @@ from simcomm.exercises._core import (
     Feedback,
     Hint,
     Miss,
+    NotRight,
     Number,
     Settings,
     Slip,
     assert_correct,
     check,
+    feedback,
     get,
+    grading,
     hint,
     not_yet,
     register,
@@ -59,6 +65,7 @@ from simcomm.exercises._core import (
 from simcomm.exercises._core import catalogue as list
 
 __all__ = [
-    "Checker", "Choice", "Exercise", "Feedback", "Hint", "Miss", "Number", "Settings", "Slip",
-    "assert_correct", "check", "get", "hint", "list", "not_yet", "register", "right",
+    "Checker", "Choice", "Exercise", "Feedback", "Hint", "Miss", "NotRight", "Number", "Settings",
+    "Slip", "assert_correct", "check", "feedback", "get", "grading", "hint", "list", "not_yet",
+    "register", "right",
 ]

@@ -19,6 +19,11 @@ functions, a scenario's capacity model, ``format_ceilings``, a run) and
 cached, never typed in, so an exercise cannot drift from the model it
 teaches.  Nothing here raises for an unanswered exercise (``answer = ...``
 or None): a notebook runs top to bottom with every exercise unanswered.
+
+Under nbgrader (which sets ``NBGRADER_EXECUTION`` while it runs a notebook
+to autograde or validate it) :func:`check` is a test instead: it raises
+:class:`NotRight` unless the answer is right, so the locked check cell
+after each answer cell scores its points or none.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import functools
 import html
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,9 +47,9 @@ if TYPE_CHECKING:
     from simcomm.result import Result
 
 __all__ = [
-    "Checker", "Choice", "Exercise", "Feedback", "Hint", "Miss", "Number", "Settings", "Slip",
-    "assert_correct", "catalogue", "check", "get", "hint", "not_yet", "params", "register",
-    "right",
+    "Checker", "Choice", "Exercise", "Feedback", "Hint", "Miss", "NotRight", "Number", "Settings",
+    "Slip", "assert_correct", "catalogue", "check", "feedback", "get", "grading", "hint", "not_yet",
+    "params", "register", "right",
 ]
 
 #: Text that may be a plain string or computed from the package when shown.
@@ -585,20 +591,19 @@ def _unanswered(answer: Any) -> list[str] | None:
     return None
 
 
-def check(exercise_id: str, answer: Any) -> Feedback:
-    """Check ``answer`` to exercise ``exercise_id`` and say why it is right or not yet.
+def feedback(exercise_id: str, answer: Any) -> Feedback:
+    """What :func:`check` says about ``answer`` to ``exercise_id``, as a value, in every mode.
 
-    Never raises for an answer: ``...`` or None give "no answer yet"
-    feedback (so a notebook runs top to bottom unanswered), and an answer
-    of the wrong kind says what kind is wanted.  A wrong answer comes with
-    the exercise's first hint.
+    ``...`` or None give "no answer yet", an answer of the wrong kind says
+    what kind is wanted, and a wrong answer comes with the exercise's first
+    hint.  Raises only for an unknown exercise (ParamError).
     """
     ex = get(exercise_id)
     todo = _unanswered(answer)
     if todo is not None:
         what = f"Fill in {', '.join(todo)} (still ...)" if todo else \
             "Replace ... with your answer"
-        return Feedback(None, f"{what} and run the cell again. Stuck? "
+        return Feedback(None, f"{what}, run that cell, then this check again. Stuck? "
                               f"`exercises.hint({ex.id!r})` gives a hint.", exercise=ex.id)
     fb = ex.check(answer)
     if not isinstance(fb, Feedback):
@@ -609,15 +614,80 @@ def check(exercise_id: str, answer: Any) -> Feedback:
     return fb
 
 
-def assert_correct(exercise_id: str, answer: Any) -> Feedback:
-    """:func:`check`, raising AssertionError with the feedback unless the answer is right.
+class NotRight(AssertionError):
+    """An answer that is not right (or not given), raised by :func:`check` under nbgrader.
 
-    For autograder test cells (nbgrader counts a cell that raises as
-    failed): ``exercises.assert_correct("01.2", answer)``.
+    An AssertionError, as a failed test is; ``feedback`` is what the
+    learner would have seen.  ``_render_traceback_`` is the hook IPython
+    calls to show an exception: the cell's error output is the feedback's
+    lines, not a stack of simcomm's frames.
     """
-    fb = check(exercise_id, answer)
+
+    def __init__(self, feedback: Feedback) -> None:
+        super().__init__(str(feedback))
+        self.feedback = feedback
+
+    def _render_traceback_(self) -> list[str]:
+        fb = self.feedback
+        mark, label, _, _ = _LOOKS[fb.ok]
+        lines = [f"{mark} {fb.exercise} {label.lower()}: {_one_line(fb.message)}"]
+        if fb.hint:
+            lines.append(f"Hint: {_one_line(fb.hint)}")
+        if fb.next_hint:
+            lines.append(f"More: exercises.hint({fb.exercise!r}, {fb.next_hint})")
+        return lines
+
+
+def grading() -> bool:
+    """True while nbgrader runs the notebook (``NBGRADER_EXECUTION`` is set: nbgrader
+    sets it to ``autograde`` or ``validate`` around the kernel it starts)."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def _show(fb: Feedback) -> None:
+    """Display ``fb`` as a cell output (its HTML box in Jupyter, its line elsewhere)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        print(fb)
+        return
+    if get_ipython() is None:
+        print(fb)
+    else:
+        display(fb)
+
+
+def check(exercise_id: str, answer: Any) -> Feedback | None:
+    """Check ``answer`` to exercise ``exercise_id`` and say why it is right or not yet.
+
+    For a learner it never raises for an answer and returns the
+    :class:`Feedback`, which Jupyter shows: ``...`` or None give "no answer
+    yet" (so a notebook runs top to bottom as handed out), an answer of the
+    wrong kind says what kind is wanted, and a wrong answer comes with the
+    exercise's first hint.
+
+    Under nbgrader (:func:`grading`) it is the test of an autograded cell:
+    a right answer's feedback is displayed and None returned (nbgrader
+    would read a returned value's text as partial credit), anything else
+    raises :class:`NotRight` with the feedback as its message, and the
+    cell scores nothing.
+    """
+    fb = feedback(exercise_id, answer)
+    if not grading():
+        return fb
     if fb.ok is not True:
-        raise AssertionError(str(fb))
+        raise NotRight(fb)
+    _show(fb)
+    return None
+
+
+def assert_correct(exercise_id: str, answer: Any) -> Feedback:
+    """The feedback on ``answer``, raising :class:`NotRight` (an AssertionError)
+    unless it is right, in every mode -- for tests of one's own."""
+    fb = feedback(exercise_id, answer)
+    if fb.ok is not True:
+        raise NotRight(fb)
     return fb
 
 
