@@ -33,9 +33,10 @@ import itertools
 import math
 import os
 import pickle
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -139,7 +140,8 @@ class SweepPlan:
             progress: bool | None = True) -> pd.DataFrame:
         """Run every run of the plan and return the runs table (see :func:`sweep`)."""
         own = _check_executor(executor, workers, progress)
-        if own or isinstance(executor, ProcessPoolExecutor):
+        process = sys.modules.get("concurrent.futures.process")  # loaded if a pool exists
+        if own or (process is not None and isinstance(executor, process.ProcessPoolExecutor)):
             _check_picklable(self.metrics)
         jobs = [_Job(self.scenario, p, s, self.until, self.trace, self.metrics)
                 for p in self.params for s in self.seeds]
@@ -149,7 +151,9 @@ class SweepPlan:
                 outputs = [_result(_run_one(job)) for job in _ticking(jobs, bar)]
             elif isinstance(executor, Executor):
                 outputs = _gather(executor, jobs, bar)
-            else:  # "processes"
+            else:  # "processes" (imported here: Pyodide has no processes to pool)
+                from concurrent.futures import ProcessPoolExecutor
+
                 n = min(int(workers or os.cpu_count() or 1), len(jobs))
                 pool = ProcessPoolExecutor(max_workers=n)
                 ended = False

@@ -236,7 +236,7 @@ def test_summarize_a_sweep_is_long_one_row_per_combination_and_metric(runs):
     assert (out["n"] == 2).all()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=40),
        st.sampled_from([0.8, 0.9, 0.95, 0.99]))
 def test_the_interval_holds_the_mean_and_is_t_times_the_standard_error(values, confidence):
@@ -251,7 +251,7 @@ def test_the_interval_holds_the_mean_and_is_t_times_the_standard_error(values, c
     assert (row["ci_high"] - row["ci_low"]) / 2 == pytest.approx(half, rel=1e-6, abs=1e-6)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(st.floats(-100, 100), st.floats(0.01, 100), st.integers(1, 50))
 def test_with_a_constant_spread_the_interval_narrows_as_one_over_root_n(centre, spread, k):
     """Runs at centre ± spread, k of each (n = 2k): the standard error is
