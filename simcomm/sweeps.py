@@ -145,12 +145,13 @@ class SweepPlan:
             _check_picklable(self.metrics)
         jobs = [_Job(self.scenario, p, s, self.until, self.trace, self.metrics)
                 for p in self.params for s in self.seeds]
+        reserved = (*self.grid, *RUN_COLUMNS)  # no metric may take these column names
         bar = _progress_bar(len(jobs), f"sweep {self.scenario.name}", progress)
         try:
             if executor is None:
-                outputs = [_result(_run_one(job)) for job in _ticking(jobs, bar)]
+                outputs = [_result(_run_one(job), reserved) for job in _ticking(jobs, bar)]
             elif isinstance(executor, Executor):
-                outputs = _gather(executor, jobs, bar)
+                outputs = _gather(executor, jobs, bar, reserved)
             else:  # "processes" (imported here: Pyodide has no processes to pool)
                 from concurrent.futures import ProcessPoolExecutor
 
@@ -158,7 +159,7 @@ class SweepPlan:
                 pool = ProcessPoolExecutor(max_workers=n)
                 ended = False
                 try:
-                    outputs = _gather(pool, jobs, bar)
+                    outputs = _gather(pool, jobs, bar, reserved)
                     ended = True
                 finally:  # an interrupted or failed sweep does not wait for the runs left
                     pool.shutdown(wait=ended, cancel_futures=True)
@@ -172,12 +173,7 @@ class SweepPlan:
         it = iter(outputs)
         for combo in self.combos:
             for r, seed in enumerate(self.seeds):
-                values = next(it)
-                clash = [k for k in values if k in combo or k in RUN_COLUMNS]
-                if clash:
-                    raise ParamError("metrics", clash[0], "a metric name that is not a grid "
-                                     "field, 'replication' or 'seed'")
-                rows.append({**combo, "replication": r, "seed": seed, **values})
+                rows.append({**combo, "replication": r, "seed": seed, **next(it)})
         df = pd.DataFrame(rows)
         metric_columns = [str(c) for c in df.columns
                           if c not in self.grid and c not in RUN_COLUMNS]
@@ -404,10 +400,16 @@ def _run_one(job: _Job) -> tuple[dict[str, Any], tuple[str, Any, str] | None]:
     return out, None
 
 
-def _result(got: tuple[dict[str, Any], tuple[str, Any, str] | None]) -> dict[str, Any]:
+def _result(got: tuple[dict[str, Any], tuple[str, Any, str] | None],
+            reserved: Sequence[str]) -> dict[str, Any]:
+    """A run's metrics, or the ParamError its first run shows (the sweep stops there)."""
     values, problem = got
     if problem is not None:
         raise ParamError(*problem)
+    for key in values:
+        if key in reserved:
+            raise ParamError("metrics", key, "a metric name that is not a grid field, "
+                             "'replication' or 'seed'")
     return values
 
 
@@ -418,14 +420,15 @@ def _ticking(jobs: list[_Job], bar: Any) -> Iterable[_Job]:
             bar.update()
 
 
-def _gather(executor: Executor, jobs: list[_Job], bar: Any) -> list[dict[str, Any]]:
+def _gather(executor: Executor, jobs: list[_Job], bar: Any,
+            reserved: Sequence[str]) -> list[dict[str, Any]]:
     """Run ``jobs`` on ``executor``; their outputs in job order, whatever order they end in."""
     futures = [executor.submit(_run_one, job) for job in jobs]
     index: dict[Future[Any], int] = {f: i for i, f in enumerate(futures)}
     out: list[dict[str, Any]] = [{} for _ in jobs]
     try:
         for f in as_completed(futures):
-            out[index[f]] = _result(f.result())
+            out[index[f]] = _result(f.result(), reserved)
             if bar is not None:
                 bar.update()
     except BaseException:  # a bad metric, a failed run or Ctrl-C: drop the rest

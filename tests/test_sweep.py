@@ -332,11 +332,15 @@ def test_a_key_this_scenario_lacks_stops_the_sweep_after_its_first_run(monkeypat
 
 
 @pytest.mark.parametrize("metric", [lambda res: 3.0, lambda res: {"depth": 1.0},
-                                    lambda res: {"seed": 1.0}])
-def test_a_metric_function_must_return_a_mapping_of_new_names(metric):
+                                    lambda res: {"seed": 1.0}, lambda res: {1: 1.0}])
+def test_a_metric_function_must_return_a_mapping_of_new_names(metric, monkeypatch):
+    calls = []
+    real = api.simulate
+    monkeypatch.setattr(api, "simulate", lambda *a, **k: calls.append(a) or real(*a, **k))
     with pytest.raises(ParamError) as info:
-        simcomm.sweep("chain", {"depth": [1]}, metrics=[metric], until=1.0, progress=False)
-    assert info.value.field == "metrics"
+        simcomm.sweep("chain", {"depth": [1, 2]}, metrics=[metric], until=1.0,
+                      progress=False)
+    assert info.value.field == "metrics" and len(calls) == 1
 
 
 # -- the progress bar ------------------------------------------------------------------------
