@@ -159,7 +159,8 @@ def _parser() -> _Parser:
                    help="root seed: replication r runs with a seed derived from it, the same "
                         "in every combination (default 0)")
     w.add_argument("--until", type=_seconds, default=None, metavar="SECONDS",
-                   help=f"{UNTIL_HELP} per run (default: the scenario's; see describe)")
+                   help="simulated seconds of each run (default: the scenario's; see "
+                        "describe)")
     w.add_argument("--metric", dest="metrics", action="append", default=None, metavar="NAME",
                    help="a summary key to keep and show; repeat for several (default: keep "
                         "every number, show the headline ones)")
