@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: lab test lint bench demo venv clean pythons lite
+.PHONY: lab test lint bench demo venv clean pythons lite assignments
 
 # (Re)install when pyproject.toml changes; creating the venv only if missing.
 $(STAMP): pyproject.toml
@@ -32,6 +32,11 @@ test: lint
 # run in the learner's browser; serve the folder with any static web server (README).
 lite: venv
 	$(BIN)/python tools/build_lite.py --output build/lite
+
+# The course as an nbgrader course in build/assignments/: sources, student versions
+# (nbgrader generate_assignment) and an answer key; see tools/assignments.py.
+assignments: venv
+	$(BIN)/python tools/assignments.py
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
