@@ -194,8 +194,8 @@ class Checker(Protocol):
 
     ``kind`` names the kind of answer (``"number"``, ``"choice"``,
     ``"settings"``) and ``solution()`` gives a right answer, computed from
-    the package: the tests feed it back, and a later nbgrader build can
-    write it into the solution cells.
+    the package: the tests feed it back, and ``make assignments`` writes it
+    into the answer key's answer cells (:func:`simcomm.exercises.cells.solved`).
     """
 
     kind: str
