@@ -1,18 +1,25 @@
 """The notebooks in a real browser: JupyterLab + headless Chromium (Playwright).
 
-What no headless test can show: that the tour notebook runs top to bottom
-in JupyterLab without an error, that the dashboard's widgets render, and
-that moving a slider in the page re-runs the simulation in the kernel and
-changes the figure the learner sees.  A second, generated notebook checks
-what only a browser does: the Play button advancing the time slider it is
-jslinked to (and the kernel redrawing the topology), and compare's two
-columns side by side.
+What no headless test can show: that each notebook's dashboards render in
+JupyterLab -- widgets drawn, first figure loaded, no error in a cell or in
+the browser's console -- and that moving a slider in the page re-runs the
+simulation in the kernel and changes the figure the learner sees.  A
+second, generated notebook checks what only a browser does: the Play
+button advancing the time slider it is jslinked to (and the kernel
+redrawing the topology), and compare's two columns side by side.
+
+Executing every cell is nbmake's job (``pytest --nbmake notebooks``), so
+the browser runs, of each notebook, only what it must prove: a copy
+holding the setup cell, the import cells and every dashboard cell
+(``simcomm.explore(...)``), plus any earlier cell defining a name those
+use (:func:`browser_cells`).  That keeps each notebook to its dashboards'
+own runs instead of all its simulations.
 
 Needs Debian's chromium (``apt-get install -y chromium``) and Python
 ``playwright`` (its own browser download is not used).  Without them the
 test skips -- unless ``SIMCOMM_REQUIRE_BROWSER=1`` (CI), then it fails.
 Everything runs in temporary directories (HOME, Jupyter config, data,
-runtime and settings dirs, a copy of ``notebooks/``), on a free port, so
+runtime and settings dirs, the notebooks' copies), on a free port, so
 it runs next to other tests under ``pytest -n 2`` and leaves the venv and
 the repository untouched, apart from screenshots in ``test-artefacts/``
 (``*-failure.png`` shows the page when a step failed).
@@ -21,10 +28,12 @@ the repository untouched, apart from screenshots in ``test-artefacts/``
 
 from __future__ import annotations
 
+import ast
+import builtins
 import contextlib
 import json
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -91,6 +100,55 @@ def _write_notebook(path: Path, cells: list[str]) -> None:
     path.write_text(json.dumps(nb, indent=1))
 
 
+#: A dashboard cell: it opens ``simcomm.explore(...)`` (what tests/test_pyodide.py runs).
+DASHBOARD = re.compile(r"\bsimcomm\.explore\(")
+
+
+def _cell_tree(source: str) -> ast.Module:
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT  # the setup cell awaits
+    tree = compile(source, "<cell>", "exec", flags=flags)
+    assert isinstance(tree, ast.Module)
+    return tree
+
+
+def _names(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """The names a cell binds and the (non-builtin) names it reads."""
+    bound: set[str] = set()
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound, read - set(dir(builtins))
+
+
+def browser_cells(path: Path) -> list[str]:
+    """The code cells of notebook ``path`` the browser runs, in order.
+
+    The first code cell (the JupyterLite setup), every cell of imports only,
+    every dashboard cell (:data:`DASHBOARD`), and -- transitively -- the
+    latest earlier cell binding each name one of those reads, so a
+    dashboard that needs an earlier result still gets it.
+    """
+    sources = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+               if c["cell_type"] == "code"]
+    trees = [_cell_tree(s) for s in sources]
+    names = [_names(t) for t in trees]
+    keep = {0} | {i for i, s in enumerate(sources) if DASHBOARD.search(s)}
+    keep |= {i for i, t in enumerate(trees)
+             if t.body and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in t.body)}
+    todo = sorted(keep)
+    while todo:
+        i = todo.pop()
+        for name in names[i][1] - names[i][0]:
+            j = next((j for j in range(i - 1, -1, -1) if name in names[j][0]), None)
+            if j is not None and j not in keep:
+                keep.add(j)
+                todo.append(j)
+    return [sources[i] for i in sorted(keep)]
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -134,7 +192,9 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp_path = tmp_path_factory.mktemp("jupyterlab")
     notebooks = REPO / "notebooks"
     root = tmp_path / "notebooks"
-    shutil.copytree(notebooks, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    root.mkdir()
+    for path in sorted(notebooks.glob("*.ipynb")):
+        _write_notebook(root / path.name, browser_cells(path))
     _write_notebook(root / PLAYBACK_NOTEBOOK, PLAYBACK_CELLS)
     if not (root / NOTEBOOK).exists():
         pytest.fail(f"{notebooks / NOTEBOOK} is missing", pytrace=False)
@@ -312,7 +372,7 @@ def _wait_for_image(page: Any, img: Any, old_src: str | None = None,
 
 # -- the tests -------------------------------------------------------------------
 def test_tour_runs_and_dashboard_slider_redraws(jupyterlab: str) -> None:
-    """Run all cells of the tour; no errors; moving a dashboard slider changes its figure."""
+    """Run the tour's browser cells; no errors; moving a dashboard slider changes its figure."""
     with _notebook_page(jupyterlab, NOTEBOOK, "browser-tour") as page:
         dash = page.locator(".simcomm-dashboard").first
         dash.wait_for(state="visible")
@@ -348,18 +408,40 @@ COURSE = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]-*.ipynb")
                 if p.name != NOTEBOOK)
 
 
+def test_browser_cells_keep_setup_imports_dashboards_and_what_they_need(
+        tmp_path: Path) -> None:
+    """The selection itself (no browser): a dashboard reading an earlier result
+    keeps the cell making it, and the cell making what that one reads."""
+    path = tmp_path / "nb.ipynb"
+    cells = ["import sys  # setup", "import simcomm", "slow = simcomm.run('chain')",
+             "n = 3", "res = simcomm.run('mmc', servers=n)", "unrelated = 1",
+             "simcomm.explore('mmc', servers=res.params.servers)", "print(unrelated)"]
+    _write_notebook(path, cells)
+    assert browser_cells(path) == [cells[i] for i in (0, 1, 3, 4, 6)]
+    tour = REPO / "notebooks" / NOTEBOOK
+    first = next(c for c in json.loads(tour.read_text())["cells"] if c["cell_type"] == "code")
+    kept = browser_cells(tour)
+    assert kept[0] == "".join(first["source"])  # the JupyterLite setup cell
+    assert any(DASHBOARD.search(s) for s in kept)
+
+
 @pytest.mark.parametrize("notebook", COURSE)
 def test_course_notebook_runs_and_its_dashboards_render(jupyterlab: str, notebook: str) -> None:
-    """Run all cells of a course notebook in JupyterLab: no cell raises, and each
-    dashboard it opens renders with its first figure drawn."""
+    """Run a course notebook's browser cells in JupyterLab: no cell raises, and
+    every dashboard it opens renders with its first figure drawn."""
+    expected = sum(len(DASHBOARD.findall(s))
+                   for s in browser_cells(REPO / "notebooks" / notebook))
     with _notebook_page(jupyterlab, notebook, f"browser-{notebook[:2]}") as page:
-        source = (REPO / "notebooks" / notebook).read_text()
-        if "simcomm.explore(" in source:
-            dash = page.locator(".simcomm-dashboard").first
-            dash.wait_for(state="visible")
+        dashboards = page.locator(".simcomm-dashboard")
+        if expected:
+            dashboards.nth(expected - 1).wait_for(state="visible")
+        assert dashboards.count() == expected
+        for i in range(expected):
+            dash = dashboards.nth(i)
             dash.scroll_into_view_if_needed()
             _wait_for_image(page, dash.locator("img.simcomm-figure").first)
-            _shot(dash, f"browser-{notebook[:2]}-dashboard.png")
+            suffix = "" if i == 0 else f"-{i + 1}"
+            _shot(dash, f"browser-{notebook[:2]}-dashboard{suffix}.png")
 
 
 def test_playback_plays_and_compare_renders(jupyterlab: str) -> None:
