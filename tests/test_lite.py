@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -164,6 +165,15 @@ def test_the_site_carries_the_widget_manager_and_not_nbgrader(site: Any) -> None
     assert "@jupyter/nbgrader" not in names  # it needs a Jupyter server
     assert config["appName"] == "simcomm"
     assert not list(site.output.rglob("*.js.map"))  # no source maps: a smaller site
+
+
+def test_the_readme_gives_the_sites_size(site: Any) -> None:
+    """The README's "about N MB" for the site is the built site's size, within 15 %."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("(JupyterLite)"):]
+    stated = float(re.search(r"about (\d+(?:\.\d+)?) MB", section).group(1))  # type: ignore[union-attr]
+    size = sum(p.stat().st_size for p in site.output.rglob("*") if p.is_file()) / 1e6
+    assert abs(size - stated) <= 0.15 * stated, f"the site is {size:.1f} MB"
 
 
 # -- what the build refuses --------------------------------------------------------

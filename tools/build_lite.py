@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     except LiteBuildError as exc:
         print(f"build_lite: error: {exc}", file=sys.stderr)
         return 2
-    print(f"built {site.output} in {site.seconds:.1f} s: {_size(site.output) / 2**20:.1f} MiB, "
+    print(f"built {site.output} in {site.seconds:.1f} s: {_size(site.output) / 1e6:.1f} MB, "
           f"{len(site.notebooks)} notebooks, wheels {', '.join(site.wheels)}")
     print("from Pyodide: " + ", ".join(sorted(site.from_pyodide)))
     print(f"serve it with: python -m http.server -d {site.output} 8000  "
