@@ -27,6 +27,7 @@ import os
 import re
 import subprocess
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def pyodide_refusals(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     targets += [(os, name, f"os.{name}") for name in
                 ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "popen")
                 if hasattr(os, name)]
+    import tqdm._monitor
     import tqdm.auto
     import tqdm.notebook
     import tqdm.std
@@ -92,6 +94,9 @@ def pyodide_refusals(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             for attr in ("monitor_interval", "monitor"):
                 if attr in vars(cls):
                     m.delattr(cls, attr)
+        # a monitor registers its atexit join before it starts: a refused one would
+        # make the interpreter's exit join a thread never started (a traceback)
+        m.setattr(tqdm._monitor, "atexit", types.SimpleNamespace(register=lambda f: f))
         yield attempts
 
 
