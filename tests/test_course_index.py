@@ -240,7 +240,7 @@ def test_the_sums_of_the_times():
 
 def test_the_readme_course_table_lists_every_notebook_in_order():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## The course", 1)[1].split("\n## ", 1)[0]
+    table = readme.split("\n## The course\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| \[`([^`]+)`\]\(notebooks/([^)]+)\) \| (.+) \|$", table, flags=re.M)
     assert [(name, link) for name, link, _ in rows] == [(s, f"{s}.ipynb") for s in STEMS]
     assert all(len(summary) > 20 for _, _, summary in rows)
