@@ -227,6 +227,17 @@ def test_a_missing_build_tool_is_named_with_the_fix(monkeypatch: pytest.MonkeyPa
     assert not (tmp_path / "site").exists()
 
 
+def test_a_kernel_loading_another_pyodide_stops_the_build(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    """PYODIDE_SHIPS holds one Pyodide series' packages: another series must be checked."""
+    import jupyterlite_pyodide_kernel.constants as constants
+
+    assert build_lite.check_pyodide_series() == constants.PYODIDE_VERSION
+    monkeypatch.setattr(constants, "PYODIDE_VERSION", "400.0.0")
+    with pytest.raises(build_lite.LiteBuildError, match=r"Pyodide 400\.0\.0.*PYODIDE_SHIPS"):
+        build_lite.build(tmp_path / "site", tmp_path / "wheels", log=lambda _m: None)
+
+
 def test_it_does_not_replace_a_folder_that_is_not_a_site(tmp_path: Path) -> None:
     keep = tmp_path / "mine"
     keep.mkdir()

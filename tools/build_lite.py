@@ -97,6 +97,8 @@ PYODIDE_SHIPS = {
     "matplotlib-inline": "0.2.1",
     "pyarrow": "22.0.0",
 }
+#: The Pyodide series :data:`PYODIDE_SHIPS` describes (checked against the kernel's).
+PYODIDE_SERIES = "314"
 #: Environment markers of Pyodide's platform, for a requirement's ``; marker``.
 PYODIDE_MARKERS = {
     "sys_platform": "emscripten",
@@ -127,6 +129,22 @@ class Site:
     bundled: dict[str, str] = field(default_factory=dict)  # dependency -> version
     from_pyodide: dict[str, str] = field(default_factory=dict)  # requirement -> Pyodide's
     seconds: float = 0.0
+
+
+def check_pyodide_series() -> str:
+    """The Pyodide version the installed kernel loads, if :data:`PYODIDE_SHIPS` is for it.
+
+    A kernel loading another Pyodide series ships other package versions:
+    the table must be checked against that Pyodide's packages first.
+    """
+    from jupyterlite_pyodide_kernel.constants import PYODIDE_VERSION
+
+    if str(PYODIDE_VERSION).split(".")[0] != PYODIDE_SERIES:
+        raise LiteBuildError(
+            f"jupyterlite-pyodide-kernel loads Pyodide {PYODIDE_VERSION}, but PYODIDE_SHIPS "
+            f"lists Pyodide {PYODIDE_SERIES}.x's packages: check that Pyodide's package list "
+            "and update PYODIDE_SHIPS and PYODIDE_SERIES in tools/build_lite.py")
+    return str(PYODIDE_VERSION)
 
 
 def missing_tools() -> list[str]:
@@ -394,6 +412,7 @@ def build(output: Path = DEFAULT_OUTPUT, wheel_cache: Path | None = DEFAULT_WHEE
     if missing:
         raise LiteBuildError(f"missing build tools {missing}: pip install -e '.[teach]' "
                              "(or `make venv`, which installs the dev extras that include it)")
+    check_pyodide_series()
     output = Path(output).resolve()
     if output.exists() and any(output.iterdir()) and not (output / "jupyter-lite.json").exists():
         raise LiteBuildError(f"{output} exists and is not a JupyterLite site: not replacing it")
