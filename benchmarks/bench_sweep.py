@@ -16,8 +16,8 @@ requests and 30 to 80 ms of CPU each, through :func:`simcomm.sweep`
 The start-up of each executor is timed on its own: the pool or the
 cluster is made (and the cluster's client connected) and every worker has
 run one short chain (imports and first-run caches: Linux forks the pool's
-workers with simcomm already imported, Dask spawns fresh interpreters).  The sweep
-is timed after it, and the shut-down (pool joined, client and cluster
+workers with simcomm already imported, Dask spawns fresh interpreters).
+The sweep is timed after it, and the shut-down (pool joined, client and cluster
 closed) after that, so the speed-up is given both without start-up (the
 sweep alone: what a cluster already running gives) and with it (start-up +
 sweep + shut-down: what one ``simcomm.sweep(..., executor="processes")``
@@ -31,6 +31,10 @@ much less with the machine's load than the wall times do, but not
 nothing: Dask's scheduler and each of its workers take about 5 % of a
 core even when idle (heartbeats, its system monitor: 0.5 s of CPU in
 10 s, measured here), so its CPU per run grows with the sweep's wall time.
+``cores used`` (the sweep's CPU seconds over its wall seconds) is what the
+machine gave: a speed-up is about the ratio of two settings' cores used
+times their CPU ratio, so a per-worker figure below 0.8 with few cores
+used says the machine was busy, not that the executor was slow.
 
 Speed-up is the serial wall time over the executor's, per repetition (the
 serial sweep of the same repetition), and its median; per worker is that
@@ -44,9 +48,13 @@ with two cores and a load average of 4, two workers cannot get two cores.
 The load average at the start, after each repetition and at the end is
 printed; quote medians and ranges with it.
 
-    python benchmarks/bench_sweep.py            # 1 000 runs, 3 repetitions (~15 min loaded)
+    python benchmarks/bench_sweep.py            # 1 000 runs, 3 repetitions
     python benchmarks/bench_sweep.py 5          # 5 repetitions
-    python benchmarks/bench_sweep.py --quick    # 100 runs, 1 repetition (< 1 min)
+    python benchmarks/bench_sweep.py --quick    # 100 runs, 1 repetition
+
+The full benchmark is about 5 000 runs a repetition: 50 min at a load
+average of 4 to 13 (measured); ``--quick`` takes about 45 s of CPU (1.5 to
+2 min at a load average of 6).
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
@@ -167,8 +176,14 @@ def run_dask(runs: int, workers: int) -> Timing:
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    with warnings.catch_warnings():
+        # with the dashboard off the scheduler still serves /health on a port: another
+        # cluster on this machine may hold the default one, and it takes another
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        # CRITICAL: a worker's last heartbeat racing the close logs an ERROR (a failed
+        # run reaches the sweep as its future's exception, not through the log)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
     client = Client(cluster)
     try:
         client.wait_for_workers(workers)
@@ -237,7 +252,7 @@ def main(reps: int = 3, quick: bool = False) -> dict[str, Any]:
     head = (f"{'executor':10s} {'w':>2s} {'start-up s':>10s} {'shut s':>6s} "
             f"{'sweep s (range)':>19s} {'runs/s':>6s} {'speed-up (range)':>17s} "
             f"{'/worker':>7s} | {'with start-up s':>15s} {'speed-up':>8s} {'/worker':>7s} | "
-            f"{'CPU ms/run':>10s} {'CPU ser/this':>12s}")
+            f"{'CPU ms/run':>10s} {'CPU ser/this':>12s} {'cores used':>10s}")
     print(head)
     print("-" * len(head))
     serial_cpu = med(t.cpu for t in serial)
@@ -248,11 +263,12 @@ def main(reps: int = 3, quick: bool = False) -> dict[str, Any]:
         whole_s = [t.whole for t in ts]
         up = [a.sweep / b.sweep for a, b in zip(serial, ts, strict=True)]
         up_whole = [a.sweep / b.whole for a, b in zip(serial, ts, strict=True)]
+        used = [t.cpu / t.sweep for t in ts]
         print(f"{kind:10s} {w:2d} {med(t.startup for t in ts):10.2f} "
               f"{med(t.shutdown for t in ts):6.2f} {_span(sweep_s, '5.1f'):>19s} "
               f"{runs / med(sweep_s):6.1f} {_span(up, '4.2f'):>17s} {med(up) / w:7.2f} | "
               f"{med(whole_s):15.1f} {med(up_whole):8.2f} {med(up_whole) / w:7.2f} | "
-              f"{cpu / runs * 1e3:10.1f} {serial_cpu / cpu:12.2f}")
+              f"{cpu / runs * 1e3:10.1f} {serial_cpu / cpu:12.2f} {med(used):10.2f}")
         name = f"{kind}_{w}"
         out[f"{name}_startup_s"] = med(t.startup for t in ts)
         out[f"{name}_sweep_s"] = med(sweep_s)
@@ -260,6 +276,7 @@ def main(reps: int = 3, quick: bool = False) -> dict[str, Any]:
         out[f"{name}_speedup_range"] = f"{min(up):.2f}-{max(up):.2f}"
         out[f"{name}_speedup_with_startup"] = med(up_whole)
         out[f"{name}_cpu_ms_per_run"] = cpu / runs * 1e3
+        out[f"{name}_cores_used"] = med(used)
     out["tables_identical"] = identical
     out["load_average_at_end"] = _load()
     print(f"runs tables identical to the serial one (same seeds, same numbers): "
