@@ -36,29 +36,36 @@ bytes held per request that arrived):
 =====================================================  ========  =========
 run                                                    trace on  trace off
 =====================================================  ========  =========
-mmc, defaults, until=10 000                             1 041 B      177 B
-mmc, arrival_rate=2 (half the requests pending)         1 208 B      543 B
-mmc, arrival_rate=1000, service_rate=0.01 (all pend.)   1 224 B      842 B
-chain, defaults                                         3 837 B      312 B
-chain, depth=6, request_rate=30                         6 488 B      303 B
-chain, request_rate=100, service_workers=2 (overload)   1 832 B      495 B
-formats, defaults                                       1 940 B      181 B
-formats, request_rate=300, order_lines=2000 (overload)  1 713 B    1 124 B
+mmc, defaults, until=10 000                               142 B       24 B
+mmc, arrival_rate=2 (half the requests pending)           560 B      471 B
+mmc, arrival_rate=1000, service_rate=0.01 (all pend.)     903 B      850 B
+chain, defaults                                           686 B      139 B
+chain, depth=6, request_rate=30                         1 123 B      124 B
+chain, request_rate=100, service_workers=2 (overload)     597 B      391 B
+formats, defaults                                         304 B       31 B
+formats, request_rate=300, order_lines=2000 (overload)  1 183 B    1 089 B
 =====================================================  ========  =========
 
-So a message row takes about 180 B (an 11-field tuple, its time and ids),
-a pool row 90 B, a request row 190 B, a timeline event 250 B; a request
+The trace keeps its rows in typed columns (:mod:`simcomm.engine.trace`),
+so a message row takes about 25-30 B (36 B counted here, with the rows of
+call attempts that come with the messages), a pool row 12 B, a request
+row 25-30 B, a timeline event up to 150 B (mostly its text); a request
 still waiting at the end 850-920 B in a worker's queue (mmc) and about
 1 500 B in a link's queue (formats).  The model counts 1 000 B for each
 request piling up; the pilot 1 000 B for one queued for a worker and
 1 700 B for one waiting anywhere else.  On these runs the estimated growth
-(``bytes_per_second``) is 1.03-1.30 times the measured one for the model
-(2.0 for an overloaded chain untraced, whose waiting requests are cheaper
-once their users gave up) and 0.95-1.4 times for the pilot; the totals
-also carry a fixed 1 MiB allowance for the world and the work in flight.
-Building the DataFrames afterwards (``res.trace`` and friends) needs memory
-of the same order again, which is why the default budget is half the
-machine's memory, not all of it.
+(``bytes_per_second``) is 1.1-1.6 times the measured one for the model
+traced (2.1 for an overloaded chain) and 1.1-2.7 untraced, where a
+chain's requests cost so little that the world's own bookkeeping shows,
+and 1.0-1.5 times for the pilot traced (1.9 for the overloaded chain);
+the totals also carry a fixed 1 MiB allowance for the world and the work
+in flight.  A run with ``spill`` (the trace streamed to Parquet files) is
+estimated as an untraced one.  ``summary()`` and ``ledger()`` read the
+trace a chunk at a time and add little; building every DataFrame
+afterwards (``res.trace`` and friends) takes about twice the trace's
+memory again (chain: 630 B per request held at the end of a 20 000-request
+run, 2 000 B with every table built), which is why the default budget is
+half the machine's memory, not all of it.
 """
 
 from __future__ import annotations
@@ -87,10 +94,10 @@ BUDGET_ENV = "SIMCOMM_MEMORY_BUDGET"
 BUDGET_SHARE = 0.5
 
 # -- calibration (see the module docstring and benchmarks/bench_memory.py) -----------
-MESSAGE_ROW_BYTES = 180
-POOL_ROW_BYTES = 90
-REQUEST_ROW_BYTES = 190
-EVENT_ROW_BYTES = 250
+MESSAGE_ROW_BYTES = 36
+POOL_ROW_BYTES = 12
+REQUEST_ROW_BYTES = 30
+EVENT_ROW_BYTES = 150
 PENDING_BYTES = 1_000        # a request still waiting at the end, in a worker's queue
 PILOT_PENDING_BYTES = 1_700  # one waiting elsewhere (a link's queue), for the pilot
 BASE_BYTES = 1 << 20         # the world itself: nodes, streams, processes

@@ -20,23 +20,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
 
 from simcomm._checks import as_real
-from simcomm.engine.trace import (
-    ATTEMPT_COLUMNS,
-    BREAKER_COLUMNS,
-    DISCOVERY_COLUMNS,
-    EVENT_COLUMNS,
-    MESSAGE_COLUMNS,
-    POOL_COLUMNS,
-    REQUEST_COLUMNS,
-)
+from simcomm.engine.trace import DISCOVERY_COLUMNS
 from simcomm.engine.workload import Client
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
+    import numpy as np
     import pandas as pd
 
+    from simcomm.engine.trace import Batch, Table
     from simcomm.engine.world import World
     from simcomm.scenarios.base import Scenario
 
@@ -323,26 +317,22 @@ class Result:
         self.params = params
         self.seed = world.seed
         self.until = world.until
+        if world.trace.spill is not None:
+            world.trace.flush()  # every row on disk, the files complete and readable
 
     # -- tables --------------------------------------------------------
     @cached_property
     def requests(self) -> pd.DataFrame:
-        import pandas as pd
-
-        rows = list(self.world.trace.requests)
-        for node in self.world.nodes.values():
-            if isinstance(node, Client):
-                rows.extend(node.pending())
-        df = pd.DataFrame(rows, columns=list(REQUEST_COLUMNS))
+        tr = self.world.trace
+        pending = [row for node in self.world.nodes.values() if isinstance(node, Client)
+                   for row in node.pending()]
+        df = tr.requests.to_frame(extra=pending)
         df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
         df["latency"] = df["end"] - df["start"]
-        if self.world.trace.enabled:
-            hops = Counter(m[6] for m in self.world.trace.messages
-                           if m[1] == "send" and m[3] != "reply")
+        if tr.enabled:
             ids = df["request_id"].tolist()
-            df["hops"] = [hops.get(r, 0) for r in ids]
-            tries = Counter(a[1] for a in self.world.trace.attempts)
-            df["attempts"] = [tries.get(r, 0) for r in ids]
+            df["hops"] = _count_ids(tr.messages, "trace_id", ids, _sent_not_reply)
+            df["attempts"] = _count_ids(tr.attempts, "trace_id", ids)
         else:
             df["hops"] = math.nan
             df["attempts"] = math.nan
@@ -359,11 +349,7 @@ class Result:
         attempt failed) and ``end``.  Calls a policy stopped before anything
         was sent (``short_circuited``, ``bulkhead_full``, ...) are attempts
         too.  Needs the trace (empty with ``trace=False``)."""
-        import pandas as pd
-
-        df = pd.DataFrame(self.world.trace.attempts, columns=list(ATTEMPT_COLUMNS))
-        df["trace_id"] = df["trace_id"].astype("Int64")
-        return df
+        return self.world.trace.attempts.to_frame(dtypes={"trace_id": "Int64"})
 
     @cached_property
     def breaker_events(self) -> pd.DataFrame:
@@ -372,9 +358,7 @@ class Result:
         ``callee`` (the service it guards), ``from_state``, ``to_state`` and
         ``why``.  Kept with or without the trace.  A change a timer made is
         at the timer's time (see :class:`~simcomm.resilience.BreakerListener`)."""
-        import pandas as pd
-
-        df = pd.DataFrame(self.world.trace.breakers, columns=list(BREAKER_COLUMNS))
+        df = self.world.trace.breakers.to_frame()
         return df.sort_values("time", kind="stable").reset_index(drop=True)
 
     def amplification(self) -> dict[str, float]:
@@ -399,24 +383,16 @@ class Result:
 
     @cached_property
     def trace(self) -> pd.DataFrame:
-        import pandas as pd
-
-        df = pd.DataFrame(self.world.trace.messages, columns=list(MESSAGE_COLUMNS))
-        df["trace_id"] = df["trace_id"].astype("Int64")
-        df["correlation_id"] = df["correlation_id"].astype("Int64")
-        return df
+        return self.world.trace.messages.to_frame(
+            dtypes={"trace_id": "Int64", "correlation_id": "Int64"})
 
     @cached_property
     def pools(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.world.trace.pools, columns=list(POOL_COLUMNS))
+        return self.world.trace.pools.to_frame()
 
     @cached_property
     def events(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.world.trace.events, columns=list(EVENT_COLUMNS))
+        return self.world.trace.events.to_frame()
 
     @cached_property
     def messages(self) -> pd.DataFrame:
@@ -434,9 +410,25 @@ class Result:
         out["ended"] = ends["time"].reindex(out.index)
         return out.reset_index()
 
+    def _frame_fates(self) -> dict[str, Any]:
+        """:func:`_trace_fates` from the ledger table (:attr:`messages`)."""
+        m = self.messages
+        fates = m["fate"].value_counts()
+        tr = self.trace
+        terminal = tr[tr["event"] != "send"]["message_id"]
+        return {"sent": len(m),
+                "consistent": bool(m["message_id"].is_unique and terminal.is_unique
+                                   and set(terminal) <= set(m["message_id"])),
+                **{f: int(fates.get(f, 0)) for f in ("delivered", "dropped", "in_flight")}}
+
     def ledger(self) -> dict[str, Any]:
         """Counts of message fates; ``balanced`` if each sent message has
-        exactly one fate and they agree with the network's own counters."""
+        exactly one fate and they agree with the network's own counters.
+
+        Counted from the messages table a chunk at a time
+        (:func:`_trace_fates`), so the ledger of a run too large to build
+        :attr:`trace` or :attr:`messages` for (a spilled one) is exact too.
+        A message sent twice under one id unbalances it."""
         net = self.world.network
         counts: dict[str, Any] = {"sent": net.sent, "delivered": net.delivered,
                                   "dropped": sum(net.dropped.values()),
@@ -445,15 +437,13 @@ class Result:
         balanced = counts["sent"] == (counts["delivered"] + counts["dropped"]
                                       + counts["in_flight"])
         if self.world.trace.enabled:
-            m = self.messages
-            fates = m["fate"].value_counts()
-            tr = self.trace
-            terminal = tr[tr["event"] != "send"]["message_id"]
-            balanced = (balanced and len(m) == net.sent and terminal.is_unique
-                        and set(terminal) <= set(m["message_id"])
-                        and fates.get("delivered", 0) == net.delivered
-                        and fates.get("dropped", 0) == counts["dropped"]
-                        and fates.get("in_flight", 0) == net.in_flight)
+            fates = _trace_fates(self.world.trace.messages)
+            if fates is None:  # message ids no array can index: the ledger table
+                fates = self._frame_fates()
+            balanced = (balanced and fates["sent"] == net.sent and fates["consistent"]
+                        and fates["delivered"] == net.delivered
+                        and fates["dropped"] == counts["dropped"]
+                        and fates["in_flight"] == net.in_flight)
         counts["balanced"] = bool(balanced)
         return counts
 
@@ -1148,7 +1138,7 @@ class Result:
         the busy count, so a ``start > 0`` then raises a ParamError naming
         ``start`` rather than guess.
         """
-        from simcomm.analysis.metrics import time_average
+        from simcomm.analysis.metrics import time_averages
         from simcomm.engine.nodes import Instance
 
         t0 = as_real(start)
@@ -1162,8 +1152,8 @@ class Result:
         if not self.world.trace.enabled:
             raise ParamError("start", start, "0 for a run with trace=False (a later start "
                                              "needs the pool trace: run with trace=True)")
-        return {name: time_average(self.pools, name, "busy", t0, self.until) / node.workers
-                for name, node in nodes.items()}
+        busy = time_averages(self.world.trace.pools, "busy", t0, self.until)
+        return {name: busy.get(name, 0.0) / node.workers for name, node in nodes.items()}
 
     def link_utilisation(self) -> dict[str, float]:
         """Fraction of the run each link with a bandwidth spent transmitting.
@@ -1254,7 +1244,7 @@ class Result:
         else:
             reqs = self.world.trace.requests
             n = len(reqs)
-            completed = sum(1 for r in reqs if r[5] == "ok")
+            completed = sum(int(b.equals("outcome", "ok").sum()) for b in reqs.batches())
             pending = sum(len(node.open) for node in self.world.nodes.values()
                           if isinstance(node, Client))
             n += pending
@@ -1305,9 +1295,9 @@ class Result:
         if late[name] < SATURATED:
             return None
         # enough work arrived there for "busy" to mean overload, not chance
-        arrivals = sum(1 for m in self.world.trace.messages
-                       if m[0] >= start and m[1] == "deliver" and m[5] == name
-                       and m[3] != "reply")
+        arrivals = sum(int(((b.floats("time") >= start) & b.equals("event", "deliver")
+                            & b.equals("dest", name) & ~b.equals("kind", "reply")).sum())
+                       for b in self.world.trace.messages.batches())
         return (name, late[name]) if arrivals >= LATE_MIN_ARRIVALS else None
 
     def warnings(self) -> list[str]:
@@ -1372,17 +1362,20 @@ class Result:
         return [f"{lead}: {'; '.join(parts)}.{why}{tail}"]
 
     def fingerprint(self) -> str:
-        """SHA-256 of every traced event: equal fingerprints, identical runs."""
+        """SHA-256 of every traced event: equal fingerprints, identical runs.
+
+        The hash of the tables' reprs as lists of tuples (what the trace
+        held before its rows went into columns), written a chunk at a time."""
         h = hashlib.sha256()
         tr = self.world.trace
         for table in (tr.messages, tr.requests, tr.pools, tr.events, tr.attempts,
                       tr.breakers):
-            h.update(repr(table).encode())
+            table.write_repr(h.update)  # repr(list of the rows), a chunk at a time
         # the messaging tables only when a run has them, so that runs without
         # messaging keep the fingerprints they always had
         for table in (tr.mq, tr.queues, tr.records, tr.discovery, tr.routes):
             if table:
-                h.update(repr(table).encode())
+                table.write_repr(h.update)
         if tr.counters:
             h.update(repr(sorted(tr.counters.items())).encode())
         return h.hexdigest()
@@ -1420,3 +1413,92 @@ def _rate(x: float) -> str:
     if x >= 100:
         return _count(round(x))
     return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
+def _sent_not_reply(b: Batch) -> np.ndarray:
+    """The rows of a messages batch that count as a hop: sends, replies left out."""
+    return b.equals("event", "send") & ~b.equals("kind", "reply")  # type: ignore[no-any-return]
+
+
+def _count_ids(table: Table, column: str, ids: list[Any],
+               where: Callable[[Batch], np.ndarray] | None = None) -> list[int]:
+    """For each of ``ids``, the rows of ``table`` (``where`` it says, if
+    given) whose ``column`` holds it: the ``hops`` and ``attempts`` of the
+    requests table, counted a chunk at a time, exactly."""
+    import numpy as np
+
+    if not ids:
+        return []
+    whole = all(type(i) is int for i in ids)
+    lo, hi = (min(ids), max(ids)) if whole else (0, -1)
+    if whole and hi - lo <= 8 * len(ids) + 1024:
+        counts = np.zeros(hi - lo + 1, dtype=np.int64)
+        for b in table.batches():
+            vals, valid = b.ints(column)
+            if where is not None:
+                valid &= where(b)
+            vals = vals[valid & (vals >= lo) & (vals <= hi)] - lo
+            if vals.size:
+                counts += np.bincount(vals, minlength=counts.size)
+        return counts[np.asarray(ids, dtype=np.int64) - lo].tolist()  # type: ignore[no-any-return]
+    found: Counter = Counter()
+    for b in table.batches():
+        keep = None if where is None else where(b).tolist()
+        found.update(v for k, v in enumerate(b.values(column)) if keep is None or keep[k])
+    return [found.get(i, 0) for i in ids]
+
+
+def _trace_fates(messages: Table) -> dict[str, Any] | None:
+    """The ledger of the messages table, counted a chunk at a time: ``sent``
+    (send rows), ``consistent`` (every id sent once, at most one terminal
+    event -- deliver or drop -- per id, none for an id never sent), and the
+    sends whose message was ``delivered``, ``dropped`` or is still
+    ``in_flight``.  Three bytes per message id; None when the ids are not
+    small non-negative ints (a hand-made trace): then the tables do it."""
+    import numpy as np
+
+    def grow(arr: np.ndarray, size: int) -> np.ndarray:
+        if size <= arr.size:
+            return arr
+        out = np.zeros(max(size, 2 * arr.size), dtype=np.uint8)
+        out[:arr.size] = arr
+        return out
+
+    sends = np.zeros(0, dtype=np.uint8)  # send rows per id, up to 2
+    ends = np.zeros(0, dtype=np.uint8)   # terminal rows per id, up to 2
+    fate = np.zeros(0, dtype=np.uint8)   # the last terminal event: 1 deliver, 2 drop, 3 other
+    sent = rows = 0
+    for b in messages.batches():
+        ids, valid = b.ints("message_id")
+        rows += b.n
+        if not valid.all() or (ids.size and (ids.min() < 0
+                                             or ids.max() > 16 * rows + (1 << 20))):
+            return None
+        is_send = b.equals("event", "send")
+        sent += int(is_send.sum())
+        for mask, counts in ((is_send, "sends"), (~is_send, "ends")):
+            sel = ids[mask]
+            if not sel.size:
+                continue
+            top = int(sel.max()) + 1
+            u, c = np.unique(sel, return_counts=True)
+            if counts == "sends":
+                sends = grow(sends, top)
+                sends[u] = np.minimum(sends[u] + np.minimum(c, 2), 2)
+            else:
+                ends = grow(ends, top)
+                fate = grow(fate, top)
+                ends[u] = np.minimum(ends[u] + np.minimum(c, 2), 2)
+                kind = np.where(b.equals("event", "deliver")[mask], 1,
+                                np.where(b.equals("event", "drop")[mask], 2, 3))
+                fate[sel] = kind.astype(np.uint8)
+    size = max(sends.size, ends.size)
+    sends = grow(sends, size)[:size]
+    ends = grow(ends, size)[:size]
+    fate = grow(fate, size)[:size]
+    once = sends == 1
+    consistent = not ((sends > 1).any() or (ends > 1).any() or ((ends > 0) & (sends == 0)).any())
+    return {"sent": sent, "consistent": bool(consistent),
+            "delivered": int((once & (fate == 1)).sum()),
+            "dropped": int((once & (fate == 2)).sum()),
+            "in_flight": int((once & ((fate == 0) | (fate == 3))).sum())}

@@ -72,11 +72,11 @@ def test_the_refusal_quotes_an_until_that_fits_and_it_does(laptop):
 
 
 def test_the_refusal_offers_trace_false_only_when_that_alone_would_fit(laptop):
-    # 1000 req/s for 10 000 s, all piling up: ~14 GiB traced, ~9 GiB without the trace
+    # 1000 req/s for 10 000 s, all piling up: ~10.1 GiB traced, ~9.3 GiB without the trace
     with pytest.raises(RunTooLarge) as info:
-        api.prepare("mmc", arrival_rate=1000, service_rate=0.01, memory_budget="12G")
-    assert "trace=False (CLI --no-trace; about 9." in str(info.value)
-    api.prepare("mmc", arrival_rate=1000, service_rate=0.01, memory_budget="12G", trace=False)
+        api.prepare("mmc", arrival_rate=1000, service_rate=0.01, memory_budget="9.7G")
+    assert "trace=False (CLI --no-trace; about 9.3 GiB)" in str(info.value)
+    api.prepare("mmc", arrival_rate=1000, service_rate=0.01, memory_budget="9.7G", trace=False)
     with pytest.raises(RunTooLarge) as info:  # too large even untraced: not offered
         api.prepare("mmc", until=1e9)
     assert "trace=False" not in str(info.value)

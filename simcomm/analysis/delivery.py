@@ -133,6 +133,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simcomm.engine.trace import RECORD_COLUMNS as _RECORD_COLUMNS
+from simcomm.engine.trace import Table
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
@@ -695,6 +696,8 @@ def _units(rows: _Rows, prod: pd.DataFrame, apps: pd.DataFrame,
 def _mq_frame(mq: Iterable[tuple]) -> pd.DataFrame:
     import pandas as pd
 
+    if isinstance(mq, Table):  # the trace's own table: built column by column
+        return mq.to_frame()
     rows = mq if isinstance(mq, list) else list(mq)
     return pd.DataFrame(rows, columns=["time", "event", "message_id", "channel", "node",
                                        "detail"])

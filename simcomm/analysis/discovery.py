@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from simcomm._checks import as_real, is_flag, is_whole
-from simcomm.engine.trace import DISCOVERY_COLUMNS, EVENT_COLUMNS, ROUTE_COLUMNS
+from simcomm.engine.trace import DISCOVERY_COLUMNS, EVENT_COLUMNS, ROUTE_COLUMNS, Table
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ def _frame(rows: Any, columns: tuple[str, ...]) -> pd.DataFrame:
 
     if isinstance(rows, pd.DataFrame):
         return rows
+    if isinstance(rows, Table):  # the trace's own table: built column by column
+        return rows.to_frame()
     return pd.DataFrame(list(rows), columns=list(columns))
 
 

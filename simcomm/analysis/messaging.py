@@ -443,8 +443,10 @@ def queue_depth(queues: Iterable[tuple]) -> pd.DataFrame:
     queue's next row: a step function, as the pools table."""
     import pandas as pd
 
-    from simcomm.engine.trace import QUEUE_COLUMNS
+    from simcomm.engine.trace import QUEUE_COLUMNS, Table
 
+    if isinstance(queues, Table):  # the trace's own table: built column by column
+        return queues.to_frame()
     return pd.DataFrame(list(queues), columns=list(QUEUE_COLUMNS))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["batch_means", "cumulative", "percentile", "step_integral", "step_means",
-           "step_value", "time_average"]
+           "step_value", "time_average", "time_averages"]
 
 
 def percentile(values: pd.Series | np.ndarray, q: float) -> float:
@@ -64,6 +64,69 @@ def time_average(pools: pd.DataFrame, node: str, column: str, start: float,
     t = df["time"].to_numpy(dtype=float)
     v = df[column].to_numpy(dtype=float)
     return float(step_means(t, v, np.array([start, end], dtype=float))[0])
+
+
+def time_averages(pools: Any, column: str, start: float, end: float) -> dict[str, float]:
+    """Time-weighted mean of ``column`` (``busy`` or ``queued``) over
+    ``[start, end]`` for every node of the pools table: what
+    :func:`time_average` gives node by node, read in one pass a chunk at a
+    time from the trace's pools table (a :class:`~simcomm.engine.trace.Table`,
+    which may be larger than memory), or from a DataFrame.
+
+    Each node's value holds from one of its rows to its next (0 before the
+    first); the rows of a node are in time order, as the trace records them.
+    """
+    if isinstance(pools, pd.DataFrame):
+        return {str(node): time_average(pools, node, column, start, end)
+                for node in pd.unique(pools["node"])}
+    if end <= start:
+        return {}
+    ids: dict[Any, int] = {}
+    last_t = np.zeros(0)
+    last_v = np.zeros(0)
+    area = np.zeros(0)
+    seen = np.zeros(0, dtype=bool)
+    for b in pools.batches():
+        codes, values = b.codes("node")
+        gid_of = np.array([ids.setdefault(v, len(ids)) for v in values] or [0],
+                          dtype=np.int64)
+        g = gid_of[codes]
+        if len(ids) > last_t.size:
+            grow = len(ids) - last_t.size
+            last_t = np.concatenate([last_t, np.zeros(grow)])
+            last_v = np.concatenate([last_v, np.zeros(grow)])
+            area = np.concatenate([area, np.zeros(grow)])
+            seen = np.concatenate([seen, np.zeros(grow, dtype=bool)])
+        t = b.floats("time")
+        v = b.floats(column)
+        order = np.argsort(g, kind="stable")
+        g, t, v = g[order], t[order], v[order]
+        firsts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        # each node's open step from the previous batch ends at its first row here
+        fg = g[firsts]
+        carried = seen[fg]
+        area[fg[carried]] += _overlap(last_t[fg[carried]], t[firsts][carried],
+                                      last_v[fg[carried]], start, end)
+        # the steps between consecutive rows of one node
+        same = g[1:] == g[:-1]
+        if same.any():
+            np.add.at(area, g[:-1][same], _overlap(t[:-1][same], t[1:][same],
+                                                   v[:-1][same], start, end))
+        lasts = np.r_[firsts[1:] - 1, g.size - 1]
+        last_t[g[lasts]] = t[lasts]
+        last_v[g[lasts]] = v[lasts]
+        seen[g[lasts]] = True
+    area[seen] += _overlap(last_t[seen], np.full(int(seen.sum()), float(end)), last_v[seen],
+                           start, end)
+    return {str(node): float(area[i] / (end - start)) for node, i in ids.items()
+            if seen[i]}
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, v: np.ndarray, start: float,
+             end: float) -> np.ndarray:
+    """Area of the steps of value ``v`` over ``[a, b)`` within ``[start, end]``."""
+    width = np.minimum(b, end) - np.maximum(a, start)
+    return np.where(width > 0, v * width, 0.0)
 
 
 def batch_means(values: np.ndarray | pd.Series, batches: int = 20) -> tuple[float, float]:

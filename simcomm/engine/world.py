@@ -9,6 +9,7 @@ and runs the simulation to a time limit.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ import simpy
 from simcomm._checks import as_real, is_flag
 from simcomm.engine.network import Link, Network
 from simcomm.engine.randomness import Streams
-from simcomm.engine.trace import Trace
+from simcomm.engine.trace import CHECK_EVERY, Trace
 from simcomm.errors import ParamError
 
 if TYPE_CHECKING:
@@ -34,16 +35,19 @@ class World:
     ``seed`` is the root of every random stream; ``trace=False`` keeps only
     the request table (for long sweeps where per-message events are not
     needed).  ``network`` may set the default link between any two nodes.
+    ``spill``: a directory to stream the trace to as Parquet files instead of
+    keeping it in memory (see :func:`simcomm.engine.trace.check_spill`).
     """
 
     def __init__(self, seed: int = 0, *, trace: bool = True,
-                 network: Link | None = None) -> None:
+                 network: Link | None = None, spill: str | os.PathLike[str] | None = None
+                 ) -> None:
         if not is_flag(trace):
             raise ParamError("trace", trace, "True or False")
         self.streams = Streams(seed)
         self.seed = self.streams.seed
         self.env = simpy.Environment()
-        self.trace = Trace(enabled=bool(trace))
+        self.trace = Trace(enabled=bool(trace), spill=spill)
         self.network = Network(self, default=network)
         self.nodes: dict[str, Node] = self.network.nodes
         #: messages and client requests created so far (the last ids handed out)
@@ -61,8 +65,11 @@ class World:
         return self.streams(name)
 
     def next_message_id(self) -> int:
-        self.message_count += 1
-        return self.message_count
+        n = self.message_count + 1
+        self.message_count = n
+        if not n % CHECK_EVERY:  # now and then the trace packs its rows into columns
+            self.trace.compact()
+        return n
 
     def next_request_id(self) -> int:
         self.request_count += 1
@@ -95,4 +102,5 @@ class World:
         self._started = True
         self.env.run(until=end)
         self.until = end
+        self.trace.compact(force=True)
         return self

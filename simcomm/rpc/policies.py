@@ -109,6 +109,7 @@ from simcomm.resilience.timelimiter import TimeLimiter
 
 if TYPE_CHECKING:
     from simcomm.engine.nodes import Context, Node
+    from simcomm.engine.trace import Table
     from simcomm.engine.world import World
     from simcomm.resilience.ratelimiter import RateLimiter
 
@@ -204,7 +205,7 @@ def _on_reply(ev: Event, fn: Callable[[Event], None]) -> None:
 class _Recorder(BreakerListener):
     """Writes every state change of one breaker copy to ``trace.breakers``."""
 
-    def __init__(self, rows: list[tuple], caller: str, callee: str) -> None:
+    def __init__(self, rows: Table, caller: str, callee: str) -> None:
         self.rows = rows
         self.caller = caller
         self.callee = callee

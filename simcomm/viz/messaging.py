@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
+    from simcomm.engine.trace import Table
     from simcomm.result import Result
 
 __all__ = [
@@ -131,8 +132,8 @@ _OWNER = "_simcomm_owner"
 # =====================================================================================
 # the run's messaging, read once per Result
 # =====================================================================================
-def _mq(res: Result) -> list[tuple]:
-    return res.world.trace.mq  # type: ignore[no-any-return]
+def _mq(res: Result) -> Table:
+    return res.world.trace.mq
 
 
 def _mq_events(res: Result) -> set[str]:
