@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any, cast
 from simcomm import guard
 from simcomm._checks import as_real, is_flag, is_whole
 from simcomm.engine.randomness import MAX_SEED, SEED_ALLOWED
+from simcomm.engine.trace import check_spill
 from simcomm.engine.world import World
 from simcomm.errors import OverloadWarning, ParamError
 from simcomm.guard import Estimate, memory_budget
@@ -58,6 +60,7 @@ def _check_run_args(sc: base.Scenario, seed: Any, until: Any, trace: Any) -> tup
 
 def prepare(scenario: str | base.Scenario, seed: int = 0, until: float | None = None, *,
             trace: bool = True, memory_budget: int | str | None = None,
+            spill: str | os.PathLike[str] | None = None,
             **params: Any) -> tuple[base.Scenario, Any, float]:
     """Check everything about a run before time zero and return ``(scenario, params, until)``.
 
@@ -69,13 +72,16 @@ def prepare(scenario: str | base.Scenario, seed: int = 0, until: float | None = 
     memory, or ``$SIMCOMM_MEMORY_BUDGET``), it raises
     :class:`~simcomm.errors.RunTooLarge`, whose one-line message says
     which ``until`` would fit, whether ``trace=False`` would, and how to
-    raise the budget.  Every error is a ParamError naming the field.
+    raise the budget.  ``spill`` (see :func:`run`) is checked too; a
+    spilled run's memory is estimated as an untraced one's (its trace goes
+    to disk).  Every error is a ParamError naming the field.
     """
     sc = base.get(scenario)
     p = base.make_params(sc, params)
     _, end = _check_run_args(sc, seed, until, trace)
+    spilled = check_spill(spill) is not None
     budget = guard.memory_budget(memory_budget)
-    guard.check(guard.estimate(sc, p, end, trace=bool(trace)), budget)
+    guard.check(guard.estimate(sc, p, end, trace=bool(trace) and not spilled), budget)
     return sc, p, end
 
 
@@ -89,8 +95,8 @@ def estimate(scenario: str | base.Scenario, seed: int = 0, until: float | None =
     Scenarios that declare their load and capacity (mmc, chain) are sized
     by arithmetic; others by a short measured pilot run.  The bytes come
     from measured costs per row and per waiting request (see
-    :mod:`simcomm.guard`: e.g. mmc holds about 1 030 B per request traced,
-    173 B untraced; chain 3 800 B and 310 B).
+    :mod:`simcomm.guard`: e.g. chain holds about 690 B per request traced,
+    140 B untraced; mmc 140 B and 24 B).
 
         >>> simcomm.estimate("mmc", until=1e9).bytes > 1e11
         True
@@ -103,7 +109,8 @@ def estimate(scenario: str | base.Scenario, seed: int = 0, until: float | None =
 
 def simulate(scenario: base.Scenario, params: Any, seed: int, until: float, *,
              trace: bool = True,
-             progress: Callable[[float], None] | None = None) -> Result:
+             progress: Callable[[float], None] | None = None,
+             spill: str | os.PathLike[str] | None = None) -> Result:
     """Build and run an already checked scenario (see :func:`prepare`).
 
     With ``progress``, the run goes in :data:`PROGRESS_SLICES` slices of
@@ -112,7 +119,7 @@ def simulate(scenario: base.Scenario, params: Any, seed: int, until: float, *,
     change the run: SimPy stops before the events at a slice's end and
     resumes with them, so the trace is the same as one ``world.run(until)``.
     """
-    world = World(seed, trace=trace)
+    world = World(seed, trace=trace, spill=spill)
     scenario.build(world, params)
     slices = PROGRESS_SLICES if progress is not None else 1
     for i in range(1, slices + 1):
@@ -192,7 +199,7 @@ class _Bar:
 def run(scenario: str | base.Scenario, seed: int = 0, until: float | None = None, *,
         trace: bool = True, memory_budget: int | str | None = None,
         progress: bool | Callable[[float], None] | None = None, warn: bool = True,
-        **params: Any) -> Result:
+        spill: str | os.PathLike[str] | None = None, **params: Any) -> Result:
     """Run ``scenario`` with ``params`` (field=value) and return its Result.
 
     ``until`` is the simulated time in seconds (the scenario's default if
@@ -216,15 +223,23 @@ def run(scenario: str | base.Scenario, seed: int = 0, until: float | None = None
     carrying :meth:`Result.warnings` (all sentences) if the run was
     overloaded or unstable, so its headline numbers are not taken at face
     value.
+
+    ``spill``: a directory (new, or empty) to stream the trace to as Parquet
+    files while the run goes, instead of holding it in memory: a run's
+    memory then stays that of an untraced one, and the Result reads its
+    tables back from the files when asked (``summary()``, ``ledger()`` and
+    ``requests`` a chunk at a time, exactly).  Needs pyarrow (``pip
+    install 'simcomm[parquet]'``); see :mod:`simcomm.engine.trace`.
     """
     sc, p, end = prepare(scenario, seed, until, trace=trace, memory_budget=memory_budget,
+                         spill=spill,
                          **params)
     if not (progress is None or is_flag(progress) or callable(progress)):
         raise ParamError("progress", progress, "None (a bar for long runs), True, False "
                          "or a function of the fraction done")
     if not is_flag(warn):
         raise ParamError("warn", warn, "True or False")
-    world = World(int(seed), trace=bool(trace))
+    world = World(int(seed), trace=bool(trace), spill=spill)
     sc.build(world, p)
     bar = None
     try:
