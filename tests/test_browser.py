@@ -225,6 +225,9 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--port", str(port),
            "--ip", "127.0.0.1", "--ServerApp.port_retries=0", "--ServerApp.token=",
            "--ServerApp.password=", "--allow-root", f"--ServerApp.root_dir={root}",
+           # no token and no cookie: without this the API refuses the DELETEs that shut
+           # each notebook's kernel down (403, '_xsrf' missing) and the kernels pile up
+           "--ServerApp.disable_check_xsrf=True",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     base = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
