@@ -26,9 +26,12 @@ The browser test needs Debian's chromium and Python playwright, like
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import importlib.util
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -70,14 +73,31 @@ def _load_tool() -> ModuleType:
 build_lite = _load_tool()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A site built from this checkout into a temporary folder."""
+    """A site built from this checkout into a temporary folder, once per test run.
+
+    Under pytest-xdist the workers share it: the first to get here builds it
+    in the run's common temporary folder, holding a lock; the others wait
+    and read what it built.  (A module-scoped fixture would build once per
+    worker, and again whenever a worker came back to this module.)
+    """
     if build_lite.missing_tools():
         pytest.fail(f"missing {build_lite.missing_tools()}: pip install -e '.[dev]'",
                     pytrace=False)
-    tmp = tmp_path_factory.mktemp("lite")
-    return build_lite.build(tmp / "site", tmp / "wheels", log=lambda _msg: None)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder every worker's own basetemp sits in
+    record = root / "lite-site.json"
+    with open(root / "lite-site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            built = build_lite.build(root / "lite-site", root / "lite-wheels",
+                                     log=lambda _msg: None)
+            record.write_text(json.dumps({**dataclasses.asdict(built),
+                                          "output": str(built.output)}))
+    data = json.loads(record.read_text())
+    return build_lite.Site(**{**data, "output": Path(data["output"])})
 
 
 def _index(path: Path) -> dict[str, dict[str, Any]]:
