@@ -6,7 +6,7 @@ needs the Pyodide runtime, which the kernel loads from its CDN
 (cdn.jsdelivr.net) -- and these machines cannot reach it.  So these tests
 check everything short of running Python in the page:
 
-* the site builds (into a temporary folder, in seconds) and holds every
+* the site builds (once per test run, into a temporary folder) and holds every
   notebook of ``notebooks/`` in its file listing and contents index;
 * its wheel index (``pypi/all.json``, which the kernel's piplite reads
   first) holds simcomm's wheel and the wheels of the dependencies Pyodide
