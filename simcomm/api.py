@@ -153,13 +153,14 @@ def _advance(world: World, until: float, report: Callable[[float], None]) -> Non
 
 
 @functools.lru_cache(maxsize=1)
-def _bar_class() -> type:
+def progress_bar_class() -> type:
     """tqdm.auto's bar (a widget in a notebook, text on stderr) without its monitor thread.
 
     tqdm starts a thread with its first bar, to lower ``miniters`` when a
     loop stalls; Pyodide (JupyterLite) cannot start threads -- tqdm would
     catch the error and print a TqdmMonitorWarning under the learner's cell.
-    Runs and sweeps update their bars every few tenths of a second anyway.
+    Runs and sweeps (:mod:`simcomm.sweeps`) share it; they update their bars every
+    few tenths of a second anyway.
     """
     from tqdm.auto import tqdm
 
@@ -185,7 +186,7 @@ class _Bar:
         if self.bar is None:
             if time.perf_counter() - self.start < self.delay:
                 return
-            self.bar = _bar_class()(
+            self.bar = progress_bar_class()(
                 total=self.until, unit="s", desc=f"simcomm {self.name}", leave=False,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| "
                 "{n:.4g}/{total:.4g} simulated s [{elapsed}<{remaining}]")

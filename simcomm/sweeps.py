@@ -438,23 +438,10 @@ def _gather(executor: Executor, jobs: list[_Job], bar: Any,
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _bar_class() -> type:
-    """tqdm.auto's bar (a widget in a notebook, text on stderr) without its monitor
-    thread: Pyodide (JupyterLite) cannot start threads, and ``miniters=1``
-    redraws often enough without one."""
-    from tqdm.auto import tqdm
-
-    class Bar(tqdm):  # type: ignore[misc,valid-type]
-        monitor_interval = 0
-
-    return Bar
-
-
 def _progress_bar(total: int, desc: str, progress: bool | None) -> Any:
     if progress is not None and not progress:
         return None
-    return _bar_class()(total=total, desc=desc, unit="run", miniters=1, leave=False,
+    return api.progress_bar_class()(total=total, desc=desc, unit="run", miniters=1, leave=False,
                         delay=0.0 if progress else api.PROGRESS_DELAY)
 
 

@@ -354,7 +354,7 @@ def test_a_progress_bar_counts_the_runs_without_a_monitor_thread(capsys):
     err = capsys.readouterr().err
     assert "sweep chain" in err and "0/2" in err and "run" in err
     assert {t for t in threading.enumerate() if isinstance(t, TMonitor)} == before
-    assert sweeps._bar_class().monitor_interval == 0
+    assert api.progress_bar_class().monitor_interval == 0
 
 
 @pytest.mark.parametrize("progress", [False, None])
