@@ -306,6 +306,12 @@ class Result:
       still went to it; ``discovery`` -- what registries and views did; the
       summary then also has :data:`DISCOVERY_KEYS` (rules:
       :mod:`simcomm.analysis.discovery`).
+
+    The tables come from the trace's typed columns, built when first asked
+    for; ``summary()``, ``ledger()``, ``hops`` and ``utilisation(start)``
+    count the columns a chunk at a time without building the big tables,
+    so a run streamed to Parquet (``simcomm.run(..., spill=DIR)``) is read
+    back from its files only as far as what is asked needs.
     """
 
     def __init__(self, world: World, scenario: Scenario | None = None,

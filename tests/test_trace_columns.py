@@ -166,6 +166,20 @@ def test_none_in_columns_and_the_frames_pandas_would_build():
     assert routes.to_frame()["trace_id"].dtype == np.float64  # as pandas infers it
 
 
+def test_strings_are_objects_where_pandas_keeps_objects(monkeypatch):
+    """pandas 2 (Pyodide's) builds string columns from rows as objects, None
+    kept: the frame does the same there."""
+    import simcomm.engine.trace as trace_module
+
+    monkeypatch.setattr(trace_module, "_string_dtype", lambda: np.dtype(object))
+    t = Table("events")
+    t.extend([(1.0, "a", "crash", None), (2.0, "b", "restart", "x")])
+    t.compact(force=True)
+    chunk = t._chunks[0]
+    col = trace_module._frame_column("detail", [chunk.cols[3]], [chunk.n], t._strings[3], None)
+    assert col.dtype == object and col.tolist() == [None, "x"]
+
+
 def test_strings_are_stored_once_as_small_codes_and_rows_take_few_bytes():
     t = Table("messages")
     for i in range(20_000):

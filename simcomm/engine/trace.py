@@ -8,8 +8,9 @@ did.  Every few thousand rows (:data:`CHUNK_ROWS`; the world looks every
 buffered tuples into a *chunk* of typed columns: floats in float64
 arrays, integers in the narrowest integer array that holds them, strings
 as codes into the column's dictionary of distinct strings, None as a bit
-mask.  A ``chain`` message row then takes about 29 bytes instead of about
-240 (issue 11; measured by ``benchmarks/bench_memory.py``).  DataFrames are
+mask.  A ``chain`` message row then takes 25-30 bytes instead of about 250
+as a tuple, and a traced ``chain`` run holds about 630 bytes per request
+instead of 4 200 (issue 11; ``benchmarks/bench_memory.py``).  DataFrames are
 built only when a :class:`~simcomm.result.Result` is asked for one, column
 by column (:meth:`Table.to_frame`).
 
@@ -1008,9 +1009,13 @@ def _frame_column(name: str, cols: list[_Col], sizes: list[int], strings: _Strin
             if not codes.any() and dtype != "category":
                 out = np.empty(len(codes), dtype=object)  # all None: pandas keeps objects
                 return out
+            if dtype != "category":
+                inferred = _string_dtype()
+                if inferred == np.dtype(object):  # pandas 2 (Pyodide): objects, None kept
+                    return strings.array()[codes]
             cat = pd.Categorical.from_codes(codes - 1, categories=pd.Index(
                 strings.values[1:], dtype=object))
-            return cat if dtype == "category" else pd.Series(cat, copy=False).astype("str")
+            return cat if dtype == "category" else pd.Series(cat, copy=False).astype(inferred)
         data = np.concatenate([c.data for c in cols])
         if tag == "i":
             data = data.astype(np.int64, copy=False)
@@ -1034,6 +1039,14 @@ def _frame_column(name: str, cols: list[_Col], sizes: list[int], strings: _Strin
         values.extend(c.decode(strings, k))
     col = pd.DataFrame(zip(values), columns=[name])[name]
     return col.astype(dtype) if dtype else col
+
+
+def _string_dtype() -> Any:
+    """The dtype pandas gives a column of strings and None built from rows:
+    ``str`` (NaN for None) in pandas 3, objects in pandas 2."""
+    import pandas as pd
+
+    return pd.DataFrame([("a",), (None,)]).dtypes.iloc[0]
 
 
 class Batch:
