@@ -332,11 +332,11 @@ class Result:
         tr = self.world.trace
         pending = [row for node in self.world.nodes.values() if isinstance(node, Client)
                    for row in node.pending()]
-        df = tr.requests.to_frame(extra=pending)
-        df = df.sort_values("request_id", kind="stable").reset_index(drop=True)
+        df = tr.requests.to_frame(extra=pending, order=_id_order(tr.requests, pending))
+        df = df.sort_values("request_id", kind="stable").reset_index(drop=True)  # if not yet
         df["latency"] = df["end"] - df["start"]
         if tr.enabled:
-            ids = df["request_id"].tolist()
+            ids = df["request_id"].to_numpy()
             df["hops"] = _count_ids(tr.messages, "trace_id", ids, _sent_not_reply)
             df["attempts"] = _count_ids(tr.attempts, "trace_id", ids)
         else:
@@ -1421,37 +1421,60 @@ def _rate(x: float) -> str:
     return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
+def _id_order(requests: Table, pending: list[tuple]) -> np.ndarray | None:
+    """The positions of the requests table's rows (then ``pending``'s) in
+    the order of their ids (a stable sort), to build the table already
+    sorted; None if an id is not an int (the frame is sorted afterwards)."""
+    import numpy as np
+
+    parts = []
+    for b in requests.batches():
+        ids, valid = b.ints("request_id")
+        if not valid.all():
+            return None
+        parts.append(ids)
+    if pending:
+        if not all(type(row[0]) is int for row in pending):
+            return None
+        parts.append(np.array([row[0] for row in pending], dtype=np.int64))
+    if not parts:
+        return None
+    ids = np.concatenate(parts)
+    return np.argsort(ids, kind="stable")
+
+
 def _sent_not_reply(b: Batch) -> np.ndarray:
     """The rows of a messages batch that count as a hop: sends, replies left out."""
     return b.equals("event", "send") & ~b.equals("kind", "reply")  # type: ignore[no-any-return]
 
 
-def _count_ids(table: Table, column: str, ids: list[Any],
-               where: Callable[[Batch], np.ndarray] | None = None) -> list[int]:
+def _count_ids(table: Table, column: str, ids: np.ndarray,
+               where: Callable[[Batch], np.ndarray] | None = None) -> Any:
     """For each of ``ids``, the rows of ``table`` (``where`` it says, if
     given) whose ``column`` holds it: the ``hops`` and ``attempts`` of the
-    requests table, counted a chunk at a time, exactly."""
+    requests table, counted a chunk at a time, exactly (an int64 array; a
+    list for no ids, as a list of counts gave)."""
     import numpy as np
 
-    if not ids:
+    if not len(ids):
         return []
-    whole = all(type(i) is int for i in ids)
-    lo, hi = (min(ids), max(ids)) if whole else (0, -1)
-    if whole and hi - lo <= 8 * len(ids) + 1024:
-        counts = np.zeros(hi - lo + 1, dtype=np.int64)
-        for b in table.batches():
-            vals, valid = b.ints(column)
-            if where is not None:
-                valid &= where(b)
-            vals = vals[valid & (vals >= lo) & (vals <= hi)] - lo
-            if vals.size:
-                counts += np.bincount(vals, minlength=counts.size)
-        return counts[np.asarray(ids, dtype=np.int64) - lo].tolist()  # type: ignore[no-any-return]
+    if ids.dtype.kind in "iu":
+        lo, hi = int(ids.min()), int(ids.max())
+        if hi - lo <= 8 * len(ids) + 1024:
+            counts = np.zeros(hi - lo + 1, dtype=np.int64)
+            for b in table.batches():
+                vals, valid = b.ints(column)
+                if where is not None:
+                    valid &= where(b)
+                vals = vals[valid & (vals >= lo) & (vals <= hi)] - lo
+                if vals.size:
+                    counts += np.bincount(vals, minlength=counts.size)
+            return counts[ids.astype(np.int64) - lo]
     found: Counter = Counter()
     for b in table.batches():
         keep = None if where is None else where(b).tolist()
         found.update(v for k, v in enumerate(b.values(column)) if keep is None or keep[k])
-    return [found.get(i, 0) for i in ids]
+    return np.array([found.get(i, 0) for i in ids.tolist()], dtype=np.int64)
 
 
 def _trace_fates(messages: Table) -> dict[str, Any] | None:

@@ -944,14 +944,16 @@ class Table:
 
     # -- tables ---------------------------------------------------------------------
     def to_frame(self, dtypes: dict[str, str] | None = None,
-                 extra: list[tuple] | None = None) -> pd.DataFrame:
+                 extra: list[tuple] | None = None, order: Any = None) -> pd.DataFrame:
         """The table as a DataFrame, built column by column from the typed
         columns: the same frame ``pd.DataFrame(list(table), columns=...)``
         gives (float64, int64 -- float64 with NaN if a None is among the
         ints --, pandas' ``str`` with NaN for None, object where values are
         mixed), with less memory and time.  ``dtypes``: a column as
         ``"Int64"`` (nullable ints) or ``"category"`` (strings) instead.
-        ``extra``: rows appended after the table's own (not stored)."""
+        ``extra``: rows appended after the table's own (not stored).
+        ``order``: the row positions to take, in that order (a sort), taken
+        column by column so the table is never held twice."""
         import pandas as pd
 
         chunks = list(self.chunks())
@@ -971,7 +973,7 @@ class Table:
         for j, name in enumerate(self.columns):
             cols = [c.cols[j] for c in chunks]
             data[name] = _frame_column(name, cols, [c.n for c in chunks], self._strings[j],
-                                       dtypes.get(name))
+                                       dtypes.get(name), order)
         return pd.DataFrame(data, copy=False)
 
     def batches(self) -> Iterator[Batch]:
@@ -995,7 +997,7 @@ def _rebuild(name: str, columns: tuple[str, ...], kinds: str, rows: list[tuple],
 
 
 def _frame_column(name: str, cols: list[_Col], sizes: list[int], strings: _Strings | None,
-                  dtype: str | None) -> Any:
+                  dtype: str | None, order: Any = None) -> Any:
     """One DataFrame column from its chunks' columns (see :meth:`Table.to_frame`)."""
     import pandas as pd
 
@@ -1006,6 +1008,8 @@ def _frame_column(name: str, cols: list[_Col], sizes: list[int], strings: _Strin
         if tag == "s":
             assert strings is not None
             codes = np.concatenate([c.data for c in cols]).astype(np.int64)
+            if order is not None:
+                codes = codes[order]
             if not codes.any() and dtype != "category":
                 out = np.empty(len(codes), dtype=object)  # all None: pandas keeps objects
                 return out
@@ -1020,12 +1024,16 @@ def _frame_column(name: str, cols: list[_Col], sizes: list[int], strings: _Strin
         if tag == "i":
             data = data.astype(np.int64, copy=False)
         masks = [c.null_mask(k) for c, k in zip(cols, sizes, strict=True)]
-        if all(m is None for m in masks):
+        nulls = (None if all(m is None for m in masks) else np.concatenate(
+            [np.zeros(k, dtype=bool) if m is None else m
+             for m, k in zip(masks, sizes, strict=True)]))
+        if order is not None:
+            data = data[order]
+            nulls = None if nulls is None else nulls[order]
+        if nulls is None:
             if dtype == "Int64" and tag == "i":
                 return pd.arrays.IntegerArray(data, np.zeros(len(data), dtype=bool))
             return data
-        nulls = np.concatenate([np.zeros(k, dtype=bool) if m is None else m
-                                for m, k in zip(masks, sizes, strict=True)])
         if dtype == "Int64" and tag == "i":
             return pd.arrays.IntegerArray(data, nulls)
         if nulls.all():
@@ -1037,6 +1045,8 @@ def _frame_column(name: str, cols: list[_Col], sizes: list[int], strings: _Strin
     values: list[Any] = []
     for c, k in zip(cols, sizes, strict=True):
         values.extend(c.decode(strings, k))
+    if order is not None:
+        values = [values[i] for i in order.tolist()]
     col = pd.DataFrame(zip(values), columns=[name])[name]
     return col.astype(dtype) if dtype else col
 
