@@ -56,12 +56,15 @@ def table_and_rows() -> st.SearchStrategy[tuple[str, list[tuple]]]:
 def filled(name: str, rows: list[tuple], tmp: Path | None = None, chunk: int = 7,
            group: int = 10) -> Table:
     """A table holding ``rows``, appended one by one and compacted as the world
-    does (every few rows), spilled to ``tmp`` if given."""
+    does (every few rows, and forced now and then as at the end of a slice of
+    a run, which joins small chunks), spilled to ``tmp`` if given."""
     t = Table(name, chunk_rows=chunk, spill=tmp, row_group_rows=group)
     for i, row in enumerate(rows):
         t.append(row)
         if i % 5 == 4:
             t.compact()
+        if i % 7 == 3:
+            t.compact(force=True)
     return t
 
 

@@ -446,6 +446,32 @@ def _encode(rows: list[tuple], kinds: str, strings: list[_Strings | None]) -> _C
     return _Chunk(n, cols)
 
 
+def _merge(a: _Chunk, b: _Chunk, kinds: str, strings: list[_Strings | None]) -> _Chunk:
+    """One chunk of ``a``'s rows then ``b``'s, column by column (typed
+    arrays joined; a column whose chunks differ in kind is encoded again)."""
+    np = _np()
+    cols: list[_Col] = []
+    for kind, x, y, st in zip(kinds, a.cols, b.cols, strings, strict=True):
+        if x.tag != y.tag or x.tag == "o":
+            values = x.decode(st, a.n) + y.decode(st, b.n)
+            if kind in "fi":
+                cols.append(_numbers(kind, values))
+            else:
+                assert st is not None
+                cols.append(_strs(values, st) if kind == "s" else _anything(values, st))
+            continue
+        exc = {**(x.exc or {}), **{i + a.n: v for i, v in (y.exc or {}).items()}}
+        nulls = None
+        if x.tag != "s":
+            mx, my = x.null_mask(a.n), y.null_mask(b.n)
+            if mx is not None or my is not None:
+                nulls = np.packbits(np.concatenate([
+                    np.zeros(a.n, dtype=bool) if mx is None else mx,
+                    np.zeros(b.n, dtype=bool) if my is None else my]))
+        cols.append(_Col(x.tag, np.concatenate([x.data, y.data]), nulls, exc))
+    return _Chunk(a.n + b.n, cols)
+
+
 class _Ragged(Exception):
     """Rows of another width than the table's: they stay tuples."""
 
@@ -723,24 +749,25 @@ class Table:
     # -- compaction and spilling ---------------------------------------------------
     def compact(self, force: bool = False) -> None:
         """Move the buffered rows into typed columns: once they are
-        :attr:`chunk_rows` or more, or any with ``force`` (a small last
-        chunk is merged with them, so repeated forcing does not leave many
-        small chunks).  A spilled table then writes a row group if enough
-        rows wait."""
+        :attr:`chunk_rows` or more, or any with ``force`` (at the end of
+        every run, and of every slice of one a progress bar makes).  A small
+        last chunk is joined with the new one, array by array, so repeated
+        forcing neither leaves many small chunks nor packs a row twice.  A
+        spilled table then writes a row group if enough rows wait."""
         buf = self._buf
         if not buf or (len(buf) < self.chunk_rows and not force):
             return
         rows = buf.copy()
         buf.clear()
-        last = self._chunks[-1] if self._chunks else None
-        if isinstance(last, _Chunk) and last.n < self.chunk_rows:
-            self._chunks.pop()
-            self._held -= last.n
-            rows[:0] = _rows(last, self._strings)
         try:
-            self._chunks.append(_encode(rows, self.kinds, self._strings))
+            chunk: _Chunk | list[tuple] = _encode(rows, self.kinds, self._strings)
         except _Ragged:
-            self._chunks.append(rows)
+            chunk = rows
+        last = self._chunks[-1] if self._chunks else None
+        if isinstance(last, _Chunk) and isinstance(chunk, _Chunk) and last.n < self.chunk_rows:
+            self._chunks[-1] = _merge(last, chunk, self.kinds, self._strings)
+        else:
+            self._chunks.append(chunk)
         self._held += len(rows)
         if self._spill is not None and self._held >= self.row_group_rows:
             self._write()
