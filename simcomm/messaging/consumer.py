@@ -373,13 +373,16 @@ class Consumer(Instance):
                                                      "redelivered" if d.redelivered else ""))
         else:
             self.failed += 1
+            if self.auto_ack:
+                # nothing goes back to the broker, so the message is lost now:
+                # not when a hang lets the worker go on (a crash may come first)
+                self._lose(d, "rejected")
 
     def _settle(self, d: Delivery, ok: bool, requeue: bool) -> None:
-        """Ack or nack (manual acks); an auto-acked failure is lost."""
+        """Ack or nack (manual acks; auto-acks send nothing)."""
         if self.auto_ack:
-            if not ok:
-                self._lose(d, "rejected")
-        elif self.batch_ack == 1:
+            return
+        if self.batch_ack == 1:
             self.transport.settle(self, d, ok, requeue)
         else:
             self._settle_batched(d, ok, requeue)
