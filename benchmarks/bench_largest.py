@@ -34,7 +34,9 @@ the load average at the start and end is printed.
     python benchmarks/bench_largest.py 1000000 3000000   # these counts
 
 The default counts take 20 min of CPU (39 min at a load average of 4 to 6,
-measured); ``--quick`` about 40 s of CPU.
+measured); ``--quick`` about 40 s of CPU, and its lines, through two small
+runs, are rough: fixed costs (pyarrow's write buffers in a spilled run)
+weigh on them as on the bytes per request of a small run.
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ much less with the machine's load than the wall times do, but not
 nothing: Dask's scheduler and each of its workers take about 5 % of a
 core even when idle (heartbeats, its system monitor: 0.5 s of CPU in
 10 s, measured here), so its CPU per run grows with the sweep's wall time.
+Beyond that, each Dask task costs about 20 ms of CPU between the scheduler
+(this process) and the worker, a third of a 56 ms run (measured at a load
+average of 4; ten runs per task brought a run's CPU to within 10 % of the
+serial one): with runs this short, Dask's per-task cost, not the cores,
+caps its speed-up.
 ``cores used`` (the sweep's CPU seconds over its wall seconds) is what the
 machine gave: a speed-up is about the ratio of two settings' cores used
 times their CPU ratio, so a per-worker figure below 0.8 with few cores
