@@ -33,7 +33,7 @@ core even when idle (heartbeats, its system monitor: 0.5 s of CPU in
 10 s, measured here), so its CPU per run grows with the sweep's wall time.
 Beyond that, each Dask task costs about 20 ms of CPU between the scheduler
 (this process) and the worker, a third of a 56 ms run (measured at a load
-average of 4; ten runs per task brought a run's CPU to within 10 % of the
+average of 4; ten runs per task brought a run's CPU to 6-17 % above the
 serial one): with runs this short, Dask's per-task cost, not the cores,
 caps its speed-up.
 ``cores used`` (the sweep's CPU seconds over its wall seconds) is what the
